@@ -1,0 +1,108 @@
+"""The on-disk image: self-describing from its first sector.
+
+Image byte offsets count from the first sector of the first extent and continue across the
+extents in order. Layout:
+
+    [0, 4096)        ImageHeader, written last (a torn write never looks like an image)
+    [4096, ...)      Extent[extent_count], then MemRange[range_count]
+    chunks_offset    chunks, back to back, each: ChunkHeader, zero bitmap, padding to
+                     header_size, stored data (stored_size bytes), padding to CHUNK_ALIGN
+
+A chunk covers page_count consecutive pages of the saved-page sequence (the memory list's
+pages in order), starting at first_page. Bit i of the zero bitmap set means page i is all
+zeros and not stored. The stored data is the remaining pages, raw or LZ4-compressed (one LZ4
+block), optionally encrypted; data_xxh64 covers the stored bytes as they are on disk.
+"""
+import construct as c
+
+from .common import (PAGE_SIZE, SECTOR_SIZE, Constants, align_up, magic32, offset_of, u16,
+                     u32, u64)
+from .context import CpuContext
+from .lists import Extent, MemRange
+
+IMAGE_MAGIC = b"SOSIMAGE"
+IMAGE_VERSION = 1
+HEADER_BLOCK = 4096
+CHUNK_MAGIC = magic32("SOSC")
+CHUNK_ALIGN = 16
+MAX_CHUNK_PAGES = 1024
+RAW_CHUNK_HEADER = SECTOR_SIZE   # raw chunks keep their data sector-aligned (zero-copy DMA)
+
+IMAGE_STATE = Constants("SOS_IMAGE_", "ImageHeader.state.", VALID=1, RESUMED=2)
+CHUNK_ENCODING = Constants("SOS_CHUNK_", "ChunkHeader.encoding.", RAW=0, LZ4=1)
+CHUNK_FLAGS = Constants("SOS_CHUNKF_", "ChunkHeader.flags.", ENCRYPTED=1)
+
+ImageHeader = c.Struct(
+    "magic" / c.Const(IMAGE_MAGIC),
+    "version" / u16,
+    "header_size" / u16,
+    "state" / u32,
+    "flags" / u32,
+    "compression" / u32,
+    "checksum" / u32,
+    "encryption" / u32,
+    "page_size" / u32,
+    "chunk_pages" / u32,
+    "range_count" / u32,
+    "extent_count" / u32,
+    "image_id" / c.Bytes(16),
+    "memmap_hash" / u64,
+    "extents_offset" / u64,
+    "ranges_offset" / u64,
+    "chunks_offset" / u64,
+    "chunk_count" / u64,
+    "data_end" / u64,            # first byte after the last chunk
+    "pages_total" / u64,
+    "pages_data" / u64,
+    "pages_zero" / u64,
+    "raw_bytes" / u64,
+    "stored_bytes" / u64,
+    "tables_xxh64" / u64,        # over the extent and range tables
+    "key_check" / c.Bytes(16),   # AEAD tag over the header; proves the key (encrypted images)
+    "header_xxh64" / u64,        # over this struct with this field zero
+    "_pad0" / c.Bytes(8),
+    "context" / CpuContext,
+)
+
+ChunkHeader = c.Struct(
+    "magic" / u32,
+    "header_size" / u16,         # fixed part + bitmap + padding
+    "flags" / u16,
+    "index" / u64,
+    "first_page" / u64,
+    "page_count" / u32,
+    "data_pages" / u32,
+    "encoding" / u32,
+    "stored_size" / u32,
+    "data_xxh64" / u64,
+    "tag" / c.Bytes(16),         # Poly1305 tag (encrypted chunks)
+    "header_xxh64" / u64,        # over fixed part + bitmap, with this field zero
+)
+
+assert ImageHeader.sizeof() <= HEADER_BLOCK
+
+
+def bitmap_bytes(page_count):
+    return align_up((page_count + 7) // 8, 8)
+
+
+def chunk_header_size(page_count, encoding):
+    if encoding == CHUNK_ENCODING.RAW:
+        return RAW_CHUNK_HEADER
+    return align_up(ChunkHeader.sizeof() + bitmap_bytes(page_count), CHUNK_ALIGN)
+
+
+def tables_size(extent_count, range_count):
+    return extent_count * Extent.sizeof() + range_count * MemRange.sizeof()
+
+
+def chunks_offset(extent_count, range_count):
+    return align_up(HEADER_BLOCK + tables_size(extent_count, range_count), PAGE_SIZE)
+
+
+def worst_case_bytes(pages, extent_count, range_count, chunk_pages):
+    """The most bytes an image of `pages` pages can need: every page stored raw."""
+    chunks = -(-pages // chunk_pages)
+    return align_up(chunks_offset(extent_count, range_count)
+                    + chunks * RAW_CHUNK_HEADER + pages * PAGE_SIZE, SECTOR_SIZE)
+assert offset_of(ImageHeader, "context") % 16 == 0

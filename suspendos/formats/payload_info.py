@@ -1,0 +1,54 @@
+"""The payload's build-time configuration.
+
+The builder links the payload, then fills this struct (symbol `sos_payload_info` in the
+payload's .data) with everything the generated parts of the blob say: where the lists and
+page tables are, the scratch area, the disk, the options. The payload reads it, never writes.
+"""
+import construct as c
+
+from .common import Constants, magic32, u8, u16, u32, u64
+
+PAYLOAD_INFO_MAGIC = magic32("SOSI")
+PAYLOAD_INFO_REVISION = 1
+
+COMPRESSION = Constants("SOS_COMPRESS_", "Chunk encodings.", NONE=0, LZ4=1)
+ENCRYPTION = Constants("SOS_ENCRYPT_", "Chunk ciphers.", NONE=0, CHACHA20_POLY1305=1)
+CHECKSUM = Constants("SOS_CHECKSUM_", "Checksum algorithms.", XXH64=1)
+FB_FORMAT = Constants("SOS_FB_", "Framebuffer pixel formats.", NONE=0, XRGB8888=1, RGB888=2,
+                      RGB565=3)
+
+PayloadInfo = c.Struct(
+    "magic" / u32,
+    "revision" / u16,
+    "size" / u16,
+    "load_base" / u64,          # start of the reserved region
+    "reserved_size" / u64,
+    "memory_list" / u64,        # physical address of MemRange[memory_count]
+    "memory_count" / u32,
+    "sector_count" / u32,
+    "sector_list" / u64,        # physical address of Extent[sector_count]
+    "image_sectors" / u64,      # sum of the extents
+    "pml4" / u64,               # the payload's page tables (CR3)
+    "scratch_base" / u64,
+    "scratch_size" / u64,
+    "stack_top" / u64,
+    "ahci_abar" / u64,          # AHCI base address (BAR5) the target names
+    "ahci_pci_bus" / u8,
+    "ahci_pci_dev" / u8,
+    "ahci_pci_fn" / u8,
+    "ahci_port" / u8,
+    "compression" / u32,
+    "checksum" / u32,
+    "encryption" / u32,
+    "chunk_pages" / u32,        # pages per chunk (at most MAX_CHUNK_PAGES)
+    "max_command_sectors" / u32,
+    "memmap_hash" / u64,        # xxh64 of the memory list, checked on resume
+    "fb_addr" / u64,
+    "fb_width" / u32,
+    "fb_height" / u32,
+    "fb_pitch" / u32,
+    "fb_bpp" / u8,
+    "fb_format" / u8,
+    "_pad0" / c.Bytes(2),
+    "key" / c.Bytes(32),        # encryption key; lives only in the reserved region
+)
