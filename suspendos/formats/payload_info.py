@@ -32,6 +32,7 @@ PayloadInfo = c.Struct(
     "scratch_base" / u64,
     "scratch_size" / u64,
     "stack_top" / u64,
+    "trampoline_exit" / u64,    # where a fault handler jumps to unwind to the host
     "ahci_abar" / u64,          # AHCI base address (BAR5) the target names
     "ahci_pci_bus" / u8,
     "ahci_pci_dev" / u8,

@@ -15,6 +15,7 @@ STATUS = Constants(
     AHCI_TASKFILE_ERROR=0x113,  # the device reported ERR (failed_lba, detail = PxTFD)
     AHCI_BAD_PORT=0x114,    # the port number is not implemented by the HBA
     DISK_TOO_SMALL=0x115,   # the extents reach past the end of the disk IDENTIFY reports
+    AHCI_BAD_REQUEST=0x116, # a transfer the driver cannot express (alignment, size)
     IMAGE_FULL=0x120,       # the sector list is exhausted before all memory was written
     MEMORY_MISMATCH=0x121,  # the memory list does not match the machine
     PLUGIN_FAULT=0x130,     # a plugin faulted (message names it)

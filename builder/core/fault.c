@@ -1,0 +1,57 @@
+/*
+ * Every exception ends the run in order: record what happened in the handoff block, give
+ * the disk back, and unwind to the trampoline, which restores the host. No image header has
+ * been written at that point (the writer writes it last), so a fault never leaves an image.
+ */
+#include "payload.h"
+#include "printf.h"
+
+struct fault_frame {            /* as isr.S and the CPU left it (SDM vol. 3, 6.14.1) */
+    uint64_t vector, error_code, rip, cs, rflags, rsp, ss;
+};
+
+static const char *const vector_names[32] = {
+    "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
+    "#BR bound range", "#UD invalid opcode", "#NM device not available", "#DF double fault",
+    "coprocessor overrun", "#TS invalid TSS", "#NP segment not present", "#SS stack fault",
+    "#GP general protection", "#PF page fault", "reserved 15", "#MF x87 error",
+    "#AC alignment check", "#MC machine check", "#XM SIMD exception", "#VE virtualization",
+    "#CP control protection", "reserved 22", "reserved 23", "reserved 24", "reserved 25",
+    "reserved 26", "reserved 27", "#HV hypervisor injection", "#VC VMM communication",
+    "#SX security", "reserved 31",
+};
+
+static int in_fault;
+
+__attribute__((noreturn)) void fault_handler(struct fault_frame *f)
+{
+    struct sos_handoff *h = sos_run.handoff;
+    uint64_t cr2;
+    __asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
+    if (in_fault++)             /* a fault while handling one: just get out */
+        unwind_to_host();
+    const char *name = f->vector < 32 ? vector_names[f->vector] : "unexpected vector";
+    h->fault_vector = (uint32_t)f->vector;
+    h->fault_error_code = f->error_code;
+    h->fault_rip = f->rip;
+    h->fault_address = f->vector == 14 ? cr2 : 0;
+    if (f->vector == 14)
+        fail(SOS_STATUS_CPU_FAULT, "%s at rip %lx, address %lx (%s %s)", name, f->rip, cr2,
+             f->error_code & 2 ? "write" : "read",
+             f->error_code & 1 ? "protection" : "not present");
+    else
+        fail(SOS_STATUS_CPU_FAULT, "%s at rip %lx, error code %lx", name, f->rip,
+             f->error_code);
+    release_devices();
+    h->tsc_end = rdtsc();
+    unwind_to_host();
+}
+
+__attribute__((noreturn)) void unwind_to_host(void)
+{
+    /* The trampoline's exit path restores every register from the saved context, so the
+     * stack pointer and registers it is entered with do not matter. */
+    uint64_t exit = sos_run.info->trampoline_exit;
+    __asm__ volatile("jmp *%0" :: "r"(exit));
+    __builtin_unreachable();
+}

@@ -1,0 +1,133 @@
+/*
+ * payload_main: what the trampoline calls once the payload's GDT, IDT, stack and page
+ * tables are loaded. Checks the handoff block and its own configuration, borrows the disk,
+ * writes the image, gives the disk back and returns a status (formats/status.py).
+ */
+#include "payload.h"
+#include "ahci.h"
+#include "printf.h"
+#include "serial.h"
+#include "string.h"
+#include "timer.h"
+
+/* Filled in by the builder after linking; all zero here so it lands in .data. */
+__attribute__((section(".data.payload_info"), used))
+const volatile struct sos_payload_info sos_payload_info = { .magic = 0 };
+
+struct run sos_run;
+static struct ahci disk;
+
+#define PAUSE_DEADLINE_US (600ull * 1000 * 1000)   /* the tool dumps RAM in seconds */
+
+uint32_t fail(uint32_t status, const char *fmt, ...)
+{
+    struct sos_handoff *h = sos_run.handoff;
+    char msg[sizeof h->message];
+    va_list ap;
+    va_start(ap, fmt);
+    kvsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (h->status == SOS_STATUS_NOT_RUN || h->status == SOS_STATUS_WRITTEN) {
+        h->status = status;
+        memcpy(h->message, msg, sizeof msg);
+    }
+    kprintf("@@ERROR %x %s\n", status, msg);
+    return status;
+}
+
+void release_devices(void)
+{
+    if (sos_run.disk) {
+        struct ahci *d = sos_run.disk;
+        sos_run.disk = 0;
+        ahci_close(d);
+    }
+}
+
+void pause_point(const char *where)
+{
+    /* Drain stale input first, then wait for one byte: the tool's "dump taken". */
+    while (serial_try_getc() >= 0)
+        ;
+    kprintf("@@PAUSE %s\n", where);
+    uint64_t deadline = timer_deadline_us(PAUSE_DEADLINE_US);
+    while (serial_try_getc() < 0) {
+        if (timer_expired(deadline)) {
+            kprintf("@@PAUSE-TIMEOUT %s\n", where);
+            return;
+        }
+    }
+}
+
+static uint32_t check_config(const struct sos_handoff *h, const struct sos_payload_info *info)
+{
+    if (h->magic != SOS_HANDOFF_MAGIC || h->revision != SOS_HANDOFF_REVISION ||
+        h->size != sizeof *h)
+        return SOS_STATUS_BAD_HANDOFF;
+    if (info->magic != SOS_PAYLOAD_INFO_MAGIC || info->revision != SOS_PAYLOAD_INFO_REVISION ||
+        info->size != sizeof *info)
+        return SOS_STATUS_BAD_PAYLOAD_INFO;
+    return 0;
+}
+
+static uint32_t open_disk(const struct sos_payload_info *info)
+{
+    struct ahci_config cfg = {
+        .abar = info->ahci_abar, .bus = info->ahci_pci_bus, .dev = info->ahci_pci_dev,
+        .fn = info->ahci_pci_fn, .port = info->ahci_port,
+    };
+    /* The driver's command list, FIS area and command table live at the start of scratch. */
+    int rc = ahci_open(&disk, &cfg, (void *)(uintptr_t)info->scratch_base, PAYLOAD_AHCI_DMA_SIZE);
+    if (rc) {
+        const struct ahci_error *e = ahci_last_error(&disk);
+        return fail(rc, "AHCI %02x:%02x.%x port %u: %s", cfg.bus, cfg.dev, cfg.fn, cfg.port,
+                    e->what ? e->what : "open failed");
+    }
+    sos_run.disk = &disk;
+    uint64_t sectors = 0;
+    char model[41];
+    rc = ahci_identify(&disk, &sectors, model);
+    if (rc)
+        return fail(rc, "IDENTIFY failed: %s", ahci_last_error(&disk)->what);
+    const struct sos_extent *ext = (const void *)(uintptr_t)info->sector_list;
+    for (uint32_t i = 0; i < info->sector_count; i++)
+        if (ext[i].lba + ext[i].count > sectors)
+            return fail(SOS_STATUS_DISK_TOO_SMALL,
+                        "extent %u ends at sector %lu, the disk has %lu", i,
+                        ext[i].lba + ext[i].count, sectors);
+    kprintf("@@DISK %lu sectors model \"%s\"\n", sectors, model);
+    return 0;
+}
+
+uint32_t payload_main(struct sos_handoff *h)
+{
+    const struct sos_payload_info *info = (const struct sos_payload_info *)&sos_payload_info;
+    sos_run.handoff = h;
+    sos_run.info = info;
+    uint32_t rc = check_config(h, info);
+    if (rc) {
+        if (rc != SOS_STATUS_BAD_HANDOFF)
+            h->status = rc;
+        return rc;
+    }
+    h->status = SOS_STATUS_NOT_RUN;
+    serial_init((h->flags & SOS_HANDOFF_QUIET) ? 0 : h->serial_port);
+    timer_init(h->tsc_hz);
+    h->tsc_hz_used = timer_hz();
+    kprintf("@@PAYLOAD start tsc_hz=%lu\n", h->tsc_hz_used);
+    if (h->flags & SOS_HANDOFF_PAUSE_BEFORE_READ)
+        pause_point("before-read");
+    h->tsc_start = rdtsc();
+
+    rc = open_disk(info);
+    if (!rc)
+        rc = write_image(&disk);
+    release_devices();
+    if (h->flags & SOS_HANDOFF_PAUSE_BEFORE_RETURN)
+        pause_point("before-return");
+    h->tsc_end = rdtsc();
+    if (!rc)
+        h->status = SOS_STATUS_WRITTEN;
+    kprintf("@@PAYLOAD done status=%x\n", h->status);
+    return h->status;
+}

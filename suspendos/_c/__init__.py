@@ -1,0 +1,1 @@
+"""Installed home of the C and assembly sources (builder/, drivers/, plugins/, qemu-boot/)."""

@@ -1,0 +1,236 @@
+"""Build a payload blob for a target: compile, link at the target's address, lay out the
+reserved region, generate the trampoline, IDT, page tables and lists, fill in the payload's
+configuration and pack it all into a blob (formats/blob.py).
+
+Reserved region layout (all page-aligned):
+
+    load_base            trampoline (RX)                 keystone, build/trampoline.py
+    + 0x1000             handoff page (RW): handoff block, GDT, descriptor scratch
+    + 0x2000             payload ELF: .text RX, .rodata R, .data RW, .bss RW,
+                         guard page (unmapped), stack RW
+    ...                  tables (R): IDT, memory list, sector list, page tables
+    ...                  scratch (RW) up to the end of the region: AHCI DMA area, then the
+                         image writer's buffers
+"""
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xxhash
+from elftools.elf.elffile import ELFFile
+
+from .. import pagetables
+from ..errors import UsageError
+from ..formats import blob as blobfmt
+from ..formats import handoff as handofffmt
+from ..formats import lists
+from ..formats.common import PAGE_SIZE, SECTOR_SIZE, align_up, build
+from ..formats.payload_info import (CHECKSUM, COMPRESSION, ENCRYPTION, FB_FORMAT,
+                                    PAYLOAD_INFO_MAGIC, PAYLOAD_INFO_REVISION, PayloadInfo)
+from ..sources import source_dir
+from . import idt, toolchain, trampoline
+
+STACK_SIZE = 64 * 1024
+AHCI_DMA_SIZE = 0x10000          # PAYLOAD_AHCI_DMA_SIZE in builder/core/payload.h
+MIN_WRITER_SCRATCH = 64 * 1024   # header block, tables, chunk headers
+AHCI_MMIO_SPAN = 0x2000          # generic host control + 32 ports (AHCI 3: 0x100 + 32 * 0x80)
+SEG = blobfmt.SEGMENT_KIND
+PERM = blobfmt.SEGMENT_PERM
+
+
+@dataclass
+class Region:
+    name: str
+    start: int
+    end: int
+    perm: str                    # "r-x", "rw-", "r--"
+    uncached: bool = False
+
+
+@dataclass
+class BuildResult:
+    blob: bytes
+    regions: list = field(default_factory=list)
+    symbols: dict = field(default_factory=dict)
+    tables: object = None
+
+
+def _elf_info(path):
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        sections = {}
+        for s in elf.iter_sections():
+            if s.name in (".text", ".rodata", ".data", ".bss") and s["sh_size"]:
+                data = b"" if s["sh_type"] == "SHT_NOBITS" else s.data()
+                sections[s.name] = (s["sh_addr"], s["sh_size"], data)
+        symtab = elf.get_section_by_name(".symtab")
+        symbols = {sym.name: sym["st_value"] for sym in symtab.iter_symbols() if sym.name}
+    return sections, symbols
+
+
+def _mcmodel(target):
+    # The small code model needs every symbol below 2 GiB; above that, the large one.
+    return "-mcmodel=small" if target.reserved_range[1] <= (1 << 31) else "-mcmodel=large"
+
+
+def compile_payload(target, workdir):
+    load = target.reserved.load_address
+    text_base = load + 2 * PAGE_SIZE
+    objects = toolchain.compile_all(toolchain.payload_sources(), workdir,
+                                    [_mcmodel(target), "-ffunction-sections", "-fdata-sections"])
+    script = (source_dir("builder") / "payload.ld").read_text()
+    script = script.replace("@TEXT_BASE@", hex(text_base)).replace("@STACK_SIZE@", hex(STACK_SIZE))
+    elf = Path(workdir) / "payload.elf"
+    toolchain.link(objects, script, elf, workdir)
+    return elf
+
+
+ZERO_RUN = 1024     # zero runs at least this long are not stored in the blob
+
+
+def _nonzero_pieces(data):
+    """[(offset, bytes)] covering every non-zero byte of data; at least one piece."""
+    pieces, i, n = [], 0, len(data)
+    while i < n:
+        j = data.find(bytes(ZERO_RUN), i)
+        stop = n if j < 0 else j
+        if stop > i:
+            pieces.append((i, data[i:stop].rstrip(b"\0")))
+        if j < 0:
+            break
+        i = j + ZERO_RUN
+        while i < n and data[i] == 0:
+            i += 1
+    return pieces or [(0, b"")]
+
+
+def _fb_format(fb):
+    return getattr(FB_FORMAT, fb.format.upper()) if fb else FB_FORMAT.NONE
+
+
+def build_payload(target, workdir=None):
+    target.validate()
+    with tempfile.TemporaryDirectory(prefix="sos-build-") as tmp:
+        work = Path(workdir or tmp)
+        elf = compile_payload(target, work)
+        return _assemble(target, *_elf_info(elf))
+
+
+def _assemble(target, sections, sym):
+    load, reserved_end = target.reserved_range
+    tramp_addr, handoff_addr = load, load + PAGE_SIZE
+    image_end = align_up(sym["sos_image_end"], PAGE_SIZE)
+
+    # Tables: IDT, memory list, sector list, then the page tables (placed once sized).
+    saved = target.saved_ranges()
+    mem_list = lists.memory_list(saved)
+    sec_list = lists.sector_list([(e.lba, e.count) for e in target.extents])
+    idt_addr = image_end
+    mem_addr = idt_addr + idt.IDT_BYTES
+    sec_addr = mem_addr + len(mem_list)
+    pt_base = align_up(sec_addr + len(sec_list), PAGE_SIZE)
+
+    def regions_for(pt_end):
+        r = [Region("trampoline", tramp_addr, tramp_addr + PAGE_SIZE, "r-x"),
+             Region("handoff", handoff_addr, handoff_addr + PAGE_SIZE, "rw-")]
+        perms = {".text": "r-x", ".rodata": "r--", ".data": "rw-", ".bss": "rw-"}
+        for name, (addr, size, _) in sorted(sections.items(), key=lambda kv: kv[1][0]):
+            r.append(Region(name, addr, align_up(addr + size, PAGE_SIZE), perms[name]))
+        r.append(Region("stack", sym["sos_stack_bottom"], sym["sos_stack_top"], "rw-"))
+        r.append(Region("tables", idt_addr, pt_end, "r--"))
+        r.append(Region("scratch", pt_end, reserved_end, "rw-"))
+        r += [Region("saved RAM", s, e, "r--") for s, e in saved]
+        abar = target.disk.ahci_base & ~(PAGE_SIZE - 1)
+        r.append(Region("AHCI MMIO", abar, abar + AHCI_MMIO_SPAN, "rw-", uncached=True))
+        fb = target.framebuffer
+        if fb:
+            start = fb.address & ~(PAGE_SIZE - 1)
+            r.append(Region("framebuffer", start, align_up(fb.address + fb.pitch * fb.height,
+                                                           PAGE_SIZE), "rw-", uncached=True))
+        return r
+
+    def mappings(regions):
+        return [pagetables.Mapping(r.start, r.end, writable="w" in r.perm,
+                                   executable="x" in r.perm, uncached=r.uncached, name=r.name)
+                for r in regions]
+
+    pt_size = 0
+    for _ in range(4):   # the tables map themselves: iterate until their size settles
+        size = pagetables.table_bytes_needed(mappings(regions_for(pt_base + pt_size)))
+        if size == pt_size:
+            break
+        pt_size = size
+    pt_end = pt_base + pt_size
+    scratch = reserved_end - pt_end
+    need = AHCI_DMA_SIZE + MIN_WRITER_SCRATCH
+    if scratch < need:
+        raise UsageError(f"reserved.size: {target.reserved.size:#x} is too small for the payload "
+                         f"(it needs at least {pt_end - load + need:#x})")
+    regions = regions_for(pt_end)
+    tables = pagetables.build_page_tables(mappings(regions), pt_base)
+
+    code, exit_addr = trampoline.assemble(
+        tramp_addr, handoff=handoff_addr, pml4=tables.root, idt_base=idt_addr,
+        idt_limit=idt.IDT_BYTES - 1, stack_top=sym["sos_stack_top"],
+        payload_main=sym["payload_main"])
+    if len(code) > PAGE_SIZE:
+        raise AssertionError("trampoline outgrew its page")
+
+    bus, dev, fn = target.disk.pci_address()
+    fb = target.framebuffer
+    info = dict(
+        magic=PAYLOAD_INFO_MAGIC, revision=PAYLOAD_INFO_REVISION, size=PayloadInfo.sizeof(),
+        load_base=load, reserved_size=target.reserved.size,
+        memory_list=mem_addr, memory_count=len(saved),
+        sector_count=len(target.extents), sector_list=sec_addr,
+        image_sectors=sum(e.count for e in target.extents), pml4=tables.root,
+        scratch_base=pt_end, scratch_size=scratch, stack_top=sym["sos_stack_top"],
+        trampoline_exit=exit_addr, ahci_abar=target.disk.ahci_base,
+        ahci_pci_bus=bus, ahci_pci_dev=dev, ahci_pci_fn=fn, ahci_port=target.disk.port,
+        compression=getattr(COMPRESSION, target.options.compress.upper()),
+        checksum=CHECKSUM.XXH64, encryption=ENCRYPTION.NONE,
+        chunk_pages=target.chunk_pages(),
+        max_command_sectors=target.options.max_command_kib * 1024 // SECTOR_SIZE,
+        memmap_hash=xxhash.xxh64(mem_list).intdigest(),
+        fb_addr=fb.address if fb else 0, fb_width=fb.width if fb else 0,
+        fb_height=fb.height if fb else 0, fb_pitch=fb.pitch if fb else 0,
+        fb_bpp=fb.bpp if fb else 0, fb_format=_fb_format(fb), _pad0=b"\0\0", key=bytes(32))
+    data_addr, data_size, data = sections[".data"]
+    off = sym["sos_payload_info"] - data_addr
+    data = data[:off] + build(PayloadInfo, info, "payload info") + data[off + PayloadInfo.sizeof():]
+
+    handoff_page = build(handofffmt.Handoff, handofffmt.new_handoff(), "handoff block")
+    handoff_page = handoff_page.ljust(trampoline.GDT_OFFSET, b"\0") + trampoline.gdt_page_bytes(
+        handoff_addr, idt_addr, idt.IDT_BYTES - 1)
+    table_bytes = (idt.build_idt(sym, trampoline.CODE_SELECTOR) + mem_list + sec_list)
+    table_bytes = table_bytes.ljust(pt_base - idt_addr, b"\0") + tables.data
+
+    segs, payloads = [], []
+
+    def add(kind, addr, perm, content, mem_size=None):
+        # Long zero runs are left to the loader's zero-fill, so the blob stays small.
+        end = addr + align_up(mem_size or len(content), PAGE_SIZE)
+        pieces = _nonzero_pieces(content)
+        for i, (off, piece) in enumerate(pieces):
+            start = addr if i == 0 else addr + off
+            stop = end if i + 1 == len(pieces) else addr + pieces[i + 1][0]
+            data = piece if i else bytes(off) + piece
+            segs.append(dict(addr=start, kind=kind, perm=perm, mem_size=stop - start))
+            payloads.append(data)
+
+    add(SEG.TRAMPOLINE, tramp_addr, PERM.R | PERM.X, code)
+    add(SEG.HANDOFF, handoff_addr, PERM.R | PERM.W, handoff_page)
+    for name, kind, perm in ((".text", SEG.TEXT, PERM.R | PERM.X),
+                             (".rodata", SEG.RODATA, PERM.R), (".data", SEG.DATA, PERM.R | PERM.W)):
+        if name in sections:
+            addr, size, content = sections[name]
+            add(kind, addr, perm, data if name == ".data" else content, size)
+    if ".bss" in sections:
+        addr, size, _ = sections[".bss"]
+        add(SEG.BSS, addr, PERM.R | PERM.W, b"", size)
+    add(SEG.TABLES, idt_addr, PERM.R, table_bytes)
+    header = dict(magic=blobfmt.BLOB_MAGIC, flags=0, load_base=load,
+                  reserved_size=target.reserved.size, entry=tramp_addr, handoff=handoff_addr,
+                  payload_info=sym["sos_payload_info"])
+    out = blobfmt.pack(header, segs, payloads)
+    return BuildResult(blob=out, regions=regions, symbols=sym, tables=tables)

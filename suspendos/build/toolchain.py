@@ -1,0 +1,83 @@
+"""gcc and ld for freestanding x86-64 code: one place for the flags, every failure reported
+with the command and the compiler's own words."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..errors import BuildError
+from ..formats import cheader
+from ..sources import source_dir
+
+# No red zone (exceptions push onto the current stack), no SSE (the payload runs inside the
+# host's FPU state only between the trampoline's FXSAVE and FXRSTOR; general registers keep
+# it simple), no stack protector or PIC (nothing sets them up).
+FREESTANDING = ["-ffreestanding", "-nostdlib", "-mno-red-zone", "-fno-stack-protector",
+                "-mgeneral-regs-only", "-fno-pic", "-fno-pie", "-fno-asynchronous-unwind-tables",
+                "-O2", "-g0", "-Wall", "-Wextra", "-Werror=implicit-function-declaration",
+                "-std=gnu11"]
+COMPILE_TIMEOUT = 120
+
+
+def tool(name):
+    path = shutil.which(name)
+    if not path:
+        raise BuildError(f"{name} is not installed (Debian: apt-get install build-essential)")
+    return path
+
+
+def run(cmd, what, cwd=None):
+    try:
+        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{what}: timed out after {COMPILE_TIMEOUT} s: {' '.join(map(str, cmd))}")
+    if p.returncode:
+        out = (p.stderr or p.stdout).strip().splitlines()
+        raise BuildError(f"{what} failed: {' '.join(map(str, cmd))}\n" + "\n".join(out[-30:]))
+    return p
+
+
+def abi_header_dir(workdir):
+    """Generate suspendos_abi.h from the construct declarations into workdir/include."""
+    inc = Path(workdir) / "include"
+    inc.mkdir(parents=True, exist_ok=True)
+    cheader.write(inc / "suspendos_abi.h")
+    return inc
+
+
+def include_dirs(workdir):
+    return [abi_header_dir(workdir), source_dir("drivers"), source_dir("builder") / "lib",
+            source_dir("builder") / "core"]
+
+
+def compile_all(sources, workdir, extra_flags=(), includes=None):
+    """Compile C and assembly sources to objects in workdir/obj; returns the object paths."""
+    obj_dir = Path(workdir) / "obj"
+    obj_dir.mkdir(parents=True, exist_ok=True)
+    incs = includes if includes is not None else include_dirs(workdir)
+    flags = [*FREESTANDING, *extra_flags, *[f"-I{i}" for i in incs]]
+    objects = []
+    for src in sources:
+        src = Path(src)
+        obj = obj_dir / f"{src.parent.name}_{src.stem}.o"
+        run([tool("gcc"), *flags, "-c", str(src), "-o", str(obj)], f"compiling {src.name}")
+        objects.append(obj)
+    return objects
+
+
+def link(objects, script_text, out, workdir):
+    script = Path(workdir) / (Path(out).stem + ".ld")
+    script.write_text(script_text)
+    run([tool("ld"), "-T", str(script), "-nostdlib", "-static", "-z", "max-page-size=4096",
+         "-z", "noexecstack", "--no-warn-rwx-segments", *map(str, objects), "-o", str(out)],
+        f"linking {Path(out).name}")
+    return out
+
+
+def payload_sources():
+    core = source_dir("builder") / "core"
+    drivers = source_dir("drivers")
+    lib = source_dir("builder") / "lib"
+    return ([*sorted(core.glob("*.c")), *sorted(core.glob("*.S"))]
+            + [drivers / n for n in ("serial.c", "printf.c", "pci.c", "timer.c", "ahci.c")]
+            + [lib / "string.c"])

@@ -1,0 +1,209 @@
+"""The suspendos command line. Every failure ends as one line on stderr and a non-zero exit:
+2 for bad input (nothing written), 1 for a run that failed."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import SuspendosError, UsageError
+from .fileutil import write_atomic
+from .sizes import parse_size
+
+
+def _json_default(o):
+    if isinstance(o, bytes):
+        return o.hex()
+    raise TypeError(type(o).__name__)
+
+
+def emit_json(obj):
+    print(json.dumps(obj, indent=2, default=_json_default))
+
+
+# ---- target -------------------------------------------------------------------------------
+def cmd_target_qemu(a):
+    from .target.description import dumps
+    from .target.qemu import qemu_target
+    memory = parse_size(a.memory, "--memory")
+    disk_size = parse_size(a.disk_size, "--disk-size") if a.disk_size else None
+    t = qemu_target(memory, disk_size, a.compress)
+    write_atomic(a.output, dumps(t).encode())
+    print(f"wrote {a.output}: {t.name}, {t.saved_pages()} pages to save, disk "
+          f"{t.disk.sectors} sectors, extents {[(e.lba, e.count) for e in t.extents]}")
+
+
+def cmd_target_check(a):
+    from .target import load
+    t = load(a.file)
+    print(f"{a.file}: valid ({t.name}, {t.saved_pages()} pages to save, worst-case image "
+          f"{t.worst_case_image()} bytes, extents hold {t.image_capacity()})")
+
+
+# ---- build / inspect ----------------------------------------------------------------------
+def cmd_build(a):
+    from .build.payload import build_payload
+    from .target import load
+    if a.plugin:
+        raise UsageError("--plugin: plugins are not supported by this version yet")
+    t = load(a.target)
+    if a.compress:
+        t.options.compress = a.compress
+        t.validate()
+    result = build_payload(t)
+    write_atomic(a.output, result.blob)
+    print(f"wrote {a.output}: {len(result.blob)} bytes, loads at {t.reserved.load_address:#x}")
+
+
+def cmd_inspect(a):
+    from .inspect import format_text, inspect_blob
+    try:
+        data = Path(a.payload).read_bytes()
+    except OSError as e:
+        raise UsageError(f"{a.payload}: cannot read ({e.strerror})")
+    r = inspect_blob(data)
+    emit_json(r) if a.json else print(format_text(r))
+
+
+# ---- qemu ---------------------------------------------------------------------------------
+def _parse_inject(spec):
+    """write-error:LBA[,always] -> blkdebug inject-error rules."""
+    if not spec:
+        return None
+    kind, _, rest = spec.partition(":")
+    parts = rest.split(",")
+    if kind != "write-error" or not parts[0].isdigit() or any(p != "always" for p in parts[1:]):
+        raise UsageError(f"--inject: {spec!r} is not write-error:LBA[,always]")
+    return [{"event": "write_aio", "errno": 5, "sector": int(parts[0]),
+             "once": "always" not in parts[1:]}]
+
+
+def cmd_qemu_suspend(a):
+    from .qemu.suspend import qemu_suspend
+    memory = parse_size(a.memory, "--memory")
+    from .target.qemu import check_memory
+    check_memory(memory)
+    summary, ok = qemu_suspend(memory, a.disk, seed=a.seed, compress=a.compress,
+                               ram_dump=a.ram_dump, inject=_parse_inject(a.inject),
+                               show_progress=not a.quiet)
+    if a.json:
+        emit_json(summary)
+    else:
+        s = summary
+        print(f"status: {s['status']}" + (f" ({s['message']})" if s["message"] else ""))
+        print(f"saved {s['pages_saved']} of {s['pages_total']} pages ({s['zero_pages']} zero), "
+              f"wrote {s['bytes_written']} bytes in {s['seconds']} s ({s['mb_per_s']} MB/s)")
+        print(f"host checks: memory {s['host_memory_check']}, CPU state {s['host_cpu_check']}")
+    if not ok:
+        reason = summary["message"] or summary["status"]
+        if summary["host_memory_check"] != "passed":
+            reason += "; the host's memory changed"
+        if summary["host_cpu_check"] != "passed":
+            reason += "; the host's CPU state was not restored"
+        print(f"suspendos: suspend failed: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---- image --------------------------------------------------------------------------------
+def cmd_image_info(a):
+    from .image.reader import open_image
+    img = open_image(a.disk)
+    info = img.info()
+    emit_json(info) if a.json else print(img.describe())
+
+
+def cmd_image_verify(a):
+    from .image.reader import open_image
+    img = open_image(a.disk)
+    report = img.verify(ram=a.ram)
+    print(report)
+
+
+def cmd_image_extract(a):
+    from .image.reader import open_image
+    img = open_image(a.disk)
+    if not a.output and not a.elf:
+        raise UsageError("image extract: give -o FILE and/or --elf FILE")
+    if a.output:
+        img.extract_raw(a.output)
+        print(f"wrote {a.output}: {img.header.pages_total} pages at their physical addresses")
+    if a.elf:
+        img.extract_elf(a.elf)
+        print(f"wrote {a.elf}: ELF core with {img.header.range_count} PT_LOAD segments")
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="suspendos", description=__doc__)
+    p.add_argument("--version", action="version", version=f"suspendos {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("target", help="write or check a target description").add_subparsers(
+        dest="what", required=True)
+    tq = t.add_parser("qemu", help="describe the QEMU test machine")
+    tq.add_argument("--memory", required=True, help="guest RAM, 64M to 8G")
+    tq.add_argument("--disk-size", help="disk size (default: just enough for the worst case)")
+    tq.add_argument("--compress", choices=("none", "lz4"), default="none")
+    tq.add_argument("-o", "--output", required=True)
+    tq.set_defaults(func=cmd_target_qemu)
+    tc = t.add_parser("check", help="validate a target description")
+    tc.add_argument("file")
+    tc.set_defaults(func=cmd_target_check)
+
+    b = sub.add_parser("build", help="build a payload blob for a target")
+    b.add_argument("--target", required=True)
+    b.add_argument("-o", "--output", required=True)
+    b.add_argument("--compress", choices=("none", "lz4"))
+    b.add_argument("--plugin", action="append", default=[])
+    b.set_defaults(func=cmd_build)
+
+    i = sub.add_parser("inspect", help="show a payload blob's layout")
+    i.add_argument("payload")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_inspect)
+
+    q = sub.add_parser("qemu", help="run the QEMU test machine").add_subparsers(
+        dest="what", required=True)
+    qs = q.add_parser("suspend", help="hibernate the QEMU test machine to a disk image")
+    qs.add_argument("--memory", required=True)
+    qs.add_argument("--disk", required=True)
+    qs.add_argument("--seed", type=int, default=1)
+    qs.add_argument("--compress", choices=("none", "lz4"), default="none")
+    qs.add_argument("--ram-dump", help="write guest RAM (QMP pmemsave) here, offset = address")
+    qs.add_argument("--inject", help="write-error:LBA[,always]: fail a disk write (blkdebug)")
+    qs.add_argument("--json", action="store_true")
+    qs.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    qs.set_defaults(func=cmd_qemu_suspend)
+
+    im = sub.add_parser("image", help="read an image from a disk").add_subparsers(
+        dest="what", required=True)
+    ii = im.add_parser("info")
+    ii.add_argument("disk")
+    ii.add_argument("--json", action="store_true")
+    ii.set_defaults(func=cmd_image_info)
+    iv = im.add_parser("verify")
+    iv.add_argument("disk")
+    iv.add_argument("--ram", help="a RAM dump (offset = address) to compare every page with")
+    iv.set_defaults(func=cmd_image_verify)
+    ie = im.add_parser("extract")
+    ie.add_argument("disk")
+    ie.add_argument("-o", "--output", help="raw memory file, offset = physical address")
+    ie.add_argument("--elf", help="ELF core file, one PT_LOAD per range")
+    ie.set_defaults(func=cmd_image_extract)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except SuspendosError as e:
+        print(f"suspendos: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("suspendos: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""One class owns a QEMU process: start, QMP, serial, stop. Every exit path stops QEMU, and
+every failure carries the command line and the tail of the serial log.
+
+The machine is q35 under TCG (KVM is not usable on our CI machines), with its built-in ICH9
+AHCI, the standard VGA, isa-debug-exit and no network. QEMU starts paused (-S) so nothing the
+guest prints is lost before the serial socket is connected.
+"""
+import asyncio
+import os
+import shlex
+import shutil
+import signal
+import tempfile
+import time
+
+from qemu.qmp import QMPClient
+
+from ..errors import RunError, UsageError
+
+MiB = 1 << 20
+DEBUG_EXIT_PORT = 0xF4
+CONNECT_DEADLINE = 20.0     # seconds for QEMU to open its sockets
+
+
+def qemu_binary():
+    path = shutil.which("qemu-system-x86_64")
+    if not path:
+        raise UsageError("qemu-system-x86_64 is not installed (Debian: apt-get install qemu-system-x86)")
+    return path
+
+
+def machine_args(memory):
+    """The device set of the test machine. PCI addresses depend on it: change it here only."""
+    if memory % MiB:
+        raise UsageError("--memory: must be a whole number of MiB")
+    return ["-accel", "tcg", "-cpu", "max", "-machine", "q35", "-m", f"{memory // MiB}M",
+            "-vga", "std", "-display", "none", "-nic", "none", "-no-reboot",
+            "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"]
+
+
+def disk_args(path, inject=None):
+    """The disk on AHCI port 0 (ide.0). `inject`: blkdebug inject-error rules, which QEMU 7.2
+    honours only when blkdebug sits between the raw format and the file."""
+    if not inject:
+        return ["-drive", f"if=none,id=d0,file={path},format=raw,cache=writeback",
+                "-device", "ide-hd,drive=d0,bus=ide.0"]
+    import json
+    node = {"driver": "raw", "node-name": "d0",
+            "file": {"driver": "blkdebug", "inject-error": inject,
+                     "image": {"driver": "file", "filename": os.fspath(path)}}}
+    return ["-blockdev", json.dumps(node), "-device", "ide-hd,drive=d0,bus=ide.0"]
+
+
+def debug_exit_value(returncode):
+    """isa-debug-exit makes QEMU exit with (V << 1) | 1; anything else is not a guest exit."""
+    if returncode is not None and returncode > 0 and returncode & 1:
+        return returncode >> 1
+    return None
+
+
+class QemuMachine:
+    def __init__(self, args, log_path=None, name="suspendos"):
+        self.workdir = tempfile.mkdtemp(prefix="sos-qemu-")
+        self.qmp_path = os.path.join(self.workdir, "qmp.sock")
+        self.serial_path = os.path.join(self.workdir, "serial.sock")
+        self.log_path = log_path or os.path.join(self.workdir, "serial.log")
+        self.cmd = [qemu_binary(), *args, "-S",
+                    "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
+                    "-serial", f"unix:{self.serial_path},server=on,wait=off"]
+        self.qmp = QMPClient(name)
+        self.proc = None
+        self.reader = self.writer = None
+        self.tail = []
+        self._log = None
+        self.returncode = None
+
+    @property
+    def command_line(self):
+        return shlex.join(self.cmd)
+
+    async def start(self):
+        self._log = open(self.log_path, "w")
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + CONNECT_DEADLINE
+        await self._retry(lambda: self.qmp.connect(self.qmp_path), deadline, "QMP socket")
+        self.reader, self.writer = await self._retry(
+            lambda: asyncio.open_unix_connection(self.serial_path), deadline, "serial socket")
+        await self.qmp.execute("cont")
+
+    async def _retry(self, connect, deadline, what):
+        while True:
+            if self.proc.returncode is not None:
+                raise self.failure(f"QEMU exited before opening its {what}")
+            try:
+                return await connect()
+            except (OSError, ConnectionError, Exception) as e:  # qmp raises its own types
+                if time.monotonic() > deadline:
+                    raise self.failure(f"QEMU did not open its {what} within "
+                                       f"{CONNECT_DEADLINE:.0f} s ({e})")
+                await asyncio.sleep(0.05)
+
+    async def readline(self, deadline):
+        """The next serial line (str, without line end), or None at end of output."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise asyncio.TimeoutError
+        raw = await asyncio.wait_for(self.reader.readline(), remaining)
+        if not raw:
+            return None
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        self._log.write(line + "\n")
+        self._log.flush()
+        self.tail = (self.tail + [line])[-40:]
+        return line
+
+    async def send_serial(self, data):
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def execute(self, command, args=None):
+        return await self.qmp.execute(command, args)
+
+    async def wait(self, deadline):
+        remaining = max(0.1, deadline - time.monotonic())
+        self.returncode = await asyncio.wait_for(self.proc.wait(), remaining)
+        out = await self.proc.stdout.read()
+        if out.strip():
+            self.tail += ["[qemu] " + l for l in out.decode("utf-8", "replace").splitlines()[-10:]]
+        return self.returncode
+
+    async def stop(self):
+        """Always safe to call: quits QEMU however it is doing, and closes the sockets."""
+        if self.proc and self.proc.returncode is None:
+            try:
+                await asyncio.wait_for(self.qmp.execute("quit"), 2)
+            except Exception:
+                pass
+            try:
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except asyncio.TimeoutError:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                await self.proc.wait()
+        try:
+            await self.qmp.disconnect()
+        except (EOFError, Exception):
+            pass  # QEMU closes the socket when it quits: expected
+        if self.writer:
+            self.writer.close()
+        if self._log:
+            self._log.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def failure(self, message):
+        tail = "\n".join("    " + l for l in self.tail[-25:]) or "    (no serial output)"
+        return RunError(f"{message}\n  command: {self.command_line}\n  serial (last lines):\n{tail}")

@@ -1,0 +1,165 @@
+"""`suspendos qemu suspend`: build the payload and the test host, boot the QEMU test machine,
+let the payload write the image, and report what it did."""
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..build.payload import build_payload
+from ..build.testhost import build_test_host
+from ..errors import RunError, UsageError
+from ..formats.common import SECTOR_SIZE
+from ..formats.status import STATUS, SUCCESS
+from ..target.qemu import qemu_target
+from . import protocol
+from .machine import QemuMachine, debug_exit_value, disk_args, machine_args
+from .ramdump import dump_ram
+
+GiB = 1 << 30
+BASE_DEADLINE = 180.0        # seconds for boot, fill and write of a small machine
+PER_GIB_DEADLINE = 150.0     # TCG fills, checksums and writes roughly a GiB a minute
+
+
+class Progress:
+    """Progress on stderr: one rewritten line on a terminal, a line per phase otherwise."""
+
+    def __init__(self, enabled=True):
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.last = None
+
+    def show(self, phase, percent):
+        if not self.enabled:
+            return
+        text = f"{phase}: {percent:3d}%"
+        if self.tty:
+            sys.stderr.write("\r" + text.ljust(40))
+            sys.stderr.flush()
+        elif (phase, percent // 25) != self.last:
+            sys.stderr.write(text + "\n")
+        self.last = (phase, percent // 25)
+
+    def done(self):
+        if self.enabled and self.tty:
+            sys.stderr.write("\r" + " " * 40 + "\r")
+
+
+def _mb_per_s(nbytes, seconds):
+    return round(nbytes / seconds / 1e6, 1) if seconds > 0 else None
+
+
+def summarize(handoff, host_result, exit_value, message):
+    seconds = ((handoff.tsc_end - handoff.tsc_start) / handoff.tsc_hz_used
+               if handoff.tsc_hz_used and handoff.tsc_end > handoff.tsc_start else 0.0)
+    r = {
+        "status": STATUS.name_of(handoff.status),
+        "status_code": handoff.status,
+        "message": handoff.message.rstrip(b"\0").decode("utf-8", "replace") or message,
+        "pages_total": handoff.pages_total,
+        "pages_saved": handoff.pages_saved,
+        "zero_pages": handoff.zero_pages,
+        "bytes_written": handoff.bytes_written,
+        "raw_bytes": handoff.raw_bytes,
+        "chunks": handoff.chunks,
+        "seconds": round(seconds, 4),
+        "mb_per_s": _mb_per_s(handoff.bytes_written, seconds),
+        "ram_mb_per_s": _mb_per_s(handoff.pages_saved * 4096, seconds),
+        "host_exit": protocol.HOST_EXIT.get(exit_value, f"exit {exit_value}"),
+        "host_memory_check": "passed" if host_result.get("changed_pages") == "0" else "failed",
+        "host_cpu_check": "passed" if host_result.get("cpu") == "ok" else "failed",
+    }
+    if handoff.status == STATUS.CPU_FAULT:
+        r.update(fault_vector=handoff.fault_vector, fault_rip=handoff.fault_rip,
+                 fault_address=handoff.fault_address)
+    if handoff.failed_lba or handoff.status == STATUS.AHCI_TASKFILE_ERROR:
+        r["failed_lba"] = handoff.failed_lba
+    return r
+
+
+async def run_guest(args, target, memory, on_pause=None, progress=None, deadline_s=None):
+    """Boot the machine with `args`, follow the protocol until QEMU exits; returns
+    (handoff or None, host @@RESULT fields, exit value, last error message, log tail)."""
+    progress = progress or Progress(False)
+    m = QemuMachine(args)
+    deadline = time.monotonic() + (deadline_s or BASE_DEADLINE + PER_GIB_DEADLINE * memory / GiB)
+    handoff, result, error = None, {}, ""
+    try:
+        await m.start()
+        while True:
+            try:
+                line = await m.readline(deadline)
+            except asyncio.TimeoutError:
+                raise m.failure(f"the guest did not finish within {deadline_s or 'the deadline'}"
+                                f" ({(deadline - time.monotonic()):.0f} s left)")
+            if line is None:
+                break
+            msg = protocol.split(line)
+            if not msg:
+                continue
+            key, fields = msg
+            if key == "FILL" and fields:
+                progress.show("filling guest RAM", int(fields[0]))
+            elif key == "PROGRESS" and len(fields) == 2:
+                progress.show("writing image", int(fields[0]) * 100 // max(1, int(fields[1])))
+            elif key == "PAUSE":
+                if on_pause:
+                    await m.execute("stop")
+                    await on_pause(m, fields[0] if fields else "")
+                    await m.execute("cont")
+                await m.send_serial(b"g")
+            elif key == "HANDOFF" and fields:
+                handoff = protocol.parse_handoff(fields[0])
+            elif key == "RESULT":
+                result = protocol.parse_fields(fields)
+            elif key == "ERROR":
+                error = " ".join(fields[1:])
+        code = await m.wait(deadline)
+        progress.done()
+        return handoff, result, debug_exit_value(code), error, m
+    except BaseException:
+        progress.done()
+        raise
+    finally:
+        await m.stop()
+
+
+def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=None,
+                 show_progress=True, keep_blob=None):
+    """Returns (summary dict, ok)."""
+    disk = Path(disk)
+    existing = disk.exists()
+    if existing and disk.stat().st_size % SECTOR_SIZE:
+        raise UsageError(f"--disk: {disk} is not a whole number of 512-byte sectors")
+    target = qemu_target(memory, disk.stat().st_size if existing else None, compress)
+    with tempfile.TemporaryDirectory(prefix="sos-suspend-") as tmp:
+        tmp = Path(tmp)
+        built = build_payload(target)
+        (tmp / "payload.blob").write_bytes(built.blob)
+        if keep_blob:
+            Path(keep_blob).write_bytes(built.blob)
+        build_test_host(tmp / "host.elf")
+        if not existing:
+            with open(disk, "wb") as f:
+                f.truncate(target.disk.sectors * SECTOR_SIZE)
+        append = f"seed={seed}" + (" pause=before" if ram_dump else "")
+        args = [*machine_args(memory), *disk_args(disk, inject),
+                "-kernel", str(tmp / "host.elf"), "-initrd", str(tmp / "payload.blob"),
+                "-append", append]
+        ram_ranges = [(m.start, m.end) for m in target.memory if m.type == "ram"]
+
+        async def on_pause(machine, where):
+            if ram_dump and where == "before-read":
+                await dump_ram(machine, ram_ranges, ram_dump)
+
+        handoff, result, exit_value, error, m = asyncio.run(
+            run_guest(args, target, memory, on_pause, Progress(show_progress)))
+        if handoff is None:
+            raise RunError(m.failure(f"the test host ended ({protocol.HOST_EXIT.get(exit_value, exit_value)}) "
+                                     f"without reporting a handoff").args[0])
+        summary = summarize(handoff, result, exit_value, error)
+        summary["target"] = target.name
+        ok = (handoff.status in SUCCESS and summary["host_memory_check"] == "passed"
+              and summary["host_cpu_check"] == "passed")
+        return summary, ok

@@ -1,0 +1,2 @@
+"""Target descriptions: what machine a payload is built for."""
+from .description import Target, load, loads, save  # noqa: F401

@@ -1,0 +1,69 @@
+"""The description of the QEMU test machine (q35, SeaBIOS, QEMU 7.2), for 64 MiB to 8 GiB.
+
+The memory map is what SeaBIOS reports through multiboot on this machine (checked by
+tests/test_target_qemu.py against the map the test host prints): low RAM up to the 640 KiB
+hole, RAM from 1 MiB to the top of low memory minus the 132 KiB SeaBIOS keeps, and from
+2.75 GiB up q35 keeps 2 GiB below 4 GiB and puts the rest at 4 GiB. PCI addresses are read
+from QEMU itself (suspendos.qemu.probe), not assumed.
+"""
+from ..errors import UsageError
+from ..formats.common import SECTOR_SIZE, align_up
+from .description import Disk, Extent, MemoryRange, Options, Reserved, Target
+
+MiB, GiB = 1 << 20, 1 << 30
+MIN_MEMORY, MAX_MEMORY = 64 * MiB, 8 * GiB
+Q35_HIGHMEM_THRESHOLD = 0xB0000000   # RAM at or above this moves 2 GiB low, rest above 4 GiB
+Q35_LOWMEM_SPLIT = 0x80000000
+SEABIOS_TOP_RESERVED = 0x21000       # SeaBIOS keeps the top of low RAM (ACPI, tables)
+RESERVED_LOAD_ADDRESS = 16 * MiB
+RESERVED_SIZE = 2 * MiB
+IMAGE_FIRST_LBA = 2048               # 1 MiB in, as a partition would start
+DISK_TAIL_SECTORS = 2048             # and 1 MiB left after it, so tests can check both ends
+
+
+def memory_map(memory):
+    low = Q35_LOWMEM_SPLIT if memory >= Q35_HIGHMEM_THRESHOLD else memory
+    high = memory - low
+    m = [MemoryRange(0, 0x9FC00, "ram"), MemoryRange(0x9FC00, 0xA0000, "reserved"),
+         MemoryRange(0xF0000, 0x100000, "reserved"),
+         MemoryRange(0x100000, low - SEABIOS_TOP_RESERVED, "ram"),
+         MemoryRange(low - SEABIOS_TOP_RESERVED, low, "reserved"),
+         MemoryRange(0xB0000000, 0xC0000000, "reserved"),      # PCIe MMCONFIG
+         MemoryRange(0xFED1C000, 0xFED20000, "reserved"),      # ICH9 RCRB
+         MemoryRange(0xFFFC0000, 1 << 32, "reserved")]         # BIOS flash
+    if high:
+        m.append(MemoryRange(1 << 32, (1 << 32) + high, "ram"))
+    return m
+
+
+def check_memory(memory):
+    if memory % MiB or not MIN_MEMORY <= memory <= MAX_MEMORY:
+        raise UsageError(f"--memory: {memory} bytes is not a whole number of MiB from 64M to 8G")
+
+
+def qemu_target(memory, disk_size=None, compress="none", pci=None):
+    """Build (and validate) the target for a QEMU machine with `memory` bytes of RAM.
+    `pci` is suspendos.qemu.probe.probe_pci()'s answer; probed when not given."""
+    check_memory(memory)
+    if pci is None:
+        from ..qemu.probe import probe_pci
+        pci = probe_pci(memory)
+    ahci_pci, abar = pci["ahci"]
+    t = Target(name=f"qemu-q35-{memory // MiB}M", memory=memory_map(memory),
+               reserved=Reserved(RESERVED_LOAD_ADDRESS, RESERVED_SIZE),
+               disk=Disk(ahci_base=abar, pci=ahci_pci, port=0, sectors=0),
+               extents=[Extent(IMAGE_FIRST_LBA, 1)], options=Options(compress=compress))
+    need = align_up(t.worst_case_image(), MiB) // SECTOR_SIZE
+    min_sectors = IMAGE_FIRST_LBA + need + DISK_TAIL_SECTORS
+    if disk_size is None:
+        sectors = min_sectors
+    else:
+        if disk_size % SECTOR_SIZE:
+            raise UsageError("--disk-size: must be a multiple of 512 bytes")
+        sectors = disk_size // SECTOR_SIZE
+        if sectors < min_sectors:
+            raise UsageError(f"--disk-size: {disk_size} bytes cannot hold the worst-case image "
+                             f"(need at least {min_sectors * SECTOR_SIZE} bytes)")
+    t.disk.sectors = sectors
+    t.extents = [Extent(IMAGE_FIRST_LBA, sectors - IMAGE_FIRST_LBA - DISK_TAIL_SECTORS)]
+    return t.validate()
