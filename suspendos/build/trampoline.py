@@ -66,16 +66,18 @@ def _source(handoff, pml4, idt_base, idt_limit, stack_top, payload_main):
               "mov rax, cr0", "or rax, 0x10000", "mov cr0, rax",
               "mov rax, cr4", "and rax, -129", "mov cr4, rax",
               f"mov rax, {pml4:#x}", "mov cr3, rax",
+              # The host's stack is read-only now: switch before the far return pushes.
+              f"mov rsp, {stack_top:#x}",
               f"mov rax, {page + GDTR_OFFSET:#x}", "lgdt [rax]",
               f"mov rax, {page + IDTR_OFFSET:#x}", "lidt [rax]",
               f"push {CODE_SELECTOR}", "lea rax, [rip + payload_cs]", "push rax", "retfq",
               "payload_cs:",
               f"mov ax, {DATA_SELECTOR}", "mov ds, ax", "mov es, ax", "mov ss, ax",
-              "xor eax, eax", "mov fs, ax", "mov gs, ax",
-              f"mov rsp, {stack_top:#x}", "mov rdi, r12",
+              "xor eax, eax", "mov fs, ax", "mov gs, ax", "mov rdi, r12",
               f"mov rax, {payload_main:#x}", "call rax"]
     # Back to the host's.
-    lines += ["trampoline_exit:", "cli", f"mov rbx, {ctx:#x}"]
+    # A fault may arrive with any stack pointer: start the way back on our own stack.
+    lines += ["trampoline_exit:", "cli", f"mov rsp, {stack_top:#x}", f"mov rbx, {ctx:#x}"]
     for table, off in (("gdt", HOST_GDTR_OFFSET), ("idt", HOST_IDTR_OFFSET)):
         lines += [f"mov rax, {page + off:#x}", f"mov cx, [rbx + {o[table + '_limit']}]",
                   "mov [rax], cx", f"mov rcx, [rbx + {o[table + '_base']}]",

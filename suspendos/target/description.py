@@ -180,8 +180,9 @@ class Target:
             if prev and e.lba < prev[1].lba + prev[1].count:
                 raise UsageError(f"extents[{i}]: overlaps extents[{prev[0]}]")
             prev = (i, e)
-        if self.extents[0].count * SECTOR_SIZE < image.HEADER_BLOCK:
-            raise UsageError("extents[0]: the first extent must hold the 4 KiB image header")
+        if self.extents[0].count * SECTOR_SIZE < image.chunks_offset(len(self.extents), 0):
+            raise UsageError("extents[0]: the first extent must hold the 4 KiB image header "
+                             "and the extent table")
         need, have = self.worst_case_image(), self.image_capacity()
         if have < need:
             raise UsageError(f"extents: {have} bytes are too small for the worst-case image of "

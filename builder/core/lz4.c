@@ -1,0 +1,452 @@
+/*
+ * LZ4 block compressor and bounds-checked decompressor, freestanding.
+ *
+ * Written from the LZ4 block format specification, lz4 doc/lz4_Block_format.md
+ * ("the spec" below). Section names quoted are the spec's.
+ *
+ * Compressor: greedy single-pass LZ77, one hash table of recent positions
+ * (4-byte sequences, multiplicative hash), skip acceleration over data that
+ * does not match, 8-byte "wild" literal copies, match length counted a word at
+ * a time with count-trailing-zeros. Assumes a little-endian CPU (x86-64), as
+ * the format's offsets are little-endian and we compare words by xor + ctz.
+ *
+ * Freestanding: no globals, no allocation, -mgeneral-regs-only safe. Fixed-size
+ * __builtin_memcpy calls become plain (unaligned) mov instructions; the only
+ * out-of-line calls are memcpy/memset for variable sizes outside hot loops.
+ */
+#include "lz4.h"
+
+#include <stddef.h>
+#if __STDC_HOSTED__
+#include <string.h>
+#else
+#include "../lib/string.h"
+#endif
+
+/* ---- spec constants ---------------------------------------------------- */
+#define MINMATCH     4     /* "The minimum length of a match, called minmatch, is 4" */
+#define LASTLITERALS 5     /* End of block restrictions 2: "The last 5 bytes of input are always literals" */
+#define MFLIMIT      12    /* End of block restrictions 3: "The last match must start at least 12 bytes before the end of block" */
+#define MAX_DISTANCE 65535 /* "The maximum offset value is 65535, 65536 cannot be coded" */
+#define RUN_MASK     15    /* token high 4 bits: literal length, 15 = more bytes follow */
+#define ML_MASK      15    /* token low 4 bits: match length - minmatch, 15 = more bytes follow */
+#define LEN_BYTE_MAX 255   /* an extra length byte of 255 means another byte follows */
+
+/* ---- tuning (ours) ----------------------------------------------------- */
+/* Blocks no larger than this store 16-bit positions: every position fits and
+ * every distance back is <= MAX_DISTANCE, so no distance check is needed.
+ * The last position ever inserted is src_len - MFLIMIT. */
+#define SMALL_LIMIT  (65536 + MFLIMIT - 1)
+#define HASH_LOG_16  13    /* 8192 x uint16_t = LZ4_WORK_SIZE */
+#define HASH_LOG_32  12    /* 4096 x uint32_t = LZ4_WORK_SIZE */
+/* Skip acceleration: after 2^SKIP_TRIGGER failed probes the step grows by one
+ * byte, then again after every further 2^SKIP_TRIGGER probes. Incompressible
+ * data is crossed quickly; a new match resets the step to 1. */
+#define SKIP_TRIGGER 6
+
+_Static_assert((1u << HASH_LOG_16) * sizeof(uint16_t) == LZ4_WORK_SIZE, "work size");
+_Static_assert((1u << HASH_LOG_32) * sizeof(uint32_t) == LZ4_WORK_SIZE, "work size");
+
+#define LIKELY(x)   __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static ALWAYS_INLINE uint16_t load16(const void *p) { uint16_t v; __builtin_memcpy(&v, p, 2); return v; }
+static ALWAYS_INLINE uint32_t load32(const void *p) { uint32_t v; __builtin_memcpy(&v, p, 4); return v; }
+static ALWAYS_INLINE uint64_t load64(const void *p) { uint64_t v; __builtin_memcpy(&v, p, 8); return v; }
+static ALWAYS_INLINE void store16(void *p, uint16_t v) { __builtin_memcpy(p, &v, 2); }
+static ALWAYS_INLINE void store32(void *p, uint32_t v) { __builtin_memcpy(p, &v, 4); }
+static ALWAYS_INLINE void copy8(void *d, const void *s) { __builtin_memcpy(d, s, 8); }
+
+/* Copy [s, s + (e - d)) to [d, e) in 8-byte steps: may write up to 7 bytes
+ * past e and read up to 7 bytes past the source end; callers guarantee both
+ * stay inside their buffers. */
+static ALWAYS_INLINE void wild_copy8(uint8_t *d, const uint8_t *s, uint8_t *e)
+{
+    do {
+        copy8(d, s);
+        d += 8;
+        s += 8;
+    } while (d < e);
+}
+
+/* Multiplicative hash of 4 bytes (Knuth's 2^32 / golden ratio). */
+static ALWAYS_INLINE uint32_t hash4(uint32_t seq, unsigned log)
+{
+    return (seq * 2654435761u) >> (32 - log);
+}
+
+/* Number of equal bytes at p and m, not reading p at or past limit (m < p).
+ * 32 bytes per iteration while far from the limit: long matches (zero pages,
+ * repeated pages) are the common case in RAM images. */
+static ALWAYS_INLINE size_t match_len(const uint8_t *p, const uint8_t *m,
+                                      const uint8_t *limit)
+{
+    const uint8_t *const start = p;
+    uint64_t diff;
+
+    diff = load64(p) ^ load64(m);
+    if (p + 8 <= limit) {
+        if (diff)
+            return (size_t)__builtin_ctzll(diff) >> 3;
+        p += 8;
+        m += 8;
+        while (p + 32 <= limit) {
+            uint64_t d0 = load64(p) ^ load64(m);
+            uint64_t d1 = load64(p + 8) ^ load64(m + 8);
+            uint64_t d2 = load64(p + 16) ^ load64(m + 16);
+            uint64_t d3 = load64(p + 24) ^ load64(m + 24);
+            if (UNLIKELY(d0 | d1 | d2 | d3)) {
+                if (d0) return (size_t)(p - start) + (__builtin_ctzll(d0) >> 3);
+                if (d1) return (size_t)(p - start) + 8 + (__builtin_ctzll(d1) >> 3);
+                if (d2) return (size_t)(p - start) + 16 + (__builtin_ctzll(d2) >> 3);
+                return (size_t)(p - start) + 24 + (__builtin_ctzll(d3) >> 3);
+            }
+            p += 32;
+            m += 32;
+        }
+        while (p + 8 <= limit) {
+            diff = load64(p) ^ load64(m);
+            if (diff)
+                return (size_t)(p - start) + (__builtin_ctzll(diff) >> 3);
+            p += 8;
+            m += 8;
+        }
+    }
+    if (p + 4 <= limit && load32(p) == load32(m)) { p += 4; m += 4; }
+    if (p + 2 <= limit && load16(p) == load16(m)) { p += 2; m += 2; }
+    if (p < limit && *p == *m) p++;
+    return (size_t)(p - start);
+}
+
+/* Extra length bytes after a 4-bit field of 15 (spec: "Each additional byte
+ * then represent a value from 0 to 255 ... When the byte value is 255,
+ * another byte is output"), for a field value of len >= 15. */
+static ALWAYS_INLINE size_t extra_len_bytes(size_t len)
+{
+    return 1 + (len - RUN_MASK) / LEN_BYTE_MAX;
+}
+
+static ALWAYS_INLINE uint8_t *write_extra_len(uint8_t *op, size_t rest)
+{
+    while (rest >= 4 * LEN_BYTE_MAX) {
+        store32(op, 0xFFFFFFFFu);
+        op += 4;
+        rest -= 4 * LEN_BYTE_MAX;
+    }
+    while (rest >= LEN_BYTE_MAX) {
+        *op++ = LEN_BYTE_MAX;
+        rest -= LEN_BYTE_MAX;
+    }
+    *op++ = (uint8_t)rest;
+    return op;
+}
+
+/*
+ * The compressor proper; `small` is a compile-time constant selecting the
+ * 16-bit position table (blocks up to SMALL_LIMIT) or the 32-bit one.
+ *
+ * Output space: every check below reserves, beyond what it writes, room for
+ * whatever must still follow — at least a 2-byte offset, then the final token
+ * and the final >= LASTLITERALS literals — so a block that cannot fit is
+ * abandoned early, and the 8-byte wild copies (at most 7 bytes past the
+ * literals) never leave dst: 2 + 1 + LASTLITERALS = 8 bytes are reserved.
+ */
+static ALWAYS_INLINE int compress_generic(const uint8_t *const src, const size_t src_len,
+                                          uint8_t *const dst, const size_t dst_cap,
+                                          void *const work, const int small)
+{
+    const uint8_t *const base = src;
+    /* Last allowed match start (only used when src_len > MFLIMIT); matches
+     * end at or before mflimit + (MFLIMIT - LASTLITERALS). */
+    const uint8_t *const mflimit = src + (src_len > MFLIMIT ? src_len - MFLIMIT : 0);
+    uint8_t *op = dst;
+    uint8_t *const oend = dst + dst_cap;
+    const uint8_t *ip = src;
+    const uint8_t *anchor = src;   /* first byte not yet emitted */
+    uint16_t *const t16 = work;
+    uint32_t *const t32 = work;
+    const unsigned hlog = small ? HASH_LOG_16 : HASH_LOG_32;
+
+#define T_GET(h)     (small ? (size_t)t16[h] : (size_t)t32[h])
+#define T_PUT(h, p)  do { if (small) t16[h] = (uint16_t)((p) - base); \
+                          else t32[h] = (uint32_t)((p) - base); } while (0)
+
+    /* End of block restrictions 3: a block < 13 bytes is all literals. */
+    if (src_len < MFLIMIT + 1)
+        goto last_literals;
+
+    __builtin_memset(work, 0, LZ4_WORK_SIZE); /* every slot -> position 0 */
+
+    T_PUT(hash4(load32(ip), hlog), ip);
+    ip++;
+
+    for (;;) {
+        const uint8_t *match;
+        uint8_t *token;
+        size_t lit, ml;
+
+        /* Find a 4-byte match. ip <= mflimit here. */
+        {
+            unsigned step = 1;
+            unsigned probes = 1u << SKIP_TRIGGER;
+            uint32_t seq = load32(ip);
+            for (;;) {
+                const uint8_t *next = ip + step;
+                uint32_t h = hash4(seq, hlog);
+                uint32_t nseq;
+                match = base + T_GET(h);
+                T_PUT(h, ip);
+                step = probes++ >> SKIP_TRIGGER;
+                if (UNLIKELY(next > mflimit)) {
+                    if ((small || (size_t)(ip - match) <= MAX_DISTANCE) &&
+                        load32(match) == seq)
+                        break;
+                    goto last_literals;
+                }
+                nseq = load32(next); /* next probe's bytes, loaded early */
+                if ((small || (size_t)(ip - match) <= MAX_DISTANCE) &&
+                    load32(match) == seq)
+                    break;
+                ip = next;
+                seq = nseq;
+            }
+        }
+
+        /* Extend the match backwards over literals not yet emitted. */
+        while (ip > anchor && match > base && ip[-1] == match[-1]) {
+            ip--;
+            match--;
+        }
+
+        /* Sequence: token, literal length, literals. */
+        lit = (size_t)(ip - anchor);
+        token = op++;
+        {
+            size_t need = lit + 2 + 1 + LASTLITERALS;
+            if (lit >= RUN_MASK)
+                need += extra_len_bytes(lit);
+            if (UNLIKELY(need > (size_t)(oend - op)))
+                return 0;
+        }
+        if (lit >= RUN_MASK) {
+            *token = RUN_MASK << 4;
+            op = write_extra_len(op, lit - RUN_MASK);
+        } else {
+            *token = (uint8_t)(lit << 4);
+        }
+        if (lit)
+            wild_copy8(op, anchor, op + lit);
+        op += lit;
+
+        for (;;) {
+            /* Offset (little-endian 16-bit) and match length. */
+            store16(op, (uint16_t)(ip - match));
+            op += 2;
+            ml = match_len(ip + MINMATCH, match + MINMATCH,
+                           mflimit + (MFLIMIT - LASTLITERALS));
+            ip += ml + MINMATCH;
+            {
+                size_t need = 1 + LASTLITERALS; /* next token + last literals */
+                if (ml >= ML_MASK)
+                    need += extra_len_bytes(ml);
+                if (UNLIKELY(need > (size_t)(oend - op)))
+                    return 0;
+            }
+            if (ml >= ML_MASK) {
+                *token += ML_MASK;
+                op = write_extra_len(op, ml - ML_MASK);
+            } else {
+                *token += (uint8_t)ml;
+            }
+            anchor = ip;
+
+            if (ip > mflimit)
+                goto last_literals;
+
+            /* Remember a position inside the match, then try for an
+             * immediate next match (no literals) at ip. */
+            T_PUT(hash4(load32(ip - 2), hlog), ip - 2);
+            {
+                uint32_t seq = load32(ip);
+                uint32_t h = hash4(seq, hlog);
+                match = base + T_GET(h);
+                T_PUT(h, ip);
+                if ((small || (size_t)(ip - match) <= MAX_DISTANCE) &&
+                    load32(match) == seq) {
+                    token = op++;
+                    *token = 0;
+                    continue;
+                }
+            }
+            break;
+        }
+
+        ip++;
+        if (ip > mflimit)
+            goto last_literals;
+    }
+
+last_literals:
+    /* The last sequence: token and literals only (End of block restrictions 1). */
+    {
+        const size_t lit = (size_t)(src + src_len - anchor);
+        size_t need = 1 + lit;
+        if (lit >= RUN_MASK)
+            need += extra_len_bytes(lit);
+        if (need > (size_t)(oend - op))
+            return 0;
+        if (lit >= RUN_MASK) {
+            *op++ = RUN_MASK << 4;
+            op = write_extra_len(op, lit - RUN_MASK);
+        } else {
+            *op++ = (uint8_t)(lit << 4);
+        }
+        if (lit)
+            memcpy(op, anchor, lit);
+        op += lit;
+    }
+    return (int)(op - dst);
+#undef T_GET
+#undef T_PUT
+}
+
+int lz4_compress(const uint8_t *src, int src_len, uint8_t *dst, int dst_cap,
+                 void *work)
+{
+    if (src_len < 0 || src_len > LZ4_MAX_INPUT_SIZE || dst_cap <= 0)
+        return 0;
+    if (src_len <= SMALL_LIMIT)
+        return compress_generic(src, (size_t)src_len, dst, (size_t)dst_cap, work, 1);
+    return compress_generic(src, (size_t)src_len, dst, (size_t)dst_cap, work, 0);
+}
+
+/* ---- decompressor ------------------------------------------------------ */
+
+/* Read the extra length bytes that follow a 4-bit field of 15. Returns 0 on
+ * success, -1 if the input ends first. */
+static ALWAYS_INLINE int read_extra_len(const uint8_t **ipp, const uint8_t *iend,
+                                        size_t *len)
+{
+    const uint8_t *ip = *ipp;
+    unsigned b;
+    do {
+        if (UNLIKELY(ip >= iend))
+            return -1;
+        b = *ip++;
+        *len += b;
+    } while (b == LEN_BYTE_MAX);
+    *ipp = ip;
+    return 0;
+}
+
+/* For an overlapping match with offset < 8: the smallest multiple of the
+ * offset that is >= 8. The output is periodic with the offset, so once 8 bytes
+ * are written, copying from this distance back gives the same bytes, in
+ * 8-byte steps that never read bytes not yet written. */
+static const uint8_t period_stride[8] = { 0, 8, 8, 9, 8, 10, 12, 14 };
+
+int lz4_decompress_safe(const uint8_t *src, int src_len, uint8_t *dst,
+                        int dst_cap)
+{
+    const uint8_t *ip = src;
+    const uint8_t *const iend = src + (src_len > 0 ? src_len : 0);
+    uint8_t *op = dst;
+    uint8_t *const oend = dst + (dst_cap > 0 ? dst_cap : 0);
+
+    if (src == NULL || src_len <= 0 || dst_cap < 0 || (dst == NULL && dst_cap))
+        return -1;
+
+    for (;;) {
+        unsigned token;
+        size_t lit, ml, off;
+        const uint8_t *m;
+        uint8_t *mend;
+
+        /* A block ends after the literals of its last sequence, never after a
+         * match (End of block restrictions 1). */
+        if (UNLIKELY(ip >= iend))
+            return -1;
+        token = *ip++;
+        lit = token >> 4;
+
+        /* Fast path for the common short sequence (literal length < 15)
+         * when both buffers have room to spare: copy 16 literal bytes and,
+         * for a short non-overlapping match, 24 match bytes, unconditionally;
+         * the excess is overwritten by what follows. 16 + 2 input bytes
+         * remain, so this is not the last sequence. */
+        if (lit < RUN_MASK && (size_t)(iend - ip) >= 16 + 2 &&
+            (size_t)(oend - op) >= 16 + 24) {
+            copy8(op, ip);
+            copy8(op + 8, ip + 8);
+            ip += lit;
+            op += lit;
+            off = load16(ip);
+            ip += 2;
+            ml = token & ML_MASK;
+            if (ml < ML_MASK && off >= 8 && off <= (size_t)(op - dst)) {
+                m = op - off;
+                copy8(op, m);
+                copy8(op + 8, m + 8);
+                copy8(op + 16, m + 16);
+                op += ml + MINMATCH;
+                continue;
+            }
+            goto match_checks;
+        }
+
+        /* Literals. */
+        if (lit == RUN_MASK && read_extra_len(&ip, iend, &lit))
+            return -1;
+        if (UNLIKELY(lit > (size_t)(iend - ip) || lit > (size_t)(oend - op)))
+            return -1;
+        if (LIKELY(lit + 8 <= (size_t)(iend - ip) && lit + 8 <= (size_t)(oend - op))) {
+            if (lit)
+                wild_copy8(op, ip, op + lit);
+        } else if (lit) {
+            memcpy(op, ip, lit);
+        }
+        ip += lit;
+        op += lit;
+
+        if (ip == iend)
+            return (int)(op - dst); /* last sequence: literals only */
+
+        /* Match: offset, then length. */
+        if (UNLIKELY(iend - ip < 2))
+            return -1;
+        off = load16(ip);
+        ip += 2;
+match_checks:
+        if (UNLIKELY(off == 0 || off > (size_t)(op - dst)))
+            return -1; /* "0 is an invalid value"; before the block start */
+        ml = token & ML_MASK;
+        if (ml == ML_MASK && read_extra_len(&ip, iend, &ml))
+            return -1;
+        ml += MINMATCH;
+        if (UNLIKELY(ml > (size_t)(oend - op)))
+            return -1;
+
+        m = op - off;
+        mend = op + ml;
+        if (off < 8 && (size_t)(oend - op) >= 8) {
+            /* Overlap ("overlap match"): extend the period bytewise for 8
+             * bytes, then copy from a whole number of periods back, >= 8
+             * bytes, so that word copies only read bytes already written. */
+            for (int i = 0; i < 8; i++)
+                op[i] = m[i];
+            op += 8;
+            m = op - period_stride[off];
+        }
+        /* Word copies while a whole word fits in dst (they may run up to 7
+         * bytes past mend), then bytes up to the end of dst. */
+        while (op < mend && (size_t)(oend - op) >= 8) {
+            copy8(op, m);
+            op += 8;
+            m += 8;
+        }
+        while (op < mend)
+            *op++ = *m++;
+        op = mend;
+    }
+}

@@ -1,0 +1,54 @@
+/*
+ * lz4 — LZ4 block compressor and bounds-checked decompressor, freestanding.
+ *
+ * Written from the LZ4 block format specification (lz4 doc/lz4_Block_format.md).
+ * Output is a raw LZ4 *block* (no frame, no size prefix): python-lz4's
+ * lz4.block.decompress(data, uncompressed_size=n) and liblz4's
+ * LZ4_decompress_safe() read it, and lz4_decompress_safe() reads theirs.
+ *
+ * No globals, no allocation, no SSE; reentrant.
+ */
+#ifndef SOS_LZ4_H
+#define SOS_LZ4_H
+
+#include <stdint.h>
+
+/* Size in bytes of the work area lz4_compress() needs (its hash table).
+ * Any alignment of 4 or more; contents on entry do not matter (it is
+ * cleared by lz4_compress), contents on return are garbage. */
+#define LZ4_WORK_SIZE 16384
+
+/* Largest input lz4_compress() accepts (a limit of ours, not of the format). */
+#define LZ4_MAX_INPUT_SIZE 0x7E000000
+
+/* Worst-case compressed size of n input bytes: a dst_cap of this always
+ * succeeds. Same value as liblz4's LZ4_COMPRESSBOUND(n). */
+#define LZ4_COMPRESS_BOUND(n) ((n) + (n) / 255 + 16)
+
+/*
+ * Compress src[0..src_len) into dst[0..dst_cap) as one LZ4 block.
+ * work: LZ4_WORK_SIZE bytes of scratch, 4-byte aligned.
+ * Returns the compressed size (> 0), or 0 if the block does not fit in
+ * dst_cap bytes (the caller then stores the data raw) or src_len is out of
+ * range (< 0 or > LZ4_MAX_INPUT_SIZE). src_len == 0 gives a 1-byte block.
+ * Never writes outside dst[0..dst_cap) and never reads outside
+ * src[0..src_len), whatever it returns; dst contents are unspecified when it
+ * returns 0.
+ */
+int lz4_compress(const uint8_t *src, int src_len, uint8_t *dst, int dst_cap,
+                 void *work);
+
+/*
+ * Decompress one LZ4 block src[0..src_len) into dst[0..dst_cap).
+ * Returns the decompressed size (0..dst_cap), or -1 if the block is malformed
+ * or would decompress to more than dst_cap bytes. Never reads outside
+ * src[0..src_len) and never writes outside dst[0..dst_cap), whatever the
+ * input. It may use any of dst[0..dst_cap) as scratch: bytes after the
+ * returned size, and all of dst on -1, are unspecified.
+ * Blocks whose last sequence has a match (spec "End of block restrictions",
+ * rule 1) are rejected; the other end-of-block rules are not enforced.
+ */
+int lz4_decompress_safe(const uint8_t *src, int src_len, uint8_t *dst,
+                        int dst_cap);
+
+#endif

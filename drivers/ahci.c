@@ -1,0 +1,665 @@
+/*
+ * Polled AHCI driver: one port, command slot 0, no interrupts.
+ *
+ * References: Serial ATA AHCI 1.3.1 ("AHCI", sections cited as numbers), ATA8-ACS for the
+ * commands and IDENTIFY data, Serial ATA 3.x for the Register FIS layouts.
+ *
+ * Flow: ahci_open checks the PCI function and ABAR it was given (AHCI 2.1), enables memory
+ * decoding and bus mastering, sets GHC.AE, checks the port, saves the registers it will
+ * change, stops the port (AHCI 10.1.2), points PxCLB/PxFB at the caller's DMA area, masks
+ * the port's interrupts and starts it (10.3.2, 10.3.1). Each command fills slot 0 of the
+ * command list, writes PxCI and polls PxCI / PxIS until completion, error or deadline.
+ * An error runs the non-queued recovery of AHCI 6.2.2.1 so the port stays usable and
+ * restorable. ahci_close stops the port and puts every saved register back.
+ *
+ * Memory ordering: all MMIO goes through hba_read/hba_write (volatile 32-bit accesses
+ * bracketed by compiler barriers). On x86 stores become visible in program order and an
+ * uncached MMIO store is not reordered with earlier stores, so the command header, FIS
+ * and PRDT written to ordinary memory are visible to the HBA before the PxCI store that
+ * issues them; loads are not reordered with older loads, so data read after PxCI is seen
+ * clear is the DMA'd data. The compiler barriers keep gcc from moving the plain memory
+ * accesses across the MMIO ones. The ABAR page must be mapped uncached (PCD) by whoever
+ * builds the page tables.
+ */
+#include "ahci.h"
+#include "ahci_regs.h"
+#include "pci.h"
+#include "timer.h"
+#include "string.h"
+
+#define barrier() __asm__ volatile("" ::: "memory")
+#define MS(ms)    ((uint64_t)(ms) * 1000u)
+
+/* ---- the one MMIO accessor pair ------------------------------------------------------ */
+
+static inline uint32_t hba_read(const struct ahci *a, uint32_t reg)
+{
+    uint32_t v;
+    barrier();
+    v = *(volatile uint32_t *)(a->abar + reg);
+    barrier();
+    return v;
+}
+
+static inline void hba_write(struct ahci *a, uint32_t reg, uint32_t v)
+{
+    barrier();
+    *(volatile uint32_t *)(a->abar + reg) = v;
+    barrier();
+}
+
+static inline uint32_t px_reg(const struct ahci *a, uint32_t reg)
+{
+    return AHCI_PORT_BASE + (uint32_t)a->port * AHCI_PORT_STRIDE + reg;
+}
+
+static inline uint32_t px_read(const struct ahci *a, uint32_t reg)
+{
+    return hba_read(a, px_reg(a, reg));
+}
+
+static inline void px_write(struct ahci *a, uint32_t reg, uint32_t v)
+{
+    hba_write(a, px_reg(a, reg), v);
+}
+
+/* PxCMD writes never carry ICC or CLO back (see AHCI_PxCMD_WRITE_MASK). */
+static inline void px_cmd_write(struct ahci *a, uint32_t v)
+{
+    px_write(a, AHCI_PxCMD, v & AHCI_PxCMD_WRITE_MASK);
+}
+
+/* Clear the RWC bits currently set in PxIS or PxSERR (AHCI 3.3.5, 3.3.12). */
+static inline uint32_t px_clear_rwc(struct ahci *a, uint32_t reg)
+{
+    uint32_t v = px_read(a, reg);
+    if (v)
+        px_write(a, reg, v);
+    return v;
+}
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+/* Record an error without touching the HBA (its registers may not be reachable). */
+static int fail_early(struct ahci *a, int status, const char *what)
+{
+    a->err.what = what;
+    a->err.lba = 0;
+    a->err.dev_lba = 0;
+    a->err.tfd = a->err.is = a->err.serr = 0;
+    return status;
+}
+
+/* Record an error with the port's status registers as they are now. */
+static int fail_port(struct ahci *a, int status, const char *what, uint64_t lba, uint32_t is)
+{
+    a->err.what = what;
+    a->err.lba = lba;
+    a->err.dev_lba = 0;
+    a->err.tfd = px_read(a, AHCI_PxTFD);
+    a->err.is = is | px_read(a, AHCI_PxIS);
+    a->err.serr = px_read(a, AHCI_PxSERR);
+    return status;
+}
+
+/* ---- polled waits ------------------------------------------------------------------ */
+
+/* Wait until (port register & mask) == want. 0, or -1 once timeout_ms has passed. The
+ * register is read once more after the deadline so a preempted poller never reports a
+ * condition that is in fact met. */
+static int px_wait(struct ahci *a, uint32_t reg, uint32_t mask, uint32_t want, uint32_t timeout_ms)
+{
+    uint64_t deadline = timer_deadline_us(MS(timeout_ms));
+    for (;;) {
+        if ((px_read(a, reg) & mask) == want)
+            return 0;
+        if (timer_expired(deadline))
+            return (px_read(a, reg) & mask) == want ? 0 : -1;
+        __asm__ volatile("pause");
+    }
+}
+
+/* ---- port state changes -------------------------------------------------------------- */
+
+/* Stop the command list: PxCMD.ST = 0, wait for PxCMD.CR = 0 (AHCI 10.1.2 item 3, 3.3.7). */
+static int port_stop_cmd_list(struct ahci *a)
+{
+    uint32_t cmd = px_read(a, AHCI_PxCMD);
+    a->running = 0;
+    if (!(cmd & (AHCI_PxCMD_ST | AHCI_PxCMD_CR)))
+        return 0;
+    if (cmd & AHCI_PxCMD_ST)
+        px_cmd_write(a, cmd & ~AHCI_PxCMD_ST);
+    if (px_wait(a, AHCI_PxCMD, AHCI_PxCMD_CR, 0, AHCI_TIMEOUT_CR_CLEAR_MS))
+        return fail_port(a, SOS_STATUS_AHCI_TIMEOUT,
+                         "PxCMD.CR still set 500 ms after PxCMD.ST=0 (AHCI 10.1.2)", 0, 0);
+    return 0;
+}
+
+/* Put the port in the idle state of AHCI 10.1.2 item 3: ST, CR, FRE and FR all clear.
+ * FRE is cleared only once CR is clear (3.3.7, FRE). */
+static int port_stop(struct ahci *a)
+{
+    int rc = port_stop_cmd_list(a);
+    uint32_t cmd;
+    if (rc)
+        return rc;
+    cmd = px_read(a, AHCI_PxCMD);
+    if (!(cmd & (AHCI_PxCMD_FRE | AHCI_PxCMD_FR)))
+        return 0;
+    if (cmd & AHCI_PxCMD_FRE)
+        px_cmd_write(a, cmd & ~AHCI_PxCMD_FRE);
+    if (px_wait(a, AHCI_PxCMD, AHCI_PxCMD_FR, 0, AHCI_TIMEOUT_FR_CLEAR_MS))
+        return fail_port(a, SOS_STATUS_AHCI_TIMEOUT,
+                         "PxCMD.FR still set 500 ms after PxCMD.FRE=0 (AHCI 10.1.2)", 0, 0);
+    return 0;
+}
+
+/* COMRESET (AHCI 10.4.2): only with PxCMD.ST = 0 (3.3.11: DET may be written only then).
+ * DET = 1 for at least 1 ms, then DET = 0; wait for the link (PxSSTS.DET = 3); clear the
+ * PxSERR bits the reset set. PxSCTL is put back as it was (apart from DET, which was 0). */
+static int port_comreset(struct ahci *a)
+{
+    uint32_t sctl = px_read(a, AHCI_PxSCTL);
+    a->sctl_changed = 1;
+    px_write(a, AHCI_PxSCTL, (sctl & ~AHCI_PxSCTL_DET_MASK) | AHCI_PxSCTL_DET_COMRESET);
+    timer_udelay(AHCI_COMRESET_ASSERT_US);
+    px_write(a, AHCI_PxSCTL, sctl & ~AHCI_PxSCTL_DET_MASK);
+    if (px_wait(a, AHCI_PxSSTS, AHCI_PxSSTS_DET_MASK, AHCI_PxSSTS_DET_PRESENT,
+                AHCI_TIMEOUT_LINK_UP_MS))
+        return fail_port(a, SOS_STATUS_AHCI_TIMEOUT,
+                         "PxSSTS.DET not 3 within 1 s of COMRESET (AHCI 10.4.2)", 0, 0);
+    px_clear_rwc(a, AHCI_PxSERR);
+    return 0;
+}
+
+/* Start the port: FIS receive first (10.3.2), then, with PxCMD.CR clear, FRE set and the
+ * device neither BSY nor DRQ, the command list (10.3.1). A device stuck BSY/DRQ gets one
+ * COMRESET (10.4.2), as 6.2.2.1 prescribes. */
+static int port_start(struct ahci *a)
+{
+    uint32_t cmd = px_read(a, AHCI_PxCMD);
+    const uint32_t busy = AHCI_PxTFD_STS_BSY | AHCI_PxTFD_STS_DRQ;
+
+    if (!(cmd & AHCI_PxCMD_FRE)) {
+        px_cmd_write(a, cmd | AHCI_PxCMD_FRE);
+        if (px_wait(a, AHCI_PxCMD, AHCI_PxCMD_FR, AHCI_PxCMD_FR, AHCI_TIMEOUT_FR_SET_MS))
+            return fail_port(a, SOS_STATUS_AHCI_TIMEOUT,
+                             "PxCMD.FR not set 500 ms after PxCMD.FRE=1 (AHCI 10.3.2)", 0, 0);
+    }
+    if (px_wait(a, AHCI_PxTFD, busy, 0, AHCI_TIMEOUT_DEVICE_READY_MS)) {
+        int rc = port_comreset(a);
+        if (rc)
+            return rc;
+        if (px_wait(a, AHCI_PxTFD, busy, 0, AHCI_TIMEOUT_DEVICE_READY_MS))
+            return fail_port(a, SOS_STATUS_AHCI_TIMEOUT,
+                             "PxTFD.STS BSY/DRQ still set 10 s after COMRESET (AHCI 10.3.1)",
+                             0, 0);
+    }
+    cmd = px_read(a, AHCI_PxCMD);
+    px_cmd_write(a, cmd | AHCI_PxCMD_ST);
+    a->running = 1;
+    return 0;
+}
+
+/* Non-queued error recovery, AHCI 6.2.2.1:
+ *   clear PxCMD.ST and wait for PxCMD.CR to clear (this also resets PxCI);
+ *   clear PxSERR and PxIS;
+ *   if PxTFD.STS.BSY or DRQ is set, COMRESET the device;
+ *   set PxCMD.ST again.
+ * a->err keeps the error that caused the recovery; if the recovery itself fails, the port
+ * is left stopped (a->running = 0): later commands fail at once, ahci_close still restores. */
+static void port_recover(struct ahci *a)
+{
+    struct ahci_error cause = a->err;
+    int rc = port_stop_cmd_list(a);
+    if (!rc) {
+        px_clear_rwc(a, AHCI_PxSERR);
+        px_clear_rwc(a, AHCI_PxIS);
+        if (px_read(a, AHCI_PxTFD) & (AHCI_PxTFD_STS_BSY | AHCI_PxTFD_STS_DRQ))
+            rc = port_comreset(a);
+        if (!rc)
+            rc = port_start(a);
+    }
+    a->err = cause;
+}
+
+/* ---- command execution ------------------------------------------------------------ */
+
+struct ahci_cmd_names {
+    const char *error;      /* the device (or HBA) reported an error */
+    const char *timeout;    /* PxCI did not clear in time */
+};
+
+static const struct ahci_cmd_names names_identify = {
+    "IDENTIFY DEVICE failed: task-file error (PxIS.TFES / PxTFD.STS.ERR)",
+    "IDENTIFY DEVICE: PxCI slot 0 not clear within 5 s",
+};
+static const struct ahci_cmd_names names_read = {
+    "READ DMA EXT failed: task-file error (PxIS.TFES / PxTFD.STS.ERR)",
+    "READ DMA EXT: PxCI slot 0 not clear within 10 s",
+};
+static const struct ahci_cmd_names names_write = {
+    "WRITE DMA EXT failed: task-file error (PxIS.TFES / PxTFD.STS.ERR)",
+    "WRITE DMA EXT: PxCI slot 0 not clear within 10 s",
+};
+static const struct ahci_cmd_names names_flush = {
+    "FLUSH CACHE EXT failed: task-file error (PxIS.TFES / PxTFD.STS.ERR)",
+    "FLUSH CACHE EXT: PxCI slot 0 not clear within 30 s",
+};
+
+/* Name the HBA-detected conditions of PxIS (3.3.5) that are not device errors. */
+static const char *hba_error_name(uint32_t is, const char *taskfile)
+{
+    if (is & AHCI_PxIS_HBFS)
+        return "host bus fatal error (PxIS.HBFS): a PRD or command address the HBA cannot reach";
+    if (is & AHCI_PxIS_HBDS)
+        return "host bus data error (PxIS.HBDS)";
+    if (is & AHCI_PxIS_IFS)
+        return "interface fatal error (PxIS.IFS), see PxSERR";
+    if (is & AHCI_PxIS_OFS)
+        return "overflow (PxIS.OFS): the device moved more data than the PRDT describes";
+    return taskfile;
+}
+
+/* Fill the Register H2D FIS of slot 0 (Serial ATA 3.x 10.3.4). All 20 bytes are written
+ * each time; bytes 20..63 of the CFIS stay zero from ahci_open. */
+static void fill_fis(struct ahci *a, uint8_t command, uint64_t lba, uint32_t count, uint8_t device)
+{
+    struct sata_fis_h2d *f = (struct sata_fis_h2d *)a->ct->cfis;
+    f->fis_type = SATA_FIS_TYPE_REG_H2D;
+    f->pm_flags = SATA_FIS_H2D_C;
+    f->command = command;
+    f->features = 0;
+    f->lba0 = (uint8_t)lba;
+    f->lba1 = (uint8_t)(lba >> 8);
+    f->lba2 = (uint8_t)(lba >> 16);
+    f->device = device;
+    f->lba3 = (uint8_t)(lba >> 24);
+    f->lba4 = (uint8_t)(lba >> 32);
+    f->lba5 = (uint8_t)(lba >> 40);
+    f->features_exp = 0;
+    f->count0 = (uint8_t)count;
+    f->count1 = (uint8_t)(count >> 8);
+    f->icc = 0;
+    f->control = 0;
+    f->auxiliary[0] = f->auxiliary[1] = f->auxiliary[2] = f->auxiliary[3] = 0;
+}
+
+/* Issue slot 0 (header and table are built; set PxCI bit 0, 3.3.14) and poll it to the
+ * end. Completion is the HBA clearing PxCI bit 0 (3.3.14). Every iteration also reads PxIS: TFES is the HBA's latch
+ * of "a FIS arrived with STS.ERR set" (3.3.5), so it catches the error even when the
+ * command never completes. PxTFD itself is a shadow of the last FIS: its ERR may still be
+ * the previous command's until the device sends status for this one, so it is judged only
+ * once PxCI has cleared. */
+static int port_exec(struct ahci *a, uint32_t dw0, uint64_t lba, uint32_t timeout_ms,
+                     const struct ahci_cmd_names *names)
+{
+    struct ahci_cmd_header *h = &a->clb[0];
+    uint64_t deadline;
+    uint32_t is, tfd;
+
+    if (!a->running)
+        return fail_early(a, SOS_STATUS_AHCI_TIMEOUT,
+                          "port not running: an earlier recovery or open failed");
+    h->dw0 = dw0;
+    h->prdbc = 0;
+    px_clear_rwc(a, AHCI_PxIS);
+    px_write(a, AHCI_PxCI, 1u);          /* barriers in hba_write order the table first */
+
+    deadline = timer_deadline_us(MS(timeout_ms));
+    for (;;) {
+        is = px_read(a, AHCI_PxIS);
+        if (is & AHCI_PxIS_ERRORS)
+            goto error;
+        if (!(px_read(a, AHCI_PxCI) & 1u))
+            break;
+        if (timer_expired(deadline)) {
+            if (!(px_read(a, AHCI_PxCI) & 1u))
+                break;
+            fail_port(a, SOS_STATUS_AHCI_TIMEOUT, names->timeout, lba, is);
+            port_recover(a);
+            return SOS_STATUS_AHCI_TIMEOUT;
+        }
+    }
+    /* Completed. The status FIS that ended the command may have raised TFES in the same
+     * step that cleared PxCI, so read both once more. */
+    is = px_read(a, AHCI_PxIS);
+    tfd = px_read(a, AHCI_PxTFD);
+    if (!(is & AHCI_PxIS_ERRORS) && !(tfd & (AHCI_PxTFD_STS_ERR | AHCI_PxTFD_STS_DF)))
+        return 0;
+error:
+    fail_port(a, SOS_STATUS_AHCI_TASKFILE_ERROR, hba_error_name(is, names->error), lba, is);
+    {
+        /* LBA of the D2H Register FIS (bytes 4..6, 8..10), when one arrived. */
+        const volatile uint8_t *d2h = a->rfis + AHCI_RFIS_RFIS;
+        if (d2h[0] == SATA_FIS_TYPE_REG_D2H)
+            a->err.dev_lba = (uint64_t)d2h[4] | (uint64_t)d2h[5] << 8 |
+                             (uint64_t)d2h[6] << 16 | (uint64_t)d2h[8] << 24 |
+                             (uint64_t)d2h[9] << 32 | (uint64_t)d2h[10] << 40;
+    }
+    port_recover(a);
+    return SOS_STATUS_AHCI_TASKFILE_ERROR;
+}
+
+/* Build the PRDT (AHCI 4.2.3.3) from a scatter list: each piece becomes PRDs of at most
+ * 4 MiB (DBC is 22 bits, 0's based); addresses and counts must be even (DBA bit 0 is
+ * reserved, DBC bit 0 must be 1). Returns the PRD count, or 0 with a->err set. */
+static unsigned build_prdt(struct ahci *a, const struct ahci_sg *sg, unsigned n, uint64_t *total)
+{
+    struct ahci_prd *prd = a->ct->prdt;
+    const int s64a = (a->cap & AHCI_CAP_S64A) != 0;
+    unsigned k = 0;
+    uint64_t sum = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t addr = sg[i].addr;
+        uint32_t left = sg[i].bytes;
+        if ((addr | left) & 1u) {
+            fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
+                       "scatter piece with odd address or length (AHCI 4.2.3.3)");
+            return 0;
+        }
+        if (!s64a && addr + left > (1ull << 32)) {
+            fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
+                       "buffer above 4 GiB and the HBA lacks CAP.S64A");
+            return 0;
+        }
+        sum += left;
+        while (left) {
+            uint32_t chunk = left > AHCI_PRD_DBC_MAX ? AHCI_PRD_DBC_MAX : left;
+            if (k >= a->prd_max) {
+                fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
+                           "request needs more PRD entries than the DMA area holds");
+                return 0;
+            }
+            prd[k].dba = (uint32_t)addr;
+            prd[k].dbau = (uint32_t)(addr >> 32);
+            prd[k].dw3 = chunk - 1;     /* I = 0: polled */
+            k++;
+            addr += chunk;
+            left -= chunk;
+        }
+    }
+    if (!sum || sum % ATA_SECTOR_SIZE || sum / ATA_SECTOR_SIZE > ATA_LBA48_MAX_SECTORS) {
+        fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
+                   "transfer is empty, not a multiple of 512 bytes, or over 65536 sectors");
+        return 0;
+    }
+    *total = sum;
+    return k;
+}
+
+/* READ DMA EXT / WRITE DMA EXT (ATA8-ACS): 48-bit LBA, Count 0 meaning 65536,
+ * Device bit 6 (LBA) set. */
+static int ahci_rw(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n, int write)
+{
+    uint64_t bytes = 0;
+    uint32_t count;
+    unsigned prdtl = build_prdt(a, sg, n, &bytes);
+    if (!prdtl)
+        return SOS_STATUS_AHCI_BAD_REQUEST;
+    count = (uint32_t)(bytes / ATA_SECTOR_SIZE);
+    if (lba >= ATA_LBA48_LIMIT || lba + count > ATA_LBA48_LIMIT)
+        return fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST, "LBA beyond 48 bits");
+    fill_fis(a, write ? ATA_CMD_WRITE_DMA_EXT : ATA_CMD_READ_DMA_EXT, lba,
+             count & 0xffffu, ATA_DEV_LBA);
+    return port_exec(a, (prdtl << AHCI_CMDH_PRDTL_SHIFT) | (write ? AHCI_CMDH_W : 0) |
+                        SATA_FIS_H2D_DWORDS,
+                     lba, AHCI_TIMEOUT_DATA_CMD_MS, write ? &names_write : &names_read);
+}
+
+int ahci_write(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n)
+{
+    return ahci_rw(a, lba, sg, n, 1);
+}
+
+int ahci_read(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n)
+{
+    return ahci_rw(a, lba, sg, n, 0);
+}
+
+/* FLUSH CACHE EXT (ATA8-ACS): non-data, PRDTL = 0. */
+int ahci_flush(struct ahci *a)
+{
+    fill_fis(a, ATA_CMD_FLUSH_CACHE_EXT, 0, 0, ATA_DEV_LBA);
+    return port_exec(a, SATA_FIS_H2D_DWORDS, 0, AHCI_TIMEOUT_FLUSH_MS, &names_flush);
+}
+
+/* IDENTIFY DEVICE (ATA8-ACS): PIO data-in of one 512-byte block into the DMA area.
+ * Sectors: words 100..103 when the 48-bit Address feature set is supported (word 83
+ * bit 10), else words 60..61. Model: words 27..46, two ASCII characters per word with
+ * the first in the high byte. */
+int ahci_identify(struct ahci *a, uint64_t *sectors, char model[41])
+{
+    struct ahci_prd *prd = a->ct->prdt;
+    const uint16_t *id = a->ident;
+    uint64_t n;
+    int rc;
+
+    prd[0].dba = (uint32_t)(uintptr_t)a->ident;
+    prd[0].dbau = (uint32_t)((uint64_t)(uintptr_t)a->ident >> 32);
+    prd[0].dw3 = ATA_SECTOR_SIZE - 1;
+    fill_fis(a, ATA_CMD_IDENTIFY_DEVICE, 0, 0, 0);
+    rc = port_exec(a, (1u << AHCI_CMDH_PRDTL_SHIFT) | SATA_FIS_H2D_DWORDS, 0,
+                   AHCI_TIMEOUT_IDENTIFY_MS, &names_identify);
+    if (rc)
+        return rc;
+    if (a->clb[0].prdbc != ATA_SECTOR_SIZE)
+        return fail_port(a, SOS_STATUS_AHCI_TASKFILE_ERROR,
+                         "IDENTIFY DEVICE moved other than 512 bytes (PRDBC)", 0, 0);
+
+    if (id[ATA_ID_CMDSET_83] & ATA_ID_48BIT)
+        n = (uint64_t)id[ATA_ID_LBA48_SECTORS] | (uint64_t)id[ATA_ID_LBA48_SECTORS + 1] << 16 |
+            (uint64_t)id[ATA_ID_LBA48_SECTORS + 2] << 32 |
+            (uint64_t)id[ATA_ID_LBA48_SECTORS + 3] << 48;
+    else
+        n = (uint64_t)id[ATA_ID_LBA28_SECTORS] | (uint64_t)id[ATA_ID_LBA28_SECTORS + 1] << 16;
+    /* Word 106 valid (bits 15:14 = 01b) with bit 12 set: logical sector size in 117..118. */
+    if ((id[ATA_ID_SECTOR_SIZE] & 0xc000) == 0x4000 && (id[ATA_ID_SECTOR_SIZE] & (1u << 12))) {
+        uint32_t words = id[ATA_ID_LOGICAL_SIZE] | (uint32_t)id[ATA_ID_LOGICAL_SIZE + 1] << 16;
+        if (words != ATA_SECTOR_SIZE / 2)
+            return fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
+                              "device logical sectors are not 512 bytes (IDENTIFY word 106)");
+    }
+    a->sectors = n;
+    if (sectors)
+        *sectors = n;
+    if (model) {
+        int end = 0;
+        for (int i = 0; i < ATA_ID_MODEL_WORDS; i++) {
+            uint16_t w = id[ATA_ID_MODEL + i];
+            model[2 * i] = (char)(w >> 8);
+            model[2 * i + 1] = (char)(w & 0xff);
+        }
+        for (int i = 0; i < 2 * ATA_ID_MODEL_WORDS; i++)
+            if (model[i] != ' ' && model[i] != 0)
+                end = i + 1;
+        model[end] = 0;
+    }
+    return 0;
+}
+
+/* ---- taking the port and giving it back --------------------------------------------- */
+
+/* Undo whatever ahci_open changed, in reverse order. Used by ahci_close and by a failed
+ * ahci_open. The port is stopped first (10.1.2) so its address registers may be written,
+ * then FRE and ST are set again in the order of 10.3.2 / 10.3.1 if the host had them. */
+static void restore_all(struct ahci *a)
+{
+    if (a->taken) {
+        struct ahci_error keep = a->err;
+        uint32_t base = a->saved_cmd & ~(AHCI_PxCMD_ST | AHCI_PxCMD_FRE);
+        int rc = port_stop(a);
+        px_clear_rwc(a, AHCI_PxIS);
+        px_clear_rwc(a, AHCI_PxSERR);
+        px_write(a, AHCI_PxCLB, a->saved_clb);
+        px_write(a, AHCI_PxCLBU, a->saved_clbu);
+        px_write(a, AHCI_PxFB, a->saved_fb);
+        px_write(a, AHCI_PxFBU, a->saved_fbu);
+        if (a->sctl_changed && px_read(a, AHCI_PxSCTL) != a->saved_sctl)
+            px_write(a, AHCI_PxSCTL, a->saved_sctl);
+        px_cmd_write(a, base);
+        if (a->saved_cmd & AHCI_PxCMD_FRE) {
+            px_cmd_write(a, base | AHCI_PxCMD_FRE);
+            if (px_wait(a, AHCI_PxCMD, AHCI_PxCMD_FR, AHCI_PxCMD_FR, AHCI_TIMEOUT_FR_SET_MS)
+                && !rc)
+                rc = fail_port(a, SOS_STATUS_AHCI_TIMEOUT,
+                               "close: PxCMD.FR not set 500 ms after FRE=1 (AHCI 10.3.2)", 0, 0);
+        }
+        if (a->saved_cmd & AHCI_PxCMD_ST)
+            px_cmd_write(a, base | (a->saved_cmd & AHCI_PxCMD_FRE) | AHCI_PxCMD_ST);
+        /* PxIE last: PxIS is clear, so restoring it raises nothing. */
+        px_write(a, AHCI_PxIE, a->saved_ie);
+        if (!rc)
+            a->err = keep;
+        a->taken = 0;
+        a->running = 0;
+        a->sctl_changed = 0;
+    }
+    if (a->ghc_changed) {
+        hba_write(a, AHCI_GHC, a->saved_ghc & ~AHCI_GHC_HR);
+        a->ghc_changed = 0;
+    }
+    if (a->pci_changed) {
+        pci_write16(a->bus, a->dev, a->fn, PCI_COMMAND, a->saved_pci_command);
+        a->pci_changed = 0;
+    }
+}
+
+static int open_fail(struct ahci *a, int rc)
+{
+    restore_all(a);
+    return rc;
+}
+
+int ahci_open(struct ahci *a, const struct ahci_config *cfg, void *dma, uint64_t dma_size)
+{
+    uint8_t *area = dma;
+    uint64_t area_addr = (uint64_t)(uintptr_t)dma;
+    uint32_t bar5, ghc, pi;
+    uint16_t command;
+    int rc;
+
+    memset(a, 0, sizeof(*a));
+    a->bus = cfg->bus;
+    a->dev = cfg->dev;
+    a->fn = cfg->fn;
+    a->port = cfg->port;
+    if (!dma || (area_addr & 0xfff) || dma_size < AHCI_DMA_MIN_SIZE)
+        return fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
+                          "DMA area missing, not 4 KiB aligned, or under 4 KiB");
+
+    /* The PCI function must be an AHCI HBA whose ABAR is the one we were given: class
+     * code 01h/06h/01h (AHCI 2.1.5), BAR5 = ABAR, a memory BAR (2.1.11). */
+    if (pci_read16(a->bus, a->dev, a->fn, PCI_VENDOR_ID) == 0xffff)
+        return fail_early(a, SOS_STATUS_PCI_MISMATCH, "no PCI function at the configured address");
+    if (pci_read8(a->bus, a->dev, a->fn, PCI_CLASS) != AHCI_PCI_CLASS ||
+        pci_read8(a->bus, a->dev, a->fn, PCI_SUBCLASS) != AHCI_PCI_SUBCLASS ||
+        pci_read8(a->bus, a->dev, a->fn, PCI_PROG_IF) != AHCI_PCI_PROG_IF)
+        return fail_early(a, SOS_STATUS_PCI_MISMATCH,
+                          "PCI function is not an AHCI HBA (class 01h/06h/01h)");
+    bar5 = pci_read32(a->bus, a->dev, a->fn, PCI_BAR5);
+    if ((bar5 & PCI_BAR_IO) || !cfg->abar || (uint64_t)(bar5 & PCI_BAR_MEM_MASK) != cfg->abar)
+        return fail_early(a, SOS_STATUS_PCI_MISMATCH, "BAR5 (ABAR) differs from the configured abar");
+    a->abar = (volatile uint8_t *)(uintptr_t)cfg->abar;
+
+    /* Memory space for ABAR, bus mastering for the HBA's DMA (PCI command, AHCI 2.1.2). */
+    a->saved_pci_command = command = pci_read16(a->bus, a->dev, a->fn, PCI_COMMAND);
+    if ((command & (PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)) !=
+        (PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)) {
+        pci_write16(a->bus, a->dev, a->fn, PCI_COMMAND,
+                    command | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+        a->pci_changed = 1;
+    }
+
+    /* AHCI mode (GHC.AE, 3.1.2; 10.1.2 item 1). HR is never written. */
+    a->saved_ghc = ghc = hba_read(a, AHCI_GHC);
+    if (!(ghc & AHCI_GHC_AE)) {
+        hba_write(a, AHCI_GHC, (ghc & ~AHCI_GHC_HR) | AHCI_GHC_AE);
+        a->ghc_changed = 1;
+    }
+    a->cap = hba_read(a, AHCI_CAP);
+    pi = hba_read(a, AHCI_PI);
+    if (cfg->port >= AHCI_MAX_PORTS || !(pi & (1u << cfg->port)))
+        return open_fail(a, fail_early(a, SOS_STATUS_AHCI_BAD_PORT,
+                                       "port not implemented by the HBA (PI)"));
+    if ((px_read(a, AHCI_PxSSTS) & AHCI_PxSSTS_DET_MASK) != AHCI_PxSSTS_DET_PRESENT)
+        return open_fail(a, fail_port(a, SOS_STATUS_AHCI_NO_DEVICE,
+                                      "no device on the port (PxSSTS.DET != 3)", 0, 0));
+    if (!(a->cap & AHCI_CAP_S64A) && area_addr + dma_size > (1ull << 32))
+        return open_fail(a, fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
+                                       "DMA area above 4 GiB and the HBA lacks CAP.S64A"));
+
+    /* Everything the driver changes on the port, as the host left it. */
+    a->saved_clb = px_read(a, AHCI_PxCLB);
+    a->saved_clbu = px_read(a, AHCI_PxCLBU);
+    a->saved_fb = px_read(a, AHCI_PxFB);
+    a->saved_fbu = px_read(a, AHCI_PxFBU);
+    a->saved_cmd = px_read(a, AHCI_PxCMD);
+    a->saved_ie = px_read(a, AHCI_PxIE);
+    a->saved_sctl = px_read(a, AHCI_PxSCTL);
+    a->saved_is = px_read(a, AHCI_PxIS);
+    a->saved_serr = px_read(a, AHCI_PxSERR);
+
+    /* A quiesced host has nothing in flight; if it has, let it finish rather than cut it. */
+    if ((a->saved_cmd & AHCI_PxCMD_ST) &&
+        (px_wait(a, AHCI_PxCI, ~0u, 0, AHCI_TIMEOUT_HOST_DRAIN_MS) ||
+         px_wait(a, AHCI_PxSACT, ~0u, 0, AHCI_TIMEOUT_HOST_DRAIN_MS)))
+        return open_fail(a, fail_port(a, SOS_STATUS_AHCI_TIMEOUT,
+                                      "host commands still outstanding (PxCI/PxSACT) after 10 s",
+                                      0, 0));
+
+    /* Idle the port (10.1.2 item 3) before moving its structures. */
+    a->taken = 1;
+    rc = port_stop(a);
+    if (rc)
+        return open_fail(a, rc);
+
+    /* Carve the DMA area. Zeroed once here; per command only the fields that change are
+     * written (header DW0/DW1, the 20-byte CFIS, the PRDs in use). */
+    a->prd_max = AHCI_DMA_PRD_CAPACITY(dma_size);
+    memset(area, 0, AHCI_DMA_CTBA_OFF + AHCI_CMD_TABLE_HDR + (uint64_t)a->prd_max * 16);
+    a->clb = (struct ahci_cmd_header *)(area + AHCI_DMA_CLB_OFF);
+    a->rfis = area + AHCI_DMA_FB_OFF;
+    a->ident = (uint16_t *)(area + AHCI_DMA_IDENT_OFF);
+    a->ct = (struct ahci_cmd_table *)(area + AHCI_DMA_CTBA_OFF);
+    a->clb[0].ctba = (uint32_t)(area_addr + AHCI_DMA_CTBA_OFF);
+    a->clb[0].ctbau = (uint32_t)((area_addr + AHCI_DMA_CTBA_OFF) >> 32);
+
+    px_write(a, AHCI_PxCLB, (uint32_t)(area_addr + AHCI_DMA_CLB_OFF));
+    px_write(a, AHCI_PxCLBU, (uint32_t)((area_addr + AHCI_DMA_CLB_OFF) >> 32));
+    px_write(a, AHCI_PxFB, (uint32_t)(area_addr + AHCI_DMA_FB_OFF));
+    px_write(a, AHCI_PxFBU, (uint32_t)((area_addr + AHCI_DMA_FB_OFF) >> 32));
+
+    /* Clear old errors (10.1.2 item 6) and status; polled, so no interrupt sources. */
+    px_clear_rwc(a, AHCI_PxSERR);
+    px_clear_rwc(a, AHCI_PxIS);
+    px_write(a, AHCI_PxIE, 0);
+
+    rc = port_start(a);
+    if (rc)
+        return open_fail(a, rc);
+    return 0;
+}
+
+void ahci_close(struct ahci *a)
+{
+    restore_all(a);
+}
+
+const struct ahci_error *ahci_last_error(const struct ahci *a)
+{
+    return &a->err;
+}
+
+unsigned ahci_max_sectors(const struct ahci *a)
+{
+    (void)a;
+    return ATA_LBA48_MAX_SECTORS;
+}
+
+unsigned ahci_max_prds(const struct ahci *a)
+{
+    return a->prd_max;
+}

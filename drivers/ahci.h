@@ -1,0 +1,98 @@
+/*
+ * Polled AHCI driver for one port: no interrupts, one command slot (slot 0), 48-bit DMA.
+ *
+ * The driver takes the port over from a host that quiesced it, and gives it back exactly
+ * as found: ahci_open saves every register it will change and ahci_close restores them
+ * (port stopped, old command list and FIS area, old PxIE/PxSCTL, PxCMD.FRE/ST as they were,
+ * GHC.AE and the PCI command register as they were). The two RWC status registers PxIS
+ * and PxSERR cannot be set by software: ahci_open records their values (saved_is,
+ * saved_serr) and clears them, and ahci_close leaves them clear.
+ *
+ * Memory: physical address == virtual address for the DMA area and every buffer.
+ * All functions return 0 or an SOS_STATUS_* code; ahci_last_error() says what failed.
+ * A failed ahci_open has already restored whatever it changed; ahci_close on it is a no-op.
+ */
+#ifndef SOS_AHCI_H
+#define SOS_AHCI_H
+#include <stdint.h>
+#include "suspendos_abi.h"
+
+struct ahci_cmd_header;
+struct ahci_cmd_table;
+
+/* A request the driver cannot express (odd address or length, not a sector multiple,
+ * more than 65536 sectors or PRD entries than the table holds, an address the HBA cannot
+ * reach, LBA beyond 48 bits, non-512-byte logical sectors). Not yet in the ABI: the lead
+ * should add it to suspendos/formats/status.py; until then this local value is used. */
+#ifndef SOS_STATUS_AHCI_BAD_REQUEST
+#define SOS_STATUS_AHCI_BAD_REQUEST 0x116u
+#endif
+
+/* DMA area layout (offsets into the caller's 4 KiB-aligned area). */
+#define AHCI_DMA_CLB_OFF        0x000   /* command list, 1 KiB (AHCI 4.2.2) */
+#define AHCI_DMA_FB_OFF         0x400   /* received FIS area, 256 B (AHCI 4.2.1) */
+#define AHCI_DMA_IDENT_OFF      0x500   /* IDENTIFY DEVICE data, 512 B */
+#define AHCI_DMA_CTBA_OFF       0x700   /* command table: 80h header + PRDT (AHCI 4.2.3) */
+#define AHCI_DMA_MIN_SIZE       0x1000  /* 4 KiB -> 136 PRD entries */
+/* 32 KiB holds 1928 PRD entries: a 4 MiB command made of 1024 separate pages plus a header
+ * piece fits with room to spare. 1 MiB + 2 KiB would hold the architectural 65535. */
+#define AHCI_DMA_RECOMMENDED    0x8000
+#define AHCI_DMA_PRD_CAPACITY(size) \
+    (((size) - AHCI_DMA_CTBA_OFF - 0x80) / 16 > 65535 ? 65535u : \
+     (unsigned)(((size) - AHCI_DMA_CTBA_OFF - 0x80) / 16))
+
+struct ahci_config {
+    uint64_t abar;                  /* BAR5 as the host found it (AHCI 2.1.11) */
+    uint8_t bus, dev, fn, port;
+};
+
+struct ahci_sg {
+    uint64_t addr;                  /* physical == virtual; even */
+    uint32_t bytes;                 /* even; pieces > 4 MiB are split into several PRDs */
+};
+
+struct ahci_error {
+    const char *what;               /* the failed step or wait, a string literal */
+    uint64_t lba;                   /* first LBA of the failed command (0 if none) */
+    uint64_t dev_lba;               /* LBA the device put in its D2H Register FIS on error
+                                       (ATA8-ACS error outputs: the failing sector for
+                                       READ/WRITE DMA EXT on most devices) */
+    uint32_t tfd, is, serr;         /* PxTFD, PxIS, PxSERR when the error was seen */
+};
+
+struct ahci {
+    /* identity */
+    volatile uint8_t *abar;
+    uint8_t bus, dev, fn, port;
+    uint32_t cap;
+    /* DMA area */
+    struct ahci_cmd_header *clb;
+    volatile uint8_t *rfis;
+    uint16_t *ident;
+    struct ahci_cmd_table *ct;
+    unsigned prd_max;
+    /* state */
+    int taken;                      /* registers changed: close has work to do */
+    int running;                    /* our PxCMD.ST is set and the port is usable */
+    int ghc_changed, pci_changed, sctl_changed;
+    uint64_t sectors;               /* from IDENTIFY, 0 before */
+    /* what the host left (restored by ahci_close) */
+    uint16_t saved_pci_command;
+    uint32_t saved_ghc;
+    uint32_t saved_clb, saved_clbu, saved_fb, saved_fbu;
+    uint32_t saved_cmd, saved_ie, saved_sctl;
+    uint32_t saved_is, saved_serr;  /* RWC: recorded, cleared, not restorable */
+    struct ahci_error err;
+};
+
+int  ahci_open(struct ahci *a, const struct ahci_config *cfg, void *dma, uint64_t dma_size);
+int  ahci_identify(struct ahci *a, uint64_t *sectors, char model[41]);
+int  ahci_write(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n); /* WRITE DMA EXT */
+int  ahci_read(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n);  /* READ DMA EXT */
+int  ahci_flush(struct ahci *a);                                                     /* FLUSH CACHE EXT */
+void ahci_close(struct ahci *a);
+const struct ahci_error *ahci_last_error(const struct ahci *a);
+unsigned ahci_max_sectors(const struct ahci *a);  /* 65536 (ATA 48-bit count) */
+unsigned ahci_max_prds(const struct ahci *a);     /* PRD entries one command can carry */
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * The host's command line (QEMU -append), space-separated options:
+ *   seed=N          fill seed, decimal or 0x-hex (default 1)
+ *   mix=Z,R,T,P     percent of zero / random / text / pattern pages, summing to 100
+ *                   (default 25,25,25,25)
+ *   pause=before|after|both   SOS_HANDOFF_PAUSE_BEFORE_READ / _BEFORE_RETURN in handoff.flags
+ *   quiet           SOS_HANDOFF_QUIET in handoff.flags
+ * QEMU passes "<kernel file name> <append>" (hw/i386/multiboot.c), so the first word is
+ * skipped. Anything else is refused: exit EXIT_BAD_BOOT_INFO.
+ */
+#ifndef HOST_CMDLINE_H
+#define HOST_CMDLINE_H
+#include <stdint.h>
+
+enum page_kind { KIND_ZERO, KIND_RANDOM, KIND_TEXT, KIND_PATTERN, KIND_COUNT };
+
+struct host_options {
+    uint64_t seed;
+    unsigned mix[KIND_COUNT];   /* percent per enum page_kind, sum 100 */
+    uint32_t handoff_flags;     /* SOS_HANDOFF_* */
+};
+
+void cmdline_parse(const char *cmdline, struct host_options *out);
+
+#endif
