@@ -286,12 +286,13 @@ static void fill_fis(struct ahci *a, uint8_t command, uint64_t lba, uint32_t cou
     f->auxiliary[0] = f->auxiliary[1] = f->auxiliary[2] = f->auxiliary[3] = 0;
 }
 
-/* Issue slot 0 (header and table are built; set PxCI bit 0, 3.3.14) and poll it to the
- * end. Completion is the HBA clearing PxCI bit 0 (3.3.14). Every iteration also reads PxIS: TFES is the HBA's latch
- * of "a FIS arrived with STS.ERR set" (3.3.5), so it catches the error even when the
- * command never completes. PxTFD itself is a shadow of the last FIS: its ERR may still be
- * the previous command's until the device sends status for this one, so it is judged only
- * once PxCI has cleared. */
+/* Issue slot 0 (header and table are built: set PxCI bit 0, 3.3.14) and poll it to the
+ * end, without delays. Completion is the HBA clearing PxCI bit 0 (3.3.14). Every
+ * iteration also reads PxIS: TFES is the HBA's latch of "a FIS arrived with STS.ERR set"
+ * (3.3.5), so it catches the error even when the command never completes. PxTFD itself
+ * is a shadow of the last FIS received: its ERR may still be the previous (failed)
+ * command's until the device sends status for this one, so it is judged only once PxCI
+ * has cleared, when the ending status FIS has updated it. */
 static int port_exec(struct ahci *a, uint32_t dw0, uint64_t lba, uint32_t timeout_ms,
                      const struct ahci_cmd_names *names)
 {
@@ -304,6 +305,7 @@ static int port_exec(struct ahci *a, uint32_t dw0, uint64_t lba, uint32_t timeou
                           "port not running: an earlier recovery or open failed");
     h->dw0 = dw0;
     h->prdbc = 0;
+    a->rfis[AHCI_RFIS_RFIS] = 0;         /* so an error's D2H FIS is known to be this one's */
     px_clear_rwc(a, AHCI_PxIS);
     px_write(a, AHCI_PxCI, 1u);          /* barriers in hba_write order the table first */
 
@@ -342,71 +344,146 @@ error:
     return SOS_STATUS_AHCI_TASKFILE_ERROR;
 }
 
-/* Build the PRDT (AHCI 4.2.3.3) from a scatter list: each piece becomes PRDs of at most
- * 4 MiB (DBC is 22 bits, 0's based); addresses and counts must be even (DBA bit 0 is
- * reserved, DBC bit 0 must be 1). Returns the PRD count, or 0 with a->err set. */
-static unsigned build_prdt(struct ahci *a, const struct ahci_sg *sg, unsigned n, uint64_t *total)
+/* Check a whole scatter list before anything is issued: even addresses and lengths
+ * (AHCI 4.2.3.3: DBA bit 0 reserved, DBC bit 0 always 1), reachable addresses (no
+ * CAP.S64A: below 4 GiB), a non-zero multiple of 512 bytes in total, inside 48-bit LBA. */
+static int check_sg(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n)
 {
-    struct ahci_prd *prd = a->ct->prdt;
     const int s64a = (a->cap & AHCI_CAP_S64A) != 0;
-    unsigned k = 0;
     uint64_t sum = 0;
-
     for (unsigned i = 0; i < n; i++) {
-        uint64_t addr = sg[i].addr;
-        uint32_t left = sg[i].bytes;
-        if ((addr | left) & 1u) {
-            fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
-                       "scatter piece with odd address or length (AHCI 4.2.3.3)");
-            return 0;
-        }
-        if (!s64a && addr + left > (1ull << 32)) {
-            fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
-                       "buffer above 4 GiB and the HBA lacks CAP.S64A");
-            return 0;
-        }
-        sum += left;
-        while (left) {
-            uint32_t chunk = left > AHCI_PRD_DBC_MAX ? AHCI_PRD_DBC_MAX : left;
-            if (k >= a->prd_max) {
-                fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
-                           "request needs more PRD entries than the DMA area holds");
-                return 0;
-            }
-            prd[k].dba = (uint32_t)addr;
-            prd[k].dbau = (uint32_t)(addr >> 32);
-            prd[k].dw3 = chunk - 1;     /* I = 0: polled */
-            k++;
-            addr += chunk;
-            left -= chunk;
-        }
+        if ((sg[i].addr | sg[i].bytes) & 1u)
+            return fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
+                              "scatter piece with odd address or length (AHCI 4.2.3.3)");
+        if (!s64a && sg[i].addr + sg[i].bytes > (1ull << 32))
+            return fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
+                              "buffer above 4 GiB and the HBA lacks CAP.S64A");
+        sum += sg[i].bytes;
     }
-    if (!sum || sum % ATA_SECTOR_SIZE || sum / ATA_SECTOR_SIZE > ATA_LBA48_MAX_SECTORS) {
-        fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
-                   "transfer is empty, not a multiple of 512 bytes, or over 65536 sectors");
-        return 0;
-    }
-    *total = sum;
-    return k;
+    if (!sum || sum % ATA_SECTOR_SIZE)
+        return fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
+                          "transfer is empty or not a multiple of 512 bytes");
+    if (lba >= ATA_LBA48_LIMIT || sum / ATA_SECTOR_SIZE > ATA_LBA48_LIMIT - lba)
+        return fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST, "LBA beyond 48 bits");
+    return 0;
 }
 
-/* READ DMA EXT / WRITE DMA EXT (ATA8-ACS): 48-bit LBA, Count 0 meaning 65536,
- * Device bit 6 (LBA) set. */
+/* Position in a scatter list: piece i, byte off within it. */
+struct sg_cursor {
+    unsigned i;
+    uint32_t off;
+};
+
+static void cursor_back(struct sg_cursor *c, const struct ahci_sg *sg, uint32_t bytes)
+{
+    while (bytes) {
+        uint32_t step;
+        while (!c->off) {
+            c->i--;
+            c->off = sg[c->i].bytes;
+        }
+        step = c->off < bytes ? c->off : bytes;
+        c->off -= step;
+        bytes -= step;
+    }
+}
+
+/* Build the PRDT of one command (AHCI 4.2.3.3) from the cursor on. Pieces that continue
+ * the previous one in memory extend its PRD; no PRD exceeds 4 MiB (DBC is 22 bits,
+ * 0's based). A command ends at a->prd_max PRDs or 65536 sectors; if the PRD limit cuts it
+ * off mid-sector, the tail past the last sector boundary is left for the next command.
+ * Returns the PRD count (0 when nothing is left) and the command's bytes; -1 with a->err
+ * set if the pieces are too small to fill one sector within the PRD limit. */
+static int build_prdt(struct ahci *a, const struct ahci_sg *sg, unsigned n,
+                      struct sg_cursor *c, uint32_t *bytes)
+{
+    const uint32_t cmd_max = ATA_LBA48_MAX_SECTORS * ATA_SECTOR_SIZE;
+    struct ahci_prd *prd = a->ct->prdt;
+    uint64_t next = 0;              /* address just past the last PRD */
+    uint32_t total = 0, last = 0;   /* bytes in the command, in the last PRD */
+    unsigned k = 0;
+
+    while (c->i < n && total < cmd_max) {
+        uint64_t addr = sg[c->i].addr + c->off;
+        uint32_t left = sg[c->i].bytes - c->off, chunk;
+        if (!left) {
+            c->i++;
+            c->off = 0;
+            continue;
+        }
+        if (left > cmd_max - total)
+            left = cmd_max - total;
+        if (k && addr == next && last < AHCI_PRD_DBC_MAX) {
+            chunk = left < AHCI_PRD_DBC_MAX - last ? left : AHCI_PRD_DBC_MAX - last;
+            last += chunk;
+            prd[k - 1].dw3 = last - 1;
+        } else {
+            if (k == a->prd_max)
+                break;
+            chunk = left < AHCI_PRD_DBC_MAX ? left : AHCI_PRD_DBC_MAX;
+            prd[k].dba = (uint32_t)addr;
+            prd[k].dbau = (uint32_t)(addr >> 32);
+            prd[k].dw3 = chunk - 1;         /* I = 0: polled */
+            last = chunk;
+            k++;
+        }
+        next = addr + chunk;
+        total += chunk;
+        c->off += chunk;
+        if (c->off == sg[c->i].bytes) {
+            c->i++;
+            c->off = 0;
+        }
+    }
+    if (total % ATA_SECTOR_SIZE) {
+        uint32_t r = total % ATA_SECTOR_SIZE;
+        cursor_back(c, sg, r);
+        total -= r;
+        while (r) {
+            uint32_t len = (prd[k - 1].dw3 & AHCI_PRD_DBC_MASK) + 1;
+            if (len > r) {
+                prd[k - 1].dw3 = len - r - 1;
+                r = 0;
+            } else {
+                k--;
+                r -= len;
+            }
+        }
+        if (!total)
+            return fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST,
+                              "pieces too small to fill a sector within the PRD limit"), -1;
+    }
+    *bytes = total;
+    return (int)k;
+}
+
+/* READ DMA EXT / WRITE DMA EXT (ATA8-ACS): 48-bit LBA, Count 0000h meaning 65536,
+ * Device bit 6 (LBA) set. A list that needs more than one command (over 65536 sectors or
+ * a->prd_max PRDs) is issued as consecutive commands; an error stops at the failing one
+ * and names its first LBA. */
 static int ahci_rw(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n, int write)
 {
-    uint64_t bytes = 0;
-    uint32_t count;
-    unsigned prdtl = build_prdt(a, sg, n, &bytes);
-    if (!prdtl)
-        return SOS_STATUS_AHCI_BAD_REQUEST;
-    count = (uint32_t)(bytes / ATA_SECTOR_SIZE);
-    if (lba >= ATA_LBA48_LIMIT || lba + count > ATA_LBA48_LIMIT)
-        return fail_early(a, SOS_STATUS_AHCI_BAD_REQUEST, "LBA beyond 48 bits");
-    fill_fis(a, write ? ATA_CMD_WRITE_DMA_EXT : ATA_CMD_READ_DMA_EXT, lba,
-             count & 0xffffu, ATA_DEV_LBA);
-    return port_exec(a, (prdtl << AHCI_CMDH_PRDTL_SHIFT) | (write ? AHCI_CMDH_W : 0) |
-                        SATA_FIS_H2D_DWORDS,
-                     lba, AHCI_TIMEOUT_DATA_CMD_MS, write ? &names_write : &names_read);
+    struct sg_cursor c = {0, 0};
+    int rc = check_sg(a, lba, sg, n);
+    if (rc)
+        return rc;
+    for (;;) {
+        uint32_t bytes = 0, count;
+        int prdtl = build_prdt(a, sg, n, &c, &bytes);
+        if (prdtl < 0)
+            return SOS_STATUS_AHCI_BAD_REQUEST;
+        if (!prdtl)
+            return 0;
+        count = bytes / ATA_SECTOR_SIZE;
+        fill_fis(a, write ? ATA_CMD_WRITE_DMA_EXT : ATA_CMD_READ_DMA_EXT, lba,
+                 count & 0xffffu, ATA_DEV_LBA);
+        rc = port_exec(a, ((uint32_t)prdtl << AHCI_CMDH_PRDTL_SHIFT) |
+                          (write ? AHCI_CMDH_W : 0) | SATA_FIS_H2D_DWORDS,
+                       lba, AHCI_TIMEOUT_DATA_CMD_MS, write ? &names_write : &names_read);
+        if (rc)
+            return rc;
+        lba += count;
+    }
 }
 
 int ahci_write(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n)
@@ -419,10 +496,10 @@ int ahci_read(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n
     return ahci_rw(a, lba, sg, n, 0);
 }
 
-/* FLUSH CACHE EXT (ATA8-ACS): non-data, PRDTL = 0. */
+/* FLUSH CACHE EXT (ATA8-ACS): non-data, PRDTL = 0, no LBA or Count. */
 int ahci_flush(struct ahci *a)
 {
-    fill_fis(a, ATA_CMD_FLUSH_CACHE_EXT, 0, 0, ATA_DEV_LBA);
+    fill_fis(a, ATA_CMD_FLUSH_CACHE_EXT, 0, 0, 0);
     return port_exec(a, SATA_FIS_H2D_DWORDS, 0, AHCI_TIMEOUT_FLUSH_MS, &names_flush);
 }
 
@@ -619,6 +696,8 @@ int ahci_open(struct ahci *a, const struct ahci_config *cfg, void *dma, uint64_t
     /* Carve the DMA area. Zeroed once here; per command only the fields that change are
      * written (header DW0/DW1, the 20-byte CFIS, the PRDs in use). */
     a->prd_max = AHCI_DMA_PRD_CAPACITY(dma_size);
+    if (a->prd_max > AHCI_PRDS_PER_COMMAND)
+        a->prd_max = AHCI_PRDS_PER_COMMAND;
     memset(area, 0, AHCI_DMA_CTBA_OFF + AHCI_CMD_TABLE_HDR + (uint64_t)a->prd_max * 16);
     a->clb = (struct ahci_cmd_header *)(area + AHCI_DMA_CLB_OFF);
     a->rfis = area + AHCI_DMA_FB_OFF;

@@ -10,6 +10,7 @@
  *
  * Memory: physical address == virtual address for the DMA area and every buffer.
  * All functions return 0 or an SOS_STATUS_* code; ahci_last_error() says what failed.
+ * Every wait has a deadline from timer.h: call timer_init() before ahci_open().
  * A failed ahci_open has already restored whatever it changed; ahci_close on it is a no-op.
  */
 #ifndef SOS_AHCI_H
@@ -34,9 +35,9 @@ struct ahci_cmd_table;
 #define AHCI_DMA_IDENT_OFF      0x500   /* IDENTIFY DEVICE data, 512 B */
 #define AHCI_DMA_CTBA_OFF       0x700   /* command table: 80h header + PRDT (AHCI 4.2.3) */
 #define AHCI_DMA_MIN_SIZE       0x1000  /* 4 KiB -> 136 PRD entries */
-/* 32 KiB holds 1928 PRD entries: a 4 MiB command made of 1024 separate pages plus a header
- * piece fits with room to spare. 1 MiB + 2 KiB would hold the architectural 65535. */
-#define AHCI_DMA_RECOMMENDED    0x8000
+/* The driver uses at most AHCI_PRDS_PER_COMMAND (1024) PRDs per command: 0x780 + 1024 * 16
+ * bytes, so 20 KiB is all it ever touches; a smaller area just means fewer PRDs each. */
+#define AHCI_DMA_RECOMMENDED    0x5000
 #define AHCI_DMA_PRD_CAPACITY(size) \
     (((size) - AHCI_DMA_CTBA_OFF - 0x80) / 16 > 65535 ? 65535u : \
      (unsigned)(((size) - AHCI_DMA_CTBA_OFF - 0x80) / 16))
@@ -87,12 +88,18 @@ struct ahci {
 
 int  ahci_open(struct ahci *a, const struct ahci_config *cfg, void *dma, uint64_t dma_size);
 int  ahci_identify(struct ahci *a, uint64_t *sectors, char model[41]);
+/* Write / read the byte stream the n pieces describe to / from sectors lba, lba+1, ...
+ * Pieces: even address and length, any number, any size (zero-length ones are skipped);
+ * the total must be a non-zero multiple of 512. One command per 65536 sectors or
+ * ahci_max_prds() PRDs (adjacent pieces share a PRD); a longer list becomes several
+ * commands, issued back to back. On error, ahci_last_error()->lba names the first LBA of
+ * the command that failed; the commands before it completed. */
 int  ahci_write(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n); /* WRITE DMA EXT */
 int  ahci_read(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n);  /* READ DMA EXT */
 int  ahci_flush(struct ahci *a);                                                     /* FLUSH CACHE EXT */
 void ahci_close(struct ahci *a);
 const struct ahci_error *ahci_last_error(const struct ahci *a);
-unsigned ahci_max_sectors(const struct ahci *a);  /* 65536 (ATA 48-bit count) */
-unsigned ahci_max_prds(const struct ahci *a);     /* PRD entries one command can carry */
+unsigned ahci_max_sectors(const struct ahci *a);  /* one command: 65536 (ATA 48-bit Count) */
+unsigned ahci_max_prds(const struct ahci *a);     /* one command: PRDs (<= 1024) */
 
 #endif

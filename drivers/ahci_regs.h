@@ -137,6 +137,12 @@ struct ahci_prd {
 #define AHCI_PRD_DBC_MAX        (4u << 20)  /* 4 MiB: DBC is 22 bits, 0's based */
 #define AHCI_PRD_DBC_MASK       0x3fffffu
 #define AHCI_PRDTL_MAX          65535u      /* PRDTL is a 16-bit field (4.2.2) */
+/* The driver's own limit on PRDs per command. The field allows 65535, but QEMU hands each
+ * PRD to the host as one iovec, and preadv/pwritev refuse more than IOV_MAX (1024) of them:
+ * a 1025-PRD command fails there with ERR/ABRT (measured, QEMU 7.2). Real HBAs take more,
+ * but 1024 PRDs already describe 4 MiB of scattered pages, so nothing is lost: a longer
+ * list is issued as more commands. */
+#define AHCI_PRDS_PER_COMMAND   1024u
 
 /* Command table (4.2.3): CFIS at 00h (up to 64 bytes), ACMD at 40h (16 bytes), reserved,
  * PRDT at 80h. 128 B aligned. */

@@ -33,35 +33,53 @@ uint64_t timer_tsc(void)
     return ((uint64_t)hi << 32) | lo;
 }
 
-static uint64_t calibrate_pit(void)
+/* One gate of TIMER_CALIBRATE_TICKS PIT ticks; 0 if it did not end within its bounds. */
+static uint64_t calibrate_once(void)
 {
     uint8_t saved = inb(PORT_NMI_SC);
     uint64_t t0, t1;
     uint32_t polls = 0;
     int done = 0;
 
-    /* Gate low while programming, speaker off. */
-    outb(PORT_NMI_SC, saved & ~(NMI_SC_TIM2_GATE | NMI_SC_SPKR_DAT));
+    /* Gate high and speaker off first: in mode 0 the count then starts as soon as its
+     * second byte is written, so t0 is taken right after that write. */
+    outb(PORT_NMI_SC, (saved & ~NMI_SC_SPKR_DAT) | NMI_SC_TIM2_GATE);
     outb(PIT_MODE_COMMAND, PIT_SEL_CH2 | PIT_ACCESS_LOHI | PIT_MODE0);
     outb(PIT_CH2_DATA, TIMER_CALIBRATE_TICKS & 0xff);
     outb(PIT_CH2_DATA, TIMER_CALIBRATE_TICKS >> 8);
-    /* Raising the gate starts the count in mode 0. */
-    outb(PORT_NMI_SC, (saved & ~NMI_SC_SPKR_DAT) | NMI_SC_TIM2_GATE);
     t0 = timer_tsc();
     t1 = t0;
     while (polls++ < TIMER_CALIBRATE_MAX_POLLS) {
-        t1 = timer_tsc();
         if (inb(PORT_NMI_SC) & NMI_SC_TIM2_OUT) {
+            t1 = timer_tsc();
             done = 1;
             break;
         }
-        if (t1 - t0 > TIMER_CALIBRATE_MAX_CYCLES)
+        if (timer_tsc() - t0 > TIMER_CALIBRATE_MAX_CYCLES)
             break;
     }
     outb(PORT_NMI_SC, saved);
     if (!done || t1 <= t0)
         return 0;
     return (t1 - t0) * TIMER_PIT_HZ / TIMER_CALIBRATE_TICKS;
+}
+
+/* The median of TIMER_CALIBRATE_RUNS gates: one run disturbed by an SMI, a preempted
+ * vCPU or a slow I/O exit cannot skew the result either way. */
+static uint64_t calibrate_pit(void)
+{
+    uint64_t r[TIMER_CALIBRATE_RUNS], t;
+    for (int i = 0; i < TIMER_CALIBRATE_RUNS; i++) {
+        r[i] = calibrate_once();
+        if (!r[i])
+            return 0;
+        for (int j = i; j > 0 && r[j - 1] > r[j]; j--) {
+            t = r[j];
+            r[j] = r[j - 1];
+            r[j - 1] = t;
+        }
+    }
+    return r[TIMER_CALIBRATE_RUNS / 2];
 }
 
 void timer_init(uint64_t hz)

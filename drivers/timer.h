@@ -10,8 +10,9 @@
 
 /* PIT input clock (Intel 8254 as wired in every PC: 14.31818 MHz / 12). */
 #define TIMER_PIT_HZ            1193182u
-/* Calibration gate: 11932 PIT ticks = 10.0 ms. */
+/* Calibration gate: 11932 PIT ticks = 10.0 ms; three gates, the median is kept. */
 #define TIMER_CALIBRATE_TICKS   11932u
+#define TIMER_CALIBRATE_RUNS    3
 /* Bounds of the calibration wait, independent of the TSC being calibrated: give up after
  * this many reads of port 0x61 (about 10 s even at 1 us per I/O read on real hardware), or
  * once the TSC has advanced this far (10 ms of it would mean a 1.7 THz TSC). */
@@ -24,7 +25,7 @@
  * deadline longer than asked, never shorter, so no healthy wait times out early. */
 #define TIMER_FALLBACK_HZ       5000000000ull
 
-void     timer_init(uint64_t tsc_hz);   /* 0: calibrate against PIT channel 2 (~10 ms) */
+void     timer_init(uint64_t tsc_hz);   /* 0: calibrate against PIT channel 2 (3 x 10 ms) */
 int      timer_calibrated(void);        /* 1 if timer_init measured or was told the rate */
 uint64_t timer_tsc(void);
 uint64_t timer_hz(void);

@@ -43,6 +43,8 @@ VARIANTS = {
                        + _ret(STATUS.WRITTEN),
     "write-host-code": "mov rax, 0x100000; not byte ptr [rax]; " + _ret(STATUS.WRITTEN),
     "ud2": "ud2",
+    # Never returns: RAM stays as the host filled it, for QMP pmemsave.
+    "spin": f"pause; jmp {LOAD_BASE}",
     # Leaves an empty IDT behind and returns: the host must report it, not triple-fault.
     "break-idt": "sub rsp, 16; mov word ptr [rsp], 0; mov qword ptr [rsp + 2], 0; "
                  "lidt [rsp]; add rsp, 16; " + _ret(STATUS.WRITTEN),

@@ -88,7 +88,7 @@ static ALWAYS_INLINE size_t match_len(const uint8_t *p, const uint8_t *m,
     diff = load64(p) ^ load64(m);
     if (p + 8 <= limit) {
         if (diff)
-            return (size_t)__builtin_ctzll(diff) >> 3;
+            return (size_t)((unsigned)__builtin_ctzll(diff) >> 3);
         p += 8;
         m += 8;
         while (p + 32 <= limit) {
@@ -97,10 +97,10 @@ static ALWAYS_INLINE size_t match_len(const uint8_t *p, const uint8_t *m,
             uint64_t d2 = load64(p + 16) ^ load64(m + 16);
             uint64_t d3 = load64(p + 24) ^ load64(m + 24);
             if (UNLIKELY(d0 | d1 | d2 | d3)) {
-                if (d0) return (size_t)(p - start) + (__builtin_ctzll(d0) >> 3);
-                if (d1) return (size_t)(p - start) + 8 + (__builtin_ctzll(d1) >> 3);
-                if (d2) return (size_t)(p - start) + 16 + (__builtin_ctzll(d2) >> 3);
-                return (size_t)(p - start) + 24 + (__builtin_ctzll(d3) >> 3);
+                if (d0) return (size_t)(p - start) + ((unsigned)__builtin_ctzll(d0) >> 3);
+                if (d1) return (size_t)(p - start) + 8 + ((unsigned)__builtin_ctzll(d1) >> 3);
+                if (d2) return (size_t)(p - start) + 16 + ((unsigned)__builtin_ctzll(d2) >> 3);
+                return (size_t)(p - start) + 24 + ((unsigned)__builtin_ctzll(d3) >> 3);
             }
             p += 32;
             m += 32;
@@ -108,7 +108,7 @@ static ALWAYS_INLINE size_t match_len(const uint8_t *p, const uint8_t *m,
         while (p + 8 <= limit) {
             diff = load64(p) ^ load64(m);
             if (diff)
-                return (size_t)(p - start) + (__builtin_ctzll(diff) >> 3);
+                return (size_t)(p - start) + ((unsigned)__builtin_ctzll(diff) >> 3);
             p += 8;
             m += 8;
         }

@@ -6,7 +6,7 @@
  * through isa-debug-exit (port 0xf4; QEMU exits with status (V << 1) | 1).
  *
  * Command line (key=value, any order):
- *   op=rw|stopped|errors|inject|pastend|bench
+ *   op=rw|stopped|errors|inject|pastend|bench|timer
  *   port=N          AHCI port of the disk (default 0)
  *   lba=N           op=inject: the LBA blkdebug fails (decimal or 0x hex)
  *   mb=N            op=bench: MiB written per variant (default 64)
@@ -14,12 +14,16 @@
  * bus/dev/fn and BAR5 (QEMU q35: 8086:2922 at 00:1f.2).
  *
  * Operations:
- *   rw       open, IDENTIFY, four scattered writes (pieces > 4 MiB, odd-sized even pieces,
- *            1024 separate pages + header, a 65536-sector command, the last 16 sectors),
- *            read each back through a different scatter list and compare, FLUSH, close,
- *            compare the port/HBA/PCI registers with their values before open.
- *   stopped  like rw but small, with the port stopped (ST=FRE=0) by the harness first:
- *            close must leave it stopped.
+ *   rw       (disk >= 128 MiB) open, IDENTIFY, scattered writes: pieces > 4 MiB and
+ *            odd-sized even pieces (A), 1024 separate pages + a header (B, two commands),
+ *            1024 separate pages (B2, one command), 1024 adjacent pages (B3, merged PRDs),
+ *            the last 16 sectors (C), a 65536-sector command (D, Count 0000h), 65544
+ *            sectors in one call (E, two commands), 1102 uneven pieces whose first
+ *            command is cut mid-sector by the PRD limit (F); read each back through a different
+ *            scatter list and compare; FLUSH; close; compare the port/HBA/PCI registers
+ *            with their values before open.
+ *   stopped  like rw but small, with the port stopped (ST=FRE=0) and PCI bus mastering
+ *            turned off by the harness first: close must leave both so.
  *   errors   wrong ABAR and wrong function -> PCI_MISMATCH; port 3 (no disk) ->
  *            AHCI_NO_DEVICE; port 7 (not implemented) -> AHCI_BAD_PORT; an odd-sized
  *            piece -> AHCI_BAD_REQUEST; registers untouched after each failed open.
@@ -28,8 +32,12 @@
  *            port (recovery), reads back correctly; close restores the registers.
  *   pastend  a write crossing the end of the disk -> AHCI_TASKFILE_ERROR; then a write of
  *            the last sectors succeeds; close restores the registers.
- *   bench    write throughput: 4 MiB commands (one piece), 4 MiB commands of 1024 separate
- *            pages + a 512-byte header (1025 PRDs, the payload's shape), 64 KiB commands.
+ *   bench    write throughput over the first mb= MiB of the disk, each variant after a
+ *            warm-up pass: 4 MiB commands (one piece), calls of a 512-byte header + 1024
+ *            separate pages (the payload's shape; two commands per call since at most
+ *            1024 PRDs go in one), 64 KiB commands, 4 MiB again. Lines "BENCH ...".
+ *   timer    prints TIMER_START, waits us= (default 2 s) with timer_udelay, prints
+ *            TIMER_END: the test compares with wall-clock time.
  *
  * Written data follows one pattern, so the Python test can check the disk file itself:
  * sector s written with tag t holds s (8 bytes LE), t (8 bytes LE), then byte i (16..511)
@@ -372,7 +380,7 @@ static void op_rw(unsigned port)
 {
     struct regs before, after;
     uint64_t sectors;
-    static struct ahci_sg sgb[1025];
+    static struct ahci_sg sgb[1102];
 
     /* Give PxIE a non-zero value so its restoration is visible (GHC.IE is off and the CPU
      * runs with interrupts disabled, so nothing is delivered). */
@@ -383,8 +391,8 @@ static void op_rw(unsigned port)
         return;
     }
     sectors = identify();
-    CHECK(sectors >= 131072, "disk too small for the test: %llu", (unsigned long long)sectors);
-    if (sectors < 131072)
+    CHECK(sectors >= 262144, "disk too small for the test: %llu", (unsigned long long)sectors);
+    if (sectors < 262144)
         goto out;
 
     /* A: three odd-sized even pieces, one over 4 MiB (two PRDs); 8201 sectors. */
@@ -397,7 +405,8 @@ static void op_rw(unsigned port)
         };
         write_check("A", 100, sg, 3, rsg, 2, 0xA1);
     }
-    /* B: a 512-byte header and 1024 separate pages (1025 PRDs): the payload's shape. */
+    /* B: a 512-byte header and 1024 separate pages: the payload's shape. 1025 PRDs are
+     * more than one command takes (AHCI_PRDS_PER_COMMAND), so this is two commands. */
     {
         const struct ahci_sg rsg[1] = {{BUF_READ, 4 * MiB + 512}};
         sgb[0].addr = BUF_B_HDR;
@@ -407,6 +416,20 @@ static void op_rw(unsigned port)
             sgb[1 + i].bytes = 4096;
         }
         write_check("B", 20000, sgb, 1025, rsg, 1, 0xB2);
+    }
+    /* B2: exactly 1024 separate pages, one command of 1024 PRDs. */
+    {
+        const struct ahci_sg rsg[1] = {{BUF_READ, 4 * MiB}};
+        write_check("B2", 30000, sgb + 1, 1024, rsg, 1, 0xB3);
+    }
+    /* B3: 1024 adjacent pages as separate pieces: they merge into one PRD per 4 MiB. */
+    {
+        const struct ahci_sg rsg[1] = {{BUF_READ, 4 * MiB}};
+        for (unsigned i = 0; i < 1024; i++) {
+            sgb[i].addr = BUF_B_PAGES + (uint64_t)i * 4096;
+            sgb[i].bytes = 4096;
+        }
+        write_check("B3", 50000, sgb, 1024, rsg, 1, 0xB4);
     }
     /* C: the last 16 sectors of the disk. */
     {
@@ -418,7 +441,27 @@ static void op_rw(unsigned port)
     {
         const struct ahci_sg sg[1] = {{BUF_D, 32 * MiB}};
         const struct ahci_sg rsg[2] = {{BUF_READ, 16 * MiB}, {BUF_READ + 16 * MiB + 4096, 16 * MiB}};
-        write_check("D", 40000, sg, 1, rsg, 2, 0xD4);
+        write_check("D", 60000, sg, 1, rsg, 2, 0xD4);
+    }
+    /* E: 65544 sectors in one call: more than one command's 65536, so two commands. */
+    {
+        const struct ahci_sg sg[2] = {{BUF_D, 32 * MiB}, {BUF_C1, 4096}};
+        const struct ahci_sg rsg[1] = {{BUF_READ, 32 * MiB + 4096}};
+        write_check("E", 140000, sg, 2, rsg, 1, 0xE5);
+    }
+    /* F: 1102 uneven, non-adjacent pieces: the 1024-PRD limit ends the first command 22
+     * bytes into a sector, so the driver must trim that PRD and carry the rest over. */
+    {
+        const struct ahci_sg rsg[1] = {{BUF_READ, 2150 * SECTOR}};
+        sgb[0].addr = BUF_A1;
+        sgb[0].bytes = 510;
+        for (unsigned i = 0; i < 1100; i++) {
+            sgb[1 + i].addr = BUF_B_PAGES + (uint64_t)i * 1024;
+            sgb[1 + i].bytes = 1000;
+        }
+        sgb[1101].addr = BUF_A3;
+        sgb[1101].bytes = 290;
+        write_check("F", 210000, sgb, 1102, rsg, 1, 0xF6);
     }
     flush();
 out:
@@ -430,7 +473,10 @@ out:
 static void op_stopped(unsigned port)
 {
     struct regs before, after;
+    uint16_t command = pci_read16(cfg.bus, cfg.dev, cfg.fn, PCI_COMMAND);
     harness_stop_port(port);
+    /* A host that also turned bus mastering off: the driver must turn it on and back off. */
+    pci_write16(cfg.bus, cfg.dev, cfg.fn, PCI_COMMAND, command & ~PCI_COMMAND_MASTER);
     snapshot(&before, port);
     CHECK(!(before.cmd & (AHCI_PxCMD_ST | AHCI_PxCMD_FRE | AHCI_PxCMD_CR | AHCI_PxCMD_FR)),
           "harness could not stop the port: PxCMD=0x%x", before.cmd);
@@ -448,6 +494,22 @@ static void op_stopped(unsigned port)
     snapshot(&after, port);
     compare_regs("close", &before, &after);
     CHECK(!(after.cmd & (AHCI_PxCMD_ST | AHCI_PxCMD_FRE)), "port not left stopped: 0x%x", after.cmd);
+    CHECK(!(after.pci_command & PCI_COMMAND_MASTER), "bus mastering left on: 0x%x",
+          after.pci_command);
+}
+
+/* The Python side timestamps these two lines to check the calibration against wall time. */
+static void op_timer(void)
+{
+    uint64_t us = arg_u64("us", 2000000), deadline, t0, t1;
+    kprintf("TIMER_START us=%llu\n", (unsigned long long)us);
+    t0 = timer_tsc();
+    deadline = timer_deadline_us(us);
+    CHECK(!timer_expired(deadline), "deadline expired at once");
+    timer_udelay(us);
+    t1 = timer_tsc();
+    CHECK(timer_expired(deadline), "deadline not expired after udelay");
+    kprintf("TIMER_END measured_us=%llu\n", (unsigned long long)timer_tsc_to_us(t1 - t0));
 }
 
 static void expect_open_fails(const char *name, const struct ahci_config *c, int want)
@@ -595,7 +657,7 @@ static void bench_run(const char *name, const struct ahci_sg *sg, unsigned n, ui
     {
         uint64_t us = timer_tsc_to_us(t1 - t0);
         uint64_t kib_s = us ? done * 1000000ull / 1024 / us : 0;
-        kprintf("BENCH name=%s cmd_bytes=%llu prds=%u commands=%u bytes=%llu us=%llu "
+        kprintf("BENCH name=%s call_bytes=%llu pieces=%u calls=%u bytes=%llu us=%llu "
                 "flush_us=%llu mib_s=%llu.%03llu\n", name,
                 (unsigned long long)(per * SECTOR), n, cmds, (unsigned long long)done,
                 (unsigned long long)us, (unsigned long long)timer_tsc_to_us(tf - t1),
@@ -612,8 +674,8 @@ static void op_bench(void)
         return;
     }
     sectors = identify();
-    CHECK(sectors * SECTOR >= 2 * total + 16 * MiB, "bench disk too small");
-    if (sectors * SECTOR < 2 * total + 16 * MiB)
+    CHECK(sectors * SECTOR >= total + 16 * MiB, "bench disk too small");
+    if (sectors * SECTOR < total + 16 * MiB)
         goto out;
     memset((void *)(uintptr_t)BUF_D, 0x5a, 32 * MiB);
     {
@@ -625,9 +687,13 @@ static void op_bench(void)
             pages[1 + i].addr = BUF_D + (uint64_t)(1023 - i) * 8192;
             pages[1 + i].bytes = 4096;
         }
+        /* Every variant overwrites the same region, after one unreported pass over it, so
+         * none pays for the host allocating file blocks or filling its page cache. */
+        bench_run("warmup", big, 1, total, 0);
         bench_run("4MiB_contiguous", big, 1, total, 0);
-        bench_run("4MiB_1025_prds", pages, 1025, total, total / SECTOR);
+        bench_run("4MiB_header_1024_pages", pages, 1025, total, 0);
         bench_run("64KiB_contiguous", small, 1, total, 0);
+        bench_run("4MiB_contiguous_again", big, 1, total, 0);
     }
 out:
     ahci_close(&hba);
@@ -697,6 +763,8 @@ void host_main(uint32_t magic, uint32_t mbi)
         op_pastend();
     else if (arg_is("op", "bench"))
         op_bench();
+    else if (arg_is("op", "timer"))
+        op_timer();
     else {
         kprintf("SETUP unknown op\n");
         qemu_exit(EXIT_SETUP);

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install everything suspendos needs on a fresh Debian 12 machine: the toolchain and QEMU
+# from Debian (only what is missing), then a virtualenv in .venv with the package and its
+# test dependencies. Safe to run again: it only does what is still missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v gcc >/dev/null || need+=(gcc)
+command -v ld >/dev/null || need+=(binutils)
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v gdb >/dev/null || need+=(gdb)
+command -v clang >/dev/null || need+=(clang)
+[ -e /usr/include/lz4.h ] || need+=(liblz4-dev)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]} from Debian"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+stamp=.venv/.suspendos-installed
+if [ ! -e "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[test]'
+    touch "$stamp"
+fi
