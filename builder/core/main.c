@@ -5,6 +5,7 @@
  */
 #include "payload.h"
 #include "ahci.h"
+#include "image_writer.h"
 #include "printf.h"
 #include "serial.h"
 #include "string.h"

@@ -29,8 +29,6 @@ void release_devices(void);
 /* Wait, bounded, for the test tool to take a memory dump (handoff PAUSE_* flags). */
 void pause_point(const char *where);
 
-/* image_writer.c */
-uint32_t write_image(struct ahci *disk);
 
 /* Unwind to the trampoline's exit path (never returns). */
 __attribute__((noreturn)) void unwind_to_host(void);

@@ -1,0 +1,126 @@
+#include "stream.h"
+#include "payload.h"
+#include "string.h"
+
+#define MAX_PIECES 1100          /* a 1024-page raw chunk + header, plus splits */
+
+static struct ahci_sg cmd[MAX_PIECES];
+
+static uint32_t disk_error(struct stream *s, int rc)
+{
+    const struct ahci_error *e = ahci_last_error(s->disk);
+    sos_run.handoff->failed_lba = e->dev_lba ? e->dev_lba : e->lba;
+    sos_run.handoff->detail = e->tfd;
+    if (rc == SOS_STATUS_AHCI_TASKFILE_ERROR)
+        return fail(rc, "disk error writing LBA %lu (%s, TFD %x)",
+                    sos_run.handoff->failed_lba, e->what, e->tfd);
+    return fail(rc, "%s", e->what ? e->what : "disk command failed");
+}
+
+/* The LBA holding image byte `pos`, and how many bytes of its extent follow. */
+static int locate(const struct stream *s, uint64_t pos, uint64_t *lba, uint64_t *room)
+{
+    uint64_t start = 0;
+    for (uint32_t i = 0; i < s->extent_count; i++) {
+        uint64_t len = s->extents[i].count * SOS_SECTOR_SIZE;
+        if (pos < start + len) {
+            *lba = s->extents[i].lba + (pos - start) / SOS_SECTOR_SIZE;
+            *room = start + len - pos;
+            return 1;
+        }
+        start += len;
+    }
+    return 0;
+}
+
+uint32_t stream_write(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total)
+{
+    if (s->pos + total > s->capacity)
+        return fail(SOS_STATUS_IMAGE_FULL, "image extents full at byte %lu (%lu more needed)",
+                    s->pos, s->pos + total - s->capacity);
+    unsigned i = 0;
+    uint64_t skip = 0;              /* bytes of v[i] already written */
+    while (total) {
+        uint64_t lba, room;
+        if (!locate(s, s->pos, &lba, &room))
+            return fail(SOS_STATUS_IMAGE_FULL, "no extent holds image byte %lu", s->pos);
+        uint64_t want = total < room ? total : room;
+        if (want > s->max_command)
+            want = s->max_command;
+        unsigned k = 0;
+        uint64_t got = 0;
+        while (got < want && k < MAX_PIECES) {
+            uint64_t left = v[i].bytes - skip, take = want - got < left ? want - got : left;
+            cmd[k].addr = v[i].addr + skip;
+            cmd[k].bytes = (uint32_t)take;
+            k++;
+            got += take;
+            skip += take;
+            if (skip == v[i].bytes) {
+                i++;
+                skip = 0;
+            }
+        }
+        if (got != want)
+            return fail(SOS_STATUS_AHCI_BAD_REQUEST, "gather list too long");
+        int rc = ahci_write(s->disk, lba, cmd, k);
+        if (rc)
+            return disk_error(s, rc);
+        s->pos += want;
+        s->bytes_written += want;
+        total -= want;
+    }
+    return 0;
+}
+
+uint32_t stream_write_buffer(struct stream *s, const void *buf, uint64_t bytes)
+{
+    struct ahci_sg one = { (uint64_t)(uintptr_t)buf, (uint32_t)bytes };
+    return stream_write(s, &one, 1, bytes);
+}
+
+uint32_t stream_flush_cache(struct stream *s)
+{
+    int rc = ahci_flush(s->disk);
+    return rc ? disk_error(s, rc) : 0;
+}
+
+/* Write out every whole sector of the buffer; keep the partial one at the front. */
+static uint32_t write_whole_sectors(struct stream *s)
+{
+    uint64_t whole = s->buf_len & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
+    if (!whole)
+        return 0;
+    uint32_t rc = stream_write_buffer(s, s->buf, whole);
+    if (rc)
+        return rc;
+    memmove(s->buf, s->buf + whole, s->buf_len - whole);
+    s->buf_len -= whole;
+    return 0;
+}
+
+uint8_t *stream_reserve(struct stream *s, uint64_t bytes)
+{
+    if (s->buf_len + bytes > s->buf_cap && write_whole_sectors(s))
+        return 0;
+    if (s->buf_len + bytes > s->buf_cap) {
+        fail(SOS_STATUS_BAD_PAYLOAD_INFO, "chunk of %lu bytes does not fit the scratch buffer",
+             bytes);
+        return 0;
+    }
+    return s->buf + s->buf_len;
+}
+
+uint32_t stream_commit(struct stream *s, uint64_t bytes)
+{
+    s->buf_len += bytes;
+    return s->buf_len >= s->flush_at ? write_whole_sectors(s) : 0;
+}
+
+uint32_t stream_drain(struct stream *s)
+{
+    uint64_t padded = (s->buf_len + SOS_SECTOR_SIZE - 1) & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
+    memset(s->buf + s->buf_len, 0, padded - s->buf_len);
+    s->buf_len = padded;
+    return write_whole_sectors(s);
+}

@@ -1,0 +1,35 @@
+/*
+ * The image as a byte stream over the sector list: image byte offsets map through the
+ * extents, in order, to LBAs. Writes never go past the last listed sector (IMAGE_FULL).
+ */
+#ifndef SOS_STREAM_H
+#define SOS_STREAM_H
+#include <stdint.h>
+#include "ahci.h"
+
+struct stream {
+    struct ahci *disk;
+    const struct sos_extent *extents;
+    uint32_t extent_count;
+    uint64_t capacity;          /* bytes */
+    uint64_t pos;               /* next image byte to write, sector aligned */
+    uint64_t max_command;       /* bytes per AHCI command */
+    uint64_t bytes_written;
+    /* Buffered mode (compressed or encrypted chunks are built in memory first). */
+    uint8_t *buf;
+    uint64_t buf_len, buf_cap, flush_at;
+};
+
+/* Write a gather list (total a multiple of 512) at pos, split at extents and command size. */
+uint32_t stream_write(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total);
+uint32_t stream_write_buffer(struct stream *s, const void *buf, uint64_t bytes);
+uint32_t stream_flush_cache(struct stream *s);
+
+/* Buffered mode: reserve room for `bytes` at the buffer's end (after writing out whole
+ * sectors if needed); commit them with stream_commit. stream_drain pads the last sector. */
+uint8_t *stream_reserve(struct stream *s, uint64_t bytes);
+uint32_t stream_commit(struct stream *s, uint64_t bytes);
+uint32_t stream_drain(struct stream *s);
+static inline uint64_t stream_tell(const struct stream *s) { return s->pos + s->buf_len; }
+
+#endif
