@@ -12,6 +12,21 @@ A chunk covers page_count consecutive pages of the saved-page sequence (the memo
 pages in order), starting at first_page. Bit i of the zero bitmap set means page i is all
 zeros and not stored. The stored data is the remaining pages, raw or LZ4-compressed (one LZ4
 block), optionally encrypted; data_xxh64 covers the stored bytes as they are on disk.
+
+Raw chunks have header_size 512 and stored_size = data_pages * 4096, so their data stays
+sector-aligned and the writer can DMA straight from the saved pages. LZ4 chunks hold one LZ4
+block (lz4 doc/lz4_Block_format.md) of the concatenated data pages; a chunk whose block
+would not be smaller than the pages is stored raw (encoding RAW, header_size still the
+compact one). Chunks follow each other at CHUNK_ALIGN; the stream's last sector is padded.
+
+Encryption (ChaCha20-Poly1305, RFC 8439), per chunk: the stored bytes are the ciphertext of
+what would otherwise be stored; nonce = image_id[0:4] || chunk index (u64 little-endian);
+associated data = image_id || the chunk header and bitmap with tag, data_xxh64 and
+header_xxh64 zeroed; the tag goes in the chunk header. data_xxh64 covers the ciphertext, so
+`image verify` finds damage without the key. The image header is authenticated by
+key_check: the tag of sealing an empty message with nonce image_id[0:4] || 2^64-1 and
+associated data = the header struct with state, key_check and header_xxh64 zeroed (state is
+left out so that marking an image resumed does not need the key).
 """
 import construct as c
 
@@ -106,3 +121,29 @@ def worst_case_bytes(pages, extent_count, range_count, chunk_pages):
     return align_up(chunks_offset(extent_count, range_count)
                     + chunks * RAW_CHUNK_HEADER + pages * PAGE_SIZE, SECTOR_SIZE)
 assert offset_of(ImageHeader, "context") % 16 == 0
+
+
+HEADER_NONCE_INDEX = (1 << 64) - 1
+
+
+def nonce(image_id, index):
+    return bytes(image_id[:4]) + index.to_bytes(8, "little")
+
+
+def zeroed(struct, raw, names):
+    out = bytearray(raw)
+    for n in names:
+        off = offset_of(struct, n)
+        size = next(sc.sizeof() for sc in struct.subcons if sc.name == n)
+        out[off:off + size] = bytes(size)
+    return bytes(out)
+
+
+def chunk_aad(image_id, header_and_bitmap):
+    return bytes(image_id) + zeroed(ChunkHeader, header_and_bitmap,
+                                    ("tag", "data_xxh64", "header_xxh64"))
+
+
+def header_aad(header_raw):
+    return zeroed(ImageHeader, header_raw[:ImageHeader.sizeof()],
+                  ("state", "key_check", "header_xxh64"))

@@ -303,6 +303,34 @@ class Image:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
+    def extract_elf(self, out_path):
+        """An ELF core (formats/elfcore.py): one PT_LOAD per range, registers in a note."""
+        from ..formats import elfcore
+        ctx = self.header.context
+        regs = {r: ctx[r] for r in ("rbx", "rbp", "r12", "r13", "r14", "r15", "rip", "rsp")}
+        regs.update(eflags=ctx.rflags, cs=ctx.cs, ss=ctx.ss, ds=ctx.ds, es=ctx.es, fs=ctx.fs,
+                    gs=ctx.gs, fs_base=ctx.fs_base, gs_base=ctx.gs_base)
+        head, placed = elfcore.layout(self.ranges, elfcore.prstatus_note(regs))
+        starts = [s for (s, _), _ in placed]
+        tmp = os.fspath(out_path) + ".partial"
+        try:
+            with open(tmp, "wb") as out:
+                out.write(head)
+                for _, plist in self.chunks():
+                    for addr, data in plist:
+                        if data is None:
+                            continue
+                        i = bisect.bisect_right(starts, addr) - 1
+                        (start, _), off = placed[i]
+                        out.seek(off + addr - start)
+                        out.write(data)
+                (_, last_end), last_off = placed[-1]
+                out.truncate(last_off + last_end - placed[-1][0][0])
+            os.replace(tmp, out_path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
     def close(self):
         self.f.close()
 
