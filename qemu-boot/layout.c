@@ -9,6 +9,9 @@
  * writable data, bss and stacks. */
 extern char host_image_start[], host_rw_start[], host_image_end[];
 
+/* boot.S identity-maps [0, 512 GiB) with 1 GiB pages; RAM above is left alone. */
+#define IDENTITY_MAP_END (512ull << 30)
+
 /* Lowest address the checksum table may take: keep it clear of the legacy first MiB. */
 #define TABLE_MIN_ADDR 0x100000ull
 
@@ -36,6 +39,10 @@ static void collect_usable(const struct boot_info *bi, struct layout *l)
         if (bi->mmap[i].type != 1)
             continue;
         struct range x = { bi->mmap[i].start, bi->mmap[i].end };
+        if (x.end > IDENTITY_MAP_END)
+            x.end = IDENTITY_MAP_END;
+        if (x.start >= x.end)
+            continue;
         unsigned j = n++;
         for (; j > 0 && r[j - 1].start > x.start; j--)     /* insertion sort */
             r[j] = r[j - 1];

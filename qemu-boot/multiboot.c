@@ -11,6 +11,7 @@
 #define MBI_FLAG_CMDLINE (1u << 2)
 #define MBI_FLAG_MODS    (1u << 3)
 #define MBI_FLAG_MMAP    (1u << 6)
+#define MBI_FLAG_LOADER  (1u << 9)
 
 struct mbi {
     uint32_t flags, mem_lower, mem_upper, boot_device, cmdline, mods_count, mods_addr;
@@ -65,6 +66,10 @@ void multiboot_read(uint32_t magic, uint32_t mbi_addr, struct boot_info *bi)
         bi->cmdline = (const char *)(uintptr_t)m->cmdline;
         keep(bi, m->cmdline, strlen(bi->cmdline) + 1);
     }
+
+    if (m->flags & MBI_FLAG_LOADER && m->boot_loader_name)
+        keep(bi, m->boot_loader_name,
+             strlen((const char *)(uintptr_t)m->boot_loader_name) + 1);
 
     if (m->flags & MBI_FLAG_MODS && m->mods_count) {
         const struct mbi_mod *mods = (const struct mbi_mod *)(uintptr_t)m->mods_addr;

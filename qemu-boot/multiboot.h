@@ -30,7 +30,7 @@ struct boot_info {
     const char *cmdline;        /* "" when the loader passed none */
     /* Where the loader left the structures themselves: the host must neither fill nor
      * expect to change these pages. */
-    struct range info_ranges[4 + 2 * MB_MAX_MODULES];
+    struct range info_ranges[5 + 2 * MB_MAX_MODULES];
     unsigned info_range_count;
 };
 

@@ -32,7 +32,7 @@ uint32_t fail(uint32_t status, const char *fmt, ...)
         h->status = status;
         memcpy(h->message, msg, sizeof msg);
     }
-    kprintf("@@ERROR %x %s\n", status, msg);
+    kprintf("@@FAIL %x %s\n", status, msg);
     return status;
 }
 

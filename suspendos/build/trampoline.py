@@ -60,6 +60,8 @@ def _source(handoff, pml4, idt_base, idt_limit, stack_top, payload_main):
                   f"mov [rbx + {o[table + '_base']}], rcx"]
     for seg in ("cs", "ss", "ds", "es", "fs", "gs"):
         lines += [f"mov ax, {seg}", f"mov [rbx + {o[seg]}], ax"]
+    # TR and LDTR are never changed here; they are saved for the resume loader.
+    lines += ["str ax", f"mov [rbx + {o['tr']}], ax", "sldt ax", f"mov [rbx + {o['ldtr']}], ax"]
     lines += [f"fxsave64 [rbx + {o['fxsave']}]"]
     # Into the payload's world.
     lines += ["mov ecx, 0xC0000080", "rdmsr", "or eax, 0x800", "wrmsr",

@@ -107,8 +107,9 @@ def generate():
         for sc in struct.subcons:
             ctype, suffix = _field(sc, names)
             out.append(f"    {ctype} {sc.name}{suffix};")
-        out.append("} __attribute__((packed, aligned(8)));" if cname != "sos_cpu_context"
-                   else "} __attribute__((packed, aligned(16)));")
+        # No `packed`: every declaration is laid out naturally aligned on purpose, and the
+        # asserts below fail the build if a compiler disagrees.
+        out.append("};" if cname != "sos_cpu_context" else "} __attribute__((aligned(16)));")
         out.append(f"_Static_assert(sizeof(struct {cname}) == {struct.sizeof()}, "
                    f"\"{cname} size\");")
         for fname, off, _ in struct_fields(struct):

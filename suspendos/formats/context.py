@@ -12,12 +12,13 @@ from .common import u16, u64
 _REGS = ["rbx", "rbp", "r12", "r13", "r14", "r15", "rsp", "rip", "rflags",
          "cr0", "cr3", "cr4", "efer", "pat", "fs_base", "gs_base", "kernel_gs_base",
          "star", "lstar", "cstar", "fmask", "xcr0", "gdt_base", "idt_base"]
-_SELECTORS = ["gdt_limit", "idt_limit", "cs", "ss", "ds", "es", "fs", "gs"]
+_SELECTORS = ["gdt_limit", "idt_limit", "cs", "ss", "ds", "es", "fs", "gs", "tr", "ldtr"]
 
 CpuContext = c.Struct(
     *[r / u64 for r in _REGS],
     *[s / u16 for s in _SELECTORS],
+    "_pad0" / c.Bytes(12),
     "fxsave" / c.Bytes(512),
 )
 
-assert (len(_REGS) * 8 + len(_SELECTORS) * 2) % 16 == 0, "fxsave must be 16-byte aligned"
+assert (len(_REGS) * 8 + len(_SELECTORS) * 2 + 12) % 16 == 0, "fxsave must be 16-byte aligned"

@@ -65,6 +65,7 @@ def new_handoff():
 def empty_context():
     fields = {sc.name: 0 for sc in CpuContext.subcons}
     fields["fxsave"] = bytes(512)
+    fields["_pad0"] = bytes(12)
     return fields
 
 assert offset_of(Handoff, "context") % 16 == 0, "FXSAVE area must be 16-byte aligned"

@@ -113,8 +113,10 @@ async def run_guest(args, target, memory, on_pause=None, progress=None, deadline
                 handoff = protocol.parse_handoff(fields[0])
             elif key == "RESULT":
                 result = protocol.parse_fields(fields)
-            elif key == "ERROR":
-                error = " ".join(fields[1:])
+            elif key in ("ERROR", "EXCEPTION") and not error:
+                error = line[len(key) + 3:]        # the host's own failure, free text
+            elif key == "FAIL":
+                error = " ".join(fields[1:])       # the payload's: status, then message
         code = await m.wait(deadline)
         progress.done()
         return handoff, result, debug_exit_value(code), error, m

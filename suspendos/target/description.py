@@ -68,7 +68,7 @@ class Framebuffer:
 @dataclass
 class Options:
     compress: str = "none"
-    chunk_pages: int = 0            # 0: 1024 uncompressed, 16 with LZ4
+    chunk_pages: int = 0            # 0: 1023 uncompressed, 16 with LZ4
     max_command_kib: int = 4096     # largest single AHCI command
     serial_port: int = 0x3f8
 
@@ -108,7 +108,9 @@ class Target:
     def chunk_pages(self):
         if self.options.chunk_pages:
             return self.options.chunk_pages
-        return 16 if self.options.compress == "lz4" else image.MAX_CHUNK_PAGES
+        # 1023 raw pages + the 512-byte chunk header fit one 4 MiB command of at most 1024
+        # PRDs (QEMU refuses commands with more: drivers/ahci.h).
+        return 16 if self.options.compress == "lz4" else image.MAX_CHUNK_PAGES - 1
 
     def image_capacity(self):
         return sum(e.count for e in self.extents) * SECTOR_SIZE
