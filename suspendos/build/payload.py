@@ -194,7 +194,9 @@ def _assemble(target, sections, sym):
         memmap_hash=xxhash.xxh64(mem_list).intdigest(),
         fb_addr=fb.address if fb else 0, fb_width=fb.width if fb else 0,
         fb_height=fb.height if fb else 0, fb_pitch=fb.pitch if fb else 0,
-        fb_bpp=fb.bpp if fb else 0, fb_format=_fb_format(fb), _pad0=b"\0\0", key=bytes(32))
+        fb_bpp=fb.bpp if fb else 0, fb_format=_fb_format(fb),
+        debug_exit_port=target.options.debug_exit_port,
+        key=bytes(32))
     data_addr, data_size, data = sections[".data"]
     off = sym["sos_payload_info"] - data_addr
     data = data[:off] + build(PayloadInfo, info, "payload info") + data[off + PayloadInfo.sizeof():]

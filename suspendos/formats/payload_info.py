@@ -50,6 +50,6 @@ PayloadInfo = c.Struct(
     "fb_pitch" / u32,
     "fb_bpp" / u8,
     "fb_format" / u8,
-    "_pad0" / c.Bytes(2),
+    "debug_exit_port" / u16,    # 0, or QEMU's isa-debug-exit port: the resume loader ends there
     "key" / c.Bytes(32),        # encryption key; lives only in the reserved region
 )

@@ -71,6 +71,7 @@ class Options:
     chunk_pages: int = 0            # 0: 1023 uncompressed, 16 with LZ4
     max_command_kib: int = 4096     # largest single AHCI command
     serial_port: int = 0x3f8
+    debug_exit_port: int = 0        # QEMU isa-debug-exit: where the resume loader reports
 
 
 @dataclass

@@ -8,6 +8,7 @@ from QEMU itself (suspendos.qemu.probe), not assumed.
 """
 from ..errors import UsageError
 from ..formats.common import SECTOR_SIZE, align_up
+from ..qemu.machine import DEBUG_EXIT_PORT
 from .description import Disk, Extent, MemoryRange, Options, Reserved, Target
 
 MiB, GiB = 1 << 20, 1 << 30
@@ -52,7 +53,8 @@ def qemu_target(memory, disk_size=None, compress="none", pci=None):
     t = Target(name=f"qemu-q35-{memory // MiB}M", memory=memory_map(memory),
                reserved=Reserved(RESERVED_LOAD_ADDRESS, RESERVED_SIZE),
                disk=Disk(ahci_base=abar, pci=ahci_pci, port=0, sectors=0),
-               extents=[Extent(IMAGE_FIRST_LBA, 1)], options=Options(compress=compress))
+               extents=[Extent(IMAGE_FIRST_LBA, 1)],
+               options=Options(compress=compress, debug_exit_port=DEBUG_EXIT_PORT))
     need = align_up(t.worst_case_image(), MiB) // SECTOR_SIZE
     min_sectors = IMAGE_FIRST_LBA + need + DISK_TAIL_SECTORS
     if disk_size is None:
