@@ -50,8 +50,10 @@ def cmd_build(a):
     if a.compress:
         t.options.compress = a.compress
         t.validate()
-    result = build_payload(t)
-    write_atomic(a.output, result.blob)
+    key = _key(a, "encrypt_key")
+    result = build_payload(t, key=key)
+    # A blob built with a key carries it: only its owner may read it.
+    write_atomic(a.output, result.blob, mode=0o600 if key else 0o644)
     print(f"wrote {a.output}: {len(result.blob)} bytes, loads at {t.reserved.load_address:#x}")
 
 
@@ -85,7 +87,7 @@ def cmd_qemu_suspend(a):
     check_memory(memory)
     summary, ok = qemu_suspend(memory, a.disk, seed=a.seed, compress=a.compress,
                                ram_dump=a.ram_dump, inject=_parse_inject(a.inject),
-                               show_progress=not a.quiet)
+                               show_progress=not a.quiet, key=_key(a, "encrypt_key"))
     if a.json:
         emit_json(summary)
     else:
@@ -106,23 +108,35 @@ def cmd_qemu_suspend(a):
 
 
 # ---- image --------------------------------------------------------------------------------
+def _key(a, attr="key"):
+    from .keys import read_key
+    path = getattr(a, attr, None)
+    return read_key(path, "--" + attr.replace("_", "-")) if path else None
+
+
+def cmd_key_new(a):
+    from .keys import new_key
+    new_key(a.output)
+    print(f"wrote {a.output}: a 32-byte key (mode 0600)")
+
+
 def cmd_image_info(a):
     from .image.reader import open_image
-    img = open_image(a.disk)
+    img = open_image(a.disk, key=_key(a))
     info = img.info()
     emit_json(info) if a.json else print(img.describe())
 
 
 def cmd_image_verify(a):
     from .image.reader import open_image
-    img = open_image(a.disk)
+    img = open_image(a.disk, key=_key(a))
     report = img.verify(ram=a.ram)
     print(report)
 
 
 def cmd_image_extract(a):
     from .image.reader import open_image
-    img = open_image(a.disk)
+    img = open_image(a.disk, key=_key(a))
     if not a.output and not a.elf:
         raise UsageError("image extract: give -o FILE and/or --elf FILE")
     if a.output:
@@ -155,6 +169,7 @@ def parser():
     b.add_argument("-o", "--output", required=True)
     b.add_argument("--compress", choices=("none", "lz4"))
     b.add_argument("--plugin", action="append", default=[])
+    b.add_argument("--encrypt-key", help="encrypt the image with this key (suspendos key new)")
     b.set_defaults(func=cmd_build)
 
     i = sub.add_parser("inspect", help="show a payload blob's layout")
@@ -171,6 +186,7 @@ def parser():
     qs.add_argument("--compress", choices=("none", "lz4"), default="none")
     qs.add_argument("--ram-dump", help="write guest RAM (QMP pmemsave) here, offset = address")
     qs.add_argument("--inject", help="write-error:LBA[,always]: fail a disk write (blkdebug)")
+    qs.add_argument("--encrypt-key", help="encrypt the image with this key (suspendos key new)")
     qs.add_argument("--json", action="store_true")
     qs.add_argument("--quiet", action="store_true", help="no progress on stderr")
     qs.set_defaults(func=cmd_qemu_suspend)
@@ -180,16 +196,23 @@ def parser():
     ii = im.add_parser("info")
     ii.add_argument("disk")
     ii.add_argument("--json", action="store_true")
+    ii.add_argument("--key", help="the key of an encrypted image (checks it)")
     ii.set_defaults(func=cmd_image_info)
     iv = im.add_parser("verify")
     iv.add_argument("disk")
     iv.add_argument("--ram", help="a RAM dump (offset = address) to compare every page with")
+    iv.add_argument("--key", help="the key of an encrypted image")
     iv.set_defaults(func=cmd_image_verify)
     ie = im.add_parser("extract")
     ie.add_argument("disk")
     ie.add_argument("-o", "--output", help="raw memory file, offset = physical address")
     ie.add_argument("--elf", help="ELF core file, one PT_LOAD per range")
+    ie.add_argument("--key", help="the key of an encrypted image")
     ie.set_defaults(func=cmd_image_extract)
+    k = sub.add_parser("key", help="encryption keys").add_subparsers(dest="what", required=True)
+    kn = k.add_parser("new", help="write a new random 32-byte key")
+    kn.add_argument("-o", "--output", required=True)
+    kn.set_defaults(func=cmd_key_new)
     return p
 
 

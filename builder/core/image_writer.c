@@ -17,6 +17,7 @@
  *    copied, then sealed — and whole sectors go out as the buffer fills.
  */
 #include "payload.h"
+#include "chacha20poly1305.h"
 #include "image_writer.h"
 #include "lz4.h"
 #include "printf.h"
@@ -162,10 +163,33 @@ static uint32_t write_raw_chunk(struct stream *s, struct chunk *c, uint8_t *hdr_
     return stream_write(s, sg, n, SOS_RAW_CHUNK_HEADER + (uint64_t)stored);
 }
 
+/* The AEAD parameters of formats/image.py: nonce = image_id[0:4] || index (u64 LE). */
+static void make_nonce(uint8_t nonce[12], const uint8_t image_id[16], uint64_t index)
+{
+    memcpy(nonce, image_id, 4);
+    memcpy(nonce + 4, &index, 8);
+}
+
+/* Seal a chunk's stored bytes in place: AAD = image_id || header and bitmap with tag,
+ * data_xxh64 and header_xxh64 zero (they are zero at this point). */
+static void seal_chunk(struct sos_chunk_header *ch, uint8_t *data, const uint8_t image_id[16],
+                       const uint8_t key[32])
+{
+    uint8_t aad[16 + sizeof *ch + SOS_MAX_CHUNK_PAGES / 8];
+    uint64_t hlen = sizeof *ch + bitmap_bytes(ch->page_count);
+    uint8_t nonce[12];
+    ch->flags |= SOS_CHUNKF_ENCRYPTED;
+    memcpy(aad, image_id, 16);
+    memcpy(aad + 16, ch, hlen);
+    make_nonce(nonce, image_id, ch->index);
+    aead_seal(key, nonce, aad, 16 + hlen, data, ch->stored_size, ch->tag);
+}
+
 /* Buffered: header, then an LZ4 block of the data pages (or the pages raw if that is not
- * smaller), then padding to SOS_CHUNK_ALIGN. */
+ * smaller), sealed when a key is given, then padding to SOS_CHUNK_ALIGN. */
 static uint32_t write_buffered_chunk(struct stream *s, struct chunk *c, int compress,
-                                     uint8_t *staging)
+                                     uint8_t *staging, const uint8_t *image_id,
+                                     const uint8_t *key)
 {
     uint64_t hsize = chunk_header_size(c->count, 0);
     uint32_t raw = c->data_pages * SOS_PAGE_SIZE;
@@ -195,9 +219,12 @@ static uint32_t write_buffered_chunk(struct stream *s, struct chunk *c, int comp
             memcpy(data + (uint64_t)k * SOS_PAGE_SIZE, c->pages[k], SOS_PAGE_SIZE);
         stored = raw;
     }
-    fill_header((struct sos_chunk_header *)out, c, (uint16_t)hsize, encoding, stored,
-                xxh64(data, stored, 0));
-    seal_header((struct sos_chunk_header *)out);
+    struct sos_chunk_header *ch = (struct sos_chunk_header *)out;
+    fill_header(ch, c, (uint16_t)hsize, encoding, stored, 0);
+    if (key)
+        seal_chunk(ch, data, image_id, key);
+    ch->data_xxh64 = xxh64(data, stored, 0);
+    seal_header(ch);
     uint64_t total = (hsize + stored + SOS_CHUNK_ALIGN - 1) & ~(uint64_t)(SOS_CHUNK_ALIGN - 1);
     memset(out + hsize + stored, 0, total - hsize - stored);
     return stream_commit(s, total);
@@ -239,7 +266,10 @@ uint32_t write_image(struct ahci *disk)
     uint32_t chunk_pages = info->chunk_pages;
     uint8_t *staging = chunk_hdr_buf + SOS_RAW_CHUNK_HEADER;
     int compress = info->compression == SOS_COMPRESS_LZ4;
-    int buffered = compress || info->encryption != SOS_ENCRYPT_NONE;
+    int encrypt = info->encryption == SOS_ENCRYPT_CHACHA20_POLY1305;
+    int buffered = compress || encrypt;
+    uint8_t key[32];
+    memcpy(key, (const void *)info->key, sizeof key);
     s.buf = staging + (uint64_t)chunk_pages * SOS_PAGE_SIZE;
     s.buf_cap = (uint64_t)(scratch_end - s.buf) & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
     s.flush_at = s.buf_cap / 2 & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
@@ -282,7 +312,8 @@ uint32_t write_image(struct ahci *disk)
         cur.first_page = done;
         cur.count = pages_total - done < chunk_pages ? pages_total - done : chunk_pages;
         gather(&pc, &cur);
-        rc = buffered ? write_buffered_chunk(&s, &cur, compress, staging)
+        rc = buffered ? write_buffered_chunk(&s, &cur, compress, staging, image_id,
+                                             encrypt ? key : 0)
                       : write_raw_chunk(&s, &cur, chunk_hdr_buf);
         if (rc)
             return rc;
@@ -330,6 +361,16 @@ uint32_t write_image(struct ahci *disk)
     hdr->stored_bytes = data_end - chunks_offset;
     hdr->tables_xxh64 = tables_hash;
     memcpy(&hdr->context, (const void *)&h->context, sizeof hdr->context);
+    if (encrypt) {
+        /* key_check: the tag of sealing nothing, with the header (state, key_check and
+         * header_xxh64 zero) as associated data. state is restored right after. */
+        uint8_t nonce[12];
+        make_nonce(nonce, image_id, ~0ull);
+        hdr->state = 0;
+        aead_seal(key, nonce, (const uint8_t *)hdr, sizeof *hdr, 0, 0, hdr->key_check);
+        hdr->state = SOS_IMAGE_VALID;
+    }
+    memset(key, 0, sizeof key);
     hdr->header_xxh64 = xxh64(hdr, sizeof *hdr, 0);
     s.pos = 0;
     rc = stream_write_buffer(&s, hdr, SOS_IMAGE_HEADER_BLOCK);

@@ -28,6 +28,7 @@ from ..formats.common import PAGE_SIZE, SECTOR_SIZE, align_up, build
 from ..formats.payload_info import (CHECKSUM, COMPRESSION, ENCRYPTION, FB_FORMAT,
                                     PAYLOAD_INFO_MAGIC, PAYLOAD_INFO_REVISION, PayloadInfo)
 from ..sources import source_dir
+from ..target.description import MAX_BUFFERED_CHUNK_PAGES
 from . import idt, toolchain, trampoline
 
 STACK_SIZE = 64 * 1024
@@ -108,15 +109,15 @@ def _fb_format(fb):
     return getattr(FB_FORMAT, fb.format.upper()) if fb else FB_FORMAT.NONE
 
 
-def build_payload(target, workdir=None):
+def build_payload(target, workdir=None, key=None):
     target.validate()
     with tempfile.TemporaryDirectory(prefix="sos-build-") as tmp:
         work = Path(workdir or tmp)
         elf = compile_payload(target, work)
-        return _assemble(target, *_elf_info(elf))
+        return _assemble(target, *_elf_info(elf), key=key)
 
 
-def _assemble(target, sections, sym):
+def _assemble(target, sections, sym, key=None):
     load, reserved_end = target.reserved_range
     tramp_addr, handoff_addr = load, load + PAGE_SIZE
     image_end = align_up(sym["sos_image_end"], PAGE_SIZE)
@@ -178,6 +179,10 @@ def _assemble(target, sections, sym):
 
     bus, dev, fn = target.disk.pci_address()
     fb = target.framebuffer
+    chunk_pages = target.chunk_pages(encrypted=bool(key))
+    if (key or target.options.compress != "none") and chunk_pages > MAX_BUFFERED_CHUNK_PAGES:
+        raise UsageError(f"options.chunk_pages: {chunk_pages} is too large for compressed or "
+                         f"encrypted chunks (at most {MAX_BUFFERED_CHUNK_PAGES})")
     info = dict(
         magic=PAYLOAD_INFO_MAGIC, revision=PAYLOAD_INFO_REVISION, size=PayloadInfo.sizeof(),
         load_base=load, reserved_size=target.reserved.size,
@@ -188,15 +193,16 @@ def _assemble(target, sections, sym):
         trampoline_exit=exit_addr, ahci_abar=target.disk.ahci_base,
         ahci_pci_bus=bus, ahci_pci_dev=dev, ahci_pci_fn=fn, ahci_port=target.disk.port,
         compression=getattr(COMPRESSION, target.options.compress.upper()),
-        checksum=CHECKSUM.XXH64, encryption=ENCRYPTION.NONE,
-        chunk_pages=target.chunk_pages(),
+        checksum=CHECKSUM.XXH64,
+        encryption=ENCRYPTION.CHACHA20_POLY1305 if key else ENCRYPTION.NONE,
+        chunk_pages=chunk_pages,
         max_command_sectors=target.options.max_command_kib * 1024 // SECTOR_SIZE,
         memmap_hash=xxhash.xxh64(mem_list).intdigest(),
         fb_addr=fb.address if fb else 0, fb_width=fb.width if fb else 0,
         fb_height=fb.height if fb else 0, fb_pitch=fb.pitch if fb else 0,
         fb_bpp=fb.bpp if fb else 0, fb_format=_fb_format(fb),
         debug_exit_port=target.options.debug_exit_port,
-        key=bytes(32))
+        key=key or bytes(32))
     data_addr, data_size, data = sections[".data"]
     off = sym["sos_payload_info"] - data_addr
     data = data[:off] + build(PayloadInfo, info, "payload info") + data[off + PayloadInfo.sizeof():]

@@ -7,6 +7,8 @@ import os
 
 import lz4.block
 import xxhash
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from ..errors import FormatError, UsageError
 from ..fileutil import write_atomic
@@ -69,8 +71,9 @@ def find_image(f, size, lba=None):
 
 
 class Image:
-    def __init__(self, path, lba=None):
+    def __init__(self, path, lba=None, key=None):
         self.path = path
+        self.key = key
         try:
             self.f = open(path, "rb")
         except OSError as e:
@@ -91,6 +94,17 @@ class Image:
         self.header = h
         self.block = block
         self._load_tables()
+        self.aead = None
+        if h.encryption not in ENCRYPTION_NAMES:
+            raise FormatError(f"image header: unknown encryption {h.encryption}")
+        if h.encryption and key is not None:
+            self.aead = ChaCha20Poly1305(key)
+            try:
+                self.aead.decrypt(fmt.nonce(h.image_id, fmt.HEADER_NONCE_INDEX), h.key_check,
+                                  fmt.header_aad(block))
+            except InvalidTag:
+                raise FormatError("wrong key: the image header's key check does not verify "
+                                  "with this key (or the header was altered)")
 
     # ---- byte addressing through the extents ------------------------------------------
     def _map(self, pos):
@@ -189,6 +203,8 @@ class Image:
             stored = self.read(pos + c.header_size, c.stored_size)
             if xxhash.xxh64(stored).intdigest() != c.data_xxh64:
                 raise FormatError(f"{span}: data checksum mismatch")
+            if c.flags & fmt.CHUNK_FLAGS.ENCRYPTED:
+                stored = self._decrypt(c, full, stored, span) if check_data else None
             data = self._decode(c, stored, span) if check_data else None
             pages, k = [], 0
             for i in range(c.page_count):
@@ -205,9 +221,16 @@ class Image:
         if next_page != h.pages_total:
             raise FormatError(f"chunks cover {next_page} pages, the header says {h.pages_total}")
 
+    def _decrypt(self, c, header_and_bitmap, stored, span):
+        if not self.aead:
+            raise FormatError(f"{span}: the image is encrypted: give --key FILE")
+        try:
+            return self.aead.decrypt(fmt.nonce(self.header.image_id, c.index), stored + c.tag,
+                                     fmt.chunk_aad(self.header.image_id, header_and_bitmap))
+        except InvalidTag:
+            raise FormatError(f"{span}: authentication failed (altered data or wrong key)")
+
     def _decode(self, c, stored, span):
-        if c.flags & fmt.CHUNK_FLAGS.ENCRYPTED:
-            raise FormatError(f"{span}: encrypted, and this version cannot decrypt")
         size = c.data_pages * PAGE_SIZE
         if c.encoding == fmt.CHUNK_ENCODING.RAW:
             if len(stored) != size:
@@ -259,6 +282,10 @@ class Image:
         return "\n".join(lines)
 
     def verify(self, ram=None):
+        if self.header.encryption and not self.aead:
+            n = sum(1 for _ in self.chunks(check_data=False))
+            return (f"ok: {n} chunks, every checksum matches (encrypted: contents not checked "
+                    f"without --key)")
         ram_f = open(ram, "rb") if ram else None
         try:
             pages = mismatched = 0
@@ -335,5 +362,5 @@ class Image:
         self.f.close()
 
 
-def open_image(path, lba=None):
-    return Image(path, lba)
+def open_image(path, lba=None, key=None):
+    return Image(path, lba, key)

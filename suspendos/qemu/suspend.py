@@ -128,7 +128,7 @@ async def run_guest(args, target, memory, on_pause=None, progress=None, deadline
 
 
 def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=None,
-                 show_progress=True, keep_blob=None):
+                 show_progress=True, keep_blob=None, key=None):
     """Returns (summary dict, ok)."""
     disk = Path(disk)
     existing = disk.exists()
@@ -137,7 +137,7 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
     target = qemu_target(memory, disk.stat().st_size if existing else None, compress)
     with tempfile.TemporaryDirectory(prefix="sos-suspend-") as tmp:
         tmp = Path(tmp)
-        built = build_payload(target)
+        built = build_payload(target, key=key)
         (tmp / "payload.blob").write_bytes(built.blob)
         if keep_blob:
             Path(keep_blob).write_bytes(built.blob)

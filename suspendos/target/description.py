@@ -15,6 +15,8 @@ MEMORY_TYPES = ("ram", "reserved", "acpi", "nvs", "unusable")
 COMPRESSIONS = ("none", "lz4")
 FB_FORMATS = ("xrgb8888", "rgb888", "rgb565")
 MIN_RESERVED = 512 * 1024
+BUFFERED_CHUNK_PAGES = 16       # 64 KiB of input per LZ4 / encrypted chunk
+MAX_BUFFERED_CHUNK_PAGES = 64   # buffered chunks are built in scratch
 
 
 @dataclass
@@ -106,19 +108,23 @@ class Target:
     def saved_pages(self):
         return sum(e - s for s, e in self.saved_ranges()) // PAGE_SIZE
 
-    def chunk_pages(self):
+    def chunk_pages(self, encrypted=False):
         if self.options.chunk_pages:
             return self.options.chunk_pages
+        if self.options.compress == "lz4" or encrypted:
+            return BUFFERED_CHUNK_PAGES
         # 1023 raw pages + the 512-byte chunk header fit one 4 MiB command of at most 1024
         # PRDs (QEMU refuses commands with more: drivers/ahci.h).
-        return 16 if self.options.compress == "lz4" else image.MAX_CHUNK_PAGES - 1
+        return image.MAX_CHUNK_PAGES - 1
 
     def image_capacity(self):
         return sum(e.count for e in self.extents) * SECTOR_SIZE
 
     def worst_case_image(self):
+        # Whatever the build chooses (encryption makes chunks small), assume the most chunks.
+        chunk = self.options.chunk_pages or BUFFERED_CHUNK_PAGES
         return image.worst_case_bytes(self.saved_pages(), len(self.extents),
-                                      len(self.saved_ranges()), self.chunk_pages())
+                                      len(self.saved_ranges()), chunk)
 
     # ---- validation ----------------------------------------------------------------
     def validate(self):
