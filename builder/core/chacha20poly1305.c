@@ -68,8 +68,21 @@
 
 typedef unsigned __int128 u128;
 
-static ALWAYS_INLINE uint32_t load32(const void *p) { uint32_t v; __builtin_memcpy(&v, p, 4); return v; }
-static ALWAYS_INLINE uint64_t load64(const void *p) { uint64_t v; __builtin_memcpy(&v, p, 8); return v; }
+/* Little-endian loads and stores at any alignment (plain movs). */
+static ALWAYS_INLINE uint32_t load32(const void *p)
+{
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return v;
+}
+
+static ALWAYS_INLINE uint64_t load64(const void *p)
+{
+    uint64_t v;
+    __builtin_memcpy(&v, p, 8);
+    return v;
+}
+
 static ALWAYS_INLINE void store32(void *p, uint32_t v) { __builtin_memcpy(p, &v, 4); }
 static ALWAYS_INLINE void store64(void *p, uint64_t v) { __builtin_memcpy(p, &v, 8); }
 
@@ -211,7 +224,7 @@ static inline void poly_blocks(struct poly1305 *p, const uint8_t *m, size_t nblo
          * these better than 128-bit sums of zero-extended words) */
         uint64_t m0 = load64(m), m1 = load64(m + 8), c;
         h0 += m0;
-        c = 0;
+        c = h0 < m0;
         h1 += c;
         c = h1 < c;
         h1 += m1;
