@@ -69,15 +69,30 @@ def cmd_inspect(a):
 
 # ---- qemu ---------------------------------------------------------------------------------
 def _parse_inject(spec):
-    """write-error:LBA[,always] -> blkdebug inject-error rules."""
+    """write-error:LBA[,always] -> blkdebug inject-error rules; write-stall -> a blkdebug
+    breakpoint that holds the first write forever."""
     if not spec:
         return None
+    if spec == "write-stall":
+        return "stall"
     kind, _, rest = spec.partition(":")
     parts = rest.split(",")
     if kind != "write-error" or not parts[0].isdigit() or any(p != "always" for p in parts[1:]):
-        raise UsageError(f"--inject: {spec!r} is not write-error:LBA[,always]")
+        raise UsageError(f"--inject: {spec!r} is not write-error:LBA[,always] or write-stall")
     return [{"event": "write_aio", "errno": 5, "sector": int(parts[0]),
              "once": "always" not in parts[1:]}]
+
+
+def _target_override(a):
+    if not a.target:
+        return None
+    from .target import load
+    return load(a.target)
+
+
+def _selftest(name):
+    from .formats.payload_info import SELFTEST
+    return getattr(SELFTEST, name.upper().replace("-", "_")) if name else 0
 
 
 def cmd_qemu_suspend(a):
@@ -87,7 +102,8 @@ def cmd_qemu_suspend(a):
     check_memory(memory)
     summary, ok = qemu_suspend(memory, a.disk, seed=a.seed, compress=a.compress,
                                ram_dump=a.ram_dump, inject=_parse_inject(a.inject),
-                               show_progress=not a.quiet, key=_key(a, "encrypt_key"))
+                               show_progress=not a.quiet, key=_key(a, "encrypt_key"),
+                               target=_target_override(a), selftest=_selftest(a.selftest))
     if a.json:
         emit_json(summary)
     else:
@@ -185,8 +201,14 @@ def parser():
     qs.add_argument("--seed", type=int, default=1)
     qs.add_argument("--compress", choices=("none", "lz4"), default="none")
     qs.add_argument("--ram-dump", help="write guest RAM (QMP pmemsave) here, offset = address")
-    qs.add_argument("--inject", help="write-error:LBA[,always]: fail a disk write (blkdebug)")
+    qs.add_argument("--inject", help="write-error:LBA[,always]: fail a disk write; write-stall: never complete one "
+                    "(blkdebug)")
     qs.add_argument("--encrypt-key", help="encrypt the image with this key (suspendos key new)")
+    qs.add_argument("--target", help="use this target description instead of the machine's "
+                    "own (for testing what the payload does with a wrong one)")
+    qs.add_argument("--selftest", choices=("write-saved-ram", "execute-data", "divide-error",
+                                           "read-unmapped", "write-text"),
+                    help="make the payload fault on purpose (proves page tables and IDT)")
     qs.add_argument("--json", action="store_true")
     qs.add_argument("--quiet", action="store_true", help="no progress on stderr")
     qs.set_defaults(func=cmd_qemu_suspend)

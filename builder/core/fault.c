@@ -35,13 +35,14 @@ __attribute__((noreturn)) void fault_handler(struct fault_frame *f)
     h->fault_error_code = f->error_code;
     h->fault_rip = f->rip;
     h->fault_address = f->vector == 14 ? cr2 : 0;
+    /* Page-fault error code bits (SDM vol. 3, 4.7): P=0 not present, W/R=1 write,
+     * I/D=4 instruction fetch. The message must fit handoff.message (64 bytes). */
     if (f->vector == 14)
-        fail(SOS_STATUS_CPU_FAULT, "%s at rip %lx, address %lx (%s %s)", name, f->rip, cr2,
-             f->error_code & 2 ? "write" : "read",
-             f->error_code & 1 ? "protection" : "not present");
+        fail(SOS_STATUS_CPU_FAULT, "#PF %s %lx%s at rip %lx",
+             f->error_code & 16 ? "fetch from" : f->error_code & 2 ? "write to" : "read of",
+             cr2, f->error_code & 1 ? "" : " (not present)", f->rip);
     else
-        fail(SOS_STATUS_CPU_FAULT, "%s at rip %lx, error code %lx", name, f->rip,
-             f->error_code);
+        fail(SOS_STATUS_CPU_FAULT, "%s at rip %lx", name, f->rip);
     release_devices();
     h->tsc_end = rdtsc();
     unwind_to_host();

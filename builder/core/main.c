@@ -23,7 +23,7 @@ static struct ahci disk;
 uint32_t fail(uint32_t status, const char *fmt, ...)
 {
     struct sos_handoff *h = sos_run.handoff;
-    char msg[sizeof h->message];
+    char msg[sizeof h->message] = { 0 };
     va_list ap;
     va_start(ap, fmt);
     kvsnprintf(msg, sizeof msg, fmt, ap);
@@ -100,6 +100,44 @@ static uint32_t open_disk(const struct sos_payload_info *info)
     return 0;
 }
 
+/*
+ * Deliberate faults (PayloadInfo.selftest), so tests can prove that the page tables stop
+ * what they must and that every exception ends in an orderly abort. Never returns when the
+ * fault happens, which is the point.
+ */
+uint32_t payload_main(struct sos_handoff *h);
+
+static void selftest(const struct sos_payload_info *info)
+{
+    const struct sos_mem_range *ranges = (const void *)(uintptr_t)info->memory_list;
+    extern char sos_stack_guard[];
+    volatile uint64_t *p;
+    switch (info->selftest) {
+    case SOS_SELFTEST_WRITE_SAVED_RAM:       /* saved RAM is read-only */
+        p = (volatile uint64_t *)(uintptr_t)(ranges[info->memory_count - 1].start + 0x1000);
+        *p = 0x5afe5afe5afe5afeull;
+        break;
+    case SOS_SELFTEST_EXECUTE_DATA: {        /* data is never executable */
+        static uint8_t ret_insn[16] = { 0xc3 };
+        ((void (*)(void))(uintptr_t)ret_insn)();
+        break;
+    }
+    case SOS_SELFTEST_DIVIDE_ERROR: {
+        volatile uint32_t zero = 0, one = 1;
+        one /= zero;
+        break;
+    }
+    case SOS_SELFTEST_READ_UNMAPPED:         /* the stack guard page is not present */
+        p = (volatile uint64_t *)(uintptr_t)sos_stack_guard;
+        (void)*p;
+        break;
+    case SOS_SELFTEST_WRITE_TEXT:            /* code is read-only */
+        p = (volatile uint64_t *)(uintptr_t)&payload_main;
+        *p = 0;
+        break;
+    }
+}
+
 uint32_t payload_main(struct sos_handoff *h)
 {
     const struct sos_payload_info *info = (const struct sos_payload_info *)&sos_payload_info;
@@ -119,6 +157,8 @@ uint32_t payload_main(struct sos_handoff *h)
     if (h->flags & SOS_HANDOFF_PAUSE_BEFORE_READ)
         pause_point("before-read");
     h->tsc_start = rdtsc();
+    if (info->selftest)
+        selftest(info);
 
     rc = open_disk(info);
     if (!rc)

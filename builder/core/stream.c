@@ -9,12 +9,71 @@ static struct ahci_sg cmd[MAX_PIECES];
 static uint32_t disk_error(struct stream *s, int rc)
 {
     const struct ahci_error *e = ahci_last_error(s->disk);
-    sos_run.handoff->failed_lba = e->dev_lba ? e->dev_lba : e->lba;
+    sos_run.handoff->failed_lba = e->lba;
     sos_run.handoff->detail = e->tfd;
     if (rc == SOS_STATUS_AHCI_TASKFILE_ERROR)
-        return fail(rc, "disk error writing LBA %lu (%s, TFD %x)",
-                    sos_run.handoff->failed_lba, e->what, e->tfd);
+        return fail(rc, "write error at LBA %lu (TFD %x)", e->lba, e->tfd);
     return fail(rc, "%s", e->what ? e->what : "disk command failed");
+}
+
+/* Copy the part [off, off + len) of a gather list into `out`; returns the piece count. */
+static unsigned slice(const struct ahci_sg *v, unsigned n, uint64_t off, uint64_t len,
+                      struct ahci_sg *out)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && len; i++) {
+        if (off >= v[i].bytes) {
+            off -= v[i].bytes;
+            continue;
+        }
+        uint64_t take = v[i].bytes - off < len ? v[i].bytes - off : len;
+        out[k].addr = v[i].addr + off;
+        out[k].bytes = (uint32_t)take;
+        k++;
+        len -= take;
+        off = 0;
+    }
+    return k;
+}
+
+/*
+ * A write command failed. The run stops either way (a write error is not retried: the
+ * medium is suspect and a half-trusted image is worse than none), but the device reports
+ * only the command's first LBA. To name the failing sector, rewrite halves of the failed
+ * range until the error is cornered in one sector (at most 2 * 16 commands). When it does
+ * not repeat, the whole range is named.
+ */
+static uint32_t corner_write_error(struct stream *s, uint64_t lba, const struct ahci_sg *v,
+                                   unsigned n, uint64_t bytes)
+{
+    static struct ahci_sg piece[MAX_PIECES];
+    uint64_t lo = 0, hi = bytes / SOS_SECTOR_SIZE;      /* the error is in [lo, hi) */
+    struct ahci_error first = *ahci_last_error(s->disk);
+    while (hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2, halves[2][2] = { { lo, mid }, { mid, hi } };
+        int found = 0;
+        for (int h = 0; h < 2 && !found; h++) {
+            uint64_t a = halves[h][0], b = halves[h][1];
+            unsigned k = slice(v, n, a * SOS_SECTOR_SIZE, (b - a) * SOS_SECTOR_SIZE, piece);
+            if (ahci_write(s->disk, lba + a, piece, k) == SOS_STATUS_AHCI_TASKFILE_ERROR) {
+                lo = a;
+                hi = b;
+                found = 1;
+            }
+        }
+        if (!found)
+            break;
+    }
+    sos_run.handoff->detail = first.tfd;
+    if (hi - lo == 1) {
+        sos_run.handoff->failed_lba = lba + lo;
+        return fail(SOS_STATUS_AHCI_TASKFILE_ERROR, "write error at LBA %lu (TFD %x)",
+                    lba + lo, first.tfd);
+    }
+    sos_run.handoff->failed_lba = lba + lo;
+    return fail(SOS_STATUS_AHCI_TASKFILE_ERROR,
+                "write error in LBAs %lu-%lu, not repeated (TFD %x)", lba + lo, lba + hi - 1,
+                first.tfd);
 }
 
 /* The LBA holding image byte `pos`, and how many bytes of its extent follow. */
@@ -64,6 +123,8 @@ uint32_t stream_write(struct stream *s, const struct ahci_sg *v, unsigned n, uin
         if (got != want)
             return fail(SOS_STATUS_AHCI_BAD_REQUEST, "gather list too long");
         int rc = ahci_write(s->disk, lba, cmd, k);
+        if (rc == SOS_STATUS_AHCI_TASKFILE_ERROR)
+            return corner_write_error(s, lba, cmd, k, want);
         if (rc)
             return disk_error(s, rc);
         s->pos += want;

@@ -109,15 +109,15 @@ def _fb_format(fb):
     return getattr(FB_FORMAT, fb.format.upper()) if fb else FB_FORMAT.NONE
 
 
-def build_payload(target, workdir=None, key=None):
+def build_payload(target, workdir=None, key=None, selftest=0):
     target.validate()
     with tempfile.TemporaryDirectory(prefix="sos-build-") as tmp:
         work = Path(workdir or tmp)
         elf = compile_payload(target, work)
-        return _assemble(target, *_elf_info(elf), key=key)
+        return _assemble(target, *_elf_info(elf), key=key, selftest=selftest)
 
 
-def _assemble(target, sections, sym, key=None):
+def _assemble(target, sections, sym, key=None, selftest=0):
     load, reserved_end = target.reserved_range
     tramp_addr, handoff_addr = load, load + PAGE_SIZE
     image_end = align_up(sym["sos_image_end"], PAGE_SIZE)
@@ -202,7 +202,7 @@ def _assemble(target, sections, sym, key=None):
         fb_height=fb.height if fb else 0, fb_pitch=fb.pitch if fb else 0,
         fb_bpp=fb.bpp if fb else 0, fb_format=_fb_format(fb),
         debug_exit_port=target.options.debug_exit_port,
-        key=key or bytes(32))
+        key=key or bytes(32), selftest=selftest, _pad1=bytes(4))
     data_addr, data_size, data = sections[".data"]
     off = sym["sos_payload_info"] - data_addr
     data = data[:off] + build(PayloadInfo, info, "payload info") + data[off + PayloadInfo.sizeof():]

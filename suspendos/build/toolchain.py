@@ -69,7 +69,7 @@ def link(objects, script_text, out, workdir):
     script = Path(workdir) / (Path(out).stem + ".ld")
     script.write_text(script_text)
     run([tool("ld"), "-T", str(script), "-nostdlib", "-static", "-z", "max-page-size=4096",
-         "-z", "noexecstack", "--no-warn-rwx-segments", *map(str, objects), "-o", str(out)],
+         "-z", "noexecstack", "--no-warn-rwx-segments", "--gc-sections", *map(str, objects), "-o", str(out)],
         f"linking {Path(out).name}")
     return out
 

@@ -14,6 +14,9 @@ PAYLOAD_INFO_REVISION = 1
 COMPRESSION = Constants("SOS_COMPRESS_", "Chunk encodings.", NONE=0, LZ4=1)
 ENCRYPTION = Constants("SOS_ENCRYPT_", "Chunk ciphers.", NONE=0, CHACHA20_POLY1305=1)
 CHECKSUM = Constants("SOS_CHECKSUM_", "Checksum algorithms.", XXH64=1)
+SELFTEST = Constants("SOS_SELFTEST_", "Deliberate faults that prove the page tables and IDT.",
+                     NONE=0, WRITE_SAVED_RAM=1, EXECUTE_DATA=2, DIVIDE_ERROR=3,
+                     READ_UNMAPPED=4, WRITE_TEXT=5)
 FB_FORMAT = Constants("SOS_FB_", "Framebuffer pixel formats.", NONE=0, XRGB8888=1, RGB888=2,
                       RGB565=3)
 
@@ -52,4 +55,6 @@ PayloadInfo = c.Struct(
     "fb_format" / u8,
     "debug_exit_port" / u16,    # 0, or QEMU's isa-debug-exit port: the resume loader ends there
     "key" / c.Bytes(32),        # encryption key; lives only in the reserved region
+    "selftest" / u32,           # SELFTEST: make the payload fault on purpose (tests only)
+    "_pad1" / c.Bytes(4),
 )

@@ -45,9 +45,12 @@ def disk_args(path, inject=None):
         return ["-drive", f"if=none,id=d0,file={path},format=raw,cache=writeback",
                 "-device", "ide-hd,drive=d0,bus=ide.0"]
     import json
-    node = {"driver": "raw", "node-name": "d0",
-            "file": {"driver": "blkdebug", "inject-error": inject,
-                     "image": {"driver": "file", "filename": os.fspath(path)}}}
+    if inject == "stall":        # a breakpoint is set through QMP once QEMU runs
+        inject = []
+    debug = {"driver": "blkdebug", "image": {"driver": "file", "filename": os.fspath(path)}}
+    if inject:
+        debug["inject-error"] = inject
+    node = {"driver": "raw", "node-name": "d0", "file": debug}
     return ["-blockdev", json.dumps(node), "-device", "ide-hd,drive=d0,bus=ide.0"]
 
 
@@ -78,7 +81,7 @@ class QemuMachine:
     def command_line(self):
         return shlex.join(self.cmd)
 
-    async def start(self):
+    async def start(self, before_cont=None):
         self._log = open(self.log_path, "w")
         self.proc = await asyncio.create_subprocess_exec(
             *self.cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -87,11 +90,15 @@ class QemuMachine:
         await self._retry(lambda: self.qmp.connect(self.qmp_path), deadline, "QMP socket")
         self.reader, self.writer = await self._retry(
             lambda: asyncio.open_unix_connection(self.serial_path), deadline, "serial socket")
+        if before_cont:
+            await before_cont(self)
         await self.qmp.execute("cont")
 
     async def _retry(self, connect, deadline, what):
         while True:
             if self.proc.returncode is not None:
+                out = (await self.proc.stdout.read()).decode("utf-8", "replace").strip()
+                self.tail += ["[qemu] " + l for l in out.splitlines()[-10:]]
                 raise self.failure(f"QEMU exited before opening its {what}")
             try:
                 return await connect()

@@ -56,7 +56,7 @@ def summarize(handoff, host_result, exit_value, message):
     r = {
         "status": STATUS.name_of(handoff.status),
         "status_code": handoff.status,
-        "message": handoff.message.rstrip(b"\0").decode("utf-8", "replace") or message,
+        "message": handoff.message.split(b"\0")[0].decode("utf-8", "replace") or message,
         "pages_total": handoff.pages_total,
         "pages_saved": handoff.pages_saved,
         "zero_pages": handoff.zero_pages,
@@ -78,7 +78,15 @@ def summarize(handoff, host_result, exit_value, message):
     return r
 
 
-async def run_guest(args, target, memory, on_pause=None, progress=None, deadline_s=None):
+async def stall_first_write(machine):
+    """blkdebug's breakpoint (through qemu-io on the drive) suspends the first write request
+    for good: the payload's command never completes."""
+    await machine.execute("human-monitor-command",
+                          {"command-line": 'qemu-io d0 "break write_aio stall"'})
+
+
+async def run_guest(args, target, memory, on_pause=None, progress=None, deadline_s=None,
+                    before_cont=None):
     """Boot the machine with `args`, follow the protocol until QEMU exits; returns
     (handoff or None, host @@RESULT fields, exit value, last error message, log tail)."""
     progress = progress or Progress(False)
@@ -86,7 +94,7 @@ async def run_guest(args, target, memory, on_pause=None, progress=None, deadline
     deadline = time.monotonic() + (deadline_s or BASE_DEADLINE + PER_GIB_DEADLINE * memory / GiB)
     handoff, result, error = None, {}, ""
     try:
-        await m.start()
+        await m.start(before_cont)
         while True:
             try:
                 line = await m.readline(deadline)
@@ -128,23 +136,29 @@ async def run_guest(args, target, memory, on_pause=None, progress=None, deadline
 
 
 def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=None,
-                 show_progress=True, keep_blob=None, key=None):
-    """Returns (summary dict, ok)."""
+                 show_progress=True, keep_blob=None, key=None, target=None, selftest=0):
+    """Returns (summary dict, ok). `target`: use this description instead of the machine's
+    own (to test what the payload does with a wrong one)."""
     disk = Path(disk)
     existing = disk.exists()
     if existing and disk.stat().st_size % SECTOR_SIZE:
         raise UsageError(f"--disk: {disk} is not a whole number of 512-byte sectors")
-    target = qemu_target(memory, disk.stat().st_size if existing else None, compress)
+    if target is None:
+        target = qemu_target(memory, disk.stat().st_size if existing else None, compress)
+    elif compress != "none":
+        target.options.compress = compress
+        target.validate()
     with tempfile.TemporaryDirectory(prefix="sos-suspend-") as tmp:
         tmp = Path(tmp)
-        built = build_payload(target, key=key)
+        built = build_payload(target, key=key, selftest=selftest)
         (tmp / "payload.blob").write_bytes(built.blob)
         if keep_blob:
             Path(keep_blob).write_bytes(built.blob)
         build_test_host(tmp / "host.elf")
         if not existing:
+            sectors = target.disk.sectors or max(e.lba + e.count for e in target.extents)
             with open(disk, "wb") as f:
-                f.truncate(target.disk.sectors * SECTOR_SIZE)
+                f.truncate(sectors * SECTOR_SIZE)
         append = f"seed={seed}" + (" pause=before" if ram_dump else "")
         args = [*machine_args(memory), *disk_args(disk, inject),
                 "-kernel", str(tmp / "host.elf"), "-initrd", str(tmp / "payload.blob"),
@@ -156,7 +170,8 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
                 await dump_ram(machine, ram_ranges, ram_dump)
 
         handoff, result, exit_value, error, m = asyncio.run(
-            run_guest(args, target, memory, on_pause, Progress(show_progress)))
+            run_guest(args, target, memory, on_pause, Progress(show_progress),
+                      before_cont=stall_first_write if inject == "stall" else None))
         if handoff is None:
             raise RunError(m.failure(f"the test host ended ({protocol.HOST_EXIT.get(exit_value, exit_value)}) "
                                      f"without reporting a handoff").args[0])
