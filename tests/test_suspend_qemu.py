@@ -60,18 +60,28 @@ def compare_with_dump(info, ram_path, extracted_path):
     return sum(e - s for s, e in info["ranges"])
 
 
-CASES = [("64M", 1), ("64M", 2), ("256M", 1), ("256M", 2), ("3G", 1), ("3G", 2)]
+CASES = [("64M", 1, "none", False), ("64M", 2, "none", False),
+         ("256M", 1, "none", False), ("256M", 2, "none", False),
+         ("3G", 1, "none", False), ("3G", 2, "none", False),
+         ("64M", 3, "lz4", False), ("256M", 3, "lz4", False), ("256M", 4, "lz4", True),
+         ("64M", 5, "none", True), ("3G", 3, "lz4", True)]
 
 
-@pytest.mark.parametrize("memory, seed", CASES)
-def test_suspend_matches_qemu_ground_truth(tmp_path, cli, qemu_pci, memory, seed):
+@pytest.mark.parametrize("memory, seed, compress, encrypt", CASES)
+def test_suspend_matches_qemu_ground_truth(tmp_path, cli, qemu_pci, memory, seed, compress,
+                                           encrypt):
     mem_bytes = int(memory[:-1]) << (20 if memory[-1] == "M" else 30)
     disk, ram = tmp_path / "disk.img", tmp_path / "ram.bin"
     outside = _disk_with_sentinels(disk, mem_bytes, qemu_pci)
     before = _read_spans(disk, outside)
 
+    key, enc = None, []
+    if encrypt:
+        cli("key", "new", "-o", tmp_path / "key", check=True)
+        key = (tmp_path / "key").read_bytes()
+        enc = ["--encrypt-key", tmp_path / "key"]
     p = cli("qemu", "suspend", "--memory", memory, "--seed", seed, "--disk", disk,
-            "--ram-dump", ram, "--json", "--quiet")
+            "--ram-dump", ram, "--json", "--quiet", "--compress", compress, *enc)
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
     assert s["status"] == "written"
@@ -80,9 +90,11 @@ def test_suspend_matches_qemu_ground_truth(tmp_path, cli, qemu_pci, memory, seed
     assert s["seconds"] > 0 and s["mb_per_s"] > 0
     assert 0.1 < s["zero_pages"] / s["pages_total"] < 0.4     # the test host's mix: ~25 %
 
-    img = open_image(disk)
+    img = open_image(disk, key=key)
     info = img.info()
     assert info["pages"] == s["pages_saved"] and info["state"] == "valid"
+    assert info["compression"] == compress
+    assert info["encryption"] == ("chacha20-poly1305" if encrypt else "none")
     img.extract_raw(tmp_path / "extracted.bin")
     saved = compare_with_dump(info, ram, tmp_path / "extracted.bin")
     assert saved >= 0.95 * mem_bytes
