@@ -55,7 +55,7 @@ def main():
           f"measured it: {s['ram_mb_per_s']} MB/s of RAM, {s['mb_per_s']} MB/s written.")
     print(f"The test host checked that none of its memory and none of its CPU state changed: "
           f"memory {s['host_memory_check']}, CPU {s['host_cpu_check']}.")
-    print(f"Every saved page in the image equals QEMU's own dump of guest RAM.")
+    print("Every saved page in the image equals QEMU's own dump of guest RAM.")
     if not a.keep:
         for f in (disk, ram):
             os.unlink(f)

@@ -123,6 +123,37 @@ def cmd_qemu_suspend(a):
     return 0
 
 
+def cmd_qemu_resume(a):
+    from .qemu.resume import qemu_resume
+    memory = parse_size(a.memory, "--memory")
+    from .target.qemu import check_memory
+    check_memory(memory)
+    summary, ok = qemu_resume(memory, a.disk, key=_key(a), show_progress=not a.quiet)
+    s = summary
+    if a.json:
+        emit_json(summary)
+    elif "reason" not in s:
+        print(f"status: {s['status']}" + (f" ({s['message']})" if s["message"] else ""))
+        print(f"restored {s['pages_restored']} of {s['pages_total']} pages ({s['zero_pages']} "
+              f"zero) from a {s['image_bytes']}-byte image in {s['seconds']} s "
+              f"({s['mb_per_s']} MB/s; verify {s['verify_seconds']} s, restore "
+              f"{s['restore_seconds']} s)")
+        print(f"host checks: memory {s['host_memory_check']}, CPU state {s['host_cpu_check']}")
+    if not ok:
+        if "reason" in s:
+            what = "refused" if s["status"] == "refused" else "failed"
+            reason = f"{s['message']} [{s['reason']}]"
+        else:
+            what, reason = "failed", s["message"] or s["status"]
+            if s["host_memory_check"] != "passed":
+                reason += "; the host's memory did not come back"
+            if s["host_cpu_check"] != "passed":
+                reason += "; the host's CPU state did not come back"
+        print(f"suspendos: resume {what}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # ---- image --------------------------------------------------------------------------------
 def _key(a, attr="key"):
     from .keys import read_key
@@ -161,6 +192,11 @@ def cmd_image_extract(a):
     if a.elf:
         img.extract_elf(a.elf)
         print(f"wrote {a.elf}: ELF core with {img.header.range_count} PT_LOAD segments")
+
+
+def cmd_bench_compress(argv):
+    from .bench_compress import main as bench_main
+    return bench_main(argv)
 
 
 def parser():
@@ -212,6 +248,13 @@ def parser():
     qs.add_argument("--json", action="store_true")
     qs.add_argument("--quiet", action="store_true", help="no progress on stderr")
     qs.set_defaults(func=cmd_qemu_suspend)
+    qr = q.add_parser("resume", help="resume the QEMU test machine from a disk image")
+    qr.add_argument("--memory", required=True)
+    qr.add_argument("--disk", required=True)
+    qr.add_argument("--key", help="the key of an encrypted image (suspendos key new)")
+    qr.add_argument("--json", action="store_true")
+    qr.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    qr.set_defaults(func=cmd_qemu_resume)
 
     im = sub.add_parser("image", help="read an image from a disk").add_subparsers(
         dest="what", required=True)
@@ -231,6 +274,10 @@ def parser():
     ie.add_argument("--elf", help="ELF core file, one PT_LOAD per range")
     ie.add_argument("--key", help="the key of an encrypted image")
     ie.set_defaults(func=cmd_image_extract)
+    bn = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
+    bc = bn.add_parser("compress", add_help=False,
+                       help="our LZ4 against liblz4 (suspendos bench compress --help)")
+    bc.set_defaults(func=lambda a: cmd_bench_compress([]))
     k = sub.add_parser("key", help="encryption keys").add_subparsers(dest="what", required=True)
     kn = k.add_parser("new", help="write a new random 32-byte key")
     kn.add_argument("-o", "--output", required=True)
@@ -239,8 +286,11 @@ def parser():
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:2] == ["bench", "compress"]:     # its options are its own module's
+            return cmd_bench_compress(argv[2:])
+        args = parser().parse_args(argv)
         return args.func(args) or 0
     except SuspendosError as e:
         print(f"suspendos: error: {e}", file=sys.stderr)

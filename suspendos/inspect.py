@@ -7,7 +7,6 @@ from .formats import blob as blobfmt
 from .formats.common import parse
 from .formats.lists import Extent, MemRange
 from .formats.payload_info import PayloadInfo
-from .formats.status import STATUS  # noqa: F401  (re-exported for callers)
 
 P, RW, PCD, PS, XD = 1, 2, 1 << 4, 1 << 7, 1 << 63
 ADDR = 0x000FFFFFFFFFF000

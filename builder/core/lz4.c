@@ -450,3 +450,52 @@ match_checks:
         op = mend;
     }
 }
+
+/*
+ * lz4_decoded_size: what lz4_decompress_safe(src, src_len, dst, dst_cap) returns, without
+ * writing anything. Whether a block decodes, and to how many bytes, depends only on its
+ * sequence structure (lengths and offsets); this walks exactly the checks of the decoder's
+ * slow path above (its fast path only takes sequences that pass them) and skips the
+ * copies. The resume loader's verify pass proves with it that every block will decode
+ * before any page is written (builder/resume/image.c); tests/test_resume_lz4check.py
+ * holds it to the decoder's answers.
+ */
+int lz4_decoded_size(const uint8_t *src, int src_len, int dst_cap)
+{
+    const uint8_t *ip = src;
+    const uint8_t *const iend = src + (src_len > 0 ? src_len : 0);
+    size_t op = 0;
+    const size_t cap = dst_cap > 0 ? (size_t)dst_cap : 0;
+
+    if (src == NULL || src_len <= 0 || dst_cap < 0)
+        return -1;
+    for (;;) {
+        size_t lit, ml, off;
+        unsigned token;
+        if (UNLIKELY(ip >= iend))
+            return -1;
+        token = *ip++;
+        lit = token >> 4;
+        if (lit == RUN_MASK && read_extra_len(&ip, iend, &lit))
+            return -1;
+        if (UNLIKELY(lit > (size_t)(iend - ip) || lit > cap - op))
+            return -1;
+        ip += lit;
+        op += lit;
+        if (ip == iend)
+            return (int)op;
+        if (UNLIKELY(iend - ip < 2))
+            return -1;
+        off = load16(ip);
+        ip += 2;
+        if (UNLIKELY(off == 0 || off > op))
+            return -1;
+        ml = token & ML_MASK;
+        if (ml == ML_MASK && read_extra_len(&ip, iend, &ml))
+            return -1;
+        ml += MINMATCH;
+        if (UNLIKELY(ml > cap - op))
+            return -1;
+        op += ml;
+    }
+}

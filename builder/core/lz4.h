@@ -51,4 +51,11 @@ int lz4_compress(const uint8_t *src, int src_len, uint8_t *dst, int dst_cap,
 int lz4_decompress_safe(const uint8_t *src, int src_len, uint8_t *dst,
                         int dst_cap);
 
+/*
+ * What lz4_decompress_safe(src, src_len, dst, dst_cap) would return (the decoded size or
+ * -1), computed from the block's sequence structure alone: writes nothing, reads only
+ * src[0..src_len). Several times faster than decoding.
+ */
+int lz4_decoded_size(const uint8_t *src, int src_len, int dst_cap);
+
 #endif

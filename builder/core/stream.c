@@ -6,13 +6,14 @@
 
 static struct ahci_sg cmd[MAX_PIECES];
 
-static uint32_t disk_error(struct stream *s, int rc)
+static uint32_t disk_error(struct stream *s, int rc, int write)
 {
     const struct ahci_error *e = ahci_last_error(s->disk);
     sos_run.handoff->failed_lba = e->lba;
     sos_run.handoff->detail = e->tfd;
     if (rc == SOS_STATUS_AHCI_TASKFILE_ERROR)
-        return fail(rc, "write error at LBA %lu (TFD %x)", e->lba, e->tfd);
+        return fail(rc, "%s error at LBA %lu (TFD %x)", write ? "write" : "read", e->lba,
+                    e->tfd);
     return fail(rc, "%s", e->what ? e->what : "disk command failed");
 }
 
@@ -92,7 +93,10 @@ static int locate(const struct stream *s, uint64_t pos, uint64_t *lba, uint64_t 
     return 0;
 }
 
-uint32_t stream_write(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total)
+/* Both directions: the gather list <-> image bytes [pos, pos + total), split at extents
+ * and command size. */
+static uint32_t transfer(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total,
+                         int write)
 {
     if (s->pos + total > s->capacity)
         return fail(SOS_STATUS_IMAGE_FULL, "image extents full at byte %lu (%lu more needed)",
@@ -122,16 +126,26 @@ uint32_t stream_write(struct stream *s, const struct ahci_sg *v, unsigned n, uin
         }
         if (got != want)
             return fail(SOS_STATUS_AHCI_BAD_REQUEST, "gather list too long");
-        int rc = ahci_write(s->disk, lba, cmd, k);
-        if (rc == SOS_STATUS_AHCI_TASKFILE_ERROR)
+        int rc = write ? ahci_write(s->disk, lba, cmd, k) : ahci_read(s->disk, lba, cmd, k);
+        if (rc == SOS_STATUS_AHCI_TASKFILE_ERROR && write)
             return corner_write_error(s, lba, cmd, k, want);
         if (rc)
-            return disk_error(s, rc);
+            return disk_error(s, rc, write);
         s->pos += want;
         s->bytes_written += want;
         total -= want;
     }
     return 0;
+}
+
+uint32_t stream_write(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total)
+{
+    return transfer(s, v, n, total, 1);
+}
+
+uint32_t stream_read(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total)
+{
+    return transfer(s, v, n, total, 0);
 }
 
 uint32_t stream_write_buffer(struct stream *s, const void *buf, uint64_t bytes)
@@ -143,7 +157,7 @@ uint32_t stream_write_buffer(struct stream *s, const void *buf, uint64_t bytes)
 uint32_t stream_flush_cache(struct stream *s)
 {
     int rc = ahci_flush(s->disk);
-    return rc ? disk_error(s, rc) : 0;
+    return rc ? disk_error(s, rc, 1) : 0;
 }
 
 /* Write out every whole sector of the buffer; keep the partial one at the front. */

@@ -22,6 +22,9 @@ struct stream {
 
 /* Write a gather list (total a multiple of 512) at pos, split at extents and command size. */
 uint32_t stream_write(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total);
+/* The same split for reading image bytes [pos, pos + total) into a gather list (the resume
+ * loader); pos advances and bytes_written counts these too. */
+uint32_t stream_read(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total);
 uint32_t stream_write_buffer(struct stream *s, const void *buf, uint64_t bytes);
 uint32_t stream_flush_cache(struct stream *s);
 

@@ -109,6 +109,52 @@ def _fb_format(fb):
     return getattr(FB_FORMAT, fb.format.upper()) if fb else FB_FORMAT.NONE
 
 
+def target_lists(target):
+    """(saved ranges, memory list bytes, sector list bytes) of `target`: what the blob, the
+    resume loader and the image all carry."""
+    saved = target.saved_ranges()
+    return (saved, lists.memory_list(saved),
+            lists.sector_list([(e.lba, e.count) for e in target.extents]))
+
+
+def payload_info(target, key=None, selftest=0, **layout):
+    """The PayloadInfo bytes for `target`: what the target description says, plus `layout`,
+    the addresses the caller laid out (memory_list, sector_list, pml4, scratch_base,
+    scratch_size, stack_top, trampoline_exit). Shared by the payload and the resume loader."""
+    saved, mem_list, _ = target_lists(target)
+    bus, dev, fn = target.disk.pci_address()
+    fb = target.framebuffer
+    chunk_pages = target.chunk_pages(encrypted=bool(key))
+    if (key or target.options.compress != "none") and chunk_pages > MAX_BUFFERED_CHUNK_PAGES:
+        raise UsageError(f"options.chunk_pages: {chunk_pages} is too large for compressed or "
+                         f"encrypted chunks (at most {MAX_BUFFERED_CHUNK_PAGES})")
+    info = dict(
+        magic=PAYLOAD_INFO_MAGIC, revision=PAYLOAD_INFO_REVISION, size=PayloadInfo.sizeof(),
+        load_base=target.reserved.load_address, reserved_size=target.reserved.size,
+        memory_count=len(saved), sector_count=len(target.extents),
+        image_sectors=sum(e.count for e in target.extents),
+        ahci_abar=target.disk.ahci_base,
+        ahci_pci_bus=bus, ahci_pci_dev=dev, ahci_pci_fn=fn, ahci_port=target.disk.port,
+        compression=getattr(COMPRESSION, target.options.compress.upper()),
+        checksum=CHECKSUM.XXH64,
+        encryption=ENCRYPTION.CHACHA20_POLY1305 if key else ENCRYPTION.NONE,
+        chunk_pages=chunk_pages,
+        max_command_sectors=target.options.max_command_kib * 1024 // SECTOR_SIZE,
+        memmap_hash=xxhash.xxh64(mem_list).intdigest(),
+        fb_addr=fb.address if fb else 0, fb_width=fb.width if fb else 0,
+        fb_height=fb.height if fb else 0, fb_pitch=fb.pitch if fb else 0,
+        fb_bpp=fb.bpp if fb else 0, fb_format=_fb_format(fb),
+        debug_exit_port=target.options.debug_exit_port,
+        key=key or bytes(32), selftest=selftest, _pad1=bytes(4), **layout)
+    return build(PayloadInfo, info, "payload info")
+
+
+def patch_payload_info(data, data_addr, sym, info):
+    """`data` (a .data section's bytes at data_addr) with sos_payload_info replaced."""
+    off = sym["sos_payload_info"] - data_addr
+    return data[:off] + info + data[off + PayloadInfo.sizeof():]
+
+
 def build_payload(target, workdir=None, key=None, selftest=0):
     target.validate()
     with tempfile.TemporaryDirectory(prefix="sos-build-") as tmp:
@@ -123,9 +169,7 @@ def _assemble(target, sections, sym, key=None, selftest=0):
     image_end = align_up(sym["sos_image_end"], PAGE_SIZE)
 
     # Tables: IDT, memory list, sector list, then the page tables (placed once sized).
-    saved = target.saved_ranges()
-    mem_list = lists.memory_list(saved)
-    sec_list = lists.sector_list([(e.lba, e.count) for e in target.extents])
+    saved, mem_list, sec_list = target_lists(target)
     idt_addr = image_end
     mem_addr = idt_addr + idt.IDT_BYTES
     sec_addr = mem_addr + len(mem_list)
@@ -177,35 +221,12 @@ def _assemble(target, sections, sym, key=None, selftest=0):
     if len(code) > PAGE_SIZE:
         raise AssertionError("trampoline outgrew its page")
 
-    bus, dev, fn = target.disk.pci_address()
-    fb = target.framebuffer
-    chunk_pages = target.chunk_pages(encrypted=bool(key))
-    if (key or target.options.compress != "none") and chunk_pages > MAX_BUFFERED_CHUNK_PAGES:
-        raise UsageError(f"options.chunk_pages: {chunk_pages} is too large for compressed or "
-                         f"encrypted chunks (at most {MAX_BUFFERED_CHUNK_PAGES})")
-    info = dict(
-        magic=PAYLOAD_INFO_MAGIC, revision=PAYLOAD_INFO_REVISION, size=PayloadInfo.sizeof(),
-        load_base=load, reserved_size=target.reserved.size,
-        memory_list=mem_addr, memory_count=len(saved),
-        sector_count=len(target.extents), sector_list=sec_addr,
-        image_sectors=sum(e.count for e in target.extents), pml4=tables.root,
-        scratch_base=pt_end, scratch_size=scratch, stack_top=sym["sos_stack_top"],
-        trampoline_exit=exit_addr, ahci_abar=target.disk.ahci_base,
-        ahci_pci_bus=bus, ahci_pci_dev=dev, ahci_pci_fn=fn, ahci_port=target.disk.port,
-        compression=getattr(COMPRESSION, target.options.compress.upper()),
-        checksum=CHECKSUM.XXH64,
-        encryption=ENCRYPTION.CHACHA20_POLY1305 if key else ENCRYPTION.NONE,
-        chunk_pages=chunk_pages,
-        max_command_sectors=target.options.max_command_kib * 1024 // SECTOR_SIZE,
-        memmap_hash=xxhash.xxh64(mem_list).intdigest(),
-        fb_addr=fb.address if fb else 0, fb_width=fb.width if fb else 0,
-        fb_height=fb.height if fb else 0, fb_pitch=fb.pitch if fb else 0,
-        fb_bpp=fb.bpp if fb else 0, fb_format=_fb_format(fb),
-        debug_exit_port=target.options.debug_exit_port,
-        key=key or bytes(32), selftest=selftest, _pad1=bytes(4))
+    info = payload_info(target, key=key, selftest=selftest, memory_list=mem_addr,
+                        sector_list=sec_addr, pml4=tables.root, scratch_base=pt_end,
+                        scratch_size=scratch, stack_top=sym["sos_stack_top"],
+                        trampoline_exit=exit_addr)
     data_addr, data_size, data = sections[".data"]
-    off = sym["sos_payload_info"] - data_addr
-    data = data[:off] + build(PayloadInfo, info, "payload info") + data[off + PayloadInfo.sizeof():]
+    data = patch_payload_info(data, data_addr, sym, info)
 
     handoff_page = build(handofffmt.Handoff, handofffmt.new_handoff(), "handoff block")
     handoff_page = handoff_page.ljust(trampoline.GDT_OFFSET, b"\0") + trampoline.gdt_page_bytes(

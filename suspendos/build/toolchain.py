@@ -1,6 +1,5 @@
 """gcc and ld for freestanding x86-64 code: one place for the flags, every failure reported
 with the command and the compiler's own words."""
-import os
 import shutil
 import subprocess
 from pathlib import Path

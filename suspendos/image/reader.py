@@ -11,10 +11,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from ..errors import FormatError, UsageError
-from ..fileutil import write_atomic
 from ..formats import image as fmt
 from ..formats.common import PAGE_SIZE, SECTOR_SIZE, parse
-from ..formats.context import CpuContext
 from ..formats.lists import Extent, MemRange
 
 # Where `image` commands look for an image when not told: the QEMU target's first extent,
@@ -277,7 +275,7 @@ class Image:
                  f"{i['pages_data']} stored, {i['pages_zero']} zero",
                  f"  {i['chunks']} chunks, compression {i['compression']}, encryption "
                  f"{i['encryption']}, {i['bytes_on_disk']} bytes on disk",
-                 f"  extents: " + ", ".join(f"LBA {l}+{n}" for l, n in self.extents)]
+                 "  extents: " + ", ".join(f"LBA {l}+{n}" for l, n in self.extents)]
         lines += [f"  range {s:#014x}-{e:#014x}" for s, e in self.ranges]
         return "\n".join(lines)
 

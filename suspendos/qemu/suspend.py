@@ -1,7 +1,6 @@
 """`suspendos qemu suspend`: build the payload and the test host, boot the QEMU test machine,
 let the payload write the image, and report what it did."""
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -86,9 +85,10 @@ async def stall_first_write(machine):
 
 
 async def run_guest(args, target, memory, on_pause=None, progress=None, deadline_s=None,
-                    before_cont=None):
+                    before_cont=None, on_line=None):
     """Boot the machine with `args`, follow the protocol until QEMU exits; returns
-    (handoff or None, host @@RESULT fields, exit value, last error message, log tail)."""
+    (handoff or None, host @@RESULT fields, exit value, last error message, log tail).
+    `on_line(key, fields, line)` sees every protocol line first; True means handled."""
     progress = progress or Progress(False)
     m = QemuMachine(args)
     deadline = time.monotonic() + (deadline_s or BASE_DEADLINE + PER_GIB_DEADLINE * memory / GiB)
@@ -107,6 +107,8 @@ async def run_guest(args, target, memory, on_pause=None, progress=None, deadline
             if not msg:
                 continue
             key, fields = msg
+            if on_line and on_line(key, fields, line):
+                continue
             if key == "FILL" and fields:
                 progress.show("filling guest RAM", int(fields[0]))
             elif key == "PROGRESS" and len(fields) == 2:

@@ -1,2 +1,4 @@
 """Target descriptions: what machine a payload is built for."""
-from .description import Target, load, loads, save  # noqa: F401
+from .description import Target, load, loads, save
+
+__all__ = ["Target", "load", "loads", "save"]

@@ -1,10 +1,10 @@
-#!/usr/bin/env python3
-"""Benchmark the payload's LZ4 compressor against liblz4's LZ4_compress_default.
+"""`suspendos bench compress`: the payload's LZ4 compressor against liblz4's
+LZ4_compress_default.
 
-    compress_bench.py [--corpus FILE] [--chunk 65536] [--reps 7] [--json]
-    compress_bench.py --make-corpus FILE [--size BYTES] [--seed N]
+    suspendos bench compress [--corpus FILE] [--chunk 65536] [--reps 7] [--json]
+    suspendos bench compress --make-corpus FILE [--size BYTES] [--seed N]
 
-Builds bench/compress_bench.c with builder/core/lz4.c — compiled with the
+Builds builder/bench/compress_bench.c with builder/core/lz4.c — compiled with the
 payload's own code-generation flags (no SSE, no red zone, freestanding) — and
 links it against the system liblz4 (-llz4; Debian: liblz4-dev). Both compressors
 run in one process on the same chunks; the driver reports median MB/s over the
@@ -21,12 +21,12 @@ import glob
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from .build.toolchain import run
+from .sources import source_dir
 PAGE = 4096
 
 # Payload code-generation flags (the module is built with these plus
@@ -123,15 +123,17 @@ def make_corpus(size: int = 32 << 20, seed: int = 1, only: str | None = None) ->
 def build_driver(tmp: Path) -> Path:
     obj = tmp / "lz4_payload.o"
     exe = tmp / "compress_bench"
-    subprocess.run(["gcc", *PAYLOAD_CFLAGS, "-Wall", "-c", str(ROOT / "builder/core/lz4.c"),
-                    "-o", str(obj)], check=True)
-    subprocess.run(["gcc", "-O2", "-Wall", "-no-pie", str(ROOT / "bench/compress_bench.c"),
-                    str(obj), "-o", str(exe), "-llz4"], check=True)
+    builder = source_dir("builder")
+    run(["gcc", *PAYLOAD_CFLAGS, "-Wall", "-c", str(builder / "core" / "lz4.c"), "-o", str(obj)],
+        "compiling the payload's lz4.c")
+    run(["gcc", "-O2", "-Wall", "-no-pie", str(builder / "bench" / "compress_bench.c"), str(obj),
+         "-o", str(exe), "-llz4"], "building the benchmark (needs liblz4-dev)")
     return exe
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="suspendos bench compress",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", help="input file (default: a generated RAM-like corpus)")
     ap.add_argument("--chunk", type=int, default=65536, help="bytes per block (default 65536)")
     ap.add_argument("--reps", type=int, default=7, help="repetitions (median is reported)")
@@ -153,8 +155,7 @@ def main(argv=None) -> int:
             corpus = str(tmp / "corpus.bin")
             Path(corpus).write_bytes(make_corpus(args.size, args.seed, args.only))
         exe = build_driver(tmp)
-        res = subprocess.run([str(exe), corpus, str(args.chunk), str(args.reps)],
-                             check=True, capture_output=True, text=True)
+        res = run([str(exe), corpus, str(args.chunk), str(args.reps)], "the benchmark")
         result = json.loads(res.stdout)
     result["corpus"] = args.corpus or (
         f"generated(size={args.size}, seed={args.seed}, only={args.only})")

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../builder/core/lz4.h"
+#include "../core/lz4.h"
 
 static double now(void)
 {

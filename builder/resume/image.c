@@ -1,0 +1,620 @@
+/*
+ * Reading the image back (layout: suspendos/formats/image.py).
+ *
+ * image_open    the header block and the tables: every check that needs no chunk.
+ * image_verify  pass 1: every chunk, read into scratch only: header checksum, magic, index
+ *               and first_page continuity, data_xxh64, the AEAD tag (encrypted images), the
+ *               LZ4 block decoding to exactly data_pages * 4096 bytes. Nothing outside the
+ *               reserved region is written; any failure refuses the image.
+ * image_restore pass 2: the same checks again on what is read now, and the pages written:
+ *               raw chunks DMA'd straight into their pages (then hashed from RAM), other
+ *               chunks decoded in scratch and copied, zero pages zero-filled. A failure
+ *               here ends in restore_failed(): never in a return into the host.
+ *
+ * Reads go through stream.c (image offsets to LBAs over the extents), through one read
+ * buffer in scratch; the data of raw chunks in the restore pass bypasses it.
+ */
+#include "resume.h"
+#include "payload.h"
+#include "ahci.h"
+#include "chacha20poly1305.h"
+#include "fastmem.h"
+#include "lz4.h"
+#include "printf.h"
+#include "stream.h"
+#include "string.h"
+#include "timer.h"
+#include "xxh64.h"
+
+#define SECTOR SOS_SECTOR_SIZE
+#define PAGE   SOS_PAGE_SIZE
+#define CHUNK_FIXED sizeof(struct sos_chunk_header)
+#define MAX_BITMAP  (SOS_MAX_CHUNK_PAGES / 8)
+
+static struct {
+    const struct sos_payload_info *info;
+    const struct sos_mem_range *ranges;         /* our memory list */
+    struct stream s;
+    struct sos_image_header *hdr;               /* the header block as read (scratch) */
+    uint8_t *tables;                            /* [4096, chunks_offset) as read (scratch) */
+    uint64_t tables_bytes;
+    uint8_t *out;                               /* LZ4 output, out_cap bytes */
+    uint64_t out_cap;
+    uint8_t *buf;                               /* read buffer: image bytes [base, base+len) */
+    uint64_t cap, base, len;
+    uint64_t end;                               /* data_end rounded up to a sector */
+    uint8_t key[AEAD_KEY_SIZE];
+    int restoring;
+    uint64_t bytes_read;
+} im;
+
+static struct ahci_sg sg[SOS_MAX_CHUNK_PAGES + 1];
+static uint64_t t_read, t_hash, t_lz4, t_copy, t_zero;
+#define TIMED(var, stmt) do { uint64_t _t0 = rdtsc(); stmt; var += rdtsc() - _t0; } while (0)
+
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+static uint64_t bitmap_bytes(uint32_t pages)
+{
+    return align_up((pages + 7) / 8, 8);
+}
+
+/* ---- pages of the memory list ------------------------------------------------------- */
+
+/* Where saved page number `page` lives. The cursor remembers the range it was found in,
+ * so walking forward costs nothing; going back starts over. */
+struct cursor {
+    uint32_t range;
+    uint64_t base;                              /* page number of that range's first page */
+};
+
+static uint64_t page_address(uint64_t page, struct cursor *k)
+{
+    const struct sos_mem_range *r = im.ranges;
+    if (page < k->base)
+        *k = (struct cursor){ 0, 0 };
+    for (; k->range < im.info->memory_count; k->range++) {
+        uint64_t n = (r[k->range].end - r[k->range].start) / PAGE;
+        if (page < k->base + n)
+            return r[k->range].start + (page - k->base) * PAGE;
+        k->base += n;
+    }
+    return 0;                                   /* past the list: the callers check first */
+}
+
+/* ---- reading ---------------------------------------------------------------------------- */
+
+static void read_failed(void)
+{
+    const char *why = (const char *)sos_run.handoff->message;
+    if (im.restoring)
+        restore_failed("read error: %s", why);
+    refuse(REFUSE_READ_ERROR, "%s", why);
+}
+
+static void read_image(uint64_t pos, const struct ahci_sg *v, unsigned n, uint64_t bytes)
+{
+    im.s.pos = pos;
+    if (stream_read(&im.s, v, n, bytes))
+        read_failed();
+    im.bytes_read += bytes;
+}
+
+static void read_buffer(uint64_t pos, void *dst, uint64_t bytes)
+{
+    struct ahci_sg one = { (uint64_t)(uintptr_t)dst, (uint32_t)bytes };
+    read_image(pos, &one, 1, bytes);
+}
+
+/* Image bytes [pos, pos + n) in the read buffer, reading what is missing: as much as fits,
+ * from the sector holding pos, keeping what is already there. n <= cap - SECTOR. */
+static const uint8_t *window(uint64_t pos, uint64_t n)
+{
+    if (pos >= im.base && pos + n <= im.base + im.len)
+        return im.buf + (pos - im.base);
+    uint64_t from = pos & ~(uint64_t)(SECTOR - 1), kept = 0;
+    if (from >= im.base && from < im.base + im.len) {
+        kept = im.base + im.len - from;
+        memmove(im.buf, im.buf + (from - im.base), kept);
+    }
+    im.base = from;
+    im.len = kept;
+    uint64_t want = im.cap - kept;
+    if (want > im.end - (from + kept))
+        want = im.end - (from + kept);
+    if (pos + n > from + kept + want)           /* callers check bounds first: a bug */
+        refuse(REFUSE_BAD_CONFIG, "read window 0x%lx+0x%lx does not fit", pos, n);
+    if (want)
+        TIMED(t_read, read_buffer(from + kept, im.buf + kept, want));
+    im.len += want;
+    return im.buf + (pos - im.base);
+}
+
+/* How many bytes from pos (at most max) the buffer holds, refilling it if none. */
+static uint64_t span(uint64_t pos, uint64_t max)
+{
+    if (!(pos >= im.base && pos < im.base + im.len))
+        window(pos, max < SECTOR ? max : SECTOR);
+    uint64_t have = im.base + im.len - pos;
+    return have < max ? have : max;
+}
+
+/* Image bytes [pos, pos + n) without reading ahead: the restore pass reads a chunk header
+ * this way, since a raw chunk's data then goes straight to its pages, not to the buffer. */
+static const uint8_t *peek(uint64_t pos, uint64_t n)
+{
+    if (pos >= im.base && pos + n <= im.base + im.len)
+        return im.buf + (pos - im.base);
+    im.base = pos & ~(uint64_t)(SECTOR - 1);
+    im.len = align_up(pos + n, SECTOR) - im.base;
+    if (im.base + im.len > im.end)
+        im.len = im.end - im.base;
+    read_buffer(im.base, im.buf, im.len);
+    return im.buf + (pos - im.base);
+}
+
+/* ---- the header and the tables -------------------------------------------------------- */
+
+static uint64_t header_hash(struct sos_image_header *h)
+{
+    uint64_t saved = h->header_xxh64, v;
+    h->header_xxh64 = 0;
+    v = xxh64(h, sizeof *h, 0);
+    h->header_xxh64 = saved;
+    return v;
+}
+
+static void make_nonce(uint8_t nonce[AEAD_NONCE_SIZE], uint64_t index)
+{
+    memcpy(nonce, im.hdr->image_id, 4);
+    memcpy(nonce + 4, &index, 8);
+}
+
+/* key_check: the tag of sealing nothing under nonce image_id[0:4] || 2^64-1, with the
+ * header (state, key_check, header_xxh64 zeroed) as associated data. */
+static int key_opens_header(void)
+{
+    static struct sos_image_header aad;
+    uint8_t nonce[AEAD_NONCE_SIZE], none[1];
+    memcpy(&aad, im.hdr, sizeof aad);
+    aad.state = 0;
+    memset(aad.key_check, 0, sizeof aad.key_check);
+    aad.header_xxh64 = 0;
+    make_nonce(nonce, ~0ull);
+    return aead_open(im.key, nonce, (const uint8_t *)&aad, sizeof aad, none, 0,
+                     im.hdr->key_check) == 0;
+}
+
+static void check_header(uint64_t disk_sectors)
+{
+    const struct sos_payload_info *info = im.info;
+    struct sos_image_header *h = im.hdr;
+    const struct sos_extent *ext = im.s.extents;
+    uint64_t ext_bytes = info->sector_count * sizeof(struct sos_extent);
+    uint64_t rng_bytes = info->memory_count * sizeof(struct sos_mem_range);
+    uint64_t pages = 0;
+    for (uint32_t i = 0; i < info->memory_count; i++)
+        pages += (im.ranges[i].end - im.ranges[i].start) / PAGE;
+
+    if (memcmp(h->magic, SOS_IMAGE_MAGIC, SOS_IMAGE_MAGIC_LEN))
+        refuse(REFUSE_NO_IMAGE, "no image at LBA %lu (an interrupted or failed suspend "
+               "leaves none)", ext[0].lba);
+    if (h->version != SOS_IMAGE_VERSION)
+        refuse(REFUSE_VERSION, "image version %u, this loader reads %u", h->version,
+               SOS_IMAGE_VERSION);
+    if (header_hash(h) != h->header_xxh64)
+        refuse(REFUSE_HEADER_DAMAGED, "image header checksum mismatch (the header is damaged)");
+    if (h->state == SOS_IMAGE_RESUMED)
+        refuse(REFUSE_ALREADY_RESUMED, "image already resumed (an image is resumed once)");
+    if (h->state != SOS_IMAGE_VALID)
+        refuse(REFUSE_HEADER_DAMAGED, "image state %u is neither valid nor resumed", h->state);
+    if (h->memmap_hash != info->memmap_hash)
+        refuse(REFUSE_OTHER_MACHINE, "image from another machine or memory size (memory map "
+               "hash 0x%lx, ours 0x%lx)", h->memmap_hash, info->memmap_hash);
+    if (h->header_size != sizeof *h || h->page_size != PAGE ||
+        h->checksum != SOS_CHECKSUM_XXH64 || h->compression > SOS_COMPRESS_LZ4 ||
+        h->encryption > SOS_ENCRYPT_CHACHA20_POLY1305 || !h->chunk_pages ||
+        h->chunk_pages > SOS_MAX_CHUNK_PAGES)
+        refuse(REFUSE_UNSUPPORTED, "header: size %u, page size %u, checksum %u, compression "
+               "%u, encryption %u, chunk pages %u", h->header_size, h->page_size, h->checksum,
+               h->compression, h->encryption, h->chunk_pages);
+    if (h->extent_count != info->sector_count)
+        refuse(REFUSE_EXTENTS_DIFFER, "the image has %u extents, this target %u",
+               h->extent_count, info->sector_count);
+    if (h->range_count != info->memory_count || h->pages_total != pages)
+        refuse(REFUSE_RANGES_DIFFER, "the image has %u ranges (%lu pages), this target %u "
+               "(%lu pages)", h->range_count, h->pages_total, info->memory_count, pages);
+    if (h->extents_offset != SOS_IMAGE_HEADER_BLOCK ||
+        h->ranges_offset != SOS_IMAGE_HEADER_BLOCK + ext_bytes ||
+        h->chunks_offset != align_up(SOS_IMAGE_HEADER_BLOCK + ext_bytes + rng_bytes, PAGE) ||
+        h->chunk_count != (pages + h->chunk_pages - 1) / h->chunk_pages ||
+        h->pages_data + h->pages_zero != pages || h->data_end < h->chunks_offset ||
+        h->stored_bytes != h->data_end - h->chunks_offset ||
+        h->data_end > info->image_sectors * SECTOR)
+        refuse(REFUSE_HEADER_DAMAGED, "header fields disagree (tables at %lu/%lu, chunks at "
+               "%lu, %lu chunks, data end %lu of %lu bytes)", h->extents_offset,
+               h->ranges_offset, h->chunks_offset, h->chunk_count, h->data_end,
+               info->image_sectors * SECTOR);
+
+    /* Truncated: the disk must hold every sector the image uses. */
+    uint64_t left = align_up(h->data_end, SECTOR) / SECTOR;
+    for (uint32_t i = 0; i < info->sector_count && left; i++) {
+        uint64_t use = left < ext[i].count ? left : ext[i].count;
+        if (ext[i].lba + use > disk_sectors)
+            refuse(REFUSE_TRUNCATED, "truncated disk: the image needs sectors up to %lu, the "
+                   "disk has %lu", ext[i].lba + use, disk_sectors);
+        left -= use;
+    }
+}
+
+static void check_tables(void)
+{
+    const struct sos_payload_info *info = im.info;
+    uint64_t ext_bytes = info->sector_count * sizeof(struct sos_extent);
+    uint64_t rng_bytes = info->memory_count * sizeof(struct sos_mem_range);
+    if (xxh64(im.tables, ext_bytes + rng_bytes, 0) != im.hdr->tables_xxh64)
+        refuse(REFUSE_TABLES_DAMAGED, "extent/range tables checksum mismatch (damaged)");
+    if (memcmp(im.tables, im.s.extents, ext_bytes))
+        refuse(REFUSE_EXTENTS_DIFFER, "the image's extent table is not this target's sector "
+               "list (an image written for other extents)");
+    if (memcmp(im.tables + ext_bytes, im.ranges, rng_bytes))
+        refuse(REFUSE_RANGES_DIFFER, "the image's range table is not this target's memory list");
+    if (im.hdr->encryption != SOS_ENCRYPT_NONE && !key_opens_header())
+        refuse(REFUSE_WRONG_KEY, "wrong key: the image's key_check does not open with the "
+               "loader's key");
+}
+
+void image_open(struct ahci *disk, uint64_t disk_sectors)
+{
+    const struct sos_payload_info *info = sos_run.info;
+    im.info = info;
+    im.ranges = (const void *)(uintptr_t)info->memory_list;
+    im.s = (struct stream){
+        .disk = disk,
+        .extents = (const void *)(uintptr_t)info->sector_list,
+        .extent_count = info->sector_count,
+        .capacity = info->image_sectors * SECTOR,
+        .max_command = (uint64_t)info->max_command_sectors * SECTOR,
+    };
+    memcpy(im.key, (const void *)info->key, sizeof im.key);
+
+    /* Scratch after the AHCI area: header block | tables | LZ4 output | read buffer */
+    uint8_t *p = (uint8_t *)(uintptr_t)(info->scratch_base + PAYLOAD_AHCI_DMA_SIZE);
+    uint8_t *scratch_end = (uint8_t *)(uintptr_t)(info->scratch_base + info->scratch_size);
+    im.hdr = (void *)p;
+    p += SOS_IMAGE_HEADER_BLOCK;
+    im.tables = p;
+    im.tables_bytes = align_up(SOS_IMAGE_HEADER_BLOCK +
+                               info->sector_count * sizeof(struct sos_extent) +
+                               info->memory_count * sizeof(struct sos_mem_range), PAGE) -
+                      SOS_IMAGE_HEADER_BLOCK;
+    p += im.tables_bytes;
+    if (p + 4 * PAGE > scratch_end)
+        refuse(REFUSE_BAD_CONFIG, "scratch too small for the tables");
+
+    const struct sos_extent *ext = im.s.extents;
+    if (ext[0].lba + SOS_IMAGE_HEADER_BLOCK / SECTOR > disk_sectors)
+        refuse(REFUSE_TRUNCATED, "truncated disk: %lu sectors, the image header is at LBA %lu",
+               disk_sectors, ext[0].lba);
+    read_buffer(0, im.hdr, SOS_IMAGE_HEADER_BLOCK);
+    check_header(disk_sectors);
+    read_buffer(SOS_IMAGE_HEADER_BLOCK, im.tables, im.tables_bytes);
+    check_tables();
+
+    /* LZ4 output holds one chunk's pages; the read buffer at least one whole buffered
+     * chunk (raw unencrypted chunks of any size are streamed). */
+    const struct sos_image_header *h = im.hdr;
+    im.out = p;
+    im.out_cap = h->compression == SOS_COMPRESS_LZ4 ? (uint64_t)h->chunk_pages * PAGE : 0;
+    p += im.out_cap;
+    uint64_t biggest = align_up(CHUNK_FIXED + bitmap_bytes(h->chunk_pages), SOS_CHUNK_ALIGN) +
+                       (uint64_t)h->chunk_pages * PAGE + SOS_CHUNK_ALIGN + SECTOR;
+    if (h->compression == SOS_COMPRESS_NONE && h->encryption == SOS_ENCRYPT_NONE)
+        biggest = 4 * PAGE;
+    if (p > scratch_end || (uint64_t)(scratch_end - p) < biggest)
+        refuse(REFUSE_UNSUPPORTED, "chunks of %u pages do not fit the loader's scratch "
+               "(%lu bytes)", h->chunk_pages, info->scratch_size);
+    im.buf = p;
+    im.cap = (uint64_t)(scratch_end - p) & ~(uint64_t)(SECTOR - 1);
+    im.end = align_up(h->data_end, SECTOR);
+    kprintf("@@RESUME image pages=%lu data=%lu zero=%lu chunks=%lu bytes=%lu compression=%u "
+            "encryption=%u\n", h->pages_total, h->pages_data, h->pages_zero, h->chunk_count,
+            h->data_end, h->compression, h->encryption);
+}
+
+const struct sos_cpu_context *image_context(void)
+{
+    return &im.hdr->context;
+}
+
+/* ---- chunks ------------------------------------------------------------------------------ */
+
+struct chunk {
+    uint64_t offset, next;                      /* image offsets: header, next chunk */
+    uint64_t index, first_page;
+    uint32_t zero;
+    struct sos_chunk_header h;                  /* copies of what was read */
+    uint8_t bitmap[MAX_BITMAP];
+};
+
+/* Physical range of a chunk's pages, for messages ("[first, last page end)"). */
+static void chunk_where(const struct chunk *c, uint64_t *from, uint64_t *to)
+{
+    struct cursor k = { 0, 0 };
+    uint64_t pages = c->h.page_count ? c->h.page_count : 1;
+    *from = page_address(c->first_page, &k);
+    *to = page_address(c->first_page + pages - 1, &k) + PAGE;
+}
+
+static __attribute__((noreturn)) void chunk_bad(const struct chunk *c, const char *what)
+{
+    uint64_t from, to;
+    chunk_where(c, &from, &to);
+    if (im.restoring)
+        restore_failed("chunk %lu (RAM 0x%lx-0x%lx) changed on disk after the verify pass: %s",
+                       c->index, from, to, what);
+    refuse(REFUSE_CHUNK_DAMAGED, "chunk %lu (RAM 0x%lx-0x%lx, image byte %lu): %s", c->index,
+           from, to, c->offset, what);
+}
+
+/* Checks the chunk header at p (image offset c->offset) against what the sequence expects
+ * (c->index, c->first_page) and copies it into c. */
+static void check_chunk_header(const uint8_t *p, struct chunk *c)
+{
+    const struct sos_image_header *ih = im.hdr;
+    struct sos_chunk_header *h = &c->h;
+    uint64_t left = ih->pages_total - c->first_page;
+    uint32_t expect = left < ih->chunk_pages ? (uint32_t)left : ih->chunk_pages;
+    memcpy(h, p, CHUNK_FIXED);
+    if (h->magic != SOS_CHUNK_MAGIC)
+        chunk_bad(c, "no chunk magic");
+    if (h->page_count != expect)
+        chunk_bad(c, "page count differs from the header's chunk size");
+    uint64_t blen = bitmap_bytes(h->page_count);
+    memcpy(c->bitmap, p + CHUNK_FIXED, blen);
+    uint64_t sum = h->header_xxh64;
+    struct xxh64_state st;
+    h->header_xxh64 = 0;
+    xxh64_reset(&st, 0);
+    xxh64_update(&st, h, CHUNK_FIXED);
+    xxh64_update(&st, c->bitmap, blen);
+    h->header_xxh64 = sum;
+    if (xxh64_digest(&st) != sum)
+        chunk_bad(c, "header checksum mismatch");
+    if (h->index != c->index || h->first_page != c->first_page)
+        chunk_bad(c, "index or first page out of sequence");
+    uint64_t compact = align_up(CHUNK_FIXED + blen, SOS_CHUNK_ALIGN);
+    if (h->header_size != SOS_RAW_CHUNK_HEADER && h->header_size != compact)
+        chunk_bad(c, "bad header size");
+    if (h->flags != (ih->encryption ? SOS_CHUNKF_ENCRYPTED : 0))
+        chunk_bad(c, "encryption flag differs from the image's");
+    c->zero = 0;
+    for (uint32_t i = 0; i < h->page_count; i++)
+        c->zero += (c->bitmap[i / 8] >> (i % 8)) & 1;
+    if (h->data_pages != h->page_count - c->zero)
+        chunk_bad(c, "data page count disagrees with the zero bitmap");
+    uint64_t raw = (uint64_t)h->data_pages * PAGE;
+    if (h->encoding == SOS_CHUNK_RAW ? h->stored_size != raw
+        : h->encoding != SOS_CHUNK_LZ4 || ih->compression != SOS_COMPRESS_LZ4 ||
+          !h->stored_size || h->stored_size >= raw)
+        chunk_bad(c, "bad encoding or stored size");
+    c->next = align_up(c->offset + h->header_size + h->stored_size, SOS_CHUNK_ALIGN);
+    if (c->next > ih->data_end)
+        chunk_bad(c, "runs past the image's data end");
+}
+
+/* Raw, unencrypted chunks with the 512-byte header are never decoded: the verify pass
+ * streams them through the buffer, the restore pass DMAs them into their pages. */
+static int streamed(const struct chunk *c)
+{
+    return c->h.encoding == SOS_CHUNK_RAW && !(c->h.flags & SOS_CHUNKF_ENCRYPTED) &&
+           c->h.header_size == SOS_RAW_CHUNK_HEADER && c->offset % SECTOR == 0;
+}
+
+/* Read and check the header of the chunk at c->offset: through the read buffer in the
+ * verify pass, without reading ahead in the restore pass. */
+static void next_chunk_header(struct chunk *c)
+{
+    const uint8_t *(*get)(uint64_t, uint64_t) = im.restoring ? peek : window;
+    if (c->offset + CHUNK_FIXED > im.hdr->data_end)
+        chunk_bad(c, "missing: the image's data ends before it");
+    const uint8_t *p = get(c->offset, CHUNK_FIXED);
+    uint32_t pages = ((const struct sos_chunk_header *)p)->page_count;
+    uint64_t need = CHUNK_FIXED + bitmap_bytes(pages <= SOS_MAX_CHUNK_PAGES ? pages : 0);
+    if (c->offset + need > im.hdr->data_end)
+        need = CHUNK_FIXED;
+    check_chunk_header(get(c->offset, need), c);
+}
+
+/* The stored bytes of a buffered chunk, checked (data_xxh64, AEAD tag) and decoded: returns
+ * where its data pages are, data_pages * 4096 bytes. Decrypts in the read buffer. */
+static const uint8_t *open_chunk(struct chunk *c)
+{
+    const struct sos_chunk_header *h = &c->h;
+    uint64_t total = h->header_size + (uint64_t)h->stored_size;
+    if (total + SECTOR > im.cap)
+        chunk_bad(c, "larger than the loader's read buffer");
+    uint8_t *data = (uint8_t *)window(c->offset, total) + h->header_size;
+    uint64_t dh; TIMED(t_hash, dh = xxh64(data, h->stored_size, 0));
+    if (dh != h->data_xxh64)
+        chunk_bad(c, "data checksum mismatch");
+    if (h->flags & SOS_CHUNKF_ENCRYPTED) {
+        uint8_t aad[16 + CHUNK_FIXED + MAX_BITMAP], nonce[AEAD_NONCE_SIZE];
+        struct sos_chunk_header *a = (struct sos_chunk_header *)(aad + 16);
+        uint64_t blen = bitmap_bytes(h->page_count);
+        memcpy(aad, im.hdr->image_id, 16);
+        memcpy(a, h, CHUNK_FIXED);
+        memset(a->tag, 0, sizeof a->tag);
+        a->data_xxh64 = 0;
+        a->header_xxh64 = 0;
+        memcpy(aad + 16 + CHUNK_FIXED, c->bitmap, blen);
+        make_nonce(nonce, c->index);
+        if (aead_open(im.key, nonce, aad, 16 + CHUNK_FIXED + blen, data, h->stored_size,
+                      h->tag))
+            chunk_bad(c, "authentication tag mismatch");
+    }
+    if (h->encoding == SOS_CHUNK_LZ4) {
+        int want = (int)(h->data_pages * PAGE);
+        int got; TIMED(t_lz4, got = im.restoring ? lz4_decompress_safe(data, (int)h->stored_size, im.out, want) : lz4_decoded_size(data, (int)h->stored_size, want));
+        if ((uint64_t)want > im.out_cap || got != want)
+            chunk_bad(c, "LZ4 block does not decode to its data pages");
+        return im.out;
+    }
+    return data;
+}
+
+static uint64_t stream_hash(uint64_t pos, uint64_t bytes)
+{
+    struct xxh64_state st;
+    xxh64_reset(&st, 0);
+    while (bytes) {
+        uint64_t n = span(pos, bytes);
+        xxh64_update(&st, im.buf + (pos - im.base), n);
+        pos += n;
+        bytes -= n;
+    }
+    return xxh64_digest(&st);
+}
+
+static void copy_page(uint64_t dst, const uint8_t *src)
+{
+    uint64_t *d = (uint64_t *)(uintptr_t)dst;
+    const u64_unaligned *s = (const u64_unaligned *)src;
+    for (unsigned i = 0; i < PAGE / 8; i += 8) {
+        d[i + 0] = s[i + 0]; d[i + 1] = s[i + 1]; d[i + 2] = s[i + 2]; d[i + 3] = s[i + 3];
+        d[i + 4] = s[i + 4]; d[i + 5] = s[i + 5]; d[i + 6] = s[i + 6]; d[i + 7] = s[i + 7];
+    }
+}
+
+static int is_zero_page(const struct chunk *c, uint32_t i)
+{
+    return (c->bitmap[i / 8] >> (i % 8)) & 1;
+}
+
+/* Zero-copy: the data pages by DMA straight into RAM, then hashed where they landed. */
+static void restore_streamed(struct chunk *c, struct cursor *k)
+{
+    unsigned n = 0;
+    for (uint32_t i = 0; i < c->h.page_count; i++) {
+        uint64_t a = page_address(c->first_page + i, k);
+        if (is_zero_page(c, i)) {
+            fast_zero((void *)(uintptr_t)a, PAGE);
+        } else if (n && sg[n - 1].addr + sg[n - 1].bytes == a &&
+                   sg[n - 1].bytes <= (1u << 22) - PAGE) {
+            sg[n - 1].bytes += PAGE;
+        } else {
+            sg[n].addr = a;
+            sg[n].bytes = PAGE;
+            n++;
+        }
+    }
+    if (n)
+        read_image(c->offset + SOS_RAW_CHUNK_HEADER, sg, n, c->h.stored_size);
+    struct xxh64_state st;
+    xxh64_reset(&st, 0);
+    for (unsigned j = 0; j < n; j++)
+        xxh64_update(&st, (const void *)(uintptr_t)sg[j].addr, sg[j].bytes);
+    if (xxh64_digest(&st) != c->h.data_xxh64)
+        chunk_bad(c, "data checksum mismatch in RAM after the DMA");
+}
+
+/* Decoded (or decrypted) in scratch, then copied to the pages. */
+static void restore_buffered(struct chunk *c, struct cursor *k)
+{
+    const uint8_t *src = open_chunk(c);
+    for (uint32_t i = 0; i < c->h.page_count; i++) {
+        uint64_t a = page_address(c->first_page + i, k);
+        if (is_zero_page(c, i)) {
+            TIMED(t_zero, fast_zero((void *)(uintptr_t)a, PAGE));
+        } else {
+            TIMED(t_copy, copy_page(a, src));
+            src += PAGE;
+        }
+    }
+}
+
+/* One pass over every chunk: checks only (verify) or checks and writes (restore). */
+static void pass(int restoring)
+{
+    const struct sos_image_header *ih = im.hdr;
+    struct sos_handoff *h = sos_run.handoff;
+    struct chunk c = { .offset = ih->chunks_offset };
+    struct cursor k = { 0, 0 };
+    uint64_t zero = 0;
+    im.restoring = restoring;
+    resume_progress(0, ih->pages_total);
+    for (c.index = 0; c.index < ih->chunk_count; c.index++) {
+        next_chunk_header(&c);
+        if (!restoring && streamed(&c)) {
+            if (stream_hash(c.offset + c.h.header_size, c.h.stored_size) != c.h.data_xxh64)
+                chunk_bad(&c, "data checksum mismatch");
+        } else if (!restoring) {
+            open_chunk(&c);
+        } else {
+            resume_ram_touched = 1;
+            if (streamed(&c))
+                restore_streamed(&c, &k);
+            else
+                restore_buffered(&c, &k);
+            h->pages_saved = c.first_page + c.h.page_count;
+            h->zero_pages += c.zero;
+            h->raw_bytes += (uint64_t)c.h.data_pages * PAGE;
+            h->chunks = c.index + 1;
+        }
+        zero += c.zero;
+        c.first_page += c.h.page_count;
+        c.offset = c.next;
+        h->bytes_written = im.bytes_read;      /* a resume's handoff: bytes read */
+        resume_progress(c.first_page, ih->pages_total);
+    }
+    if (c.first_page != ih->pages_total || c.offset != ih->data_end || zero != ih->pages_zero)
+        refuse(REFUSE_HEADER_DAMAGED, "the chunks end at page %lu, byte %lu with %lu zero "
+               "pages; the header says %lu, %lu, %lu", c.first_page, c.offset, zero,
+               ih->pages_total, ih->data_end, ih->pages_zero);
+}
+
+void image_verify(void)
+{
+    uint64_t start = rdtsc();
+    kprintf("@@RESUME verifying\n");
+    pass(0);
+    kprintf("T read %lu hash %lu lz4 %lu copy %lu zero %lu\n", timer_tsc_to_us(t_read), timer_tsc_to_us(t_hash), timer_tsc_to_us(t_lz4), timer_tsc_to_us(t_copy), timer_tsc_to_us(t_zero)); t_read=t_hash=t_lz4=t_copy=t_zero=0;
+    kprintf("@@RESUME verified us=%lu bytes=%lu\n", timer_tsc_to_us(rdtsc() - start),
+            im.bytes_read);
+}
+
+void image_restore(void)
+{
+    struct sos_handoff *h = sos_run.handoff;
+    uint64_t start = rdtsc(), before = im.bytes_read;
+
+    /* The header once more, before the first page is written: an image that changed
+     * since the verify pass is still refused with RAM untouched. */
+    static uint8_t again[SOS_IMAGE_HEADER_BLOCK];
+    read_buffer(0, again, SOS_IMAGE_HEADER_BLOCK);
+    if (memcmp(again, im.hdr, SOS_IMAGE_HEADER_BLOCK))
+        refuse(REFUSE_HEADER_DAMAGED, "the image header changed during the verify pass");
+    im.len = 0;
+
+    kprintf("@@RESUME restoring\n");
+    h->pages_total = im.hdr->pages_total;
+    pass(1);                    /* refuse() there becomes restore_failed(): RAM is touched */
+    h->detail = im.hdr->data_end;          /* a resume's handoff: the image size in bytes */
+    kprintf("T read %lu hash %lu lz4 %lu copy %lu zero %lu\n", timer_tsc_to_us(t_read), timer_tsc_to_us(t_hash), timer_tsc_to_us(t_lz4), timer_tsc_to_us(t_copy), timer_tsc_to_us(t_zero));
+    kprintf("@@RESUME restored us=%lu bytes=%lu\n", timer_tsc_to_us(rdtsc() - start),
+            im.bytes_read - before);
+}
+
+/* One image, one resume: state RESUMED and a new header checksum (key_check stays valid,
+ * it does not cover state), written and flushed before the host gets control back. */
+void image_mark_resumed(void)
+{
+    struct sos_image_header *h = im.hdr;
+    h->state = SOS_IMAGE_RESUMED;
+    h->header_xxh64 = header_hash(h);
+    im.s.pos = 0;
+    if (stream_write_buffer(&im.s, h, SOS_IMAGE_HEADER_BLOCK) || stream_flush_cache(&im.s))
+        restore_failed("could not mark the image resumed: %s",
+                       (const char *)sos_run.handoff->message);
+    kprintf("@@RESUME image marked resumed\n");
+}

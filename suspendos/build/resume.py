@@ -1,0 +1,110 @@
+"""Build the resume loader for a target: a multiboot kernel (elf32-i386, as QEMU's -kernel and
+GRUB's multiboot command take it) linked to live only inside the target's reserved region.
+
+It is compiled from builder/resume/ with the payload's own drivers and core pieces (stream,
+XXH64, LZ4, ChaCha20-Poly1305, the ISR stubs) and qemu-boot's boot stub and multiboot
+parser, then given what the payload gets: the same sos_payload_info (build/payload.py), the
+memory and sector lists, an IDT generated from its ISR stubs (build/idt.py).
+
+Reserved region layout (builder/resume/resume.h has the picture): boot stub, handoff page at
+load_base + 0x1000 (blob.handoff, where the host reads its handoff block after the
+return), code and data, the lists, bss (boot page tables and stack), then scratch to the end.
+"""
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BuildError, UsageError
+from ..formats.common import PAGE_SIZE, align_up
+from ..sources import source_dir
+from . import idt, toolchain, trampoline
+from .payload import AHCI_DMA_SIZE, _elf_info, _mcmodel, patch_payload_info, payload_info, \
+    target_lists
+
+HANDOFF_OFFSET = PAGE_SIZE       # blob.handoff = load_base + 0x1000, as for the payload
+MIN_SCRATCH = AHCI_DMA_SIZE + 256 * 1024
+
+
+@dataclass
+class LoaderBuild:
+    elf: Path
+    load_base: int
+    handoff: int
+    scratch_base: int
+    scratch_size: int
+    symbols: dict = field(default_factory=dict)
+
+
+def loader_sources():
+    resume = source_dir("builder") / "resume"
+    core = source_dir("builder") / "core"
+    drivers = source_dir("drivers")
+    boot = source_dir("qemu-boot")
+    return ([*sorted(resume.glob("*.c")), *sorted(resume.glob("*.S")),
+             boot / "boot.S", boot / "multiboot.c", core / "isr.S"]
+            + [core / n for n in ("stream.c", "xxh64.c", "lz4.c", "chacha20poly1305.c")]
+            + [drivers / n for n in ("serial.c", "printf.c", "pci.c", "timer.c", "ahci.c")]
+            + [source_dir("builder") / "lib" / "string.c"])
+
+
+def _lists_source(work, mem_list, sec_list):
+    """An assembly file that puts the two lists in .lists (the linker script keeps them)."""
+    (work / "memory_list.bin").write_bytes(mem_list)
+    (work / "sector_list.bin").write_bytes(sec_list)
+    src = work / "resume_lists.S"
+    src.write_text(
+        '\t.section .lists, "a"\n\t.balign 16\n'
+        f'\t.globl sos_resume_memory_list\nsos_resume_memory_list:\n'
+        f'\t.incbin "{work / "memory_list.bin"}"\n'
+        f'\t.globl sos_resume_sector_list\nsos_resume_sector_list:\n'
+        f'\t.incbin "{work / "sector_list.bin"}"\n')
+    return src
+
+
+def build_resume_loader(target, out_path, key=None, workdir=None):
+    """Compile, link and configure the loader for `target`; write it to `out_path`."""
+    target.validate()
+    load, reserved_end = target.reserved_range
+    if reserved_end > 1 << 32:
+        raise UsageError("reserved: a multiboot loader must load below 4 GiB")
+    with tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
+        work = Path(workdir or tmp)
+        _, mem_list, sec_list = target_lists(target)
+        resume = source_dir("builder") / "resume"
+        includes = [*toolchain.include_dirs(work), resume, source_dir("qemu-boot")]
+        flags = [_mcmodel(target), "-ffunction-sections", "-fdata-sections",
+                 "-DBOOT_MAIN=resume_main",
+                 f"-DRESUME_SERIAL_PORT={target.options.serial_port:#x}"]
+        objects = toolchain.compile_all([*loader_sources(), _lists_source(work, mem_list, sec_list)],
+                                        work, flags, includes=includes)
+        script = (resume / "resume.ld").read_text().replace("@LOAD_BASE@", hex(load)).replace(
+            "@RESERVED_END@", hex(reserved_end))
+        elf64 = work / "resume64.elf"
+        toolchain.link(objects, script, elf64, work)
+        sections, sym = _elf_info(elf64)
+
+        scratch_base = align_up(sym["sos_resume_end"], PAGE_SIZE)
+        scratch_size = reserved_end - scratch_base
+        if scratch_size < MIN_SCRATCH:
+            raise UsageError(f"reserved.size: {target.reserved.size:#x} is too small for the "
+                             f"resume loader (it needs at least "
+                             f"{scratch_base - load + MIN_SCRATCH:#x})")
+        if sym.get("resume_handoff") != load + HANDOFF_OFFSET:
+            raise BuildError("resume loader: the handoff block is not at load_base + 0x1000")
+        info = payload_info(
+            target, key=key, memory_list=sym["sos_resume_memory_list"],
+            sector_list=sym["sos_resume_sector_list"], pml4=sym["boot_pml4"],
+            scratch_base=scratch_base, scratch_size=scratch_size,
+            stack_top=sym["boot_stack_top"], trampoline_exit=0)
+        data_addr, data_size, data = sections[".data"]
+        data = patch_payload_info(data, data_addr, sym, info)
+        gates = idt.build_idt(sym, trampoline.CODE_SELECTOR)    # boot.S's code selector too
+        off = sym["sos_resume_idt"] - data_addr
+        data = data[:off] + gates + data[off + len(gates):]
+        patched = work / "data.bin"
+        patched.write_bytes(data)
+        toolchain.run([toolchain.tool("objcopy"), "--update-section", f".data={patched}",
+                       "-O", "elf32-i386", str(elf64), str(out_path)],
+                      "configuring the resume loader")
+    return LoaderBuild(elf=Path(out_path), load_base=load, handoff=load + HANDOFF_OFFSET,
+                       scratch_base=scratch_base, scratch_size=scratch_size, symbols=sym)
