@@ -293,12 +293,10 @@ static void fill_fis(struct ahci *a, uint8_t command, uint64_t lba, uint32_t cou
  * is a shadow of the last FIS received: its ERR may still be the previous (failed)
  * command's until the device sends status for this one, so it is judged only once PxCI
  * has cleared, when the ending status FIS has updated it. */
-static int port_exec(struct ahci *a, uint32_t dw0, uint64_t lba, uint32_t timeout_ms,
-                     const struct ahci_cmd_names *names)
+static int port_issue(struct ahci *a, uint32_t dw0, uint64_t lba, uint32_t timeout_ms,
+                      const struct ahci_cmd_names *names)
 {
     struct ahci_cmd_header *h = &a->clb[0];
-    uint64_t deadline;
-    uint32_t is, tfd;
 
     if (!a->running)
         return fail_early(a, SOS_STATUS_AHCI_TIMEOUT,
@@ -308,15 +306,29 @@ static int port_exec(struct ahci *a, uint32_t dw0, uint64_t lba, uint32_t timeou
     a->rfis[AHCI_RFIS_RFIS] = 0;         /* so an error's D2H FIS is known to be this one's */
     px_clear_rwc(a, AHCI_PxIS);
     px_write(a, AHCI_PxCI, 1u);          /* barriers in hba_write order the table first */
+    a->pending = 1;
+    a->pending_lba = lba;
+    a->pending_deadline = timer_deadline_us(MS(timeout_ms));
+    a->pending_names = names;
+    return 0;
+}
 
-    deadline = timer_deadline_us(MS(timeout_ms));
+static int port_complete(struct ahci *a)
+{
+    uint64_t lba = a->pending_lba;
+    const struct ahci_cmd_names *names = a->pending_names;
+    uint32_t is, tfd;
+
+    if (!a->pending)
+        return 0;
+    a->pending = 0;
     for (;;) {
         is = px_read(a, AHCI_PxIS);
         if (is & AHCI_PxIS_ERRORS)
             goto error;
         if (!(px_read(a, AHCI_PxCI) & 1u))
             break;
-        if (timer_expired(deadline)) {
+        if (timer_expired(a->pending_deadline)) {
             if (!(px_read(a, AHCI_PxCI) & 1u))
                 break;
             fail_port(a, SOS_STATUS_AHCI_TIMEOUT, names->timeout, lba, is);
@@ -342,6 +354,18 @@ error:
     }
     port_recover(a);
     return SOS_STATUS_AHCI_TASKFILE_ERROR;
+}
+
+static int port_exec(struct ahci *a, uint32_t dw0, uint64_t lba, uint32_t timeout_ms,
+                     const struct ahci_cmd_names *names)
+{
+    int rc = port_issue(a, dw0, lba, timeout_ms, names);
+    return rc ? rc : port_complete(a);
+}
+
+int ahci_wait(struct ahci *a)
+{
+    return port_complete(a);
 }
 
 /* Check a whole scatter list before anything is issued: even addresses and lengths
@@ -461,7 +485,8 @@ static int build_prdt(struct ahci *a, const struct ahci_sg *sg, unsigned n,
  * Device bit 6 (LBA) set. A list that needs more than one command (over 65536 sectors or
  * a->prd_max PRDs) is issued as consecutive commands; an error stops at the failing one
  * and names its first LBA. */
-static int ahci_rw(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n, int write)
+static int ahci_rw(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n, int write,
+                   int async)
 {
     struct sg_cursor c = {0, 0};
     int rc = check_sg(a, lba, sg, n);
@@ -469,7 +494,12 @@ static int ahci_rw(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsig
         return rc;
     for (;;) {
         uint32_t bytes = 0, count;
-        int prdtl = build_prdt(a, sg, n, &c, &bytes);
+        int prdtl;
+        /* One command table: the previous command must finish before it is rebuilt. */
+        rc = port_complete(a);
+        if (rc)
+            return rc;
+        prdtl = build_prdt(a, sg, n, &c, &bytes);
         if (prdtl < 0)
             return SOS_STATUS_AHCI_BAD_REQUEST;
         if (!prdtl)
@@ -477,28 +507,40 @@ static int ahci_rw(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsig
         count = bytes / ATA_SECTOR_SIZE;
         fill_fis(a, write ? ATA_CMD_WRITE_DMA_EXT : ATA_CMD_READ_DMA_EXT, lba,
                  count & 0xffffu, ATA_DEV_LBA);
-        rc = port_exec(a, ((uint32_t)prdtl << AHCI_CMDH_PRDTL_SHIFT) |
-                          (write ? AHCI_CMDH_W : 0) | SATA_FIS_H2D_DWORDS,
-                       lba, AHCI_TIMEOUT_DATA_CMD_MS, write ? &names_write : &names_read);
+        rc = port_issue(a, ((uint32_t)prdtl << AHCI_CMDH_PRDTL_SHIFT) |
+                           (write ? AHCI_CMDH_W : 0) | SATA_FIS_H2D_DWORDS,
+                        lba, AHCI_TIMEOUT_DATA_CMD_MS, write ? &names_write : &names_read);
         if (rc)
             return rc;
         lba += count;
+        if (async && c.i >= n)
+            return 0;               /* the last command runs on; ahci_wait finishes it */
     }
 }
 
 int ahci_write(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n)
 {
-    return ahci_rw(a, lba, sg, n, 1);
+    int rc = ahci_rw(a, lba, sg, n, 1, 0);
+    return rc ? rc : port_complete(a);
+}
+
+int ahci_write_async(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n)
+{
+    return ahci_rw(a, lba, sg, n, 1, 1);
 }
 
 int ahci_read(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n)
 {
-    return ahci_rw(a, lba, sg, n, 0);
+    int rc = ahci_rw(a, lba, sg, n, 0, 0);
+    return rc ? rc : port_complete(a);
 }
 
 /* FLUSH CACHE EXT (ATA8-ACS): non-data, PRDTL = 0, no LBA or Count. */
 int ahci_flush(struct ahci *a)
 {
+    int rc = port_complete(a);
+    if (rc)
+        return rc;
     fill_fis(a, ATA_CMD_FLUSH_CACHE_EXT, 0, 0, 0);
     return port_exec(a, SATA_FIS_H2D_DWORDS, 0, AHCI_TIMEOUT_FLUSH_MS, &names_flush);
 }
@@ -512,8 +554,10 @@ int ahci_identify(struct ahci *a, uint64_t *sectors, char model[41])
     struct ahci_prd *prd = a->ct->prdt;
     const uint16_t *id = a->ident;
     uint64_t n;
-    int rc;
+    int rc = port_complete(a);
 
+    if (rc)
+        return rc;
     prd[0].dba = (uint32_t)(uintptr_t)a->ident;
     prd[0].dbau = (uint32_t)((uint64_t)(uintptr_t)a->ident >> 32);
     prd[0].dw3 = ATA_SECTOR_SIZE - 1;
@@ -724,6 +768,7 @@ int ahci_open(struct ahci *a, const struct ahci_config *cfg, void *dma, uint64_t
 
 void ahci_close(struct ahci *a)
 {
+    port_complete(a);                   /* bounded by the command's own deadline */
     restore_all(a);
 }
 

@@ -75,6 +75,10 @@ struct ahci {
     /* state */
     int taken;                      /* registers changed: close has work to do */
     int running;                    /* our PxCMD.ST is set and the port is usable */
+    /* The command in flight after ahci_write_async (slot 0), finished by ahci_wait. */
+    int pending;
+    uint64_t pending_lba, pending_deadline;
+    const struct ahci_cmd_names *pending_names;
     int ghc_changed, pci_changed, sctl_changed;
     uint64_t sectors;               /* from IDENTIFY, 0 before */
     /* what the host left (restored by ahci_close) */
@@ -97,6 +101,12 @@ int  ahci_identify(struct ahci *a, uint64_t *sectors, char model[41]);
 int  ahci_write(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n); /* WRITE DMA EXT */
 int  ahci_read(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n);  /* READ DMA EXT */
 int  ahci_flush(struct ahci *a);                                                     /* FLUSH CACHE EXT */
+/* Overlap: issue a write and return while the HBA works (the list may need several
+ * commands; all but the last are finished first). The buffers must stay untouched until
+ * ahci_wait returns; the scatter list itself may be reused at once. Every other call
+ * finishes a pending command first, and ahci_wait reports its outcome. */
+int  ahci_write_async(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n);
+int  ahci_wait(struct ahci *a);
 void ahci_close(struct ahci *a);
 const struct ahci_error *ahci_last_error(const struct ahci *a);
 unsigned ahci_max_sectors(const struct ahci *a);  /* one command: 65536 (ATA 48-bit Count) */

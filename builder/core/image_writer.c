@@ -262,16 +262,18 @@ uint32_t write_image(struct ahci *disk)
     uint64_t ext_bytes = info->sector_count * sizeof(struct sos_extent);
     uint64_t rng_bytes = info->memory_count * sizeof(struct sos_mem_range);
     uint64_t chunks_offset = (SOS_IMAGE_HEADER_BLOCK + ext_bytes + rng_bytes + 4095) & ~4095ull;
+    /* Two raw chunk headers: one may still be on its way to the disk (stream.h). */
     uint8_t *chunk_hdr_buf = tables + (chunks_offset - SOS_IMAGE_HEADER_BLOCK);
     uint32_t chunk_pages = info->chunk_pages;
-    uint8_t *staging = chunk_hdr_buf + SOS_RAW_CHUNK_HEADER;
+    uint8_t *staging = chunk_hdr_buf + 2 * SOS_RAW_CHUNK_HEADER;
     int compress = info->compression == SOS_COMPRESS_LZ4;
     int encrypt = info->encryption == SOS_ENCRYPT_CHACHA20_POLY1305;
     int buffered = compress || encrypt;
     uint8_t key[32];
     memcpy(key, (const void *)info->key, sizeof key);
     s.buf = staging + (uint64_t)chunk_pages * SOS_PAGE_SIZE;
-    s.buf_cap = (uint64_t)(scratch_end - s.buf) & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
+    s.buf_cap = (uint64_t)(scratch_end - s.buf) / 2 & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
+    s.other = s.buf + s.buf_cap;
     s.flush_at = s.buf_cap / 2 & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
     if (chunk_pages == 0 || chunk_pages > SOS_MAX_CHUNK_PAGES ||
         (buffered && s.buf_cap < 2 * (chunk_header_size(chunk_pages, 0) +
@@ -314,7 +316,8 @@ uint32_t write_image(struct ahci *disk)
         gather(&pc, &cur);
         rc = buffered ? write_buffered_chunk(&s, &cur, compress, staging, image_id,
                                              encrypt ? key : 0)
-                      : write_raw_chunk(&s, &cur, chunk_hdr_buf);
+                      : write_raw_chunk(&s, &cur, chunk_hdr_buf +
+                                        (cur.index & 1) * SOS_RAW_CHUNK_HEADER);
         if (rc)
             return rc;
         done += cur.count;

@@ -4,7 +4,11 @@
 
 #define MAX_PIECES 1100          /* a 1024-page raw chunk + header, plus splits */
 
-static struct ahci_sg cmd[MAX_PIECES];
+/* The command in flight, kept to name the failing sector if it fails (corner_write_error). */
+static struct ahci_sg inflight[MAX_PIECES];
+static unsigned inflight_n;
+static uint64_t inflight_lba, inflight_bytes;
+static int inflight_busy;
 
 static uint32_t disk_error(struct stream *s, int rc, int write)
 {
@@ -93,8 +97,20 @@ static int locate(const struct stream *s, uint64_t pos, uint64_t *lba, uint64_t 
     return 0;
 }
 
+uint32_t stream_wait(struct stream *s)
+{
+    if (!inflight_busy)
+        return 0;
+    inflight_busy = 0;
+    int rc = ahci_wait(s->disk);
+    if (rc == SOS_STATUS_AHCI_TASKFILE_ERROR)
+        return corner_write_error(s, inflight_lba, inflight, inflight_n, inflight_bytes);
+    return rc ? disk_error(s, rc, 1) : 0;
+}
+
 /* Both directions: the gather list <-> image bytes [pos, pos + total), split at extents
- * and command size. */
+ * and command size. Writes leave their last command running (stream_wait finishes it);
+ * reads finish before returning. */
 static uint32_t transfer(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total,
                          int write)
 {
@@ -102,7 +118,7 @@ static uint32_t transfer(struct stream *s, const struct ahci_sg *v, unsigned n, 
         return fail(SOS_STATUS_IMAGE_FULL, "image extents full at byte %lu (%lu more needed)",
                     s->pos, s->pos + total - s->capacity);
     unsigned i = 0;
-    uint64_t skip = 0;              /* bytes of v[i] already written */
+    uint64_t skip = 0;              /* bytes of v[i] already transferred */
     while (total) {
         uint64_t lba, room;
         if (!locate(s, s->pos, &lba, &room))
@@ -110,12 +126,16 @@ static uint32_t transfer(struct stream *s, const struct ahci_sg *v, unsigned n, 
         uint64_t want = total < room ? total : room;
         if (want > s->max_command)
             want = s->max_command;
+        /* The previous command must end before `inflight` describes the next one. */
+        uint32_t waited = stream_wait(s);
+        if (waited)
+            return waited;
         unsigned k = 0;
         uint64_t got = 0;
         while (got < want && k < MAX_PIECES) {
             uint64_t left = v[i].bytes - skip, take = want - got < left ? want - got : left;
-            cmd[k].addr = v[i].addr + skip;
-            cmd[k].bytes = (uint32_t)take;
+            inflight[k].addr = v[i].addr + skip;
+            inflight[k].bytes = (uint32_t)take;
             k++;
             got += take;
             skip += take;
@@ -126,11 +146,18 @@ static uint32_t transfer(struct stream *s, const struct ahci_sg *v, unsigned n, 
         }
         if (got != want)
             return fail(SOS_STATUS_AHCI_BAD_REQUEST, "gather list too long");
-        int rc = write ? ahci_write(s->disk, lba, cmd, k) : ahci_read(s->disk, lba, cmd, k);
+        int rc = write ? ahci_write_async(s->disk, lba, inflight, k)
+                       : ahci_read(s->disk, lba, inflight, k);
         if (rc == SOS_STATUS_AHCI_TASKFILE_ERROR && write)
-            return corner_write_error(s, lba, cmd, k, want);
+            return corner_write_error(s, lba, inflight, k, want);
         if (rc)
             return disk_error(s, rc, write);
+        if (write) {
+            inflight_busy = 1;
+            inflight_n = k;
+            inflight_lba = lba;
+            inflight_bytes = want;
+        }
         s->pos += want;
         s->bytes_written += want;
         total -= want;
@@ -156,11 +183,16 @@ uint32_t stream_write_buffer(struct stream *s, const void *buf, uint64_t bytes)
 
 uint32_t stream_flush_cache(struct stream *s)
 {
+    uint32_t waited = stream_wait(s);
+    if (waited)
+        return waited;
     int rc = ahci_flush(s->disk);
     return rc ? disk_error(s, rc, 1) : 0;
 }
 
-/* Write out every whole sector of the buffer; keep the partial one at the front. */
+/* Send every whole sector of the buffer to the disk and carry on in the other buffer,
+ * which starts with the partial last sector. The other buffer is free: stream_write
+ * waited for the command that read it before issuing this one. */
 static uint32_t write_whole_sectors(struct stream *s)
 {
     uint64_t whole = s->buf_len & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
@@ -169,7 +201,10 @@ static uint32_t write_whole_sectors(struct stream *s)
     uint32_t rc = stream_write_buffer(s, s->buf, whole);
     if (rc)
         return rc;
-    memmove(s->buf, s->buf + whole, s->buf_len - whole);
+    uint8_t *sent = s->buf;
+    memcpy(s->other, sent + whole, s->buf_len - whole);
+    s->buf = s->other;
+    s->other = sent;
     s->buf_len -= whole;
     return 0;
 }

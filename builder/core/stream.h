@@ -15,18 +15,22 @@ struct stream {
     uint64_t pos;               /* next image byte to write, sector aligned */
     uint64_t max_command;       /* bytes per AHCI command */
     uint64_t bytes_written;
-    /* Buffered mode (compressed or encrypted chunks are built in memory first). */
-    uint8_t *buf;
+    /* Buffered mode (compressed or encrypted chunks are built in memory first): two
+     * buffers, one filling while the other is on its way to the disk. */
+    uint8_t *buf, *other;
     uint64_t buf_len, buf_cap, flush_at;
 };
 
-/* Write a gather list (total a multiple of 512) at pos, split at extents and command size. */
+/* Write a gather list (total a multiple of 512) at pos, split at extents and command size.
+ * The last command is left running (the CPU prepares the next chunk meanwhile); the
+ * buffers it reads must stay untouched until the next stream call or stream_wait. */
 uint32_t stream_write(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total);
 /* The same split for reading image bytes [pos, pos + total) into a gather list (the resume
  * loader); pos advances and bytes_written counts these too. */
 uint32_t stream_read(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total);
 uint32_t stream_write_buffer(struct stream *s, const void *buf, uint64_t bytes);
 uint32_t stream_flush_cache(struct stream *s);
+uint32_t stream_wait(struct stream *s);
 
 /* Buffered mode: reserve room for `bytes` at the buffer's end (after writing out whole
  * sectors if needed); commit them with stream_commit. stream_drain pads the last sector. */
