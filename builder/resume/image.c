@@ -49,8 +49,6 @@ static struct {
 } im;
 
 static struct ahci_sg sg[SOS_MAX_CHUNK_PAGES + 1];
-static uint64_t t_read, t_hash, t_lz4, t_copy, t_zero;
-#define TIMED(var, stmt) do { uint64_t _t0 = rdtsc(); stmt; var += rdtsc() - _t0; } while (0)
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
@@ -125,7 +123,7 @@ static const uint8_t *window(uint64_t pos, uint64_t n)
     if (pos + n > from + kept + want)           /* callers check bounds first: a bug */
         refuse(REFUSE_BAD_CONFIG, "read window 0x%lx+0x%lx does not fit", pos, n);
     if (want)
-        TIMED(t_read, read_buffer(from + kept, im.buf + kept, want));
+        read_buffer(from + kept, im.buf + kept, want);
     im.len += want;
     return im.buf + (pos - im.base);
 }
@@ -426,17 +424,17 @@ static void next_chunk_header(struct chunk *c)
     check_chunk_header(get(c->offset, need), c);
 }
 
-/* The stored bytes of a buffered chunk, checked (data_xxh64, AEAD tag) and decoded: returns
- * where its data pages are, data_pages * 4096 bytes. Decrypts in the read buffer. */
-static const uint8_t *open_chunk(struct chunk *c)
+/* The stored bytes of a buffered chunk, checked (data_xxh64, AEAD tag) and, in the restore
+ * pass, decoded to `out`: returns where its data pages are, data_pages * 4096 bytes (`out`
+ * for LZ4, the read buffer for raw). Decrypts in the read buffer. */
+static const uint8_t *open_chunk(struct chunk *c, uint8_t *out)
 {
     const struct sos_chunk_header *h = &c->h;
     uint64_t total = h->header_size + (uint64_t)h->stored_size;
     if (total + SECTOR > im.cap)
         chunk_bad(c, "larger than the loader's read buffer");
     uint8_t *data = (uint8_t *)window(c->offset, total) + h->header_size;
-    uint64_t dh; TIMED(t_hash, dh = xxh64(data, h->stored_size, 0));
-    if (dh != h->data_xxh64)
+    if (xxh64(data, h->stored_size, 0) != h->data_xxh64)
         chunk_bad(c, "data checksum mismatch");
     if (h->flags & SOS_CHUNKF_ENCRYPTED) {
         uint8_t aad[16 + CHUNK_FIXED + MAX_BITMAP], nonce[AEAD_NONCE_SIZE];
@@ -455,10 +453,12 @@ static const uint8_t *open_chunk(struct chunk *c)
     }
     if (h->encoding == SOS_CHUNK_LZ4) {
         int want = (int)(h->data_pages * PAGE);
-        int got; TIMED(t_lz4, got = im.restoring ? lz4_decompress_safe(data, (int)h->stored_size, im.out, want) : lz4_decoded_size(data, (int)h->stored_size, want));
+        /* Verify: the structure proves the block decodes to exactly its pages. */
+        int got = im.restoring ? lz4_decompress_safe(data, (int)h->stored_size, out, want)
+                               : lz4_decoded_size(data, (int)h->stored_size, want);
         if ((uint64_t)want > im.out_cap || got != want)
             chunk_bad(c, "LZ4 block does not decode to its data pages");
-        return im.out;
+        return out;
     }
     return data;
 }
@@ -518,16 +518,33 @@ static void restore_streamed(struct chunk *c, struct cursor *k)
         chunk_bad(c, "data checksum mismatch in RAM after the DMA");
 }
 
-/* Decoded (or decrypted) in scratch, then copied to the pages. */
+/* Decoded (or decrypted) in scratch, then copied to the pages; an LZ4 block whose data
+ * pages are contiguous in RAM is decoded straight into them. */
 static void restore_buffered(struct chunk *c, struct cursor *k)
 {
-    const uint8_t *src = open_chunk(c);
+    static uint64_t where[SOS_MAX_CHUNK_PAGES];
+    uint64_t expect = 0;
+    int contiguous = c->h.encoding == SOS_CHUNK_LZ4, seen = 0;
+    uint8_t *direct = 0;
     for (uint32_t i = 0; i < c->h.page_count; i++) {
-        uint64_t a = page_address(c->first_page + i, k);
+        where[i] = page_address(c->first_page + i, k);
+        if (is_zero_page(c, i))
+            continue;
+        if (!seen++)
+            expect = where[i];          /* page 0 is saved RAM too: no 0 sentinel */
+        contiguous &= where[i] == expect;
+        expect += PAGE;
+    }
+    if (contiguous && seen)             /* (a span at address 0 is copied: 0 = none) */
+        direct = (uint8_t *)(uintptr_t)(expect - (uint64_t)seen * PAGE);
+    const uint8_t *src = open_chunk(c, direct ? direct : im.out);
+    int in_place = direct && src == direct;     /* zero pages lie outside that span */
+    for (uint32_t i = 0; i < c->h.page_count; i++) {
         if (is_zero_page(c, i)) {
-            TIMED(t_zero, fast_zero((void *)(uintptr_t)a, PAGE));
+            fast_zero((void *)(uintptr_t)where[i], PAGE);
         } else {
-            TIMED(t_copy, copy_page(a, src));
+            if (!in_place)
+                copy_page(where[i], src);
             src += PAGE;
         }
     }
@@ -549,7 +566,7 @@ static void pass(int restoring)
             if (stream_hash(c.offset + c.h.header_size, c.h.stored_size) != c.h.data_xxh64)
                 chunk_bad(&c, "data checksum mismatch");
         } else if (!restoring) {
-            open_chunk(&c);
+            open_chunk(&c, im.out);
         } else {
             resume_ram_touched = 1;
             if (streamed(&c))
@@ -578,7 +595,6 @@ void image_verify(void)
     uint64_t start = rdtsc();
     kprintf("@@RESUME verifying\n");
     pass(0);
-    kprintf("T read %lu hash %lu lz4 %lu copy %lu zero %lu\n", timer_tsc_to_us(t_read), timer_tsc_to_us(t_hash), timer_tsc_to_us(t_lz4), timer_tsc_to_us(t_copy), timer_tsc_to_us(t_zero)); t_read=t_hash=t_lz4=t_copy=t_zero=0;
     kprintf("@@RESUME verified us=%lu bytes=%lu\n", timer_tsc_to_us(rdtsc() - start),
             im.bytes_read);
 }
@@ -600,7 +616,6 @@ void image_restore(void)
     h->pages_total = im.hdr->pages_total;
     pass(1);                    /* refuse() there becomes restore_failed(): RAM is touched */
     h->detail = im.hdr->data_end;          /* a resume's handoff: the image size in bytes */
-    kprintf("T read %lu hash %lu lz4 %lu copy %lu zero %lu\n", timer_tsc_to_us(t_read), timer_tsc_to_us(t_hash), timer_tsc_to_us(t_lz4), timer_tsc_to_us(t_copy), timer_tsc_to_us(t_zero));
     kprintf("@@RESUME restored us=%lu bytes=%lu\n", timer_tsc_to_us(rdtsc() - start),
             im.bytes_read - before);
 }

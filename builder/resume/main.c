@@ -241,8 +241,8 @@ void resume_main(uint32_t magic, uint32_t mbi)
 
     timer_init(0);
     h->tsc_hz_used = timer_hz();
-    h->tsc_start = rdtsc();
     uint64_t sectors = open_disk(info);
+    h->tsc_start = rdtsc();                 /* from the first image read to the return */
     image_open(&disk, sectors);
     image_verify();
     image_restore();

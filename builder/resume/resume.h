@@ -56,9 +56,6 @@ enum resume_reason {
 #define RESUME_EXIT_RESTORE_FAILED  0x3e   /* a check failed after RAM was written: halted */
 #define RESUME_EXIT_FAULT           0x3f   /* a CPU exception in the loader */
 
-/* The open image: header and tables as read and checked, and the read-side stream. */
-struct image;
-
 /* Refuse the image: give the disk back, say why, end (never returns). RAM untouched. */
 __attribute__((noreturn, format(printf, 2, 3)))
 void refuse(enum resume_reason why, const char *fmt, ...);
