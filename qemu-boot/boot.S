@@ -6,7 +6,12 @@
  * identity map of the first 512 GiB with 1 GiB pages, enters long mode (Intel SDM vol. 3,
  * section 9.8.5) and calls host_main(magic, mbi) in 64-bit C. The object is assembled as
  * x86-64 and the linked ELF converted to elf32-i386 with objcopy.
+ * The resume loader (builder/resume/) boots through this same stub, built with
+ * -DBOOT_MAIN=resume_main.
  */
+#ifndef BOOT_MAIN
+#define BOOT_MAIN     host_main
+#endif
 #define MB_MAGIC      0x1BADB002
 #define MB_FLAGS      0x00000003      /* bit 0: page-align modules, bit 1: memory map */
 #define CR0_PG        (1 << 31)
@@ -82,7 +87,7 @@ long_mode_entry:
         movq    $boot_stack_top, %rsp
         movl    boot_magic, %edi
         movl    boot_mbi, %esi
-        call    host_main
+        call    BOOT_MAIN
 2:      cli
         hlt
         jmp     2b
