@@ -37,11 +37,19 @@ class BlobMemory:
         return bytes(out)
 
 
+MAX_TABLES = 4096          # far more than any blob's tables: a walk past it is a damaged blob
+
+
 def decode_page_tables(mem, root):
     """Merged [start, end) ranges with 'perm' and 'uncached', walking from CR3 = root."""
     leaves = []
+    visited = set()
 
     def walk(table, level, base, rw, nx):
+        if table in visited or len(visited) >= MAX_TABLES:
+            raise FormatError(f"page tables: table {table:#x} is reached twice or the tables "
+                              f"never end (damaged blob)")
+        visited.add(table)
         entries = struct.unpack("<512Q", mem.read(table, 4096))
         for i, e in enumerate(entries):
             if not e & P:
@@ -71,9 +79,15 @@ def inspect_blob(data):
     mem = BlobMemory(data)
     h = mem.header
     info = parse(PayloadInfo, mem.read(h.payload_info, PayloadInfo.sizeof()), "payload info")
-    ranges = [parse(MemRange, mem.read(info.memory_list + i * 16, 16), "memory list")
+    # The lists are data the builder wrote into the blob: longer than the blob they are not.
+    for name, count in (("memory list", info.memory_count), ("sector list", info.sector_count)):
+        if count * 16 > len(data):
+            raise FormatError(f"blob: the {name} claims {count} entries, more than the blob holds")
+    raw_ranges = mem.read(info.memory_list, info.memory_count * 16)
+    raw_extents = mem.read(info.sector_list, info.sector_count * 16)
+    ranges = [parse(MemRange, raw_ranges[i * 16:(i + 1) * 16], "memory list")
               for i in range(info.memory_count)]
-    extents = [parse(Extent, mem.read(info.sector_list + i * 16, 16), "sector list")
+    extents = [parse(Extent, raw_extents[i * 16:(i + 1) * 16], "sector list")
                for i in range(info.sector_count)]
 
     def perm(p):

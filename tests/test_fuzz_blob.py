@@ -8,13 +8,16 @@ behind the checksum run; and field-level mutations (header, segment table, the p
 configuration, its memory and sector lists, page-table entries) with the CRC rewritten, so
 inspect_blob's decoding of lists and page tables runs on hostile values.
 """
+import os
+import re
 import signal
 import struct
 from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import (HealthCheck, currently_in_test_context, event, given, settings,
+                        strategies as st)
 
 from suspendos.errors import SuspendosError
 from suspendos.formats import blob as blobfmt
@@ -23,7 +26,12 @@ from suspendos.formats.lists import Extent, MemRange
 from suspendos.formats.payload_info import PayloadInfo
 from suspendos.inspect import BlobMemory, inspect_blob
 
-FAST = settings(deadline=timedelta(milliseconds=1500), max_examples=300,
+
+def examples(n):
+    """n, scaled by SUSPENDOS_FUZZ_SCALE (bench/fuzz_long.sh runs these tests longer)."""
+    return max(1, int(n * float(os.environ.get("SUSPENDOS_FUZZ_SCALE", "1"))))
+
+FAST = settings(deadline=timedelta(milliseconds=1500), max_examples=examples(300),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 HSIZE = blobfmt.BlobHeader.sizeof()
@@ -54,12 +62,20 @@ def fixed(data, size=True):
     return bytes(b)
 
 
+def note(what, e=None):
+    """One hypothesis event per kind of outcome (the message without its numbers)."""
+    if currently_in_test_context():
+        event(f"{what}: " + (re.sub(r"0x[0-9a-f]+|\d+", "N", str(e))[:60] if e else "ok"))
+
+
 def check_unpack(data):
     """unpack gives a result that keeps its promises, or the project's own error."""
     try:
         head, segs = blobfmt.unpack(data)
-    except SuspendosError:
+    except SuspendosError as e:
+        note("unpack", e)
         return None
+    note("unpack")
     assert head.blob_size == len(data)
     assert len(segs) == head.segment_count <= blobfmt.MAX_SEGMENTS
     for s in segs:
@@ -72,8 +88,10 @@ def check_unpack(data):
 def check_inspect(data):
     try:
         r = inspect_blob(data)
-    except SuspendosError:
+    except SuspendosError as e:
+        note("inspect", e)
         return None
+    note("inspect")
     assert r["blob_size"] == len(data)
     return r
 
@@ -164,17 +182,20 @@ def blob_layout(data):
     # Page-table entries: every present entry of every table reachable from CR3 that has
     # file bytes (tables are mostly zero-filled by the loader past their file bytes).
     def tables(addr, level):
-        o = file_offset(addr)
-        if o is None or level > 3:
+        if level > 3:
             return
-        hot.append((o, o + 4096))
-        for i in range(512):
+        try:
+            entries = struct.unpack("<512Q", mem.read(addr, 4096))
+        except SuspendosError:
+            return
+        for i, e in enumerate(entries):
             eo = file_offset(addr + 8 * i)
-            if eo is None or eo + 8 > len(data):
-                continue
-            e = struct.unpack_from("<Q", data, eo)[0]
+            if e & 1 and eo is not None:
+                # An entry may have only its low bytes in the file (the rest zero-filled).
+                width = next(w for w in (8, 4, 2, 1) if file_offset(addr + 8 * i + w - 1) == eo + w - 1)
+                hot.append((eo, eo + width))
+                fields.append((eo, width, f"pt{level}[{i}]"))
             if e & 1:
-                fields.append((eo, 8, f"pt{level}[{i}]"))
                 if level < 3 and not e & 0x80:
                     tables(e & 0x000FFFFFFFFFF000, level + 1)
 
@@ -189,12 +210,29 @@ def layout(blob):
 
 # ---- the properties ---------------------------------------------------------------------
 
+@st.composite
+def random_blobs(draw):
+    """A plausible header (magic, version, small segment count) over random segments and
+    data, with blob_size and CRC right: reaches the segment checks from random values."""
+    nseg = draw(st.integers(0, blobfmt.MAX_SEGMENTS + 2))
+    load_base = draw(st.sampled_from([0, 0x1000000, 2**64 - 4096]) | st.integers(0, 2**64 - 1))
+    head = struct.pack("<8sHHIQIIQQQQQ", blobfmt.BLOB_MAGIC, blobfmt.BLOB_VERSION, HSIZE, nseg,
+                       0, 0, 0, load_base,
+                       draw(st.sampled_from([0, 4096, 2 << 20]) | st.integers(0, 2**64 - 1)),
+                       *(draw(st.integers(0, 2**64 - 1)) for _ in range(3)))
+    body = draw(st.binary(min_size=0, max_size=SSIZE * nseg + 256))
+    return fixed(head + body)
+
+
 @FAST
 @given(data=st.one_of(st.binary(max_size=4096),
-                      st.binary(max_size=400).map(lambda b: blobfmt.BLOB_MAGIC + b)))
+                      st.binary(min_size=HSIZE, max_size=4096),
+                      st.binary(max_size=400).map(lambda b: blobfmt.BLOB_MAGIC + b),
+                      random_blobs()))
 def test_unpack_random_bytes(data):
     check_unpack(data)
     check_unpack(fixed(data))
+    check_inspect(fixed(data))
 
 
 @FAST
@@ -212,9 +250,13 @@ def test_unpack_and_inspect_mutated_blob(blob, layout, data):
 def test_inspect_field_mutations(blob, layout, data):
     """Hostile values in the header, segments, configuration, lists and page tables."""
     _, fields = layout
+    groups = {}
+    for f in fields:   # header, segment, payload_info, memory, sector, pt0..pt3
+        groups.setdefault(f[2].split("[")[0].split(".")[0], []).append(f)
     b = bytearray(blob)
     for _ in range(data.draw(st.integers(1, 4))):
-        off, width, _name = data.draw(st.sampled_from(fields))
+        group = data.draw(st.sampled_from(sorted(groups)))
+        off, width, _name = data.draw(st.sampled_from(groups[group]))
         fmt = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}[width]
         original = struct.unpack_from(fmt, b, off)[0]
         struct.pack_into(fmt, b, off, data.draw(field_value(original, width)))
@@ -227,12 +269,71 @@ def test_inspect_field_mutations(blob, layout, data):
 
 @contextmanager
 def time_limit(seconds):
+    """TimeoutError in the block after `seconds`. The timer keeps firing every 50 ms: an
+    exception raised while a gc callback runs (hypothesis installs one) is swallowed."""
     def fire(*_):
         raise TimeoutError(f"still running after {seconds} s")
     old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def patched(blob, layout, values, pages=()):
+    """The blob with fields set by name ({"payload_info.pml4": v}) and file bytes replaced
+    ([(file offset, bytes)]), CRC rewritten."""
+    _, fields = layout
+    where = {name: (off, width) for off, width, name in fields}
+    b = bytearray(blob)
+    for name, v in values.items():
+        off, width = where[name]
+        b[off:off + width] = v.to_bytes(width, "little")
+    for off, data in pages:
+        b[off:off + len(data)] = data
+    return fixed(bytes(b), size=False)
+
+
+def last_segment(blob):
+    _, segs = blobfmt.unpack(blob)
+    return max(enumerate(segs), key=lambda i_s: i_s[1].addr)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("made", ["patched", "atheris"])
+def test_inspect_huge_memory_count_is_bounded(blob, layout, made):
+    if made == "patched":
+        i, last = last_segment(blob)       # grown, it overlaps no other segment
+        evil = patched(blob, layout, {
+            "header.reserved_size": 1 << 40,
+            f"segment[{i}].mem_size": 1 << 36,
+            "payload_info.memory_list": -(-(last.addr + last.file_size) // 16) * 16,
+            "payload_info.memory_count": 0xFFFFFFFF,
+        })
+    else:
+        # What atheris found on its own (tests/fuzz/atheris_parsers.py blob): one segment
+        # at 0 of 192 GiB, payload_info inside its file bytes, memory_count 1112756051.
+        evil = ATHERIS_MEMORY_COUNT
+    with time_limit(1.0):
+        check_inspect(evil)
+
+
+ATHERIS_MEMORY_COUNT = bytes.fromhex(
+    "534f53424c4f4200010000000100000079000000000000004d615d4b00000000000000000000000053"
+    "4f53424c4f429200000000000000000100000001000000080000000000000000000000000000000000"
+    "000000000000780000000000000000080000300000000000000000000000ff0000000000000000")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_inspect_self_referencing_page_table_is_bounded(blob, layout):
+    _, segs = blobfmt.unpack(blob)
+    text = next(s for s in segs if s.kind == blobfmt.SEGMENT_KIND.TEXT)
+    page = -(-text.addr // 4096) * 4096            # a page with file bytes we can fill
+    assert page + 4096 <= text.addr + text.file_size
+    table = struct.pack("<512Q", *[page | 0x23] * 512)
+    evil = patched(blob, layout, {"payload_info.pml4": page},
+                   [(text.file_offset + page - text.addr, table)])
+    with time_limit(1.0):
+        check_inspect(evil)

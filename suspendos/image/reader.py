@@ -15,11 +15,14 @@ from ..formats import image as fmt
 from ..formats.common import PAGE_SIZE, SECTOR_SIZE, parse
 from ..formats.lists import Extent, MemRange
 
-# Where `image` commands look for an image when not told: the QEMU target's first extent,
-# the start of the disk, then every 1 MiB boundary that holds data.
-DEFAULT_LBAS = (2048, 0)
+# Where `image` commands look for an image when not told (--lba): the QEMU target's first
+# extent, a swap partition at 1 MiB past its header page (suspendos target linux), the start
+# of the disk, then every 1 MiB boundary that holds data, and 4 KiB past each.
+DEFAULT_LBAS = (2048, 2056, 0)
 SCAN_STEP = 1 << 20
 COMPRESSION_NAMES = {0: "none", 1: "lz4"}
+MAX_PHYSICAL = 1 << 52          # x86-64 MAXPHYADDR can be at most 52 (SDM vol. 3, 4.1.4)
+MAX_TABLE_ENTRIES = 1 << 16     # extents or ranges; more is a damaged header
 ENCRYPTION_NAMES = {0: "none", 1: "chacha20-poly1305"}
 STATE_NAMES = {fmt.IMAGE_STATE.VALID: "valid", fmt.IMAGE_STATE.RESUMED: "resumed"}
 
@@ -60,9 +63,10 @@ def find_image(f, size, lba=None):
         except OSError:
             break
         pos = pos // SCAN_STEP * SCAN_STEP
-        f.seek(pos)
-        if f.read(8) == fmt.IMAGE_MAGIC:
-            return pos // SECTOR_SIZE
+        for at in (pos, pos + 4096):
+            f.seek(at)
+            if f.read(8) == fmt.IMAGE_MAGIC:
+                return at // SECTOR_SIZE
         pos += SCAN_STEP
     raise NoImage("no image on this disk (no valid header; an interrupted or failed "
                   "suspend leaves none)")
@@ -118,6 +122,9 @@ class Image:
         while size:
             disk, room = self._map(pos)
             n = min(size, room)
+            if disk + n > self.size:    # also spares seek() offsets the OS refuses
+                raise FormatError(f"image byte {pos}: the disk ends at {self.size} bytes "
+                                  f"(truncated disk)")
             self.f.seek(disk)
             got = self.f.read(n)
             if len(got) < n:
@@ -130,6 +137,9 @@ class Image:
 
     def _load_tables(self):
         h = self.header
+        if h.extent_count > MAX_TABLE_ENTRIES or h.range_count > MAX_TABLE_ENTRIES:
+            raise FormatError(f"image header: {h.extent_count} extents / {h.range_count} "
+                              f"ranges is more than an image has (damaged header)")
         # The first extent starts at the header and holds the extent table (the builder
         # guarantees it); read the table through that extent, then map the rest.
         self.extents = [(self.lba, max(0, self.size // SECTOR_SIZE - self.lba))]
@@ -156,7 +166,12 @@ class Image:
             r = parse(MemRange, raw_rng[i * 16:(i + 1) * 16], f"range table entry {i}")
             if r.end <= r.start or r.start % PAGE_SIZE or r.end % PAGE_SIZE:
                 raise FormatError(f"range table entry {i}: bad range {r.start:#x}-{r.end:#x}")
+            if r.end > MAX_PHYSICAL:
+                raise FormatError(f"range table entry {i}: {r.end:#x} is beyond any physical "
+                                  f"address (2^52)")
             self.ranges.append((r.start, r.end))
+        if not self.ranges:
+            raise FormatError("range table: empty")
         self._page_starts = []
         n = 0
         for s, e in self.ranges:
@@ -198,6 +213,8 @@ class Image:
             zero = [bool(bitmap[i // 8] >> (i % 8) & 1) for i in range(c.page_count)]
             if c.data_pages != zero.count(False):
                 raise FormatError(f"{span}: bitmap and data page count disagree")
+            if c.stored_size > c.data_pages * PAGE_SIZE + fmt.CHUNK_ALIGN:
+                raise FormatError(f"{span}: stored size {c.stored_size} exceeds its pages")
             stored = self.read(pos + c.header_size, c.stored_size)
             if xxhash.xxh64(stored).intdigest() != c.data_xxh64:
                 raise FormatError(f"{span}: data checksum mismatch")
@@ -308,6 +325,13 @@ class Image:
 
     def extract_raw(self, out_path):
         """A file where offset = physical address; zero pages stay holes (read as zeros)."""
+        try:
+            self._extract_raw(out_path)
+        except OSError as e:
+            raise UsageError(f"{out_path}: cannot write memory up to physical address "
+                             f"{max(e_ for _, e_ in self.ranges):#x} ({e.strerror})")
+
+    def _extract_raw(self, out_path):
         end = max(e for _, e in self.ranges)
         tmp = os.fspath(out_path) + ".partial"
         try:
@@ -330,6 +354,12 @@ class Image:
 
     def extract_elf(self, out_path):
         """An ELF core (formats/elfcore.py): one PT_LOAD per range, registers in a note."""
+        try:
+            self._extract_elf(out_path)
+        except OSError as e:
+            raise UsageError(f"{out_path}: cannot write the ELF core ({e.strerror})")
+
+    def _extract_elf(self, out_path):
         from ..formats import elfcore
         ctx = self.header.context
         regs = {r: ctx[r] for r in ("rbx", "rbp", "r12", "r13", "r14", "r15", "rip", "rsp")}

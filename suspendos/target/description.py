@@ -46,7 +46,7 @@ class Disk:
             b, d, f = int(bus, 16), int(dev, 16), int(fn, 16)
         except ValueError:
             raise UsageError(f"disk.pci: {self.pci!r} is not bus:dev.fn (e.g. 00:1f.2)")
-        if b > 255 or d > 31 or f > 7:
+        if not (0 <= b <= 255 and 0 <= d <= 31 and 0 <= f <= 7) or "-" in self.pci:
             raise UsageError(f"disk.pci: {self.pci!r} is out of range")
         return b, d, f
 
@@ -216,6 +216,9 @@ class Target:
             raise UsageError(f"options.chunk_pages: must be 1-{image.MAX_CHUNK_PAGES} (or 0 for the default)")
         if not 64 <= o.max_command_kib <= 32768 or o.max_command_kib % 4:
             raise UsageError("options.max_command_kib: must be a multiple of 4 from 64 to 32768")
+        for name in ("serial_port", "debug_exit_port"):
+            if not 0 <= getattr(o, name) <= 0xFFFF:
+                raise UsageError(f"options.{name}: must be an I/O port number (0-65535)")
 
     # ---- serialisation -------------------------------------------------------------
     def to_dict(self):
@@ -276,7 +279,7 @@ def from_dict(d):
 def loads(text, origin="target"):
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, RecursionError) as e:   # RecursionError: deep nesting
         raise UsageError(f"{origin}: not a valid TOML file ({e})")
     return from_dict(data)
 

@@ -22,7 +22,7 @@ HARNESSES = {
 }
 
 CFLAGS = ["-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
-          "-fno-omit-frame-pointer", "-Wall", "-Wextra", "-Werror"]
+          "-fno-omit-frame-pointer", "-Wall", "-Wextra"]
 
 
 def clang():

@@ -1,6 +1,7 @@
 /*
- * libFuzzer harness for lz4_decompress_safe() (builder/core/lz4.c), the LZ4
- * decoder the resume loader uses on blocks read from disk.
+ * libFuzzer harness for lz4_decompress_safe() and lz4_decoded_size()
+ * (builder/core/lz4.c), the LZ4 decoder the resume loader uses on blocks read
+ * from disk.
  *
  * Input: u16 little-endian dst_cap, then the block (any bytes).
  *
@@ -9,6 +10,8 @@
  *    blocks of exactly those sizes, so AddressSanitizer aborts on any overread
  *    or overwrite; UBSan aborts on undefined behaviour;
  *  - the result is -1 or a size in 0..dst_cap;
+ *  - lz4_decoded_size(), which the resume loader's verify pass uses to prove a block
+ *    decodes before any page is written, returns exactly the same;
  *  - the verdict and output equal a plain reading of the block format spec
  *    (spec_decode below: literals and matches, offset 1..output so far, the
  *    block ends right after the literals of a sequence);
@@ -109,6 +112,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     int r = lz4_decompress_safe(src, (int)n, dst, (int)cap);
     CHECK(r == -1 || (r >= 0 && (size_t)r <= cap));
+
+    /* lz4_decoded_size: the resume loader's verify pass trusts it to predict the
+     * decoder's answer exactly, reading only src[0..n). */
+    CHECK(lz4_decoded_size(src, (int)n, (int)cap) == r);
 
     int s = spec_decode(src, n, want, cap);
     CHECK(r == s);
