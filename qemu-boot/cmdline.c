@@ -69,6 +69,34 @@ static void parse_mix(const char *v, struct host_options *o)
         host_fail(EXIT_BAD_BOOT_INFO, "bad command line: mix sums to %u, not 100", sum);
 }
 
+/* vbe=WxHxBPP or vbe=off */
+static void parse_vbe(const char *v, struct host_options *o)
+{
+    uint64_t n[3];
+    if (word_is(v, "off")) {
+        o->vbe_width = o->vbe_height = o->vbe_bpp = 0;
+        return;
+    }
+    for (int i = 0; i < 3; i++) {
+        char end = i < 2 ? 'x' : 0;
+        if (!parse_u64(v, end, &n[i]))
+            host_fail(EXIT_BAD_BOOT_INFO, "bad command line: vbe=WxHxBPP or vbe=off");
+        while (*v && *v != end)
+            v++;
+        if (i < 2) {
+            if (*v != 'x')
+                host_fail(EXIT_BAD_BOOT_INFO, "bad command line: vbe=WxHxBPP or vbe=off");
+            v++;
+        }
+    }
+    if (n[0] < 320 || n[0] > 2560 || n[1] < 200 || n[1] > 1600 ||
+        (n[2] != 16 && n[2] != 24 && n[2] != 32))
+        host_fail(EXIT_BAD_BOOT_INFO, "bad command line: vbe mode out of range");
+    o->vbe_width = (unsigned)n[0];
+    o->vbe_height = (unsigned)n[1];
+    o->vbe_bpp = (unsigned)n[2];
+}
+
 static void apply(const char *w, struct host_options *o)
 {
     if (has_prefix(w, "seed=")) {
@@ -89,6 +117,8 @@ static void apply(const char *w, struct host_options *o)
             host_fail(EXIT_BAD_BOOT_INFO, "bad command line: pause=before|after|both");
     } else if (word_is(w, "quiet")) {
         o->handoff_flags |= SOS_HANDOFF_QUIET;
+    } else if (has_prefix(w, "vbe=")) {
+        parse_vbe(w + 4, o);
     } else {
         host_fail(EXIT_BAD_BOOT_INFO, "bad command line: unknown option '%s'", w);
     }
@@ -96,7 +126,8 @@ static void apply(const char *w, struct host_options *o)
 
 void cmdline_parse(const char *s, struct host_options *o)
 {
-    *o = (struct host_options){ .seed = 1, .mix = { 25, 25, 25, 25 }, .handoff_flags = 0 };
+    *o = (struct host_options){ .seed = 1, .mix = { 25, 25, 25, 25 }, .handoff_flags = 0,
+                                .vbe_width = 800, .vbe_height = 600, .vbe_bpp = 32 };
     int first = 1;
     while (*s) {
         while (*s == ' ' || *s == '\t')

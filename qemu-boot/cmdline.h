@@ -5,6 +5,8 @@
  *                   (default 25,25,25,25)
  *   pause=before|after|both   SOS_HANDOFF_PAUSE_BEFORE_READ / _BEFORE_RETURN in handoff.flags
  *   quiet           SOS_HANDOFF_QUIET in handoff.flags
+ *   vbe=WxHxBPP|off the Bochs VBE framebuffer mode to set before the handoff
+ *                   (default 800x600x32; BPP 16, 24 or 32)
  * QEMU passes "<kernel file name> <append>" (hw/i386/multiboot.c), so the first word is
  * skipped. Anything else is refused: exit EXIT_BAD_BOOT_INFO.
  */
@@ -18,6 +20,7 @@ struct host_options {
     uint64_t seed;
     unsigned mix[KIND_COUNT];   /* percent per enum page_kind, sum 100 */
     uint32_t handoff_flags;     /* SOS_HANDOFF_* */
+    unsigned vbe_width, vbe_height, vbe_bpp;   /* 0 x 0 x 0: leave the display alone */
 };
 
 void cmdline_parse(const char *cmdline, struct host_options *out);

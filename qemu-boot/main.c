@@ -16,6 +16,7 @@
 #include "pagesum.h"
 #include "printf.h"
 #include "serial.h"
+#include "vbe.h"
 
 static struct boot_info boot;
 static struct host_options opt;
@@ -68,6 +69,19 @@ static void print_handoff(const struct sos_handoff *h)
     kprintf("\n");
 }
 
+/* The framebuffer the suspend module's plugins draw on (target [framebuffer]). */
+static void set_display(const struct host_options *o)
+{
+    struct vbe_mode m;
+    if (!o->vbe_bpp)
+        kprintf("@@VBE off\n");
+    else if (vbe_set_mode(o->vbe_width, o->vbe_height, o->vbe_bpp, &m))
+        kprintf("@@VBE none (no Bochs VBE adapter, or it refused %ux%ux%u)\n", o->vbe_width,
+                o->vbe_height, o->vbe_bpp);
+    else
+        kprintf("@@VBE %ux%ux%u pitch=%u\n", m.width, m.height, m.bpp, m.pitch);
+}
+
 static int success(uint32_t status)
 {
     return status == SOS_STATUS_WRITTEN || status == SOS_STATUS_RESUMED;
@@ -86,6 +100,7 @@ void host_main(uint32_t magic, uint32_t mbi)
     cmdline_parse(boot.cmdline, &opt);
     kprintf("@@OPTIONS seed=0x%lx mix=%u,%u,%u,%u flags=0x%x\n", opt.seed, opt.mix[0],
             opt.mix[1], opt.mix[2], opt.mix[3], opt.handoff_flags);
+    set_display(&opt);
 
     if (!boot.module_count)
         host_fail(EXIT_NO_MODULE, "no multiboot module: pass the blob with -initrd");
@@ -122,6 +137,11 @@ void host_main(uint32_t magic, uint32_t mbi)
      * underneath, so the UART is set up again before anything is printed. */
     serial_init(SERIAL_COM1);
     kprintf("\n@@HOST back\n");
+    /* Back through a resume: everything below checks the RAM the loader restored against
+     * the checksums recorded above (the table, in RAM, came back with it) and the CPU
+     * state against `before` (restored too), exactly as after a normal return. */
+    if (status == SOS_STATUS_RESUMED)
+        kprintf("@@HOST resumed pages=%lu\n", ho->pages_saved);
     if (ho->status != status)
         kprintf("@@STATUS returned=0x%x handoff=0x%x\n", status, ho->status);
     print_handoff(ho);

@@ -27,10 +27,21 @@ def cmd_target_qemu(a):
     from .target.qemu import qemu_target
     memory = parse_size(a.memory, "--memory")
     disk_size = parse_size(a.disk_size, "--disk-size") if a.disk_size else None
-    t = qemu_target(memory, disk_size, a.compress)
+    from .plugins.cli import parse_fb_mode
+    t = qemu_target(memory, disk_size, a.compress, framebuffer=parse_fb_mode(a.framebuffer))
     write_atomic(a.output, dumps(t).encode())
     print(f"wrote {a.output}: {t.name}, {t.saved_pages()} pages to save, disk "
           f"{t.disk.sectors} sectors, extents {[(e.lba, e.count) for e in t.extents]}")
+
+
+def cmd_target_linux(a):
+    from .target.description import dumps
+    from .target.linux import linux_target
+    t = linux_target(a.swap, a.sysroot, a.compress, with_framebuffer=not a.no_framebuffer)
+    write_atomic(a.output, dumps(t).encode())
+    print(f"wrote {a.output}: {t.name}, {t.saved_pages()} pages to save, reserved "
+          f"{t.reserved.load_address:#x}+{t.reserved.size:#x}, AHCI {t.disk.pci} port "
+          f"{t.disk.port}, extents {[(e.lba, e.count) for e in t.extents]}")
 
 
 def cmd_target_check(a):
@@ -43,15 +54,15 @@ def cmd_target_check(a):
 # ---- build / inspect ----------------------------------------------------------------------
 def cmd_build(a):
     from .build.payload import build_payload
+    from .plugins.cli import approved_plugins
     from .target import load
-    if a.plugin:
-        raise UsageError("--plugin: plugins are not supported by this version yet")
+    plugins = approved_plugins(a)       # refused packages: exit 2 before anything is built
     t = load(a.target)
     if a.compress:
         t.options.compress = a.compress
         t.validate()
     key = _key(a, "encrypt_key")
-    result = build_payload(t, key=key)
+    result = build_payload(t, key=key, plugins=plugins)
     # A blob built with a key carries it: only its owner may read it.
     write_atomic(a.output, result.blob, mode=0o600 if key else 0o644)
     print(f"wrote {a.output}: {len(result.blob)} bytes, loads at {t.reserved.load_address:#x}")
@@ -100,10 +111,15 @@ def cmd_qemu_suspend(a):
     memory = parse_size(a.memory, "--memory")
     from .target.qemu import check_memory
     check_memory(memory)
+    from .plugins.cli import approved_plugins, parse_fb_mode
+    plugins = approved_plugins(a)       # refused packages: exit 2 before the disk is made
     summary, ok = qemu_suspend(memory, a.disk, seed=a.seed, compress=a.compress,
                                ram_dump=a.ram_dump, inject=_parse_inject(a.inject),
                                show_progress=not a.quiet, key=_key(a, "encrypt_key"),
-                               target=_target_override(a), selftest=_selftest(a.selftest))
+                               target=_target_override(a), selftest=_selftest(a.selftest),
+                               plugins=plugins, screenshot=a.screenshot,
+                               framebuffer=parse_fb_mode(a.framebuffer),
+                               mix=a.mix)
     if a.json:
         emit_json(summary)
     else:
@@ -112,6 +128,9 @@ def cmd_qemu_suspend(a):
         print(f"saved {s['pages_saved']} of {s['pages_total']} pages ({s['zero_pages']} zero), "
               f"wrote {s['bytes_written']} bytes in {s['seconds']} s ({s['mb_per_s']} MB/s)")
         print(f"host checks: memory {s['host_memory_check']}, CPU state {s['host_cpu_check']}")
+        if s.get("plugins") is not None:
+            print(f"plugins: {s['draw_seconds']} s in hooks, {s['draw_percent']}% of the run"
+                  + (f"; screenshot {a.screenshot}" if a.screenshot else ""))
     if not ok:
         reason = summary["message"] or summary["status"]
         if summary["host_memory_check"] != "passed":
@@ -169,21 +188,21 @@ def cmd_key_new(a):
 
 def cmd_image_info(a):
     from .image.reader import open_image
-    img = open_image(a.disk, key=_key(a))
+    img = open_image(a.disk, lba=a.lba, key=_key(a))
     info = img.info()
     emit_json(info) if a.json else print(img.describe())
 
 
 def cmd_image_verify(a):
     from .image.reader import open_image
-    img = open_image(a.disk, key=_key(a))
+    img = open_image(a.disk, lba=a.lba, key=_key(a))
     report = img.verify(ram=a.ram)
     print(report)
 
 
 def cmd_image_extract(a):
     from .image.reader import open_image
-    img = open_image(a.disk, key=_key(a))
+    img = open_image(a.disk, lba=a.lba, key=_key(a))
     if not a.output and not a.elf:
         raise UsageError("image extract: give -o FILE and/or --elf FILE")
     if a.output:
@@ -194,12 +213,18 @@ def cmd_image_extract(a):
         print(f"wrote {a.elf}: ELF core with {img.header.range_count} PT_LOAD segments")
 
 
+def cmd_image_discard(a):
+    from .target.linux import discard_image
+    print(f"{a.area}: {discard_image(a.area, a.offset)}")
+
+
 def cmd_bench_compress(argv):
     from .bench_compress import main as bench_main
     return bench_main(argv)
 
 
 def parser():
+    from .plugins.cli import add_parser as add_plugin_parser, add_plugin_options
     p = argparse.ArgumentParser(prog="suspendos", description=__doc__)
     p.add_argument("--version", action="version", version=f"suspendos {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -210,8 +235,19 @@ def parser():
     tq.add_argument("--memory", required=True, help="guest RAM, 64M to 8G")
     tq.add_argument("--disk-size", help="disk size (default: just enough for the worst case)")
     tq.add_argument("--compress", choices=("none", "lz4"), default="none")
+    tq.add_argument("--framebuffer", default="800x600x32",
+                    help="the Bochs VBE mode the test host sets: WxHxBPP (BPP 32, 24 or 16) "
+                         "or none (default 800x600x32)")
     tq.add_argument("-o", "--output", required=True)
     tq.set_defaults(func=cmd_target_qemu)
+    tl = t.add_parser("linux", help="describe this Linux system (as root; docs/LINUX.md)")
+    tl.add_argument("--swap", help="the swap partition or file to hold the image (default: "
+                    "the only one in /proc/swaps)")
+    tl.add_argument("--sysroot", help="read a copy of /sys and /proc here instead of the live ones")
+    tl.add_argument("--compress", choices=("none", "lz4"), default="none")
+    tl.add_argument("--no-framebuffer", action="store_true", help="leave /dev/fb0 out")
+    tl.add_argument("-o", "--output", required=True)
+    tl.set_defaults(func=cmd_target_linux)
     tc = t.add_parser("check", help="validate a target description")
     tc.add_argument("file")
     tc.set_defaults(func=cmd_target_check)
@@ -220,7 +256,7 @@ def parser():
     b.add_argument("--target", required=True)
     b.add_argument("-o", "--output", required=True)
     b.add_argument("--compress", choices=("none", "lz4"))
-    b.add_argument("--plugin", action="append", default=[])
+    add_plugin_options(b)
     b.add_argument("--encrypt-key", help="encrypt the image with this key (suspendos key new)")
     b.set_defaults(func=cmd_build)
 
@@ -235,6 +271,8 @@ def parser():
     qs.add_argument("--memory", required=True)
     qs.add_argument("--disk", required=True)
     qs.add_argument("--seed", type=int, default=1)
+    qs.add_argument("--mix", help="Z,R,T,P: percent of zero, random, text and pattern pages the "
+                    "test host fills RAM with (default 25,25,25,25)")
     qs.add_argument("--compress", choices=("none", "lz4"), default="none")
     qs.add_argument("--ram-dump", help="write guest RAM (QMP pmemsave) here, offset = address")
     qs.add_argument("--inject", help="write-error:LBA[,always]: fail a disk write; write-stall: never complete one "
@@ -245,6 +283,12 @@ def parser():
     qs.add_argument("--selftest", choices=("write-saved-ram", "execute-data", "divide-error",
                                            "read-unmapped", "write-text"),
                     help="make the payload fault on purpose (proves page tables and IDT)")
+    add_plugin_options(qs)
+    qs.add_argument("--framebuffer", default="800x600x32",
+                    help="the Bochs VBE mode the test host sets: WxHxBPP (BPP 32, 24 or 16) "
+                         "or none (default 800x600x32)")
+    qs.add_argument("--screenshot", metavar="FILE.png",
+                    help="save the screen (QMP screendump) after the plugins' last frame")
     qs.add_argument("--json", action="store_true")
     qs.add_argument("--quiet", action="store_true", help="no progress on stderr")
     qs.set_defaults(func=cmd_qemu_suspend)
@@ -260,24 +304,32 @@ def parser():
         dest="what", required=True)
     ii = im.add_parser("info")
     ii.add_argument("disk")
+    ii.add_argument("--lba", type=int, help="the image header's LBA (default: look for it)")
     ii.add_argument("--json", action="store_true")
     ii.add_argument("--key", help="the key of an encrypted image (checks it)")
     ii.set_defaults(func=cmd_image_info)
     iv = im.add_parser("verify")
     iv.add_argument("disk")
+    iv.add_argument("--lba", type=int, help="the image header's LBA (default: look for it)")
     iv.add_argument("--ram", help="a RAM dump (offset = address) to compare every page with")
     iv.add_argument("--key", help="the key of an encrypted image")
     iv.set_defaults(func=cmd_image_verify)
     ie = im.add_parser("extract")
     ie.add_argument("disk")
+    ie.add_argument("--lba", type=int, help="the image header's LBA (default: look for it)")
     ie.add_argument("-o", "--output", help="raw memory file, offset = physical address")
     ie.add_argument("--elf", help="ELF core file, one PT_LOAD per range")
     ie.add_argument("--key", help="the key of an encrypted image")
     ie.set_defaults(func=cmd_image_extract)
+    idc = im.add_parser("discard", help="drop the image on a swap area and make it swap again")
+    idc.add_argument("area", help="the swap partition or file (or a disk image with --offset)")
+    idc.add_argument("--offset", type=int, default=0, help="byte offset of the swap area in AREA")
+    idc.set_defaults(func=cmd_image_discard)
     bn = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     bc = bn.add_parser("compress", add_help=False,
                        help="our LZ4 against liblz4 (suspendos bench compress --help)")
     bc.set_defaults(func=lambda a: cmd_bench_compress([]))
+    add_plugin_parser(sub)
     k = sub.add_parser("key", help="encryption keys").add_subparsers(dest="what", required=True)
     kn = k.add_parser("new", help="write a new random 32-byte key")
     kn.add_argument("-o", "--output", required=True)

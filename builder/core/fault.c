@@ -4,6 +4,7 @@
  * been written at that point (the writer writes it last), so a fault never leaves an image.
  */
 #include "payload.h"
+#include "plugin_host.h"
 #include "printf.h"
 
 struct fault_frame {            /* as isr.S and the CPU left it (SDM vol. 3, 6.14.1) */
@@ -25,24 +26,32 @@ static int in_fault;
 
 __attribute__((noreturn)) void fault_handler(struct fault_frame *f)
 {
+    /* First: inside a plugin hook the core's memory is read-only; back to the core's view. */
+    const char *plugin = plugin_host_fault_enter();
     struct sos_handoff *h = sos_run.handoff;
     uint64_t cr2;
     __asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
     if (in_fault++)             /* a fault while handling one: just get out */
         unwind_to_host();
     const char *name = f->vector < 32 ? vector_names[f->vector] : "unexpected vector";
+    uint32_t status = plugin ? SOS_STATUS_PLUGIN_FAULT : SOS_STATUS_CPU_FAULT;
     h->fault_vector = (uint32_t)f->vector;
     h->fault_error_code = f->error_code;
     h->fault_rip = f->rip;
     h->fault_address = f->vector == 14 ? cr2 : 0;
     /* Page-fault error code bits (SDM vol. 3, 4.7): P=0 not present, W/R=1 write,
      * I/D=4 instruction fetch. The message must fit handoff.message (64 bytes). */
-    if (f->vector == 14)
-        fail(SOS_STATUS_CPU_FAULT, "#PF %s %lx%s at rip %lx",
-             f->error_code & 16 ? "fetch from" : f->error_code & 2 ? "write to" : "read of",
-             cr2, f->error_code & 1 ? "" : " (not present)", f->rip);
+    const char *access = f->error_code & 16 ? "fetch from" : f->error_code & 2 ? "write to"
+                                                                             : "read of";
+    if (plugin && f->vector == 14)      /* the name first: it must survive truncation */
+        fail(status, "plugin %s: #PF %s %lx at rip %lx", plugin, access, cr2, f->rip);
+    else if (plugin)
+        fail(status, "plugin %s: %s at rip %lx", plugin, name, f->rip);
+    else if (f->vector == 14)
+        fail(status, "#PF %s %lx%s at rip %lx", access, cr2,
+             f->error_code & 1 ? "" : " (not present)", f->rip);
     else
-        fail(SOS_STATUS_CPU_FAULT, "%s at rip %lx", name, f->rip);
+        fail(status, "%s at rip %lx", name, f->rip);
     release_devices();
     h->tsc_end = rdtsc();
     unwind_to_host();

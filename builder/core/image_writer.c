@@ -20,6 +20,7 @@
 #include "chacha20poly1305.h"
 #include "image_writer.h"
 #include "lz4.h"
+#include "plugin_host.h"
 #include "printf.h"
 #include "stream.h"
 #include "string.h"
@@ -240,6 +241,7 @@ static void report_progress(struct progress *p, uint64_t done)
         kprintf("@@PROGRESS %lu %lu\n", done, p->total);
         p->next = done + p->step;
     }
+    plugin_host_progress(done, p->total, SOS_PHASE_WRITING);   /* redraws on whole percents */
 }
 
 uint32_t write_image(struct ahci *disk)
@@ -338,6 +340,7 @@ uint32_t write_image(struct ahci *disk)
     rc = stream_flush_cache(&s);
     if (rc)
         return rc;
+    plugin_host_finish(SOS_STATUS_WRITTEN);    /* last frame: a plugin fault leaves no header */
     memset(hdr, 0, SOS_IMAGE_HEADER_BLOCK);
     memcpy(hdr->magic, SOS_IMAGE_MAGIC, SOS_IMAGE_MAGIC_LEN);
     hdr->version = SOS_IMAGE_VERSION;

@@ -6,6 +6,7 @@
 #include "payload.h"
 #include "ahci.h"
 #include "image_writer.h"
+#include "plugin_host.h"
 #include "printf.h"
 #include "serial.h"
 #include "string.h"
@@ -160,9 +161,11 @@ uint32_t payload_main(struct sos_handoff *h)
     if (info->selftest)
         selftest(info);
 
+    plugin_host_init();         /* first frame; plugins never see the disk */
     rc = open_disk(info);
     if (!rc)
         rc = write_image(&disk);
+    plugin_host_finish(rc ? h->status : SOS_STATUS_WRITTEN);   /* once; the writer's call wins */
     release_devices();
     if (h->flags & SOS_HANDOFF_PAUSE_BEFORE_RETURN)
         pause_point("before-return");

@@ -8,6 +8,7 @@ Reserved region layout (all page-aligned):
     + 0x1000             handoff page (RW): handoff block, GDT, descriptor scratch
     + 0x2000             payload ELF: .text RX, .rodata R, .data RW, .bss RW,
                          guard page (unmapped), stack RW
+    ...                  plugins, if any, each linked alone (suspendos/plugins/link.py)
     ...                  tables (R): IDT, memory list, sector list, page tables
     ...                  scratch (RW) up to the end of the region: AHCI DMA area, then the
                          image writer's buffers
@@ -34,6 +35,9 @@ from . import idt, toolchain, trampoline
 STACK_SIZE = 64 * 1024
 AHCI_DMA_SIZE = 0x10000          # PAYLOAD_AHCI_DMA_SIZE in builder/core/payload.h
 MIN_WRITER_SCRATCH = 64 * 1024   # header block, tables, chunk headers
+# With plugins taking room, keep what LZ4 or encrypted chunks need (staging and two stream
+# buffers, image_writer.c), so a plugin never turns a build into a run that cannot write.
+PLUGIN_MIN_WRITER_SCRATCH = 512 * 1024
 AHCI_MMIO_SPAN = 0x2000          # generic host control + 32 ports (AHCI 3: 0x100 + 32 * 0x80)
 SEG = blobfmt.SEGMENT_KIND
 PERM = blobfmt.SEGMENT_PERM
@@ -54,6 +58,7 @@ class BuildResult:
     regions: list = field(default_factory=list)
     symbols: dict = field(default_factory=dict)
     tables: object = None
+    plugin_views: list = field(default_factory=list)   # page tables of each plugin's view
 
 
 def _elf_info(path):
@@ -155,18 +160,28 @@ def patch_payload_info(data, data_addr, sym, info):
     return data[:off] + info + data[off + PayloadInfo.sizeof():]
 
 
-def build_payload(target, workdir=None, key=None, selftest=0):
+def build_payload(target, workdir=None, key=None, selftest=0, plugins=None):
+    """`plugins`: approved packages (suspendos.plugins.package.approve), linked after the
+    core, each with its own page-table view."""
     target.validate()
     with tempfile.TemporaryDirectory(prefix="sos-build-") as tmp:
         work = Path(workdir or tmp)
         elf = compile_payload(target, work)
-        return _assemble(target, *_elf_info(elf), key=key, selftest=selftest)
+        sections, sym = _elf_info(elf)
+        placed = []
+        if plugins:
+            from ..plugins import link as plugin_link, sdk as plugin_sdk
+            prepared = plugin_sdk.prepare(plugins, target, work / "plugins")
+            placed, _ = plugin_link.place(
+                [(p.name, p.object, p.assets, p.descriptor_name) for p in prepared],
+                sym["sos_image_end"], work / "plugins")
+        return _assemble(target, sections, sym, key=key, selftest=selftest, plugins=placed)
 
 
-def _assemble(target, sections, sym, key=None, selftest=0):
+def _assemble(target, sections, sym, key=None, selftest=0, plugins=()):
     load, reserved_end = target.reserved_range
     tramp_addr, handoff_addr = load, load + PAGE_SIZE
-    image_end = align_up(sym["sos_image_end"], PAGE_SIZE)
+    image_end = align_up(plugins[-1].end if plugins else sym["sos_image_end"], PAGE_SIZE)
 
     # Tables: IDT, memory list, sector list, then the page tables (placed once sized).
     saved, mem_list, sec_list = target_lists(target)
@@ -182,6 +197,8 @@ def _assemble(target, sections, sym, key=None, selftest=0):
         for name, (addr, size, _) in sorted(sections.items(), key=lambda kv: kv[1][0]):
             r.append(Region(name, addr, align_up(addr + size, PAGE_SIZE), perms[name]))
         r.append(Region("stack", sym["sos_stack_bottom"], sym["sos_stack_top"], "rw-"))
+        for p in plugins:
+            r += [Region(label, s, e, core) for label, s, e, core, _ in p.regions]
         r.append(Region("tables", idt_addr, pt_end, "r--"))
         r.append(Region("scratch", pt_end, reserved_end, "rw-"))
         r += [Region("saved RAM", s, e, "r--") for s, e in saved]
@@ -199,20 +216,32 @@ def _assemble(target, sections, sym, key=None, selftest=0):
                                    executable="x" in r.perm, uncached=r.uncached, name=r.name)
                 for r in regions]
 
+    def views(regions):   # the core's page tables, then one view per plugin
+        from ..plugins.link import view_mappings
+        return [mappings(regions)] + [view_mappings(regions, plugins, i)
+                                      for i in range(len(plugins))]
+
     pt_size = 0
     for _ in range(4):   # the tables map themselves: iterate until their size settles
-        size = pagetables.table_bytes_needed(mappings(regions_for(pt_base + pt_size)))
+        size = sum(pagetables.table_bytes_needed(m) for m in views(regions_for(pt_base + pt_size)))
         if size == pt_size:
             break
         pt_size = size
     pt_end = pt_base + pt_size
     scratch = reserved_end - pt_end
     need = AHCI_DMA_SIZE + MIN_WRITER_SCRATCH
+    if plugins:
+        need = max(need, PLUGIN_MIN_WRITER_SCRATCH)
     if scratch < need:
         raise UsageError(f"reserved.size: {target.reserved.size:#x} is too small for the payload "
                          f"(it needs at least {pt_end - load + need:#x})")
     regions = regions_for(pt_end)
-    tables = pagetables.build_page_tables(mappings(regions), pt_base)
+    all_maps = views(regions)
+    tables = pagetables.build_page_tables(all_maps[0], pt_base)
+    plugin_views, view_base = [], pt_base + len(tables.data)
+    for m in all_maps[1:]:
+        plugin_views.append(pagetables.build_page_tables(m, view_base))
+        view_base += len(plugin_views[-1].data)
 
     code, exit_addr = trampoline.assemble(
         tramp_addr, handoff=handoff_addr, pml4=tables.root, idt_base=idt_addr,
@@ -227,12 +256,18 @@ def _assemble(target, sections, sym, key=None, selftest=0):
                         trampoline_exit=exit_addr)
     data_addr, data_size, data = sections[".data"]
     data = patch_payload_info(data, data_addr, sym, info)
+    if plugins:
+        from ..plugins.link import plugin_table
+        off = sym["sos_plugin_table"] - data_addr
+        table = plugin_table(plugins, [v.root for v in plugin_views])
+        data = data[:off] + table + data[off + len(table):]
 
     handoff_page = build(handofffmt.Handoff, handofffmt.new_handoff(), "handoff block")
     handoff_page = handoff_page.ljust(trampoline.GDT_OFFSET, b"\0") + trampoline.gdt_page_bytes(
         handoff_addr, idt_addr, idt.IDT_BYTES - 1)
     table_bytes = (idt.build_idt(sym, trampoline.CODE_SELECTOR) + mem_list + sec_list)
-    table_bytes = table_bytes.ljust(pt_base - idt_addr, b"\0") + tables.data
+    table_bytes = table_bytes.ljust(pt_base - idt_addr, b"\0") + tables.data + b"".join(
+        v.data for v in plugin_views)
 
     segs, payloads = [], []
 
@@ -257,9 +292,41 @@ def _assemble(target, sections, sym, key=None, selftest=0):
     if ".bss" in sections:
         addr, size, _ = sections[".bss"]
         add(SEG.BSS, addr, PERM.R | PERM.W, b"", size)
+    for p in plugins:       # permissions as the plugin's own view maps them
+        for name, kind, perm in ((".text", SEG.TEXT, PERM.R | PERM.X),
+                                 (".rodata", SEG.RODATA, PERM.R),
+                                 (".data", SEG.DATA, PERM.R | PERM.W),
+                                 (".bss", SEG.BSS, PERM.R | PERM.W)):
+            if name in p.linked.sections:
+                addr, size, content = p.linked.sections[name]
+                add(kind, addr, perm, content, size)
+        if p.assets:
+            add(SEG.RODATA, p.assets_addr, PERM.R, p.assets)
     add(SEG.TABLES, idt_addr, PERM.R, table_bytes)
+    _fit_segments(segs, payloads)
     header = dict(magic=blobfmt.BLOB_MAGIC, flags=0, load_base=load,
                   reserved_size=target.reserved.size, entry=tramp_addr, handoff=handoff_addr,
                   payload_info=sym["sos_payload_info"])
     out = blobfmt.pack(header, segs, payloads)
-    return BuildResult(blob=out, regions=regions, symbols=sym, tables=tables)
+    return BuildResult(blob=out, regions=regions, symbols=sym, tables=tables,
+                       plugin_views=plugin_views)
+
+
+def _fit_segments(segs, payloads):
+    """Merge adjacent pieces of one segment (split at zero runs) until the blob's segment
+    table is not over its limit, cheapest merge (fewest zero bytes stored) first."""
+    while len(segs) > blobfmt.MAX_SEGMENTS:
+        best = None
+        for i in range(len(segs) - 1):
+            a, b = segs[i], segs[i + 1]
+            if a["kind"] == b["kind"] and a["perm"] == b["perm"] and \
+                    a["addr"] + a["mem_size"] == b["addr"]:
+                cost = a["mem_size"] - len(payloads[i])
+                if best is None or cost < best[0]:
+                    best = (cost, i)
+        if best is None:
+            raise UsageError(f"the payload needs more than {blobfmt.MAX_SEGMENTS} blob segments")
+        i = best[1]
+        payloads[i] = payloads[i].ljust(segs[i]["mem_size"], b"\0") + payloads[i + 1]
+        segs[i]["mem_size"] += segs[i + 1]["mem_size"]
+        del segs[i + 1], payloads[i + 1]

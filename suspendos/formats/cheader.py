@@ -7,7 +7,7 @@ additionally compiles a probe that prints every sizeof/offsetof.
 """
 import construct as c
 
-from . import blob, context, handoff, image, lists, payload_info, status
+from . import blob, context, handoff, image, lists, payload_info, plugin, status
 from .common import Constants
 
 # (C name, construct declaration), in dependency order.
@@ -21,6 +21,16 @@ STRUCTS = [
     ("sos_blob_segment", blob.Segment),
     ("sos_image_header", image.ImageHeader),
     ("sos_chunk_header", image.ChunkHeader),
+    ("sos_fb_info", plugin.FbInfo),
+    ("sos_plugin_services", plugin.PluginServices),
+    ("sos_plugin", plugin.PluginDescriptor),
+    ("sos_plugin_slot", plugin.PluginSlot),
+    ("sos_plugin_table", plugin.PluginTable),
+    ("sos_theme", plugin.Theme),
+    ("sos_theme_band", plugin.ThemeBand),
+    ("sos_package_header", plugin.PackageHeader),
+    ("sos_package_section", plugin.PackageSection),
+    ("sos_package_signature", plugin.PackageSignature),
 ]
 
 
@@ -28,7 +38,7 @@ STRUCTS = [
 def _values():
     """Every exported constant group and plain value, gathered from the format modules."""
     groups = []
-    for mod in (status, handoff, payload_info, blob, image):
+    for mod in (status, handoff, payload_info, blob, image, plugin):
         for name in dir(mod):
             obj = getattr(mod, name)
             if isinstance(obj, Constants) and obj not in groups:
@@ -48,8 +58,18 @@ def _values():
         "SOS_RAW_CHUNK_HEADER": image.RAW_CHUNK_HEADER,
         "SOS_PAGE_SIZE": 4096,
         "SOS_SECTOR_SIZE": 512,
+        "SOS_PLUGIN_MAGIC": plugin.PLUGIN_MAGIC,
+        "SOS_PLUGIN_ABI_REVISION": plugin.PLUGIN_ABI_REVISION,
+        "SOS_PLUGIN_TABLE_MAGIC": plugin.PLUGIN_TABLE_MAGIC,
+        "SOS_MAX_PLUGINS": plugin.MAX_PLUGINS,
+        "SOS_PLUGIN_NAME_LEN": plugin.PLUGIN_NAME_LEN,
+        "SOS_THEME_MAGIC": plugin.THEME_MAGIC,
+        "SOS_THEME_REVISION": plugin.THEME_REVISION,
+        "SOS_PACKAGE_VERSION": plugin.PACKAGE_VERSION,
     }
-    strings = {"SOS_BLOB_MAGIC": blob.BLOB_MAGIC, "SOS_IMAGE_MAGIC": image.IMAGE_MAGIC}
+    strings = {"SOS_BLOB_MAGIC": blob.BLOB_MAGIC, "SOS_IMAGE_MAGIC": image.IMAGE_MAGIC,
+               "SOS_PACKAGE_MAGIC": plugin.PACKAGE_MAGIC,
+               "SOS_SIGNATURE_MAGIC": plugin.SIGNATURE_MAGIC}
     return groups, plain, strings
 
 
@@ -65,6 +85,8 @@ def _unwrap(sc):
 def _field(sc, names):
     """(C type, array suffix) for one subcon."""
     inner = _unwrap(sc)
+    if isinstance(inner, plugin.CPointer):      # pointers: declarator with the name inside
+        return inner.decl, None
     if isinstance(inner, c.FormatField):
         return _INT_TYPES[inner.sizeof()], ""
     if isinstance(inner, c.Bytes):
@@ -106,7 +128,8 @@ def generate():
         out += ["", f"struct {cname} {{"]
         for sc in struct.subcons:
             ctype, suffix = _field(sc, names)
-            out.append(f"    {ctype} {sc.name}{suffix};")
+            decl = ctype.format(sc.name) if suffix is None else f"{ctype} {sc.name}{suffix}"
+            out.append(f"    {decl};")
         # No `packed`: every declaration is laid out naturally aligned on purpose, and the
         # asserts below fail the build if a compiler disagrees.
         out.append("};" if cname != "sos_cpu_context" else "} __attribute__((aligned(16)));")

@@ -11,7 +11,7 @@ from ..build.testhost import build_test_host
 from ..errors import RunError, UsageError
 from ..formats.common import SECTOR_SIZE
 from ..formats.status import STATUS, SUCCESS
-from ..target.qemu import qemu_target
+from ..target.qemu import DEFAULT_FRAMEBUFFER, qemu_target
 from . import protocol
 from .machine import QemuMachine, debug_exit_value, disk_args, machine_args
 from .ramdump import dump_ram
@@ -68,13 +68,35 @@ def summarize(handoff, host_result, exit_value, message):
         "host_exit": protocol.HOST_EXIT.get(exit_value, f"exit {exit_value}"),
         "host_memory_check": "passed" if host_result.get("changed_pages") == "0" else "failed",
         "host_cpu_check": "passed" if host_result.get("cpu") == "ok" else "failed",
+        # time spent in plugin hooks (handoff.draw_tsc), and its share of the run
+        "draw_seconds": round(handoff.draw_tsc / handoff.tsc_hz_used, 6)
+        if handoff.tsc_hz_used else 0.0,
+        "draw_percent": round(100 * handoff.draw_tsc / (handoff.tsc_end - handoff.tsc_start), 3)
+        if handoff.tsc_end > handoff.tsc_start else 0.0,
     }
-    if handoff.status == STATUS.CPU_FAULT:
+    if handoff.status in (STATUS.CPU_FAULT, STATUS.PLUGIN_FAULT):
         r.update(fault_vector=handoff.fault_vector, fault_rip=handoff.fault_rip,
                  fault_address=handoff.fault_address)
     if handoff.failed_lba or handoff.status == STATUS.AHCI_TASKFILE_ERROR:
         r["failed_lba"] = handoff.failed_lba
     return r
+
+
+CORE_FOOTPRINT = 512 * 1024         # the payload without plugins, tables included, generously
+PLUGIN_OVERHEAD = 512 * 1024        # per plugin: code, stack, scratch, its page-table view
+
+
+def _make_room_for_plugins(target, plugins):
+    """Grow the QEMU target's reserved region, in whole MiB, when what the plugins may need
+    (their packages, PLUGIN_OVERHEAD each) would not leave the payload and the writer's
+    scratch their room. Small themes fit the default 2 MiB, so the region (and with it the
+    saved memory ranges) stays what `qemu resume` expects; a large picture grows it."""
+    from ..build.payload import PLUGIN_MIN_WRITER_SCRATCH
+    need = (CORE_FOOTPRINT + PLUGIN_MIN_WRITER_SCRATCH
+            + sum(len(a.package.signed_part) + PLUGIN_OVERHEAD for a in plugins))
+    if need > target.reserved.size:
+        target.reserved.size = -(-need // (1 << 20)) * (1 << 20)
+        target.validate()
 
 
 async def stall_first_write(machine):
@@ -138,21 +160,33 @@ async def run_guest(args, target, memory, on_pause=None, progress=None, deadline
 
 
 def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=None,
-                 show_progress=True, keep_blob=None, key=None, target=None, selftest=0):
+                 show_progress=True, keep_blob=None, key=None, target=None, selftest=0,
+                 mix=None, plugins=None, screenshot=None, framebuffer=DEFAULT_FRAMEBUFFER):
     """Returns (summary dict, ok). `target`: use this description instead of the machine's
-    own (to test what the payload does with a wrong one)."""
+    own (to test what the payload does with a wrong one). `mix`: "Z,R,T,P", the test host's
+    percentages of zero, random, text and pattern pages (default: the host's 25,25,25,25).
+    `plugins`: approved packages (suspendos.plugins.package.approve). `framebuffer`: the
+    VBE mode (w, h, bpp) or None; the test host sets the target's. `screenshot`: a PNG
+    path for QMP screendump, taken at a pause after the plugins' last frame."""
+    if mix is not None:
+        parts = mix.split(",")
+        if len(parts) != 4 or not all(p.isdigit() for p in parts) or sum(map(int, parts)) != 100:
+            raise UsageError(f"--mix: {mix!r} is not Z,R,T,P: four whole percentages summing to 100")
     disk = Path(disk)
     existing = disk.exists()
     if existing and disk.stat().st_size % SECTOR_SIZE:
         raise UsageError(f"--disk: {disk} is not a whole number of 512-byte sectors")
     if target is None:
-        target = qemu_target(memory, disk.stat().st_size if existing else None, compress)
+        target = qemu_target(memory, disk.stat().st_size if existing else None, compress,
+                             framebuffer=framebuffer)
+        if plugins:
+            _make_room_for_plugins(target, plugins)
     elif compress != "none":
         target.options.compress = compress
         target.validate()
     with tempfile.TemporaryDirectory(prefix="sos-suspend-") as tmp:
         tmp = Path(tmp)
-        built = build_payload(target, key=key, selftest=selftest)
+        built = build_payload(target, key=key, selftest=selftest, plugins=plugins)
         (tmp / "payload.blob").write_bytes(built.blob)
         if keep_blob:
             Path(keep_blob).write_bytes(built.blob)
@@ -161,24 +195,51 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
             sectors = target.disk.sectors or max(e.lba + e.count for e in target.extents)
             with open(disk, "wb") as f:
                 f.truncate(sectors * SECTOR_SIZE)
-        append = f"seed={seed}" + (" pause=before" if ram_dump else "")
+        pause = {(True, False): " pause=before", (False, True): " pause=after",
+                 (True, True): " pause=both"}.get((bool(ram_dump), bool(screenshot)), "")
+        fb = target.framebuffer
+        append = (f"seed={seed}" + (f" mix={mix}" if mix is not None else "") + pause
+                  + (f" vbe={fb.width}x{fb.height}x{fb.bpp}" if fb else " vbe=off"))
         args = [*machine_args(memory), *disk_args(disk, inject),
                 "-kernel", str(tmp / "host.elf"), "-initrd", str(tmp / "payload.blob"),
                 "-append", append]
         ram_ranges = [(m.start, m.end) for m in target.memory if m.type == "ram"]
 
+        shot = tmp / "screen.png"
+        seen = {"plugins": {}}
+
         async def on_pause(machine, where):
             if ram_dump and where == "before-read":
                 await dump_ram(machine, ram_ranges, ram_dump)
+            if screenshot and where == "before-return":
+                await machine.execute("screendump", {"filename": str(shot), "format": "png"})
+
+        def on_line(key, fields, line):
+            if key == "PLUGIN" and fields:         # @@PLUGIN <name> ready|declined...|refused...
+                seen["plugins"][fields[0]] = " ".join(fields[1:])
+            elif key == "VBE":
+                seen["vbe"] = " ".join(fields)
+            return False
 
         handoff, result, exit_value, error, m = asyncio.run(
             run_guest(args, target, memory, on_pause, Progress(show_progress),
-                      before_cont=stall_first_write if inject == "stall" else None))
+                      before_cont=stall_first_write if inject == "stall" else None,
+                      on_line=on_line))
         if handoff is None:
             raise RunError(m.failure(f"the test host ended ({protocol.HOST_EXIT.get(exit_value, exit_value)}) "
                                      f"without reporting a handoff").args[0])
         summary = summarize(handoff, result, exit_value, error)
         summary["target"] = target.name
+        if "vbe" in seen:
+            summary["framebuffer"] = seen["vbe"]
+        if plugins:
+            summary["plugins"] = seen["plugins"]
+        if screenshot:
+            summary["screenshot"] = None
+            if shot.exists():
+                from ..fileutil import write_atomic
+                write_atomic(screenshot, shot.read_bytes())
+                summary["screenshot"] = str(screenshot)
         ok = (handoff.status in SUCCESS and summary["host_memory_check"] == "passed"
               and summary["host_cpu_check"] == "passed")
         return summary, ok

@@ -4,12 +4,14 @@ The memory map is what SeaBIOS reports through multiboot on this machine (checke
 tests/test_target_qemu.py against the map the test host prints): low RAM up to the 640 KiB
 hole, RAM from 1 MiB to the top of low memory minus the 132 KiB SeaBIOS keeps, and from
 2.75 GiB up q35 keeps 2 GiB below 4 GiB and puts the rest at 4 GiB. PCI addresses are read
-from QEMU itself (suspendos.qemu.probe), not assumed.
+from QEMU itself (suspendos.qemu.probe), not assumed. The framebuffer is the Bochs VBE linear
+framebuffer of -vga std (VGA BAR0) in the mode the test host sets (qemu-boot/vbe.c, host
+option vbe=WxHxBPP): pitch = width * bytes per pixel, as Bochs VBE lays it out.
 """
 from ..errors import UsageError
 from ..formats.common import SECTOR_SIZE, align_up
 from ..qemu.machine import DEBUG_EXIT_PORT
-from .description import Disk, Extent, MemoryRange, Options, Reserved, Target
+from .description import Disk, Extent, Framebuffer, MemoryRange, Options, Reserved, Target
 
 MiB, GiB = 1 << 20, 1 << 30
 MIN_MEMORY, MAX_MEMORY = 64 * MiB, 8 * GiB
@@ -20,6 +22,8 @@ RESERVED_LOAD_ADDRESS = 16 * MiB
 RESERVED_SIZE = 2 * MiB
 IMAGE_FIRST_LBA = 2048               # 1 MiB in, as a partition would start
 DISK_TAIL_SECTORS = 2048             # and 1 MiB left after it, so tests can check both ends
+DEFAULT_FRAMEBUFFER = (800, 600, 32)
+FB_FORMAT_OF_BPP = {32: "xrgb8888", 24: "rgb888", 16: "rgb565"}
 
 
 def memory_map(memory):
@@ -42,9 +46,25 @@ def check_memory(memory):
         raise UsageError(f"--memory: {memory} bytes is not a whole number of MiB from 64M to 8G")
 
 
-def qemu_target(memory, disk_size=None, compress="none", pci=None):
+def _framebuffer(pci, mode=DEFAULT_FRAMEBUFFER):
+    """The [framebuffer] of mode (width, height, bpp) at the probed VGA BAR0, or None."""
+    if mode is None or "vga" not in pci:
+        return None
+    width, height, bpp = mode
+    _, base, size = pci["vga"]
+    pitch = width * bpp // 8
+    if pitch * height > size:
+        raise UsageError(f"--framebuffer: {width}x{height}x{bpp} needs {pitch * height} bytes; "
+                         f"the VGA has {size}")
+    return Framebuffer(address=base, width=width, height=height, pitch=pitch, bpp=bpp,
+                       format=FB_FORMAT_OF_BPP[bpp])
+
+
+def qemu_target(memory, disk_size=None, compress="none", pci=None,
+                framebuffer=DEFAULT_FRAMEBUFFER):
     """Build (and validate) the target for a QEMU machine with `memory` bytes of RAM.
-    `pci` is suspendos.qemu.probe.probe_pci()'s answer; probed when not given."""
+    `pci` is suspendos.qemu.probe.probe_pci()'s answer; probed when not given.
+    `framebuffer`: the VBE mode (width, height, bpp) the test host sets, or None."""
     check_memory(memory)
     if pci is None:
         from ..qemu.probe import probe_pci
@@ -54,6 +74,7 @@ def qemu_target(memory, disk_size=None, compress="none", pci=None):
                reserved=Reserved(RESERVED_LOAD_ADDRESS, RESERVED_SIZE),
                disk=Disk(ahci_base=abar, pci=ahci_pci, port=0, sectors=0),
                extents=[Extent(IMAGE_FIRST_LBA, 1)],
+               framebuffer=_framebuffer(pci, framebuffer),
                options=Options(compress=compress, debug_exit_port=DEBUG_EXIT_PORT))
     need = align_up(t.worst_case_image(), MiB) // SECTOR_SIZE
     min_sectors = IMAGE_FIRST_LBA + need + DISK_TAIL_SECTORS

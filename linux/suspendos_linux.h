@@ -1,0 +1,23 @@
+/* The user interface of suspendos.ko (linux/suspendos.c, docs/LINUX.md). */
+#ifndef SUSPENDOS_LINUX_H
+#define SUSPENDOS_LINUX_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define SOS_MAX_RESERVED_MIB 64          /* the largest reserved region the module maps */
+#define SOS_LINUX_NO_POWEROFF 0x80000000u /* request flag: return after 'written' (tests) */
+
+struct sos_linux_request {
+	__u32 flags;          /* in: SOS_HANDOFF_PAUSE_* for the payload, SOS_LINUX_NO_POWEROFF */
+	__u16 serial_port;    /* in: the payload's serial port (0: none) */
+	__u16 _pad0;
+	__u32 status;         /* out: the payload's status (SOS_STATUS_*) */
+	__u32 _pad1;
+	__u64 pages_saved;    /* out */
+	char message[64];     /* out: the payload's message */
+};
+
+#define SOS_IOC_HIBERNATE _IOWR('S', 0x01, struct sos_linux_request)
+
+#endif

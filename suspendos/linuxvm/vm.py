@@ -1,0 +1,98 @@
+"""Run the Linux test VM and talk to it over serial (tests/test_linux_qemu.py).
+
+The hibernate init (HIB_INIT) fills a tmpfs with the swsusp baseline's mix, records md5sums,
+marks the swap area (SOSIMAGE01 over SWAPSPACE2), loads the blob into /dev/suspendos and
+triggers it. After a resume it puts SWAPSPACE2 back, compares the md5sums, writes, syncs and
+reads back the scratch partition, and leaves a shell on the console. Lines for the tool
+start with @@LINUX.
+"""
+import asyncio
+import re
+import time
+
+from ..qemu.machine import QemuMachine
+
+HIB_INIT_BODY = r"""
+mark() { echo "@@LINUX $*"; }
+insmod /lib/modules/suspendos.ko || mark "error insmod suspendos"
+grep -q la57 /proc/cpuinfo && mark "note cpu has la57"
+mkdir -p /mnt/t && mount -t tmpfs -o size=300m tmpfs /mnt/t
+dd if=/dev/zero of=/mnt/t/zero bs=1M count=%(zero_mib)d 2>/dev/null
+dd if=/dev/urandom of=/mnt/t/rand bs=1M count=%(rand_mib)d 2>/dev/null
+seq 1 %(seq)d > /mnt/t/chunk
+for k in 1 2 3 4 5 6 7 8 9 10; do cat /mnt/t/chunk; done > /mnt/t/text; rm /mnt/t/chunk
+echo "written-before-hibernate $(cat /proc/sys/kernel/random/uuid)" > /mnt/t/marker
+md5sum /mnt/t/zero /mnt/t/rand /mnt/t/text /mnt/t/marker > /md5.before
+mark "md5 $(md5sum < /md5.before | cut -d' ' -f1)"
+free -m
+printf SOSIMAGE01 | dd of=/dev/sda1 bs=1 seek=4086 conv=notrunc,fsync 2>/dev/null
+cat /blob > /dev/suspendos || mark "error loading the blob"
+sync
+mark "hibernating"
+echo "go %(go)s" > /sys/class/misc/suspendos/hibernate
+rc=$?
+mark "back rc=$rc status=$(cat /sys/class/misc/suspendos/status)"
+printf SWAPSPACE2 | dd of=/dev/sda1 bs=1 seek=4086 conv=notrunc,fsync 2>/dev/null
+mark "swap signature $(dd if=/dev/sda1 bs=1 skip=4086 count=10 2>/dev/null)"
+md5sum /mnt/t/zero /mnt/t/rand /mnt/t/text /mnt/t/marker > /md5.after
+if cmp -s /md5.before /md5.after; then mark "md5 ok"; else mark "md5 mismatch"; cat /md5.after; fi
+dd if=/dev/urandom of=/tmp/disk.w bs=64k count=16 2>/dev/null
+dd if=/tmp/disk.w of=/dev/sda2 bs=64k conv=fsync 2>/dev/null
+sync; echo 3 > /proc/sys/vm/drop_caches
+dd if=/dev/sda2 of=/tmp/disk.r bs=64k count=16 2>/dev/null
+if cmp -s /tmp/disk.w /tmp/disk.r; then mark "disk ok"; else mark "disk mismatch"; fi
+mark "shell"
+exec sh
+"""
+
+
+def hib_init(prelude, zero_mib=64, rand_mib=64, seq=1000000, go="serial=0x3f8 pause=before"):
+    return prelude + HIB_INIT_BODY % {"zero_mib": zero_mib, "rand_mib": rand_mib, "seq": seq,
+                                      "go": go}
+
+
+class Session:
+    """A QEMU machine whose serial output is followed line by line."""
+
+    def __init__(self, args, log_path=None):
+        self.m = QemuMachine(args, log_path=log_path)
+        self.lines = []
+
+    async def __aenter__(self):
+        await self.m.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.m.stop()
+
+    async def expect(self, pattern, timeout, on_pause=None):
+        """The first line matching `pattern` (regex); @@PAUSE lines are answered on the way
+        (on_pause(machine) first, while the guest is stopped). None if QEMU ended first."""
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        while True:
+            try:
+                line = await self.m.readline(deadline)
+            except asyncio.TimeoutError:
+                raise self.m.failure(f"no line matching {pattern!r} within {timeout} s")
+            if line is None:
+                return None
+            self.lines.append(line)
+            if line.startswith("@@PAUSE"):
+                if on_pause:
+                    await self.m.execute("stop")
+                    await on_pause(self.m)
+                    await self.m.execute("cont")
+                await self.m.send_serial(b"g")
+                continue
+            if rx.search(line):
+                return line
+
+    async def send(self, text):
+        await self.m.send_serial(text.encode())
+
+    async def wait_exit(self, timeout):
+        try:
+            return await self.m.wait(time.monotonic() + timeout)
+        except asyncio.TimeoutError:
+            raise self.m.failure(f"QEMU did not exit within {timeout} s")

@@ -1,0 +1,188 @@
+"""`suspendos plugin ...` and the plugin options of `build` and `qemu suspend`."""
+from pathlib import Path
+
+from ..errors import UsageError
+
+FB_MODE_HELP = "WxHxBPP, BPP 32, 24 or 16 (default 800x600x32), or none"
+
+
+def parse_fb_mode(text, what="--framebuffer"):
+    """'800x600x32' -> (800, 600, 32); 'none' -> None."""
+    if text in (None, ""):
+        return (800, 600, 32)
+    if text == "none":
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise UsageError(f"{what}: {text!r} is not WxHxBPP (e.g. 800x600x32) or none")
+    w, h, bpp = map(int, parts)
+    if bpp not in (16, 24, 32) or not (320 <= w <= 2560 and 200 <= h <= 1600):
+        raise UsageError(f"{what}: {text!r}: width 320-2560, height 200-1600, bpp 16, 24 or 32")
+    return w, h, bpp
+
+
+def add_plugin_options(p):
+    """--plugin, --trust, --allow-unsigned (build and qemu suspend)."""
+    from .keys import DEFAULT_TRUST_DIR
+    p.add_argument("--plugin", action="append", default=[], metavar="X.sop",
+                   help="a signed plugin or theme package (repeatable)")
+    p.add_argument("--trust", default=DEFAULT_TRUST_DIR, metavar="DIR",
+                   help=f"folder of trusted public keys, *.pub (default {DEFAULT_TRUST_DIR})")
+    p.add_argument("--allow-unsigned", action="store_true",
+                   help="load unsigned packages too (development only; prints a warning)")
+
+
+def approved_plugins(a):
+    """The --plugin packages, checked; raises UsageError (exit 2) before anything is written."""
+    if not a.plugin:
+        return None
+    from .package import approve
+    return approve(a.plugin, a.trust, a.allow_unsigned)
+
+
+def cmd_keygen(a):
+    from .keys import fingerprint, keygen, raw_public
+    pub = keygen(a.output)
+    print(f"wrote {a.output} (private, mode 0600) and {a.output}.pub "
+          f"({fingerprint(raw_public(pub))}); copy the .pub into a trust folder")
+
+
+def cmd_new(a):
+    from .sdk import new_plugin
+    folder = new_plugin(a.name, a.dir)
+    print(f"wrote {folder}/: {a.name}.c and sdk/; next: suspendos plugin build {folder}")
+
+
+def cmd_build(a):
+    from .sdk import build_plugin
+    obj, name, scratch = build_plugin(a.folder)
+    print(f"wrote {obj}: plugin {name!r}, {obj.stat().st_size} bytes, scratch {scratch} KiB")
+
+
+def _sign_and_write(data, key_path, out):
+    from .keys import fingerprint, load_private_key, raw_public
+    from .package import sign_bytes, write_package
+    if key_path:
+        key = load_private_key(key_path)
+        data = sign_bytes(data, key)
+        how = f"signed by {fingerprint(raw_public(key.public_key()))}"
+    else:
+        how = "NOT signed (sign it with `suspendos plugin sign`)"
+    write_package(out, data)
+    return how
+
+
+def cmd_pack(a):
+    from ..formats import plugin as fmt
+    from .package import check_name, make_package
+    if a.folder and (a.splash or a.bar_color or a.background):
+        raise UsageError("plugin pack: give a plugin folder or --splash, not both")
+    if a.folder:
+        from .sdk import build_plugin
+        obj, name, _ = build_plugin(a.folder)
+        if a.name and a.name != name:
+            raise UsageError(f"--name: the plugin's descriptor calls it {name!r}")
+        sections = [(fmt.SECTION_KIND.OBJECT, obj.read_bytes())]
+        assets = Path(a.folder) / "assets.bin"
+        if assets.is_file():
+            sections.append((fmt.SECTION_KIND.ASSETS, assets.read_bytes()))
+        data = make_package(fmt.PACKAGE_KIND.CODE, name, sections)
+        what = f"code plugin {name!r}"
+    else:
+        if not a.splash:
+            raise UsageError("plugin pack: give a plugin folder, or --splash IMAGE.png for a theme")
+        from .theme import DEFAULT_BACKGROUND, DEFAULT_BAR_COLOR, parse_color, theme_from_png
+        bg = parse_color(a.background, "--background") if a.background else DEFAULT_BACKGROUND
+        bar = parse_color(a.bar_color, "--bar-color") if a.bar_color else DEFAULT_BAR_COLOR
+        name = check_name(a.name or Path(a.output).stem.lower(), "--name")
+        asset = theme_from_png(a.splash, bg, bar)
+        data = make_package(fmt.PACKAGE_KIND.THEME, name, [(fmt.SECTION_KIND.THEME, asset)])
+        what = f"theme {name!r}"
+    how = _sign_and_write(data, a.key, a.output)
+    print(f"wrote {a.output}: {what}, {Path(a.output).stat().st_size} bytes, {how}")
+
+
+def cmd_sign(a):
+    from .package import read_package
+    pkg = read_package(a.package)
+    out = a.output or a.package
+    how = _sign_and_write(pkg.signed_part, a.key, out)
+    print(f"wrote {out}: plugin {pkg.name!r}, {how}")
+
+
+def cmd_verify(a):
+    from .keys import trusted_keys
+    from .package import read_package, verify
+    pkg = read_package(a.package)
+    fp = verify(pkg, trusted_keys(a.trust) if pkg.signed else {}, a.trust)
+    print(f"{a.package}: {pkg.kind} plugin {pkg.name!r}: signature good, signed by {fp} "
+          f"(trusted in {a.trust})")
+
+
+def cmd_info(a):
+    from .package import describe, read_package
+    print(describe(read_package(a.package)))
+
+
+def cmd_preview(a):
+    from ..fileutil import write_atomic
+    from ..formats import plugin as fmt
+    from .package import read_package
+    from .render import render
+    pkg = read_package(a.package)
+    if pkg.kind != "theme":
+        raise UsageError(f"{a.package}: preview shows themes; {pkg.name!r} is a code plugin")
+    mode = parse_fb_mode(a.framebuffer)
+    if mode is None:
+        raise UsageError("--framebuffer: preview needs a mode, WxHxBPP")
+    w, h, bpp = mode
+    fb_format = {32: "xrgb8888", 24: "rgb888", 16: "rgb565"}[bpp]
+    img = render(pkg.section(fmt.SECTION_KIND.THEME), w, h, a.percent, fb_format)
+    import io
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    write_atomic(a.output, buf.getvalue())
+    print(f"wrote {a.output}: theme {pkg.name!r} at {a.percent}% on {w}x{h}x{bpp}")
+
+
+def add_parser(sub):
+    from .keys import DEFAULT_TRUST_DIR
+    pl = sub.add_parser("plugin", help="plugins and splash themes: make, sign, verify")
+    pl = pl.add_subparsers(dest="what", required=True)
+    k = pl.add_parser("keygen", help="write an ed25519 signing key KEY and KEY.pub")
+    k.add_argument("-o", "--output", required=True)
+    k.set_defaults(func=cmd_keygen)
+    n = pl.add_parser("new", help="scaffold a C plugin folder NAME with the SDK")
+    n.add_argument("name")
+    n.add_argument("--dir", default=".", help="where to create it (default: here)")
+    n.set_defaults(func=cmd_new)
+    b = pl.add_parser("build", help="compile a plugin folder into DIR/build/NAME.o")
+    b.add_argument("folder")
+    b.set_defaults(func=cmd_build)
+    p = pl.add_parser("pack", help="make a package: a plugin folder, or a theme from a picture")
+    p.add_argument("folder", nargs="?", help="a plugin folder (code plugin)")
+    p.add_argument("--splash", help="picture for a theme (PNG or anything Pillow reads)")
+    p.add_argument("--bar-color", help="theme bar and text colour RRGGBB (default ffffff)")
+    p.add_argument("--background", help="theme background RRGGBB (default 000000)")
+    p.add_argument("--name", help="theme name (default: the output file's name)")
+    p.add_argument("--key", help="sign with this key (suspendos plugin keygen)")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_pack)
+    s = pl.add_parser("sign", help="sign (or re-sign) a package")
+    s.add_argument("package")
+    s.add_argument("--key", required=True)
+    s.add_argument("-o", "--output", help="write here instead of in place")
+    s.set_defaults(func=cmd_sign)
+    v = pl.add_parser("verify", help="check a package's signature against trusted keys")
+    v.add_argument("package")
+    v.add_argument("--trust", default=DEFAULT_TRUST_DIR, metavar="DIR")
+    v.set_defaults(func=cmd_verify)
+    i = pl.add_parser("info", help="show what a package holds")
+    i.add_argument("package")
+    i.set_defaults(func=cmd_info)
+    pv = pl.add_parser("preview", help="draw a theme as the progress plugin will (PNG)")
+    pv.add_argument("package")
+    pv.add_argument("--framebuffer", default="800x600x32", help=FB_MODE_HELP)
+    pv.add_argument("--percent", type=int, default=100, choices=range(0, 101), metavar="0-100")
+    pv.add_argument("-o", "--output", required=True)
+    pv.set_defaults(func=cmd_preview)

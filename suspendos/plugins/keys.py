@@ -1,0 +1,100 @@
+"""Signing keys for plugin packages: ed25519 (RFC 8032) through the cryptography package.
+
+KEY is the private key, PEM (PKCS#8), readable by its owner only; KEY.pub the public key in
+OpenSSH's one-line format ("ssh-ed25519 AAAA... comment"), which is what a trust folder holds:
+every *.pub file in it is a trusted key. Keys are named by their OpenSSH-style fingerprint
+(SHA256 of the key blob, base64), the same string `ssh-keygen -lf KEY.pub` prints.
+"""
+import base64
+import hashlib
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..errors import UsageError
+from ..fileutil import write_atomic
+
+DEFAULT_TRUST_DIR = "/etc/suspendos/trusted-keys"
+
+
+def keygen(path, comment="suspendos-plugin-key"):
+    """Write a new private key to `path` (0600) and its public key to `path`.pub."""
+    path = Path(path)
+    pub = Path(str(path) + ".pub")
+    for p in (path, pub):
+        if p.exists():
+            raise UsageError(f"{p}: already exists (refusing to overwrite a key)")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                         serialization.PublicFormat.OpenSSH)
+    write_atomic(path, pem, mode=0o600)
+    write_atomic(pub, line + b" " + comment.encode() + b"\n", mode=0o644)
+    return key.public_key()
+
+
+def load_private_key(path, what="--key"):
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"{what}: cannot read {path} ({e.strerror})")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{what}: {path} is not an unencrypted PEM private key ({e})")
+    if not isinstance(key, Ed25519PrivateKey):
+        raise UsageError(f"{what}: {path} is not an ed25519 key "
+                         f"(make one with `suspendos plugin keygen -o FILE`)")
+    return key
+
+
+def raw_public(key):
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def fingerprint(raw):
+    """OpenSSH's SHA256 fingerprint of a raw ed25519 public key."""
+    name = b"ssh-ed25519"
+    blob = len(name).to_bytes(4, "big") + name + len(raw).to_bytes(4, "big") + raw
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def load_public_key(path):
+    """A raw 32-byte ed25519 public key from an OpenSSH .pub file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read ({e.strerror})")
+    try:
+        key = serialization.load_ssh_public_key(data.strip())
+    except (ValueError, TypeError, IndexError) as e:
+        raise UsageError(f"{path}: not an OpenSSH public key ({e})")
+    if not isinstance(key, Ed25519PublicKey):
+        raise UsageError(f"{path}: not an ed25519 public key")
+    return raw_public(key)
+
+
+def trusted_keys(trust_dir):
+    """{raw public key: file} for every *.pub in `trust_dir`."""
+    d = Path(trust_dir)
+    if not d.is_dir():
+        raise UsageError(f"--trust: {d} is not a folder of trusted public keys (*.pub)")
+    keys = {}
+    for p in sorted(d.glob("*.pub")):
+        keys.setdefault(load_public_key(p), p)
+    return keys
+
+
+def sign(private_key, message):
+    return private_key.sign(message)
+
+
+def signature_valid(raw_public_key, signature, message):
+    try:
+        Ed25519PublicKey.from_public_bytes(raw_public_key).verify(signature, message)
+        return True
+    except (InvalidSignature, ValueError):
+        return False

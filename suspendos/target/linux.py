@@ -1,0 +1,431 @@
+"""The description of a live Linux system, read from /sys and /proc (docs/LINUX.md).
+
+- memory: the firmware's map, /sys/firmware/memmap (what the resume loader will be given by
+  the firmware, and what memmap_hash covers); /proc/iomem's top level when it is missing.
+- reserved: the `memmap=SIZE$ADDR` on /proc/cmdline. Linux keeps it out of its own use (it
+  shows as "Reserved" in /proc/iomem) while the firmware's map still calls it RAM.
+- disk: the block device holding the swap area -> .../PCI_DEV/ataN/hostM/... in sysfs; the
+  PCI function must be an AHCI controller (class 0x010601); ABAR = BAR5 from its `resource`
+  file; port = ataN's port_no - 1; sectors from the whole disk's `size`.
+- extents: a swap partition's sectors after its header page, in whole pages; or a swap
+  file's extents (FIEMAP), its first page left out, shifted by its partition's start.
+- framebuffer: /dev/fb0 (FBIOGET_*SCREENINFO) when there is one.
+
+Anything that cannot be determined is a UsageError (exit 2) with a one-line reason; nothing
+is guessed. `sysroot` reads a copy of those files (tests/data/linux-sysroot) instead.
+"""
+import array
+import fcntl
+import os
+import re
+import struct
+from pathlib import Path
+
+from ..errors import UsageError
+from ..formats.common import PAGE_SIZE, SECTOR_SIZE
+from .description import Disk, Extent, Framebuffer, MemoryRange, Options, Reserved, Target
+
+AHCI_CLASS = 0x010601
+SWAP_MAGICS = (b"SWAPSPACE2", b"SWAP-SPACE")
+SUSPENDOS_SWAP_MAGIC = b"SOSIMAGE01"      # written over SWAPSPACE2 while an image is there
+SECTORS_PER_PAGE = PAGE_SIZE // SECTOR_SIZE
+IOMEM_TYPES = {"System RAM": "ram", "Reserved": "reserved", "reserved": "reserved",
+               "ACPI Tables": "acpi", "ACPI Non-volatile Storage": "nvs",
+               "Unusable memory": "unusable", "Persistent Memory (legacy)": "reserved",
+               "Persistent Memory": "reserved", "Soft Reserved": "reserved"}
+SIZE_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+PCI_RE = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
+
+
+class System:
+    """Where the files are: / or a sysroot copy."""
+
+    def __init__(self, sysroot=None):
+        self.root = Path(sysroot) if sysroot else Path("/")
+        self.live = sysroot is None
+        if sysroot and not self.root.is_dir():
+            raise UsageError(f"--sysroot: {sysroot} is not a directory")
+
+    def path(self, p):
+        return self.root / str(p).lstrip("/")
+
+    def read(self, p, what):
+        try:
+            return self.path(p).read_text()
+        except OSError as e:
+            raise UsageError(f"{what}: cannot read {p} ({e.strerror})")
+
+    def exists(self, p):
+        return self.path(p).exists()
+
+    def realpath(self, p):
+        """The path inside the system that p resolves to (symlinks followed in the sysroot)."""
+        real = os.path.realpath(self.path(p))
+        root = os.path.realpath(self.root)
+        if root != "/" and not (real + "/").startswith(root + "/"):
+            raise UsageError(f"{p}: resolves outside the sysroot")
+        return "/" + os.path.relpath(real, root) if root != "/" else real
+
+
+def parse_size(text):
+    m = re.fullmatch(r"(0x[0-9a-fA-F]+|\d+)([KMGTkmgt]?)", text)
+    if not m:
+        raise ValueError(text)
+    return int(m.group(1), 0) * SIZE_SUFFIX[m.group(2).upper()]
+
+
+# ---- memory ------------------------------------------------------------------------------
+def firmware_memory(sysmap):
+    base = "/sys/firmware/memmap"
+    if sysmap.exists(base):
+        out = []
+        entries = sorted(sysmap.path(base).iterdir(), key=lambda p: int(p.name)
+                         if p.name.isdigit() else -1)
+        for e in entries:
+            rel = f"{base}/{e.name}"
+            start = int(sysmap.read(f"{rel}/start", "memory").strip(), 16)
+            end = int(sysmap.read(f"{rel}/end", "memory").strip(), 16) + 1
+            kind = sysmap.read(f"{rel}/type", "memory").strip()
+            out.append(MemoryRange(start, end, IOMEM_TYPES.get(kind, "reserved")))
+        if not out:
+            raise UsageError("memory: /sys/firmware/memmap is empty")
+        return out, "/sys/firmware/memmap"
+    # Without CONFIG_FIRMWARE_MEMMAP: /proc/iomem's top level, where the memmap= region
+    # shows as Reserved; it is given back to RAM by reserved_region().
+    out = []
+    for start, end, name in iomem_top(sysmap):
+        if name in IOMEM_TYPES:
+            out.append(MemoryRange(start, end, IOMEM_TYPES[name]))
+    if not any(m.type == "ram" for m in out):
+        raise UsageError("memory: no System RAM in /proc/iomem (run as root: addresses read "
+                         "as zero otherwise)")
+    return out, "/proc/iomem"
+
+
+def iomem_top(sysmap):
+    out = []
+    for line in sysmap.read("/proc/iomem", "memory").splitlines():
+        if not line or line[0] == " ":
+            continue
+        rng, _, name = line.partition(" : ")
+        a, _, b = rng.partition("-")
+        out.append((int(a, 16), int(b, 16) + 1, name.strip()))
+    if out and all(s == 0 and e == 1 for s, e, _ in out):
+        raise UsageError("/proc/iomem: every address reads as zero (run as root)")
+    return out
+
+
+def reserved_region(sysmap, memory):
+    """The memmap=SIZE$ADDR region from /proc/cmdline, checked against /proc/iomem."""
+    cmdline = sysmap.read("/proc/cmdline", "reserved").split()
+    regions = []
+    for word in cmdline:
+        if not word.startswith("memmap="):
+            continue
+        for part in word[7:].split(","):
+            if "$" in part:
+                size, _, addr = part.partition("$")
+                try:
+                    regions.append((parse_size(addr), parse_size(size)))
+                except ValueError:
+                    raise UsageError(f"reserved: cannot read memmap={part} on the kernel command line")
+    if not regions:
+        raise UsageError("reserved: no memmap=SIZE$ADDR on the kernel command line "
+                         "(docs/LINUX.md: boot with e.g. memmap=2M$0x10000000)")
+    if len(regions) > 1:
+        raise UsageError(f"reserved: {len(regions)} memmap=SIZE$ADDR regions on the kernel "
+                         "command line; keep exactly one")
+    addr, size = regions[0]
+    if addr % PAGE_SIZE or size % PAGE_SIZE:
+        raise UsageError(f"reserved: memmap={size:#x}${addr:#x} is not page-aligned")
+    if not any(s <= addr and addr + size <= e and n == "Reserved" for s, e, n in iomem_top(sysmap)):
+        raise UsageError(f"reserved: {addr:#x}-{addr + size:#x} is not a Reserved range in "
+                         "/proc/iomem (did the kernel take memmap=? '$' must reach it unescaped)")
+    for i, m in enumerate(memory):        # without /sys/firmware/memmap: give it back to RAM
+        if m.type == "reserved" and m.start <= addr and addr + size <= m.end:
+            memory[i:i + 1] = [MemoryRange(m.start, m.end, "ram")]
+    memory[:] = _merge(memory)
+    return Reserved(addr, size)
+
+
+def _merge(memory):
+    out = []
+    for m in sorted(memory, key=lambda m: m.start):
+        if out and out[-1].type == m.type and out[-1].end == m.start:
+            out[-1] = MemoryRange(out[-1].start, m.end, m.type)
+        else:
+            out.append(m)
+    return out
+
+
+# ---- swap and disk -----------------------------------------------------------------------
+def active_swaps(sysmap):
+    if not sysmap.exists("/proc/swaps"):
+        return []
+    lines = sysmap.read("/proc/swaps", "swap").splitlines()[1:]
+    return [(l.split()[0], l.split()[1]) for l in lines if l.strip()]
+
+
+def pick_swap(sysmap, swap):
+    if swap:
+        return swap
+    swaps = active_swaps(sysmap)
+    if len(swaps) != 1:
+        raise UsageError(f"--swap: {'no' if not swaps else len(swaps)} active swap areas in "
+                         "/proc/swaps; name the swap partition or file")
+    return swaps[0][0].replace("\\040", " ")
+
+
+def block_name(sysmap, dev):
+    """sdXN for a block device path."""
+    if sysmap.live:
+        st = os.stat(dev)
+        import stat as st_mod
+        if not st_mod.S_ISBLK(st.st_mode):
+            return None
+        link = f"/sys/dev/block/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+        return os.path.basename(sysmap.realpath(link))
+    name = os.path.basename(dev)
+    return name if sysmap.exists(f"/sys/class/block/{name}") else None
+
+
+def disk_of(sysmap, part):
+    """(Disk, partition start, partition size, whole-disk name) for block device `part`."""
+    real = sysmap.realpath(f"/sys/class/block/{part}")
+    parts = real.split("/")
+    if not sysmap.exists(f"{real}/partition"):
+        raise UsageError(f"--swap: {part} is a whole disk, not a partition (give the swap partition)")
+    try:
+        ata = next(i for i, p in enumerate(parts) if re.fullmatch(r"ata\d+", p))
+    except StopIteration:
+        raise UsageError(f"disk: {part} is not on an ATA port ({real}); only AHCI disks are "
+                         "supported (no device-mapper, USB, NVMe or virtio)")
+    pci = parts[ata - 1]
+    m = PCI_RE.match(pci)
+    if not m:
+        raise UsageError(f"disk: the parent of {parts[ata]} is not a PCI function ({pci})")
+    if m.group(1) != "0000":
+        raise UsageError(f"disk: PCI domain {m.group(1)} is not supported (only 0000)")
+    pci_dir = "/".join(parts[:ata])
+    cls = int(sysmap.read(f"{pci_dir}/class", "disk").strip(), 16)
+    if cls != AHCI_CLASS:
+        raise UsageError(f"disk: {pci} has PCI class {cls:#08x}, not an AHCI controller "
+                         f"({AHCI_CLASS:#08x}); IDE/legacy mode is not supported")
+    resource = sysmap.read(f"{pci_dir}/resource", "disk").splitlines()
+    if len(resource) < 6:
+        raise UsageError(f"disk: {pci_dir}/resource has no BAR5 line")
+    bar5 = int(resource[5].split()[0], 16)
+    if not bar5:
+        raise UsageError(f"disk: {pci} BAR5 (ABAR) reads as 0 (run as root)")
+    port_dir = f"{'/'.join(parts[:ata + 1])}/ata_port/{parts[ata]}"
+    port_no = int(sysmap.read(f"{port_dir}/port_no", "disk.port").strip())
+    whole = parts[parts.index("block") + 1]
+    lbs = int(sysmap.read(f"/sys/class/block/{whole}/queue/logical_block_size", "disk").strip())
+    if lbs != SECTOR_SIZE:
+        raise UsageError(f"disk: {whole} has {lbs}-byte logical blocks; only 512 is supported")
+    sectors = int(sysmap.read(f"/sys/class/block/{whole}/size", "disk").strip())
+    start = int(sysmap.read(f"/sys/class/block/{part}/start", "swap").strip())
+    size = int(sysmap.read(f"/sys/class/block/{part}/size", "swap").strip())
+    disk = Disk(ahci_base=bar5, pci=f"{m.group(2)}:{m.group(3)}.{m.group(4)}",
+                port=port_no - 1, sectors=sectors)
+    return disk, start, size, whole
+
+
+def read_swap_magic(path):
+    with open(path, "rb") as f:
+        f.seek(PAGE_SIZE - 10)
+        return f.read(10)
+
+
+def check_swap_signature(sysmap, dev, name):
+    path = dev if sysmap.live else sysmap.path(f"/dev/{name}")
+    try:
+        magic = read_swap_magic(path)
+    except OSError as e:
+        raise UsageError(f"--swap: cannot read the swap header of {dev} ({e.strerror})")
+    if magic == SUSPENDOS_SWAP_MAGIC:
+        raise UsageError(f"--swap: {dev} holds a suspendos image (suspendos image discard first)")
+    if magic not in SWAP_MAGICS:
+        raise UsageError(f"--swap: {dev} has no swap signature ({magic!r}); mkswap it first")
+
+
+FS_IOC_FIEMAP = 0xC020660B
+FIEMAP_FLAG_SYNC = 1
+FIEMAP_EXTENT_LAST = 0x1
+FIEMAP_BAD = {0x2: "unknown location", 0x4: "delayed allocation", 0x8: "encoded",
+              0x80: "encrypted", 0x100: "not aligned", 0x200: "inline data",
+              0x400: "tail-packed", 0x2000: "shared"}
+
+
+def fiemap(path, count=512):
+    """[(logical, physical, length, flags)] of a file, in bytes (linux/fiemap.h)."""
+    out, start = [], 0
+    with open(path, "rb") as f:
+        while True:
+            buf = bytearray(32 + 56 * count)
+            struct.pack_into("<QQIIII", buf, 0, start, (1 << 64) - 1 - start, FIEMAP_FLAG_SYNC,
+                             0, count, 0)
+            arr = array.array("B", buf)
+            try:
+                fcntl.ioctl(f.fileno(), FS_IOC_FIEMAP, arr, True)
+            except OSError as e:
+                raise UsageError(f"--swap: FIEMAP on {path} failed ({e.strerror}); this "
+                                 "filesystem cannot say where the file's blocks are")
+            buf = arr.tobytes()
+            n = struct.unpack_from("<I", buf, 20)[0]
+            last = False
+            for i in range(n):
+                lo, ph, ln, _, _, fl = struct.unpack_from("<QQQQQI", buf, 32 + 56 * i)
+                out.append((lo, ph, ln, fl))
+                last = bool(fl & FIEMAP_EXTENT_LAST)
+            if not n or last:
+                return out
+            start = out[-1][0] + out[-1][2]
+
+
+def file_extents(path, part_start, file_size, mapping=None):
+    """Sector extents of a swap file's pages after the first, shifted by the partition start."""
+    mapping = fiemap(path) if mapping is None else mapping
+    pos, out = PAGE_SIZE, []
+    end = file_size // PAGE_SIZE * PAGE_SIZE
+    for lo, ph, ln, fl in sorted(mapping):
+        bad = [w for bit, w in FIEMAP_BAD.items() if fl & bit]
+        if bad:
+            raise UsageError(f"--swap: {path} has an extent with {bad[0]} at offset {lo}")
+        if lo > pos and pos < end:
+            raise UsageError(f"--swap: {path} has a hole at offset {pos} (swap files must "
+                             "not be sparse)")
+        s, e = max(lo, pos), min(lo + ln, end)
+        if s < e:
+            phys = ph + (s - lo)
+            if phys % SECTOR_SIZE:
+                raise UsageError(f"--swap: {path} offset {s} is not sector-aligned on disk")
+            lba, count = part_start + phys // SECTOR_SIZE, (e - s) // SECTOR_SIZE
+            if out and out[-1].lba + out[-1].count == lba:
+                out[-1] = Extent(out[-1].lba, out[-1].count + count)
+            else:
+                out.append(Extent(lba, count))
+            pos = e
+    if pos < end:
+        raise UsageError(f"--swap: {path}: FIEMAP does not cover offsets {pos}-{end}")
+    return out
+
+
+def swap_target(sysmap, swap):
+    """(Disk, extents, description) of the swap partition or file."""
+    if sysmap.live and not os.path.exists(swap):
+        raise UsageError(f"--swap: {swap} does not exist")
+    name = block_name(sysmap, swap)
+    if name:                                   # a partition
+        disk, start, size, whole = disk_of(sysmap, name)
+        check_swap_signature(sysmap, swap, name)
+        pages = size // SECTORS_PER_PAGE
+        if pages < 2:
+            raise UsageError(f"--swap: {swap} is too small")
+        return disk, [Extent(start + SECTORS_PER_PAGE, (pages - 1) * SECTORS_PER_PAGE)], name
+    if not sysmap.live:
+        raise UsageError(f"--swap: {swap} is not a block device in the sysroot")
+    st = os.stat(swap)
+    import stat as st_mod
+    if not st_mod.S_ISREG(st.st_mode):
+        raise UsageError(f"--swap: {swap} is neither a block device nor a regular file")
+    part = os.path.basename(sysmap.realpath(f"/sys/dev/block/{os.major(st.st_dev)}:"
+                                            f"{os.minor(st.st_dev)}"))
+    disk, start, _, _ = disk_of(sysmap, part)
+    check_swap_signature(sysmap, swap, part)
+    return disk, file_extents(swap, start, st.st_size), os.path.basename(swap)
+
+
+# ---- framebuffer -------------------------------------------------------------------------
+FBIOGET_VSCREENINFO, FBIOGET_FSCREENINFO = 0x4600, 0x4602
+
+
+def framebuffer(sysmap):
+    if not sysmap.exists("/sys/class/graphics/fb0"):
+        return None
+    if not sysmap.live:
+        raise UsageError("framebuffer: fb0 exists but its address cannot be read from a "
+                         "sysroot; use --no-framebuffer")
+    try:
+        with open("/dev/fb0", "rb") as f:
+            fix = fcntl.ioctl(f, FBIOGET_FSCREENINFO, bytes(80))
+            var = fcntl.ioctl(f, FBIOGET_VSCREENINFO, bytes(160))
+    except OSError as e:
+        raise UsageError(f"framebuffer: /dev/fb0: {e.strerror} (or use --no-framebuffer)")
+    smem_start = struct.unpack_from("<Q", fix, 16)[0]
+    line_length = struct.unpack_from("<I", fix, 48)[0]
+    xres, yres, _, _, _, _, bpp = struct.unpack_from("<7I", var, 0)
+    red_off = struct.unpack_from("<I", var, 32)[0]
+    fmt = {32: "xrgb8888", 24: "rgb888", 16: "rgb565"}.get(bpp)
+    if not fmt or (bpp >= 24 and red_off != 16) or not smem_start:
+        raise UsageError(f"framebuffer: fb0 is {xres}x{yres}x{bpp} (red at bit {red_off}, "
+                         f"address {smem_start:#x}): not a format the module draws; use --no-framebuffer")
+    return Framebuffer(address=smem_start, width=xres, height=yres, pitch=line_length,
+                       bpp=bpp, format=fmt)
+
+
+# ---- the target --------------------------------------------------------------------------
+def linux_target(swap=None, sysroot=None, compress="none", with_framebuffer=True):
+    sysmap = System(sysroot)
+    memory, source = firmware_memory(sysmap)
+    reserved = reserved_region(sysmap, memory)
+    swap = pick_swap(sysmap, swap)
+    disk, extents, what = swap_target(sysmap, swap)
+    fb = framebuffer(sysmap) if with_framebuffer else None
+    host = sysmap.read("/proc/sys/kernel/hostname", "name").strip() \
+        if sysmap.exists("/proc/sys/kernel/hostname") else "linux"
+    host = re.sub(r"[^A-Za-z0-9_.-]", "", host) or "linux"
+    t = Target(name=f"linux-{host}-{what}", memory=memory, reserved=reserved, disk=disk,
+               extents=extents, framebuffer=fb, options=Options(compress=compress))
+    return t.validate()
+
+
+# ---- swap safety (docs/LINUX.md, "Swap safety") -----------------------------------------
+# Our image header is the first page of the first extent: swap page 1 (area offset 4096).
+# Swap page 0 (bootbits, version, last_page, UUID, label) is left as it is, except for its
+# 10-byte signature at offset 4086: SOSIMAGE01 while an image is there, so swapon refuses
+# the area (it wants SWAPSPACE2) and Linux's own resume ignores it (it wants S1SUSPEND).
+def _rw_signature(area, offset, expect, new):
+    try:
+        with open(area, "r+b") as f:
+            f.seek(offset + PAGE_SIZE - 10)
+            old = f.read(10)
+            if old not in expect:
+                return old
+            f.seek(offset + PAGE_SIZE - 10)
+            f.write(new)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise UsageError(f"{area}: {e.strerror}")
+    return None
+
+
+def mark_swap(area, offset=0):
+    """SWAPSPACE2 -> SOSIMAGE01 (before the handoff); refuses an area without swap signature."""
+    old = _rw_signature(area, offset, SWAP_MAGICS, SUSPENDOS_SWAP_MAGIC)
+    if old is not None:
+        raise UsageError(f"{area}: no swap signature at offset {offset + PAGE_SIZE - 10} ({old!r})")
+
+
+def discard_image(area, offset=0):
+    """Zero the image header (swap page 1) and give the area its SWAPSPACE2 back.
+    Returns 'discarded', or 'no image' when the area carries a plain swap signature."""
+    try:
+        with open(area, "r+b") as f:
+            f.seek(offset + PAGE_SIZE - 10)
+            magic = f.read(10)
+            if magic in SWAP_MAGICS:
+                return "no image"
+            if magic != SUSPENDOS_SWAP_MAGIC:
+                raise UsageError(f"{area}: offset {offset} is neither a swap area nor a swap "
+                                 f"area holding an image (signature {magic!r})")
+            f.seek(offset + PAGE_SIZE)
+            f.write(bytes(PAGE_SIZE))
+            f.seek(offset + PAGE_SIZE - 10)
+            f.write(b"SWAPSPACE2")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise UsageError(f"{area}: {e.strerror}")
+    return "discarded"

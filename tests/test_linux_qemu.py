@@ -1,0 +1,117 @@
+"""Hibernate Debian's 6.1 kernel through suspendos.ko and the payload, and resume it with
+the resume loader, on the QEMU test machine (q35, ICH9 AHCI, TCG).
+
+1. capture boot: `target linux` reads what this machine's Linux says (sysroot capture);
+2. hibernate boot: tmpfs with the swsusp baseline's mix, md5sums, swap area marked, blob
+   loaded, `go pause=before`: QMP pmemsave is the ground truth while the payload waits;
+   the module powers the machine off after 'written';
+3. host: the image verifies page by page against the dump; the swap signature is ours;
+4. resume boot: the resume loader restores RAM and returns into Linux: the module says
+   'resumed', md5sums match, the scratch partition writes and reads back, the shell answers.
+Debian's packages come through apt-get download (cached in ~/.cache/suspendos/linux).
+"""
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from suspendos.build.payload import build_payload
+from suspendos.build.resume import build_resume_loader
+from suspendos.image.reader import open_image
+from suspendos.linuxvm import INIT_PRELUDE, Debian, build_initrd, build_module, make_disk
+from suspendos.linuxvm.capture import CAPTURE_INIT, parse_capture
+from suspendos.linuxvm.vm import Session, hib_init
+from suspendos.qemu.machine import DEBUG_EXIT_PORT, disk_args, machine_args
+from suspendos.qemu.ramdump import dump_ram
+from suspendos.target.linux import SUSPENDOS_SWAP_MAGIC, discard_image, linux_target
+
+MEMORY = 512 << 20
+RESERVED = "2M$0x10000000"
+SWAP_MIB = 640
+APPEND = f"console=ttyS0 memmap={RESERVED} no5lvl loglevel=6"
+
+pytestmark = pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="no QEMU")
+
+
+def _linux_args(debian, initrd, disk):
+    return [*machine_args(MEMORY), *disk_args(disk), "-kernel", str(debian.vmlinuz),
+            "-initrd", str(initrd), "-append", APPEND]
+
+
+async def _capture(debian, tmp, disk):
+    build_initrd(debian, CAPTURE_INIT, tmp / "capture.gz")
+    async with Session(_linux_args(debian, tmp / "capture.gz", disk), tmp / "capture.log") as s:
+        assert await s.expect(r"^@@DONE", 120), "capture boot ended early"
+        lines = s.lines
+    parse_capture(lines, tmp / "sysroot")
+
+
+async def _hibernate(debian, tmp, disk, blob, ko, ram_ranges):
+    init = hib_init(INIT_PRELUDE)
+    build_initrd(debian, init, tmp / "hib.gz", {"blob": blob, "lib/modules/suspendos.ko": ko})
+
+    async def ground_truth(machine):
+        await dump_ram(machine, ram_ranges, tmp / "ram.bin")
+
+    async with Session(_linux_args(debian, tmp / "hib.gz", disk), tmp / "hib.log") as s:
+        assert await s.expect(r"^@@LINUX md5 ", 240)
+        assert await s.expect(r"^@@LINUX hibernating", 60)
+        line = await s.expect(r"^@@LINUX back|^@@PAYLOAD done", 240, on_pause=ground_truth)
+        assert line == "@@PAYLOAD done status=1", f"the payload did not write the image: {line}"
+        # 'written': the module enters ACPI S5 at once; QEMU ends without another line
+        assert await s.expect(r"^@@LINUX", 30) is None, s.lines[-10:]
+        assert await s.wait_exit(10) == 0
+        return s.lines
+
+
+async def _resume(tmp, disk, loader):
+    args = [*machine_args(MEMORY), *disk_args(disk), "-kernel", str(loader)]
+    async with Session(args, tmp / "resume.log") as s:
+        back = await s.expect(r"^@@LINUX back", 240)
+        assert back, "the machine did not come back into Linux"
+        md5 = await s.expect(r"^@@LINUX md5", 120)
+        disk_line = await s.expect(r"^@@LINUX disk", 60)
+        sig = [l for l in s.lines if "swap signature" in l]
+        assert await s.expect(r"^@@LINUX shell", 30)
+        await s.send("echo shell-$((6*7))\n")
+        answer = await s.expect(r"^shell-42", 30)
+        return back, md5, disk_line, sig, answer, s.lines
+
+
+def test_linux_hibernate_and_resume(tmp_path):
+    debian = Debian(headers=True)
+    ko = build_module(debian, tmp_path / "module").read_bytes()
+    disk = tmp_path / "disk.img"
+    part, _ = make_disk(disk, SWAP_MIB)
+
+    asyncio.run(_capture(debian, tmp_path, disk))
+    target = linux_target("/dev/sda1", tmp_path / "sysroot")
+    assert [(e.lba, e.count) for e in target.extents] == [(part[0] + 8, part[1] - 8)]
+    target.options.debug_exit_port = DEBUG_EXIT_PORT     # loader refusals end QEMU
+    blob = build_payload(target).blob
+    ram_ranges = [(m.start, m.end) for m in target.memory if m.type == "ram"]
+
+    lines = asyncio.run(_hibernate(debian, tmp_path, disk, blob, ko, ram_ranges))
+    assert not any(l.startswith("@@LINUX error") for l in lines), lines[-30:]
+
+    # the image against QEMU's own view of RAM while the payload waited
+    with open(disk, "rb") as f:
+        f.seek(part[0] * 512 + 4086)
+        assert f.read(10) == SUSPENDOS_SWAP_MAGIC
+    img = open_image(disk, lba=part[0] + 8)
+    assert img.info()["state"] == "valid"
+    print(img.verify(ram=tmp_path / "ram.bin"))
+
+    build_resume_loader(target, tmp_path / "resume.elf")
+    back, md5, disk_line, sig, answer, rlines = asyncio.run(
+        _resume(tmp_path, disk, tmp_path / "resume.elf"))
+    assert "status=resumed" in back, back
+    assert md5 == "@@LINUX md5 ok", rlines[-40:]
+    assert disk_line == "@@LINUX disk ok"
+    assert sig and sig[-1].endswith("SWAPSPACE2")
+    assert answer
+    # resumed once: the image is marked, and `image discard` has nothing left to drop
+    assert open_image(disk, lba=part[0] + 8).info()["state"] == "resumed"
+    assert discard_image(disk, part[0] * 512) == "no image"

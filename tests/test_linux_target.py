@@ -1,0 +1,91 @@
+"""`suspendos target linux` against a snapshot of /sys and /proc captured from Debian's 6.1
+kernel on the QEMU test machine (python -m suspendos.linuxvm.capture tests/data/linux-sysroot:
+q35, ICH9 AHCI, 512 MiB, memmap=2M$0x10000000, sda1 = 640 MiB swap from LBA 2048)."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suspendos.errors import UsageError
+from suspendos.target import load
+from suspendos.target.description import Extent
+from suspendos.target.linux import file_extents, linux_target
+
+SYSROOT = Path(__file__).parent / "data" / "linux-sysroot"
+PART = "sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda1"
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "suspendos.cli", *args], capture_output=True,
+                          text=True)
+
+
+def test_linux_target_from_snapshot(tmp_path):
+    out = tmp_path / "linux.toml"
+    r = cli("target", "linux", "--sysroot", str(SYSROOT), "--swap", "/dev/sda1", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    t = load(out)
+    start = int((SYSROOT / PART / "start").read_text())
+    size = int((SYSROOT / PART / "size").read_text())
+    # exactly the swap partition without its header page
+    assert [(e.lba, e.count) for e in t.extents] == [(start + 8, size - 8)] == [(2056, 1310712)]
+    assert (t.reserved.load_address, t.reserved.size) == (0x10000000, 0x200000)
+    assert (t.disk.pci, t.disk.port, t.disk.ahci_base) == ("00:1f.2", 0, 0xfebf1000)
+    assert t.disk.sectors == 1347584
+    # the firmware's map: the memmap= region is still RAM there
+    ram = [(m.start, m.end) for m in t.memory if m.type == "ram"]
+    assert ram == [(0, 0x9fc00), (0x100000, 0x1ffdf000)]
+    assert t.saved_ranges() == [(0, 0x9f000), (0x100000, 0x10000000), (0x10200000, 0x1ffdf000)]
+    assert t.framebuffer is None
+    # and a payload builds from it
+    blob = tmp_path / "p.blob"
+    r = cli("build", "--target", str(out), "-o", str(blob))
+    assert r.returncode == 0, r.stderr
+    r = cli("inspect", str(blob), "--json")
+    assert r.returncode == 0 and "2056" in r.stdout
+
+
+def _copy(tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(SYSROOT, root, symlinks=True)
+    return root
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: (r / "proc/cmdline").write_text("console=ttyS0\n"), "no memmap=SIZE$ADDR"),
+    (lambda r: (r / "proc/cmdline").write_text("memmap=2M$0x10000000 memmap=1M$0x1000000\n"),
+     "keep exactly one"),
+    (lambda r: (r / "proc/cmdline").write_text("memmap=2M$0x11000000\n"), "not a Reserved range"),
+    (lambda r: (r / "sys/devices/pci0000:00/0000:00:1f.2/class").write_text("0x010185\n"),
+     "not an AHCI controller"),
+    (lambda r: (r / "dev/sda1").write_bytes(bytes(4096)), "no swap signature"),
+    (lambda r: (r / "dev/sda1").write_bytes(bytes(4086) + b"SOSIMAGE01"), "holds a suspendos image"),
+])
+def test_linux_target_refuses(tmp_path, change, message):
+    root = _copy(tmp_path)
+    change(root)
+    with pytest.raises(UsageError, match=message.replace("$", r"\$")):
+        linux_target("/dev/sda1", root)
+
+
+def test_linux_target_cli_errors_are_one_line(tmp_path):
+    r = cli("target", "linux", "--sysroot", str(SYSROOT), "-o", str(tmp_path / "x.toml"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "/proc/swaps" in r.stderr
+    r = cli("target", "linux", "--sysroot", str(SYSROOT), "--swap", "/dev/sda",
+            "-o", str(tmp_path / "x.toml"))
+    assert r.returncode == 2 and "whole disk" in r.stderr
+    assert not (tmp_path / "x.toml").exists()
+
+
+def test_linux_swap_file_extents():
+    # FIEMAP answers (logical, physical, length, flags): the header page is left out,
+    # physically adjacent pieces merge, everything shifts by the partition start.
+    m = [(0, 1 << 20, 8192, 0), (8192, (1 << 20) + 8192, 4096, 0), (12288, 5 << 20, 8192, 1)]
+    assert file_extents("f", 2048, 20480, m) == [
+        Extent(2048 + (1 << 20) // 512 + 8, 16), Extent(2048 + (5 << 20) // 512, 16)]
+    with pytest.raises(UsageError, match="hole"):
+        file_extents("f", 0, 20480, [(0, 0, 4096, 0), (8192, 8192, 12288, 1)])
+    with pytest.raises(UsageError, match="delayed allocation"):
+        file_extents("f", 0, 8192, [(0, 0, 8192, 5)])
