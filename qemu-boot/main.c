@@ -49,6 +49,25 @@ static void fill_ram(void)
     kprintf("\n");
 }
 
+/* Tell the payload what RAM this machine has (whole pages of the firmware's usable
+ * ranges), so it can refuse a target whose memory list claims RAM that is not there. */
+static struct sos_mem_range host_ram[MB_MAX_MMAP];
+
+static void describe_ram(struct sos_handoff *h)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < boot.mmap_count; i++) {
+        uint64_t s = (boot.mmap[i].start + 4095) & ~4095ull, e = boot.mmap[i].end & ~4095ull;
+        if (boot.mmap[i].type == 1 && s < e) {
+            host_ram[n].start = s;
+            host_ram[n].end = e;
+            n++;
+        }
+    }
+    h->memmap = (uint64_t)(uintptr_t)host_ram;
+    h->memmap_count = n;
+}
+
 /* The whole handoff block as one line of hex, for suspendos.formats.handoff.Handoff. */
 static void print_handoff(const struct sos_handoff *h)
 {
@@ -126,6 +145,7 @@ void host_main(uint32_t magic, uint32_t mbi)
     ho->flags = opt.handoff_flags;
     ho->serial_port = SERIAL_COM1;
     ho->tsc_hz = 0;
+    describe_ram(ho);
 
     kprintf("@@RAMHASH 0x%016lx\n", pagesum_record(&lay));
     kprintf("@@HOST ready pages=%lu fill=%lu keep=%lu\n", lay.total_pages, lay.fill_pages,

@@ -156,3 +156,22 @@ def test_cpu_faults_end_in_order(cli, disk, kind, where):
         assert s["fault_vector"] == 0
     assert _outside(disk) == before
     assert_no_image(cli, disk)
+
+
+def test_target_claiming_ram_the_machine_lacks_is_refused(cli, tmp_path, qemu_pci):
+    """A 256M machine's target on a 128M machine: only the payload can know (the host's
+    memory map arrives in the handoff block)."""
+    from suspendos.target.description import dumps
+    big = qemu_target(256 << 20, pci=qemu_pci)
+    target = tmp_path / "t256.toml"
+    target.write_text(dumps(big))
+    disk = tmp_path / "disk.img"
+    with open(disk, "wb") as f:
+        f.truncate(big.disk.sectors * 512)
+    p = cli("qemu", "suspend", "--memory", "128M", "--disk", disk, "--target", target,
+            "--json", "--quiet", timeout=300)
+    s = json.loads(p.stdout)
+    assert_orderly_failure(p, s, "memory_mismatch")
+    assert "not RAM on this machine" in s["message"]
+    with open(disk, "rb") as f:
+        assert not any(f.read()), "the disk was written"

@@ -72,6 +72,25 @@ static uint32_t check_config(const struct sos_handoff *h, const struct sos_paylo
     return 0;
 }
 
+/* Every range of the memory list must be RAM the host says it has (handoff.memmap): a
+ * target that claims more RAM than the machine has is refused before anything is read. */
+static uint32_t check_memory(const struct sos_handoff *h, const struct sos_payload_info *info)
+{
+    const struct sos_mem_range *want = (const void *)(uintptr_t)info->memory_list;
+    const struct sos_mem_range *have = (const void *)(uintptr_t)h->memmap;
+    if (!h->memmap || !h->memmap_count)
+        return 0;                               /* the host did not say */
+    for (uint32_t i = 0; i < info->memory_count; i++) {
+        int inside = 0;
+        for (uint32_t k = 0; k < h->memmap_count && !inside; k++)
+            inside = have[k].start <= want[i].start && want[i].end <= have[k].end;
+        if (!inside)
+            return fail(SOS_STATUS_MEMORY_MISMATCH, "memory %lx-%lx is not RAM on this machine",
+                        want[i].start, want[i].end);
+    }
+    return 0;
+}
+
 static uint32_t open_disk(const struct sos_payload_info *info)
 {
     struct ahci_config cfg = {
@@ -160,6 +179,11 @@ uint32_t payload_main(struct sos_handoff *h)
     h->tsc_start = rdtsc();
     if (info->selftest)
         selftest(info);
+    rc = check_memory(h, info);
+    if (rc) {
+        h->tsc_end = rdtsc();
+        return h->status;
+    }
 
     plugin_host_init();         /* first frame; plugins never see the disk */
     rc = open_disk(info);

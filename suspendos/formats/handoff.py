@@ -29,6 +29,9 @@ Handoff = c.Struct(
     "serial_port" / u16,
     "_pad0" / c.Bytes(2),
     "tsc_hz" / u64,               # 0: the payload calibrates the TSC against the PIT
+    "memmap" / u64,               # the host's usable RAM: MemRange[memmap_count], or 0
+    "memmap_count" / u32,         # (the payload refuses to save memory that is not RAM)
+    "_pad2" / c.Bytes(4),
     # payload returns
     "status" / u32,
     "fault_vector" / u32,
@@ -55,7 +58,8 @@ Handoff = c.Struct(
 
 def new_handoff():
     return dict(magic=HANDOFF_MAGIC, revision=HANDOFF_REVISION, size=Handoff.sizeof(),
-                flags=0, serial_port=0, _pad0=b"\0\0", tsc_hz=0, status=0, fault_vector=0,
+                flags=0, serial_port=0, _pad0=b"\0\0", tsc_hz=0, memmap=0, memmap_count=0,
+                _pad2=bytes(4), status=0, fault_vector=0,
                 fault_error_code=0, fault_rip=0, fault_address=0, failed_lba=0, detail=0,
                 pages_total=0, pages_saved=0, zero_pages=0, bytes_written=0, raw_bytes=0,
                 chunks=0, tsc_start=0, tsc_end=0, tsc_hz_used=0, draw_tsc=0,
