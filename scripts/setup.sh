@@ -13,11 +13,14 @@ command -v gdb >/dev/null || need+=(gdb)
 command -v clang >/dev/null || need+=(clang)
 [ -e /usr/include/lz4.h ] || need+=(liblz4-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+# The Linux tests fetch Debian's kernel with `apt-get download`: they need package lists too.
+if [ ${#need[@]} -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
+    $sudo apt-get update -q
+fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]} from Debian"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
 fi
 
