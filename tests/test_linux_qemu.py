@@ -11,11 +11,7 @@ the resume loader, on the QEMU test machine (q35, ICH9 AHCI, TCG).
 Debian's packages come through apt-get download (cached in ~/.cache/suspendos/linux).
 """
 import asyncio
-import os
 import shutil
-from pathlib import Path
-
-import pytest
 
 from suspendos.build.payload import build_payload
 from suspendos.build.resume import build_resume_loader
@@ -32,7 +28,7 @@ RESERVED = "2M$0x10000000"
 SWAP_MIB = 640
 APPEND = f"console=ttyS0 memmap={RESERVED} no5lvl loglevel=6"
 
-pytestmark = pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="no QEMU")
+assert shutil.which("qemu-system-x86_64"), "no QEMU (scripts/setup.sh installs it)"
 
 
 def _linux_args(debian, initrd, disk):
