@@ -32,7 +32,7 @@ from hypothesis import (HealthCheck, Phase, currently_in_test_context, event, gi
 from suspendos.errors import SuspendosError
 from suspendos.formats import image as fmt
 from suspendos.formats.common import SECTOR_SIZE, offset_of
-from suspendos.formats.lists import Extent, MemRange
+from suspendos.formats.lists import MemRange
 from suspendos.image.reader import header_checksum, open_image
 
 ROOT = Path(__file__).resolve().parent.parent
