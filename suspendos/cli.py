@@ -63,6 +63,9 @@ def cmd_build(a):
         t.validate()
     key = _key(a, "encrypt_key")
     result = build_payload(t, key=key, plugins=plugins)
+    if a.format == "kexec-elf":
+        from .build.kexec import kexec_elf
+        result.blob = kexec_elf(result.blob)
     # A blob built with a key carries it: only its owner may read it.
     write_atomic(a.output, result.blob, mode=0o600 if key else 0o644)
     print(f"wrote {a.output}: {len(result.blob)} bytes, loads at {t.reserved.load_address:#x}")
@@ -258,6 +261,8 @@ def parser():
     b.add_argument("--compress", choices=("none", "lz4"))
     add_plugin_options(b)
     b.add_argument("--encrypt-key", help="encrypt the image with this key (suspendos key new)")
+    b.add_argument("--format", choices=("blob", "kexec-elf"), default="blob",
+                   help="kexec-elf: an ELF for `kexec --load-preserve-context` (KEXEC_JUMP)")
     b.set_defaults(func=cmd_build)
 
     i = sub.add_parser("inspect", help="show a payload blob's layout")

@@ -1,7 +1,8 @@
-"""An ELF core file of an extracted image (System V gABI, ELF-64; x86-64 psABI), so gdb can
+"""ELF-64 layouts. Used for the ELF core file of an extracted image (System V gABI, ELF-64; x86-64 psABI), so gdb can
 read the saved memory by physical address: one PT_LOAD per saved range (p_vaddr = p_paddr =
 physical address) and a PT_NOTE with an NT_PRSTATUS holding the registers saved at the
-handoff (Linux's struct elf_prstatus layout, which gdb reads).
+handoff (Linux's struct elf_prstatus layout, which gdb reads); and for the kexec-loadable
+blob (suspendos/build/kexec.py).
 
 Written with construct rather than lief: lief 1.0 refuses to add segments to an ET_CORE
 file ("Adding segment not implemented for CORE"). tests/test_image_tools.py reads the result
@@ -11,7 +12,7 @@ import construct as c
 
 from .common import u16, u32, u64
 
-ELFCLASS64, ELFDATA2LSB, EV_CURRENT, ET_CORE, EM_X86_64 = 2, 1, 1, 4, 62
+ELFCLASS64, ELFDATA2LSB, EV_CURRENT, ET_EXEC, ET_CORE, EM_X86_64 = 2, 1, 1, 2, 4, 62
 PT_LOAD, PT_NOTE = 1, 4
 PF_X, PF_W, PF_R = 1, 2, 4
 NT_PRSTATUS = 1
