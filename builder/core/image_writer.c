@@ -28,7 +28,10 @@
 
 #define MAX_SG (SOS_MAX_CHUNK_PAGES + 1)
 
-static struct ahci_sg sg[MAX_SG];
+static struct disk_sg sg[MAX_SG];
+/* A raw chunk's header fills one logical block, so its data stays block-aligned for
+ * zero-copy DMA: SOS_RAW_CHUNK_HEADER on 512-byte disks, 4096 on 4096-byte ones. */
+static uint32_t raw_header = SOS_RAW_CHUNK_HEADER;
 static uint8_t lz4_work[LZ4_WORK_SIZE] __attribute__((aligned(8)));
 
 struct page_cursor {
@@ -64,7 +67,7 @@ static uint64_t bitmap_bytes(uint32_t pages)
 uint64_t chunk_header_size(uint32_t pages, int raw_zero_copy)
 {
     if (raw_zero_copy)
-        return SOS_RAW_CHUNK_HEADER;
+        return raw_header;
     return (sizeof(struct sos_chunk_header) + bitmap_bytes(pages) + SOS_CHUNK_ALIGN - 1) &
            ~(uint64_t)(SOS_CHUNK_ALIGN - 1);
 }
@@ -155,13 +158,13 @@ static uint32_t write_raw_chunk(struct stream *s, struct chunk *c, uint8_t *hdr_
             n++;
         }
     }
-    memset(hdr_buf, 0, SOS_RAW_CHUNK_HEADER);
+    memset(hdr_buf, 0, raw_header);
     uint32_t stored = c->data_pages * SOS_PAGE_SIZE;
-    fill_header(ch, c, SOS_RAW_CHUNK_HEADER, SOS_CHUNK_RAW, stored, xxh64_digest(&st));
+    fill_header(ch, c, (uint16_t)raw_header, SOS_CHUNK_RAW, stored, xxh64_digest(&st));
     seal_header(ch);
     sg[0].addr = (uint64_t)(uintptr_t)hdr_buf;
-    sg[0].bytes = SOS_RAW_CHUNK_HEADER;
-    return stream_write(s, sg, n, SOS_RAW_CHUNK_HEADER + (uint64_t)stored);
+    sg[0].bytes = raw_header;
+    return stream_write(s, sg, n, raw_header + (uint64_t)stored);
 }
 
 /* The AEAD parameters of formats/image.py: nonce = image_id[0:4] || index (u64 LE). */
@@ -244,20 +247,21 @@ static void report_progress(struct progress *p, uint64_t done)
     plugin_host_progress(done, p->total, SOS_PHASE_WRITING);   /* redraws on whole percents */
 }
 
-uint32_t write_image(struct ahci *disk)
+uint32_t write_image(void)
 {
     const struct sos_payload_info *info = sos_run.info;
     struct sos_handoff *h = sos_run.handoff;
     struct stream s = {
-        .disk = disk,
+        .block = info->block_size,
         .extents = (const void *)(uintptr_t)info->sector_list,
         .extent_count = info->sector_count,
-        .capacity = info->image_sectors * SOS_SECTOR_SIZE,
-        .max_command = (uint64_t)info->max_command_sectors * SOS_SECTOR_SIZE,
+        .capacity = info->image_sectors * info->block_size,
+        .max_command = (uint64_t)info->max_command_sectors * info->block_size,
     };
     const struct sos_mem_range *ranges = (const void *)(uintptr_t)info->memory_list;
-    /* Scratch after the AHCI area: header block | tables | chunk header | staging | stream. */
-    uint8_t *scratch = (uint8_t *)(uintptr_t)(info->scratch_base + PAYLOAD_AHCI_DMA_SIZE);
+    /* Scratch after the driver's area: header block | tables | chunk header | staging |
+     * stream. */
+    uint8_t *scratch = (uint8_t *)(uintptr_t)(info->scratch_base + PAYLOAD_DISK_DMA_SIZE);
     uint8_t *scratch_end = (uint8_t *)(uintptr_t)(info->scratch_base + info->scratch_size);
     struct sos_image_header *hdr = (void *)scratch;
     uint8_t *tables = scratch + SOS_IMAGE_HEADER_BLOCK;
@@ -267,19 +271,21 @@ uint32_t write_image(struct ahci *disk)
     /* Two raw chunk headers: one may still be on its way to the disk (stream.h). */
     uint8_t *chunk_hdr_buf = tables + (chunks_offset - SOS_IMAGE_HEADER_BLOCK);
     uint32_t chunk_pages = info->chunk_pages;
-    uint8_t *staging = chunk_hdr_buf + 2 * SOS_RAW_CHUNK_HEADER;
+    raw_header = info->block_size > SOS_RAW_CHUNK_HEADER ? info->block_size
+                                                         : SOS_RAW_CHUNK_HEADER;
+    uint8_t *staging = chunk_hdr_buf + 2 * raw_header;
     int compress = info->compression == SOS_COMPRESS_LZ4;
     int encrypt = info->encryption == SOS_ENCRYPT_CHACHA20_POLY1305;
     int buffered = compress || encrypt;
     uint8_t key[32];
     memcpy(key, (const void *)info->key, sizeof key);
     s.buf = staging + (uint64_t)chunk_pages * SOS_PAGE_SIZE;
-    s.buf_cap = (uint64_t)(scratch_end - s.buf) / 2 & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
+    s.buf_cap = (uint64_t)(scratch_end - s.buf) / 2 & ~(uint64_t)(s.block - 1);
     s.other = s.buf + s.buf_cap;
-    s.flush_at = s.buf_cap / 2 & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
+    s.flush_at = s.buf_cap / 2 & ~(uint64_t)(s.block - 1);
     if (chunk_pages == 0 || chunk_pages > SOS_MAX_CHUNK_PAGES ||
         (buffered && s.buf_cap < 2 * (chunk_header_size(chunk_pages, 0) +
-                                      (uint64_t)chunk_pages * SOS_PAGE_SIZE + SOS_SECTOR_SIZE)))
+                                      (uint64_t)chunk_pages * SOS_PAGE_SIZE + s.block)))
         return fail(SOS_STATUS_BAD_PAYLOAD_INFO, "chunk size %u does not fit scratch",
                     chunk_pages);
 
@@ -319,7 +325,7 @@ uint32_t write_image(struct ahci *disk)
         rc = buffered ? write_buffered_chunk(&s, &cur, compress, staging, image_id,
                                              encrypt ? key : 0)
                       : write_raw_chunk(&s, &cur, chunk_hdr_buf +
-                                        (cur.index & 1) * SOS_RAW_CHUNK_HEADER);
+                                        (cur.index & 1) * raw_header);
         if (rc)
             return rc;
         done += cur.count;
@@ -350,6 +356,7 @@ uint32_t write_image(struct ahci *disk)
     hdr->checksum = SOS_CHECKSUM_XXH64;
     hdr->encryption = info->encryption;
     hdr->page_size = SOS_PAGE_SIZE;
+    hdr->block_size = s.block;
     hdr->chunk_pages = chunk_pages;
     hdr->range_count = info->memory_count;
     hdr->extent_count = info->sector_count;
