@@ -8,6 +8,7 @@ from pathlib import Path
 from . import __version__
 from .errors import SuspendosError, UsageError
 from .fileutil import write_atomic
+from .qemu import disks
 from .sizes import parse_size
 
 
@@ -28,7 +29,8 @@ def cmd_target_qemu(a):
     memory = parse_size(a.memory, "--memory")
     disk_size = parse_size(a.disk_size, "--disk-size") if a.disk_size else None
     from .plugins.cli import parse_fb_mode
-    t = qemu_target(memory, disk_size, a.compress, framebuffer=parse_fb_mode(a.framebuffer))
+    t = qemu_target(memory, disk_size, a.compress, framebuffer=parse_fb_mode(a.framebuffer),
+                    bus=a.disk_bus, sector_size=a.sector_size)
     write_atomic(a.output, dumps(t).encode())
     print(f"wrote {a.output}: {t.name}, {t.saved_pages()} pages to save, disk "
           f"{t.disk.sectors} sectors, extents {[(e.lba, e.count) for e in t.extents]}")
@@ -122,7 +124,7 @@ def cmd_qemu_suspend(a):
                                target=_target_override(a), selftest=_selftest(a.selftest),
                                plugins=plugins, screenshot=a.screenshot,
                                framebuffer=parse_fb_mode(a.framebuffer),
-                               mix=a.mix)
+                               mix=a.mix, bus=a.disk_bus, sector_size=a.sector_size)
     if a.json:
         emit_json(summary)
     else:
@@ -150,7 +152,8 @@ def cmd_qemu_resume(a):
     memory = parse_size(a.memory, "--memory")
     from .target.qemu import check_memory
     check_memory(memory)
-    summary, ok = qemu_resume(memory, a.disk, key=_key(a), show_progress=not a.quiet)
+    summary, ok = qemu_resume(memory, a.disk, key=_key(a), show_progress=not a.quiet,
+                              bus=a.disk_bus, sector_size=a.sector_size)
     s = summary
     if a.json:
         emit_json(summary)
@@ -242,6 +245,7 @@ def parser():
                     help="the Bochs VBE mode the test host sets: WxHxBPP (BPP 32, 24 or 16) "
                          "or none (default 800x600x32)")
     tq.add_argument("-o", "--output", required=True)
+    disks.add_arguments(tq)
     tq.set_defaults(func=cmd_target_qemu)
     tl = t.add_parser("linux", help="describe this Linux system (as root; docs/LINUX.md)")
     tl.add_argument("--swap", help="the swap partition or file to hold the image (default: "
@@ -296,6 +300,7 @@ def parser():
                     help="save the screen (QMP screendump) after the plugins' last frame")
     qs.add_argument("--json", action="store_true")
     qs.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    disks.add_arguments(qs)
     qs.set_defaults(func=cmd_qemu_suspend)
     qr = q.add_parser("resume", help="resume the QEMU test machine from a disk image")
     qr.add_argument("--memory", required=True)
@@ -303,6 +308,7 @@ def parser():
     qr.add_argument("--key", help="the key of an encrypted image (suspendos key new)")
     qr.add_argument("--json", action="store_true")
     qr.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    disks.add_arguments(qr)
     qr.set_defaults(func=cmd_qemu_resume)
 
     im = sub.add_parser("image", help="read an image from a disk").add_subparsers(

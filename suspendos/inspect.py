@@ -6,7 +6,7 @@ from .errors import FormatError
 from .formats import blob as blobfmt
 from .formats.common import parse
 from .formats.lists import Extent, MemRange
-from .formats.payload_info import PayloadInfo
+from .formats.payload_info import DISK_KIND, PayloadInfo
 
 P, RW, PCD, PS, XD = 1, 2, 1 << 4, 1 << 7, 1 << 63
 ADDR = 0x000FFFFFFFFFF000
@@ -103,7 +103,9 @@ def inspect_blob(data):
         "scratch": [info.scratch_base, info.scratch_base + info.scratch_size],
         "stack_top": info.stack_top,
         "disk": dict(ahci_abar=info.ahci_abar, port=info.ahci_port,
-                     pci=f"{info.ahci_pci_bus:02x}:{info.ahci_pci_dev:02x}.{info.ahci_pci_fn:x}"),
+                     pci=f"{info.ahci_pci_bus:02x}:{info.ahci_pci_dev:02x}.{info.ahci_pci_fn:x}",
+                     kind=DISK_KIND.name_of(info.disk_kind), block_size=info.block_size,
+                     nsid=info.disk_nsid),
         "options": dict(compression=info.compression, chunk_pages=info.chunk_pages,
                         max_command_sectors=info.max_command_sectors,
                         encryption=info.encryption),
@@ -123,7 +125,11 @@ def format_text(r):
                    f"memory {s['mem_size']:>7}  {s['perm']}")
     out.append(f"scratch: {r['scratch'][0]:#x}-{r['scratch'][1]:#x}   stack top {r['stack_top']:#x}")
     d = r["disk"]
-    out.append(f"disk: AHCI {d['pci']} ABAR {d['ahci_abar']:#x} port {d['port']}")
+    if d.get("kind", "ahci").lower() == "ahci":
+        out.append(f"disk: AHCI {d['pci']} ABAR {d['ahci_abar']:#x} port {d['port']}")
+    else:
+        out.append(f"disk: {d['kind']} {d['pci']} BAR {d['ahci_abar']:#x} namespace "
+                   f"{d['nsid']}, {d['block_size']}-byte blocks")
     pages = sum(e - s for s, e in r["memory_ranges"]) // 4096
     out.append(f"memory list: {len(r['memory_ranges'])} ranges, {pages} pages")
     for s, e in r["memory_ranges"]:

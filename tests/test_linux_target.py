@@ -89,3 +89,37 @@ def test_linux_swap_file_extents():
         file_extents("f", 0, 20480, [(0, 0, 4096, 0), (8192, 8192, 12288, 1)])
     with pytest.raises(UsageError, match="delayed allocation"):
         file_extents("f", 0, 8192, [(0, 0, 8192, 5)])
+
+
+@pytest.mark.parametrize("root, swap, kind, pci, bar, block, extent", [
+    ("linux-sysroot-nvme", "/dev/nvme0n1p2", "nvme", "00:04.0", 0xfebd0000, 4096,
+     (264192 // 8 + 1, 1310720 // 8 - 1)),
+    ("linux-sysroot-virtio", "/dev/vda2", "virtio-blk", "00:03.0", 0xfe000000, 512,
+     (264192 + 8, 1310720 - 8)),
+])
+def test_linux_target_on_nvme_and_virtio(tmp_path, root, swap, kind, pci, bar, block, extent):
+    """Synthetic sysroots (tests/data): an NVMe namespace with 4096-byte blocks (BAR0,
+    nsid) and a virtio-blk disk (the common configuration's BAR from config space);
+    extents in the disk's own blocks; a payload builds for each with its one driver."""
+    out = tmp_path / "t.toml"
+    r = cli("target", "linux", "--sysroot", str(SYSROOT.parent / root), "--swap", swap,
+            "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    t = load(out)
+    assert (t.disk.kind, t.disk.pci, t.disk.bar, t.disk.block_size) == (kind, pci, bar, block)
+    assert t.disk.namespace == (1 if kind == "nvme" else 0)
+    assert [(e.lba, e.count) for e in t.extents] == [extent]
+    blob = tmp_path / "p.blob"
+    r = cli("build", "--target", str(out), "-o", str(blob))
+    assert r.returncode == 0, r.stderr
+    assert blob.stat().st_size <= 64 * 1024
+    r = cli("inspect", str(blob))
+    assert r.returncode == 0 and f"{block}-byte blocks" in r.stdout, r.stdout
+
+
+def test_linux_target_refuses_a_legacy_virtio_device(tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(SYSROOT.parent / "linux-sysroot-virtio", root, symlinks=True)
+    (root / "sys/devices/pci0000:00/0000:00:03.0/config").write_bytes(bytes(64))
+    with pytest.raises(UsageError, match="no virtio 1.x common configuration"):
+        linux_target("/dev/vda2", root)

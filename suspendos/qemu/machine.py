@@ -38,12 +38,14 @@ def machine_args(memory):
             "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"]
 
 
-def disk_args(path, inject=None):
-    """The disk on AHCI port 0 (ide.0). `inject`: blkdebug inject-error rules, which QEMU 7.2
-    honours only when blkdebug sits between the raw format and the file."""
+def disk_args(path, inject=None, bus="ahci", sector_size=512):
+    """The disk on AHCI port 0 (ide.0), or on an NVMe or virtio-blk controller (disks.py).
+    `inject`: blkdebug inject-error rules, which QEMU 7.2 honours only when blkdebug sits
+    between the raw format and the file."""
+    from .disks import device_args
+    device = device_args(bus, sector_size)
     if not inject:
-        return ["-drive", f"if=none,id=d0,file={path},format=raw,cache=writeback",
-                "-device", "ide-hd,drive=d0,bus=ide.0"]
+        return ["-drive", f"if=none,id=d0,file={path},format=raw,cache=writeback", *device]
     import json
     if inject == "stall":        # a breakpoint is set through QMP once QEMU runs
         inject = []
@@ -51,7 +53,7 @@ def disk_args(path, inject=None):
     if inject:
         debug["inject-error"] = inject
     node = {"driver": "raw", "node-name": "d0", "file": debug}
-    return ["-blockdev", json.dumps(node), "-device", "ide-hd,drive=d0,bus=ide.0"]
+    return ["-blockdev", json.dumps(node), *device]
 
 
 def debug_exit_value(returncode):

@@ -5,6 +5,7 @@ BARs move with the device set, so `suspendos target qemu` asks QEMU instead of a
 import asyncio
 import time
 
+from . import disks
 from .machine import QemuMachine, machine_args
 
 AHCI_ID = (0x8086, 0x2922)       # ICH9 AHCI, built into q35
@@ -25,8 +26,8 @@ def _bar(dev, index):
     return None
 
 
-async def _probe(memory):
-    m = QemuMachine(machine_args(memory))
+async def _probe(memory, bus, sector_size):
+    m = QemuMachine(machine_args(memory) + disks.probe_args(bus, sector_size))
     try:
         await m.start()
         deadline = time.monotonic() + PROBE_DEADLINE
@@ -43,16 +44,21 @@ async def _probe(memory):
                     bar = _bar(dev, 0)
                     if bar and 0 < bar[0] < 0xFFFFFFFF:
                         found["vga"] = (addr, bar[0], bar[1])
-            if "ahci" in found and "vga" in found:
+                else:
+                    ours = disks.find(dev, addr, _bar)
+                    if ours:
+                        found[ours[0]] = ours[1]
+            if bus in found and "vga" in found:
                 return found
             if time.monotonic() > deadline:
-                raise m.failure(f"the firmware did not assign the AHCI and VGA BARs within "
+                raise m.failure(f"the firmware did not assign the {bus} and VGA BARs within "
                                 f"{PROBE_DEADLINE:.0f} s")
             await asyncio.sleep(0.2)
     finally:
         await m.stop()
 
 
-def probe_pci(memory):
-    """{'ahci': (pci address, ABAR), 'vga': (pci address, framebuffer base, size)}."""
-    return asyncio.run(_probe(memory))
+def probe_pci(memory, bus="ahci", sector_size=512):
+    """{'ahci': (pci address, ABAR), 'vga': (pci address, framebuffer base, size)}, and with
+    another bus its controller: 'nvme' / 'virtio': (pci address, BAR)."""
+    return asyncio.run(_probe(memory, bus, sector_size))

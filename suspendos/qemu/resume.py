@@ -57,17 +57,19 @@ class LoaderLog:
         return True
 
 
-def _target_for(memory, disk):
+def _target_for(memory, disk, bus="ahci", sector_size=512):
     """The target `qemu suspend` built for this disk. A disk too small for this machine's
     worst-case image (truncated, or from a smaller machine) gets the target of a fresh disk,
     which is what `qemu suspend` created: the loader then says what it finds."""
     size = disk.stat().st_size
-    if size % SECTOR_SIZE:
-        raise UsageError(f"--disk: {disk} is not a whole number of 512-byte sectors")
+    if size % max(SECTOR_SIZE, sector_size):
+        raise UsageError(f"--disk: {disk} is not a whole number of {sector_size}-byte sectors")
+    from .probe import probe_pci
+    pci = probe_pci(memory, bus, sector_size)
     try:
-        return qemu_target(memory, size)
+        return qemu_target(memory, size, pci=pci, bus=bus, sector_size=sector_size)
     except UsageError:
-        return qemu_target(memory)
+        return qemu_target(memory, pci=pci, bus=bus, sector_size=sector_size)
 
 
 def summarize(handoff, result, exit_value, log):
@@ -96,20 +98,31 @@ def summarize(handoff, result, exit_value, log):
     }
 
 
-def qemu_resume(memory, disk, key=None, show_progress=True):
-    """Returns (summary dict, ok)."""
+def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_size=512,
+                on_release=None):
+    """Returns (summary dict, ok). `bus`, `sector_size`: as `qemu suspend` was given.
+    `on_release(machine)`: an async hook run (guest stopped) once the loader has given the
+    disk back and before it returns into the host (the loader's pause=after-release)."""
     disk = Path(disk)
     if not disk.is_file():
         raise UsageError(f"--disk: {disk} does not exist (suspend to it first)")
-    target = _target_for(memory, disk)
+    target = _target_for(memory, disk, bus, sector_size)
     with tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
         loader = Path(tmp) / "resume.elf"
         build_resume_loader(target, loader, key=key)
-        args = [*machine_args(memory), *disk_args(disk), "-kernel", str(loader)]
+        args = [*machine_args(memory), *disk_args(disk, bus=bus, sector_size=sector_size),
+                "-kernel", str(loader)]
+        if on_release:
+            args += ["-append", "pause=after-release"]
+
+        async def on_pause(machine, where):
+            if where == "after-release":
+                await on_release(machine)
         progress = Progress(show_progress)
         log = LoaderLog(progress)
         handoff, result, exit_value, error, m = asyncio.run(
-            run_guest(args, target, memory, progress=progress, on_line=log))
+            run_guest(args, target, memory, on_pause if on_release else None,
+                      progress=progress, on_line=log))
     outcome = log.outcome
     if not outcome and exit_value is not None and EXIT_REFUSED < exit_value <= EXIT_FAULT:
         status = {EXIT_RESTORE_FAILED: "restore-failed", EXIT_FAULT: "loader-fault"}.get(

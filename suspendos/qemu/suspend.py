@@ -161,24 +161,26 @@ async def run_guest(args, target, memory, on_pause=None, progress=None, deadline
 
 def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=None,
                  show_progress=True, keep_blob=None, key=None, target=None, selftest=0,
-                 mix=None, plugins=None, screenshot=None, framebuffer=DEFAULT_FRAMEBUFFER):
+                 mix=None, plugins=None, screenshot=None, framebuffer=DEFAULT_FRAMEBUFFER,
+                 bus="ahci", sector_size=512):
     """Returns (summary dict, ok). `target`: use this description instead of the machine's
     own (to test what the payload does with a wrong one). `mix`: "Z,R,T,P", the test host's
     percentages of zero, random, text and pattern pages (default: the host's 25,25,25,25).
     `plugins`: approved packages (suspendos.plugins.package.approve). `framebuffer`: the
     VBE mode (w, h, bpp) or None; the test host sets the target's. `screenshot`: a PNG
-    path for QMP screendump, taken at a pause after the plugins' last frame."""
+    path for QMP screendump, taken at a pause after the plugins' last frame. `bus`,
+    `sector_size`: the disk's controller and logical block size (suspendos.qemu.disks)."""
     if mix is not None:
         parts = mix.split(",")
         if len(parts) != 4 or not all(p.isdigit() for p in parts) or sum(map(int, parts)) != 100:
             raise UsageError(f"--mix: {mix!r} is not Z,R,T,P: four whole percentages summing to 100")
     disk = Path(disk)
     existing = disk.exists()
-    if existing and disk.stat().st_size % SECTOR_SIZE:
-        raise UsageError(f"--disk: {disk} is not a whole number of 512-byte sectors")
+    if existing and disk.stat().st_size % max(SECTOR_SIZE, sector_size):
+        raise UsageError(f"--disk: {disk} is not a whole number of {sector_size}-byte sectors")
     if target is None:
         target = qemu_target(memory, disk.stat().st_size if existing else None, compress,
-                             framebuffer=framebuffer)
+                             framebuffer=framebuffer, bus=bus, sector_size=sector_size)
         if plugins:
             _make_room_for_plugins(target, plugins)
     elif compress != "none":
@@ -194,13 +196,15 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
         if not existing:
             sectors = target.disk.sectors or max(e.lba + e.count for e in target.extents)
             with open(disk, "wb") as f:
-                f.truncate(sectors * SECTOR_SIZE)
+                f.truncate(sectors * target.disk.block_size)
         pause = {(True, False): " pause=before", (False, True): " pause=after",
                  (True, True): " pause=both"}.get((bool(ram_dump), bool(screenshot)), "")
         fb = target.framebuffer
         append = (f"seed={seed}" + (f" mix={mix}" if mix is not None else "") + pause
                   + (f" vbe={fb.width}x{fb.height}x{fb.bpp}" if fb else " vbe=off"))
-        args = [*machine_args(memory), *disk_args(disk, inject),
+        from .disks import scale_inject
+        args = [*machine_args(memory),
+                *disk_args(disk, scale_inject(inject, sector_size), bus, sector_size),
                 "-kernel", str(tmp / "host.elf"), "-initrd", str(tmp / "payload.blob"),
                 "-append", append]
         ram_ranges = [(m.start, m.end) for m in target.memory if m.type == "ram"]

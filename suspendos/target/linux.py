@@ -6,7 +6,11 @@
   shows as "Reserved" in /proc/iomem) while the firmware's map still calls it RAM.
 - disk: the block device holding the swap area -> .../PCI_DEV/ataN/hostM/... in sysfs; the
   PCI function must be an AHCI controller (class 0x010601); ABAR = BAR5 from its `resource`
-  file; port = ataN's port_no - 1; sectors from the whole disk's `size`.
+  file; port = ataN's port_no - 1; sectors from the whole disk's `size`. Or an NVMe namespace
+  (.../PCI_DEV/nvme/nvmeX/nvmeXnY: class 0x010802, BAR0, `nsid`), or a virtio-blk disk
+  (.../PCI_DEV/virtioN/block/vdX: the BAR of the common configuration capability read from
+  the function's `config`). Block size from queue/logical_block_size (512 or 4096; extents
+  and sectors count those blocks).
 - extents: a swap partition's sectors after its header page, in whole pages; or a swap
   file's extents (FIEMAP), its first page left out, shifted by its partition's start.
 - framebuffer: /dev/fb0 (FBIOGET_*SCREENINFO) when there is one.
@@ -26,6 +30,8 @@ from ..formats.common import PAGE_SIZE, SECTOR_SIZE
 from .description import Disk, Extent, Framebuffer, MemoryRange, Options, Reserved, Target
 
 AHCI_CLASS = 0x010601
+NVME_CLASS = 0x010802
+VIRTIO_VENDOR = 0x1AF4
 SWAP_MAGICS = (b"SWAPSPACE2", b"SWAP-SPACE")
 SUSPENDOS_SWAP_MAGIC = b"SOSIMAGE01"      # written over SWAPSPACE2 while an image is there
 SECTORS_PER_PAGE = PAGE_SIZE // SECTOR_SIZE
@@ -190,45 +196,114 @@ def block_name(sysmap, dev):
 
 
 def disk_of(sysmap, part):
-    """(Disk, partition start, partition size, whole-disk name) for block device `part`."""
+    """(Disk, partition start, partition size, whole-disk name) for block device `part`;
+    start and size in 512-byte units, as sysfs counts them whatever the block size."""
     real = sysmap.realpath(f"/sys/class/block/{part}")
     parts = real.split("/")
     if not sysmap.exists(f"{real}/partition"):
         raise UsageError(f"--swap: {part} is a whole disk, not a partition (give the swap partition)")
-    try:
-        ata = next(i for i, p in enumerate(parts) if re.fullmatch(r"ata\d+", p))
-    except StopIteration:
-        raise UsageError(f"disk: {part} is not on an ATA port ({real}); only AHCI disks are "
-                         "supported (no device-mapper, USB, NVMe or virtio)")
-    pci = parts[ata - 1]
+    whole = parts[parts.index("block") + 1] if "block" in parts else parts[-2]
+    if any(re.fullmatch(r"ata\d+", p) for p in parts):
+        disk = _ahci_disk(sysmap, parts)
+    elif "nvme" in parts:
+        disk = _nvme_disk(sysmap, parts, whole)
+    elif any(re.fullmatch(r"virtio\d+", p) for p in parts):
+        disk = _virtio_disk(sysmap, parts)
+    else:
+        raise UsageError(f"disk: {part} is not on an AHCI port, an NVMe namespace or a "
+                         f"virtio-blk device ({real}); no device-mapper, USB or RAID")
+    lbs = int(sysmap.read(f"/sys/class/block/{whole}/queue/logical_block_size", "disk").strip())
+    if lbs not in (512, 4096) or (disk.kind == "ahci" and lbs != SECTOR_SIZE):
+        raise UsageError(f"disk: {whole} has {lbs}-byte logical blocks; the {disk.kind} driver "
+                         f"handles {'512' if disk.kind == 'ahci' else '512 or 4096'}")
+    disk.block_size = lbs
+    disk.sectors = int(sysmap.read(f"/sys/class/block/{whole}/size", "disk").strip()) \
+        // (lbs // SECTOR_SIZE)
+    start = int(sysmap.read(f"/sys/class/block/{part}/start", "swap").strip())
+    size = int(sysmap.read(f"/sys/class/block/{part}/size", "swap").strip())
+    return disk, start, size, whole
+
+
+def _pci_function(sysmap, parts, i, what):
+    """The PCI function directory parts[:i + 1] and its bus:dev.fn."""
+    pci = parts[i]
     m = PCI_RE.match(pci)
     if not m:
-        raise UsageError(f"disk: the parent of {parts[ata]} is not a PCI function ({pci})")
+        raise UsageError(f"disk: the parent of the {what} is not a PCI function ({pci})")
     if m.group(1) != "0000":
         raise UsageError(f"disk: PCI domain {m.group(1)} is not supported (only 0000)")
-    pci_dir = "/".join(parts[:ata])
-    cls = int(sysmap.read(f"{pci_dir}/class", "disk").strip(), 16)
+    return "/".join(parts[:i + 1]), f"{m.group(2)}:{m.group(3)}.{m.group(4)}"
+
+
+def _bar(sysmap, pci_dir, index, what):
+    resource = sysmap.read(f"{pci_dir}/resource", "disk").splitlines()
+    if len(resource) <= index:
+        raise UsageError(f"disk: {pci_dir}/resource has no BAR{index} line")
+    bar = int(resource[index].split()[0], 16)
+    if not bar:
+        raise UsageError(f"disk: {what} (BAR{index}) reads as 0 (run as root)")
+    return bar
+
+
+def _pci_class(sysmap, pci_dir):
+    return int(sysmap.read(f"{pci_dir}/class", "disk").strip(), 16)
+
+
+def _ahci_disk(sysmap, parts):
+    ata = next(i for i, p in enumerate(parts) if re.fullmatch(r"ata\d+", p))
+    pci_dir, pci = _pci_function(sysmap, parts, ata - 1, parts[ata])
+    cls = _pci_class(sysmap, pci_dir)
     if cls != AHCI_CLASS:
         raise UsageError(f"disk: {pci} has PCI class {cls:#08x}, not an AHCI controller "
                          f"({AHCI_CLASS:#08x}); IDE/legacy mode is not supported")
-    resource = sysmap.read(f"{pci_dir}/resource", "disk").splitlines()
-    if len(resource) < 6:
-        raise UsageError(f"disk: {pci_dir}/resource has no BAR5 line")
-    bar5 = int(resource[5].split()[0], 16)
-    if not bar5:
-        raise UsageError(f"disk: {pci} BAR5 (ABAR) reads as 0 (run as root)")
+    bar5 = _bar(sysmap, pci_dir, 5, f"{pci} ABAR")
     port_dir = f"{'/'.join(parts[:ata + 1])}/ata_port/{parts[ata]}"
     port_no = int(sysmap.read(f"{port_dir}/port_no", "disk.port").strip())
-    whole = parts[parts.index("block") + 1]
-    lbs = int(sysmap.read(f"/sys/class/block/{whole}/queue/logical_block_size", "disk").strip())
-    if lbs != SECTOR_SIZE:
-        raise UsageError(f"disk: {whole} has {lbs}-byte logical blocks; only 512 is supported")
-    sectors = int(sysmap.read(f"/sys/class/block/{whole}/size", "disk").strip())
-    start = int(sysmap.read(f"/sys/class/block/{part}/start", "swap").strip())
-    size = int(sysmap.read(f"/sys/class/block/{part}/size", "swap").strip())
-    disk = Disk(ahci_base=bar5, pci=f"{m.group(2)}:{m.group(3)}.{m.group(4)}",
-                port=port_no - 1, sectors=sectors)
-    return disk, start, size, whole
+    return Disk(ahci_base=bar5, pci=pci, port=port_no - 1)
+
+
+def _nvme_disk(sysmap, parts, whole):
+    """.../PCI/nvme/nvmeX/nvmeXnY[/nvmeXnYpZ]: BAR0 and the namespace id (NVMe 1.4 2.1.10)."""
+    i = parts.index("nvme")
+    pci_dir, pci = _pci_function(sysmap, parts, i - 1, "NVMe controller")
+    cls = _pci_class(sysmap, pci_dir)
+    if cls != NVME_CLASS:
+        raise UsageError(f"disk: {pci} has PCI class {cls:#08x}, not an NVMe controller "
+                         f"({NVME_CLASS:#08x})")
+    nsid = int(sysmap.read(f"/sys/class/block/{whole}/nsid", "disk.namespace").strip())
+    return Disk(kind="nvme", pci=pci, bar=_bar(sysmap, pci_dir, 0, f"{pci} MLBAR"),
+                namespace=nsid)
+
+
+def _virtio_disk(sysmap, parts):
+    """.../PCI/virtioN/block/vdX[/vdXN]: the BAR holding the common configuration, from the
+    vendor capabilities in config space (virtio 1.1 4.1.4)."""
+    i = next(i for i, p in enumerate(parts) if re.fullmatch(r"virtio\d+", p))
+    pci_dir, pci = _pci_function(sysmap, parts, i - 1, parts[i])
+    vendor = int(sysmap.read(f"{pci_dir}/vendor", "disk").strip(), 16)
+    if vendor != VIRTIO_VENDOR:
+        raise UsageError(f"disk: {pci} (vendor {vendor:#06x}) is not a virtio PCI device")
+    try:
+        config = sysmap.path(f"{pci_dir}/config").read_bytes()
+    except OSError as e:
+        raise UsageError(f"disk: cannot read {pci_dir}/config ({e.strerror})")
+    bar = virtio_common_bar(config)
+    if bar is None:
+        raise UsageError(f"disk: {pci} has no virtio 1.x common configuration capability in "
+                         f"the config space readable here (legacy device, or not root)")
+    return Disk(kind="virtio-blk", pci=pci, bar=_bar(sysmap, pci_dir, bar, f"{pci} virtio BAR"))
+
+
+def virtio_common_bar(config):
+    """The BAR index of the virtio common configuration structure, or None."""
+    if len(config) < 0x40 or not config[6] & 0x10:
+        return None
+    at, seen = config[0x34] & 0xFC, 0
+    while at and at + 8 <= len(config) and seen < 48:
+        if config[at] == 0x09 and config[at + 3] == 1:
+            return config[at + 4]
+        at, seen = config[at + 1] & 0xFC, seen + 1
+    return None
 
 
 def read_swap_magic(path):
@@ -283,8 +358,9 @@ def fiemap(path, count=512):
             start = out[-1][0] + out[-1][2]
 
 
-def file_extents(path, part_start, file_size, mapping=None):
-    """Sector extents of a swap file's pages after the first, shifted by the partition start."""
+def file_extents(path, part_start, file_size, mapping=None, block_size=SECTOR_SIZE):
+    """Extents of a swap file's pages after the first, shifted by the partition start (in
+    512-byte units, as sysfs says), in the disk's `block_size` units."""
     mapping = fiemap(path) if mapping is None else mapping
     pos, out = PAGE_SIZE, []
     end = file_size // PAGE_SIZE * PAGE_SIZE
@@ -308,7 +384,10 @@ def file_extents(path, part_start, file_size, mapping=None):
             pos = e
     if pos < end:
         raise UsageError(f"--swap: {path}: FIEMAP does not cover offsets {pos}-{end}")
-    return out
+    per = block_size // SECTOR_SIZE
+    if any(e.lba % per or e.count % per for e in out):
+        raise UsageError(f"--swap: {path} is not aligned to the disk's {block_size}-byte blocks")
+    return [Extent(e.lba // per, e.count // per) for e in out]
 
 
 def swap_target(sysmap, swap):
@@ -322,7 +401,12 @@ def swap_target(sysmap, swap):
         pages = size // SECTORS_PER_PAGE
         if pages < 2:
             raise UsageError(f"--swap: {swap} is too small")
-        return disk, [Extent(start + SECTORS_PER_PAGE, (pages - 1) * SECTORS_PER_PAGE)], name
+        per = disk.block_size // SECTOR_SIZE            # sysfs counts 512-byte units
+        if start % per:
+            raise UsageError(f"--swap: {swap} starts at sector {start}, inside a "
+                             f"{disk.block_size}-byte block")
+        return disk, [Extent((start + SECTORS_PER_PAGE) // per,
+                             (pages - 1) * SECTORS_PER_PAGE // per)], name
     if not sysmap.live:
         raise UsageError(f"--swap: {swap} is not a block device in the sysroot")
     st = os.stat(swap)
@@ -333,7 +417,8 @@ def swap_target(sysmap, swap):
                                             f"{os.minor(st.st_dev)}"))
     disk, start, _, _ = disk_of(sysmap, part)
     check_swap_signature(sysmap, swap, part)
-    return disk, file_extents(swap, start, st.st_size), os.path.basename(swap)
+    return (disk, file_extents(swap, start, st.st_size, block_size=disk.block_size),
+            os.path.basename(swap))
 
 
 # ---- framebuffer -------------------------------------------------------------------------

@@ -18,6 +18,9 @@ MIN_MEMORY, MAX_MEMORY = 64 * MiB, 8 * GiB
 Q35_HIGHMEM_THRESHOLD = 0xB0000000   # RAM at or above this moves 2 GiB low, rest above 4 GiB
 Q35_LOWMEM_SPLIT = 0x80000000
 SEABIOS_TOP_RESERVED = 0x21000       # SeaBIOS keeps the top of low RAM (ACPI, tables)
+# ... and more when it drives the boot disk itself: its NVMe and virtio-blk drivers keep
+# their queues there (seen in the test host's @@MMAP under QEMU 7.2, 64M to 3G).
+SEABIOS_TOP_RESERVED_OF_BUS = {"ahci": SEABIOS_TOP_RESERVED, "nvme": 0x29000, "virtio": 0x24000}
 RESERVED_LOAD_ADDRESS = 16 * MiB
 RESERVED_SIZE = 2 * MiB
 IMAGE_FIRST_LBA = 2048               # 1 MiB in, as a partition would start
@@ -26,13 +29,14 @@ DEFAULT_FRAMEBUFFER = (800, 600, 32)
 FB_FORMAT_OF_BPP = {32: "xrgb8888", 24: "rgb888", 16: "rgb565"}
 
 
-def memory_map(memory):
+def memory_map(memory, bus="ahci"):
     low = Q35_LOWMEM_SPLIT if memory >= Q35_HIGHMEM_THRESHOLD else memory
     high = memory - low
+    top = SEABIOS_TOP_RESERVED_OF_BUS[bus]
     m = [MemoryRange(0, 0x9FC00, "ram"), MemoryRange(0x9FC00, 0xA0000, "reserved"),
          MemoryRange(0xF0000, 0x100000, "reserved"),
-         MemoryRange(0x100000, low - SEABIOS_TOP_RESERVED, "ram"),
-         MemoryRange(low - SEABIOS_TOP_RESERVED, low, "reserved"),
+         MemoryRange(0x100000, low - top, "ram"),
+         MemoryRange(low - top, low, "reserved"),
          MemoryRange(0xB0000000, 0xC0000000, "reserved"),      # PCIe MMCONFIG
          MemoryRange(0xFED1C000, 0xFED20000, "reserved"),      # ICH9 RCRB
          MemoryRange(0xFFFC0000, 1 << 32, "reserved")]         # BIOS flash
@@ -60,33 +64,48 @@ def _framebuffer(pci, mode=DEFAULT_FRAMEBUFFER):
                        format=FB_FORMAT_OF_BPP[bpp])
 
 
+def _disk(pci, bus, sector_size):
+    from ..qemu.disks import KIND_OF_BUS
+    if bus == "ahci":
+        ahci_pci, abar = pci["ahci"]
+        return Disk(ahci_base=abar, pci=ahci_pci, port=0, sectors=0)
+    addr, bar = pci[bus]
+    return Disk(kind=KIND_OF_BUS[bus], pci=addr, bar=bar, namespace=1 if bus == "nvme" else 0,
+                block_size=sector_size, sectors=0)
+
+
 def qemu_target(memory, disk_size=None, compress="none", pci=None,
-                framebuffer=DEFAULT_FRAMEBUFFER):
+                framebuffer=DEFAULT_FRAMEBUFFER, bus="ahci", sector_size=512):
     """Build (and validate) the target for a QEMU machine with `memory` bytes of RAM.
     `pci` is suspendos.qemu.probe.probe_pci()'s answer; probed when not given.
-    `framebuffer`: the VBE mode (width, height, bpp) the test host sets, or None."""
+    `framebuffer`: the VBE mode (width, height, bpp) the test host sets, or None.
+    `bus`, `sector_size`: the disk (suspendos.qemu.disks); extents count its blocks."""
+    from ..qemu.disks import check
     check_memory(memory)
-    if pci is None:
+    check(bus, sector_size)
+    if pci is None or bus not in pci:
         from ..qemu.probe import probe_pci
-        pci = probe_pci(memory)
-    ahci_pci, abar = pci["ahci"]
-    t = Target(name=f"qemu-q35-{memory // MiB}M", memory=memory_map(memory),
+        pci = probe_pci(memory, bus, sector_size)
+    first = IMAGE_FIRST_LBA * SECTOR_SIZE // sector_size
+    tail = DISK_TAIL_SECTORS * SECTOR_SIZE // sector_size
+    t = Target(name=f"qemu-q35-{memory // MiB}M" + ("" if bus == "ahci" else f"-{bus}"),
+               memory=memory_map(memory, bus),
                reserved=Reserved(RESERVED_LOAD_ADDRESS, RESERVED_SIZE),
-               disk=Disk(ahci_base=abar, pci=ahci_pci, port=0, sectors=0),
-               extents=[Extent(IMAGE_FIRST_LBA, 1)],
+               disk=_disk(pci, bus, sector_size),
+               extents=[Extent(first, 1)],
                framebuffer=_framebuffer(pci, framebuffer),
                options=Options(compress=compress, debug_exit_port=DEBUG_EXIT_PORT))
-    need = align_up(t.worst_case_image(), MiB) // SECTOR_SIZE
-    min_sectors = IMAGE_FIRST_LBA + need + DISK_TAIL_SECTORS
+    need = align_up(t.worst_case_image(), MiB) // sector_size
+    min_sectors = first + need + tail
     if disk_size is None:
         sectors = min_sectors
     else:
-        if disk_size % SECTOR_SIZE:
-            raise UsageError("--disk-size: must be a multiple of 512 bytes")
-        sectors = disk_size // SECTOR_SIZE
+        if disk_size % sector_size:
+            raise UsageError(f"--disk-size: must be a multiple of {sector_size} bytes")
+        sectors = disk_size // sector_size
         if sectors < min_sectors:
             raise UsageError(f"--disk-size: {disk_size} bytes cannot hold the worst-case image "
-                             f"(need at least {min_sectors * SECTOR_SIZE} bytes)")
+                             f"(need at least {min_sectors * sector_size} bytes)")
     t.disk.sectors = sectors
-    t.extents = [Extent(IMAGE_FIRST_LBA, sectors - IMAGE_FIRST_LBA - DISK_TAIL_SECTORS)]
+    t.extents = [Extent(first, sectors - first - tail)]
     return t.validate()
