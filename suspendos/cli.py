@@ -122,7 +122,8 @@ def cmd_qemu_suspend(a):
                                target=_target_override(a), selftest=_selftest(a.selftest),
                                plugins=plugins, screenshot=a.screenshot,
                                framebuffer=parse_fb_mode(a.framebuffer),
-                               mix=a.mix)
+                               mix=a.mix, cpus=a.cpus, ap_deaf=a.ap_deaf,
+                               raw_ceiling=a.raw_ceiling)
     if a.json:
         emit_json(summary)
     else:
@@ -150,7 +151,8 @@ def cmd_qemu_resume(a):
     memory = parse_size(a.memory, "--memory")
     from .target.qemu import check_memory
     check_memory(memory)
-    summary, ok = qemu_resume(memory, a.disk, key=_key(a), show_progress=not a.quiet)
+    summary, ok = qemu_resume(memory, a.disk, key=_key(a), show_progress=not a.quiet,
+                              cpus=a.cpus)
     s = summary
     if a.json:
         emit_json(summary)
@@ -286,7 +288,8 @@ def parser():
     qs.add_argument("--target", help="use this target description instead of the machine's "
                     "own (for testing what the payload does with a wrong one)")
     qs.add_argument("--selftest", choices=("write-saved-ram", "execute-data", "divide-error",
-                                           "read-unmapped", "write-text"),
+                                           "read-unmapped", "write-text",
+                                           "ap-write-saved-ram"),
                     help="make the payload fault on purpose (proves page tables and IDT)")
     add_plugin_options(qs)
     qs.add_argument("--framebuffer", default="800x600x32",
@@ -296,6 +299,14 @@ def parser():
                     help="save the screen (QMP screendump) after the plugins' last frame")
     qs.add_argument("--json", action="store_true")
     qs.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    qs.add_argument("--cpus", type=int, default=1,
+                    help="CPUs of the test machine (-smp N, multi-threaded TCG); the test host "
+                         "hands its APs to the payload")
+    qs.add_argument("--raw-ceiling", action="store_true",
+                    help="write no image: stream a constant buffer through the same driver and "
+                         "extents and report the device's mb_per_s")
+    qs.add_argument("--ap-deaf", type=int, metavar="APIC_ID",
+                    help="test: the test host hands in this AP, but it never answers")
     qs.set_defaults(func=cmd_qemu_suspend)
     qr = q.add_parser("resume", help="resume the QEMU test machine from a disk image")
     qr.add_argument("--memory", required=True)
@@ -303,6 +314,8 @@ def parser():
     qr.add_argument("--key", help="the key of an encrypted image (suspendos key new)")
     qr.add_argument("--json", action="store_true")
     qr.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    qr.add_argument("--cpus", type=int, default=1,
+                    help="CPUs of the test machine (-smp N, multi-threaded TCG)")
     qr.set_defaults(func=cmd_qemu_resume)
 
     im = sub.add_parser("image", help="read an image from a disk").add_subparsers(

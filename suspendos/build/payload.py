@@ -150,7 +150,8 @@ def payload_info(target, key=None, selftest=0, **layout):
         fb_height=fb.height if fb else 0, fb_pitch=fb.pitch if fb else 0,
         fb_bpp=fb.bpp if fb else 0, fb_format=_fb_format(fb),
         debug_exit_port=target.options.debug_exit_port,
-        key=key or bytes(32), selftest=selftest, _pad1=bytes(4), **layout)
+        key=key or bytes(32), selftest=selftest, _pad1=bytes(4),
+        **{"ap_entry": 0, "ap_exit": 0, **layout})
     return build(PayloadInfo, info, "payload info")
 
 
@@ -243,17 +244,17 @@ def _assemble(target, sections, sym, key=None, selftest=0, plugins=()):
         plugin_views.append(pagetables.build_page_tables(m, view_base))
         view_base += len(plugin_views[-1].data)
 
-    code, exit_addr = trampoline.assemble(
+    code, exit_addr, ap_entry, ap_exit = trampoline.assemble(
         tramp_addr, handoff=handoff_addr, pml4=tables.root, idt_base=idt_addr,
         idt_limit=idt.IDT_BYTES - 1, stack_top=sym["sos_stack_top"],
-        payload_main=sym["payload_main"])
+        payload_main=sym["payload_main"], ap_main=sym["payload_ap_main"])
     if len(code) > PAGE_SIZE:
         raise AssertionError("trampoline outgrew its page")
 
     info = payload_info(target, key=key, selftest=selftest, memory_list=mem_addr,
                         sector_list=sec_addr, pml4=tables.root, scratch_base=pt_end,
                         scratch_size=scratch, stack_top=sym["sos_stack_top"],
-                        trampoline_exit=exit_addr)
+                        trampoline_exit=exit_addr, ap_entry=ap_entry, ap_exit=ap_exit)
     data_addr, data_size, data = sections[".data"]
     data = patch_payload_info(data, data_addr, sym, info)
     if plugins:

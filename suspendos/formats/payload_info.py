@@ -9,14 +9,15 @@ import construct as c
 from .common import Constants, magic32, u8, u16, u32, u64
 
 PAYLOAD_INFO_MAGIC = magic32("SOSI")
-PAYLOAD_INFO_REVISION = 1
+PAYLOAD_INFO_REVISION = 2
 
 COMPRESSION = Constants("SOS_COMPRESS_", "Chunk encodings.", NONE=0, LZ4=1)
 ENCRYPTION = Constants("SOS_ENCRYPT_", "Chunk ciphers.", NONE=0, CHACHA20_POLY1305=1)
 CHECKSUM = Constants("SOS_CHECKSUM_", "Checksum algorithms.", XXH64=1)
 SELFTEST = Constants("SOS_SELFTEST_", "Deliberate faults that prove the page tables and IDT.",
                      NONE=0, WRITE_SAVED_RAM=1, EXECUTE_DATA=2, DIVIDE_ERROR=3,
-                     READ_UNMAPPED=4, WRITE_TEXT=5)
+                     READ_UNMAPPED=4, WRITE_TEXT=5,
+                     AP_WRITE_SAVED_RAM=6)   # the first AP that answers writes saved RAM
 FB_FORMAT = Constants("SOS_FB_", "Framebuffer pixel formats.", NONE=0, XRGB8888=1, RGB888=2,
                       RGB565=3)
 
@@ -57,4 +58,6 @@ PayloadInfo = c.Struct(
     "key" / c.Bytes(32),        # encryption key; lives only in the reserved region
     "selftest" / u32,           # SELFTEST: make the payload fault on purpose (tests only)
     "_pad1" / c.Bytes(4),
+    "ap_entry" / u64,           # the AP trampoline: what the payload puts in CpuSlot.entry
+    "ap_exit" / u64,            # its way back to the host, where an AP's fault unwinds to
 )

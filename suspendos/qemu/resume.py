@@ -96,8 +96,9 @@ def summarize(handoff, result, exit_value, log):
     }
 
 
-def qemu_resume(memory, disk, key=None, show_progress=True):
-    """Returns (summary dict, ok)."""
+def qemu_resume(memory, disk, key=None, show_progress=True, cpus=1):
+    """Returns (summary dict, ok). `cpus`: QEMU -smp; the resumed test host starts its APs
+    again and checks they park."""
     disk = Path(disk)
     if not disk.is_file():
         raise UsageError(f"--disk: {disk} does not exist (suspend to it first)")
@@ -105,7 +106,7 @@ def qemu_resume(memory, disk, key=None, show_progress=True):
     with tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
         loader = Path(tmp) / "resume.elf"
         build_resume_loader(target, loader, key=key)
-        args = [*machine_args(memory), *disk_args(disk), "-kernel", str(loader)]
+        args = [*machine_args(memory, cpus), *disk_args(disk), "-kernel", str(loader)]
         progress = Progress(show_progress)
         log = LoaderLog(progress)
         handoff, result, exit_value, error, m = asyncio.run(
@@ -126,8 +127,11 @@ def qemu_resume(memory, disk, key=None, show_progress=True):
                                  f"{m.returncode}, guest code {exit_value})").args[0])
     summary = summarize(handoff, result, exit_value, log)
     summary["target"] = target.name
+    summary["cpus"] = cpus
+    summary["cpus_used"] = handoff.cpus_used or 1
+    summary["host_ap_check"] = "passed" if result.get("aps", "ok") == "ok" else "failed"
     if error:
         summary["host_error"] = error
     ok = (handoff.status == STATUS.RESUMED and summary["host_memory_check"] == "passed"
-          and summary["host_cpu_check"] == "passed")
+          and summary["host_cpu_check"] == "passed" and summary["host_ap_check"] == "passed")
     return summary, ok

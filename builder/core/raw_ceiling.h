@@ -1,0 +1,9 @@
+#ifndef SOS_RAW_CEILING_H
+#define SOS_RAW_CEILING_H
+#include <stdint.h>
+
+struct ahci;
+/* Stream a constant buffer through the disk and extents (handoff RAW_CEILING). */
+uint32_t raw_ceiling(struct ahci *disk);
+
+#endif
