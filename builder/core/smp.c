@@ -31,6 +31,7 @@ static struct {
     uint32_t leave;                 /* set (release) by smp_stop */
     uint32_t abort;                 /* an AP faulted: the run is over */
     uint32_t woken;                 /* slots the boot CPU sent GO to, as a bit mask */
+    uint32_t posted;                /* a job is out: smp_wait owes a wait */
     smp_job_fn fn;
     void *arg;
 } smp = { .cpus = 1 };
@@ -151,33 +152,47 @@ unsigned smp_start(void)
     return cpus;
 }
 
-uint32_t smp_run(smp_job_fn fn, void *arg)
+void smp_post(smp_job_fn fn, void *arg)
 {
-    struct sos_handoff *h = sos_run.handoff;
-    if (__atomic_load_n(&smp.abort, __ATOMIC_ACQUIRE))
-        return h->status;
-    if (!smp.woken) {
-        fn(0, 1, arg);
-        return 0;
-    }
+    if (!smp.woken || __atomic_load_n(&smp.abort, __ATOMIC_ACQUIRE))
+        return;
     smp.fn = fn;
     smp.arg = arg;
     __atomic_store_n(&smp.done, 0, __ATOMIC_RELAXED);
     __atomic_add_fetch(&smp.generation, 1, __ATOMIC_RELEASE);
-    fn(0, smp.cpus, arg);
+    smp.posted = 1;
+}
+
+uint32_t smp_wait(void)
+{
+    struct sos_handoff *h = sos_run.handoff;
+    if (!smp.posted)
+        return smp_status();
+    smp.posted = 0;
     uint32_t woken = 0;
     for (uint32_t m = smp.woken; m; m &= m - 1)
         woken++;
     /* No deadline of its own: every AP's share is bounded like ours, and a fault on one
      * sets abort. */
     while (__atomic_load_n(&smp.done, __ATOMIC_ACQUIRE) < woken) {
-        if (__atomic_load_n(&smp.abort, __ATOMIC_ACQUIRE)) {
-            kprintf("@@FAIL %x %s\n", h->status, (const char *)h->message);
-            return h->status;
-        }
+        if (__atomic_load_n(&smp.abort, __ATOMIC_ACQUIRE))
+            break;
         cpu_relax();
     }
+    if (__atomic_load_n(&smp.abort, __ATOMIC_ACQUIRE)) {
+        kprintf("@@FAIL %x %s\n", h->status, (const char *)h->message);
+        return h->status;
+    }
     return 0;
+}
+
+uint32_t smp_run(smp_job_fn fn, void *arg)
+{
+    if (smp_status())
+        return smp_status();
+    smp_post(fn, arg);
+    fn(0, smp.cpus, arg);
+    return smp_wait();
 }
 
 uint32_t smp_status(void)

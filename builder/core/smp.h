@@ -24,6 +24,11 @@ typedef void (*smp_job_fn)(unsigned cpu, unsigned cpus, void *arg);
 unsigned smp_start(void);
 /* Number of CPUs in the run (1 before smp_start). */
 unsigned smp_cpus(void);
+/* smp_post: every AP starts fn(cpu, cpus, arg) and the boot CPU goes on (it usually runs
+ * fn(0, ...) itself, or writes meanwhile); smp_wait: until every AP has finished it, 0, or
+ * the status of a fault on an AP. Nothing is posted without APs; one job at a time. */
+void smp_post(smp_job_fn fn, void *arg);
+uint32_t smp_wait(void);
 /* Every CPU runs fn(cpu, cpus, arg) once; returns when all have finished, 0, or the status
  * of a fault on an AP (the run is over then). */
 uint32_t smp_run(smp_job_fn fn, void *arg);

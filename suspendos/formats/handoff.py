@@ -60,6 +60,8 @@ Handoff = c.Struct(
     "cpus_used" / u32,            # CPUs that worked in the run, the boot CPU included
     "cpus_missing" / u32,         # APs that did not answer within the deadline (left out)
     "fault_cpu" / u32,            # APIC id of the CPU that faulted (CPU_FAULT)
+    "disk_tsc" / u64,             # boot CPU in the chunk writes: issuing, waiting for the disk
+    "compute_tsc" / u64,          # boot CPU preparing chunks or waiting for the other CPUs
     "cpus" / c.Array(MAX_CPUS, CpuSlot),
     "context" / CpuContext,       # the host's state, saved by the trampoline
 )
@@ -73,7 +75,7 @@ def new_handoff():
                 pages_total=0, pages_saved=0, zero_pages=0, bytes_written=0, raw_bytes=0,
                 chunks=0, tsc_start=0, tsc_end=0, tsc_hz_used=0, draw_tsc=0,
                 message=bytes(64), _pad1=bytes(8), cpu_count=0, cpus_used=0, cpus_missing=0,
-                fault_cpu=0, cpus=[empty_slot() for _ in range(MAX_CPUS)],
+                fault_cpu=0, disk_tsc=0, compute_tsc=0, cpus=[empty_slot() for _ in range(MAX_CPUS)],
                 context=empty_context())
 
 

@@ -74,7 +74,12 @@ def summarize(handoff, host_result, exit_value, message):
         "draw_percent": round(100 * handoff.draw_tsc / (handoff.tsc_end - handoff.tsc_start), 3)
         if handoff.tsc_end > handoff.tsc_start else 0.0,
     }
-    r.update(cpus_used=handoff.cpus_used, cpus_missing=handoff.cpus_missing)
+    hz = handoff.tsc_hz_used or 1
+    # The boot CPU's time in the chunk loop: writing (issuing commands, waiting for the
+    # disk) against preparing chunks or waiting for the other CPUs to.
+    r.update(cpus_used=handoff.cpus_used, cpus_missing=handoff.cpus_missing,
+             disk_seconds=round(handoff.disk_tsc / hz, 4),
+             compute_seconds=round(handoff.compute_tsc / hz, 4))
     if handoff.status in (STATUS.CPU_FAULT, STATUS.PLUGIN_FAULT):
         r.update(fault_vector=handoff.fault_vector, fault_rip=handoff.fault_rip,
                  fault_address=handoff.fault_address, fault_cpu=handoff.fault_cpu)
