@@ -371,7 +371,7 @@ int ahci_wait(struct ahci *a)
 /* Check a whole scatter list before anything is issued: even addresses and lengths
  * (AHCI 4.2.3.3: DBA bit 0 reserved, DBC bit 0 always 1), reachable addresses (no
  * CAP.S64A: below 4 GiB), a non-zero multiple of 512 bytes in total, inside 48-bit LBA. */
-static int check_sg(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n)
+static int check_sg(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsigned n)
 {
     const int s64a = (a->cap & AHCI_CAP_S64A) != 0;
     uint64_t sum = 0;
@@ -398,7 +398,7 @@ struct sg_cursor {
     uint32_t off;
 };
 
-static void cursor_back(struct sg_cursor *c, const struct ahci_sg *sg, uint32_t bytes)
+static void cursor_back(struct sg_cursor *c, const struct disk_sg *sg, uint32_t bytes)
 {
     while (bytes) {
         uint32_t step;
@@ -418,7 +418,7 @@ static void cursor_back(struct sg_cursor *c, const struct ahci_sg *sg, uint32_t 
  * off mid-sector, the tail past the last sector boundary is left for the next command.
  * Returns the PRD count (0 when nothing is left) and the command's bytes; -1 with a->err
  * set if the pieces are too small to fill one sector within the PRD limit. */
-static int build_prdt(struct ahci *a, const struct ahci_sg *sg, unsigned n,
+static int build_prdt(struct ahci *a, const struct disk_sg *sg, unsigned n,
                       struct sg_cursor *c, uint32_t *bytes)
 {
     const uint32_t cmd_max = ATA_LBA48_MAX_SECTORS * ATA_SECTOR_SIZE;
@@ -485,7 +485,7 @@ static int build_prdt(struct ahci *a, const struct ahci_sg *sg, unsigned n,
  * Device bit 6 (LBA) set. A list that needs more than one command (over 65536 sectors or
  * a->prd_max PRDs) is issued as consecutive commands; an error stops at the failing one
  * and names its first LBA. */
-static int ahci_rw(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n, int write,
+static int ahci_rw(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsigned n, int write,
                    int async)
 {
     struct sg_cursor c = {0, 0};
@@ -518,18 +518,18 @@ static int ahci_rw(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsig
     }
 }
 
-int ahci_write(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n)
+int ahci_write(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsigned n)
 {
     int rc = ahci_rw(a, lba, sg, n, 1, 0);
     return rc ? rc : port_complete(a);
 }
 
-int ahci_write_async(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n)
+int ahci_write_async(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsigned n)
 {
     return ahci_rw(a, lba, sg, n, 1, 1);
 }
 
-int ahci_read(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n)
+int ahci_read(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsigned n)
 {
     int rc = ahci_rw(a, lba, sg, n, 0, 0);
     return rc ? rc : port_complete(a);
@@ -770,6 +770,35 @@ void ahci_close(struct ahci *a)
 {
     port_complete(a);                   /* bounded by the command's own deadline */
     restore_all(a);
+}
+
+/* After a restore the RAM is the restored kernel's: nothing may DMA into it. Stop the port
+ * (10.1.2: ST then FRE off, so no received FIS lands anywhere), mask its interrupts and the
+ * HBA's (GHC.IE), point PxCLB/PxFB back where the host had them, turn bus mastering off.
+ * The kernel's resume path restores PCI state and re-initialises the HBA itself. */
+void ahci_close_reset(struct ahci *a)
+{
+    port_complete(a);
+    if (a->taken) {
+        port_stop(a);
+        px_write(a, AHCI_PxIE, 0);
+        px_clear_rwc(a, AHCI_PxIS);
+        px_clear_rwc(a, AHCI_PxSERR);
+        px_write(a, AHCI_PxCLB, a->saved_clb);
+        px_write(a, AHCI_PxCLBU, a->saved_clbu);
+        px_write(a, AHCI_PxFB, a->saved_fb);
+        px_write(a, AHCI_PxFBU, a->saved_fbu);
+        a->taken = 0;
+        a->running = 0;
+    }
+    if (a->abar)
+        hba_write(a, AHCI_GHC, hba_read(a, AHCI_GHC) & ~(AHCI_GHC_HR | AHCI_GHC_IE));
+    if (a->abar || a->pci_changed) {
+        uint16_t cmd = pci_read16(a->bus, a->dev, a->fn, PCI_COMMAND);
+        pci_write16(a->bus, a->dev, a->fn, PCI_COMMAND, cmd & ~PCI_COMMAND_MASTER);
+        a->pci_changed = 0;
+    }
+    a->ghc_changed = 0;
 }
 
 const struct ahci_error *ahci_last_error(const struct ahci *a)

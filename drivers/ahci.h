@@ -17,6 +17,8 @@
 #define SOS_AHCI_H
 #include <stdint.h>
 #include "suspendos_abi.h"
+#include "disk.h"            /* struct disk_sg: even address and length; pieces > 4 MiB
+                                   are split into several PRDs */
 
 struct ahci_cmd_header;
 struct ahci_cmd_table;
@@ -45,11 +47,6 @@ struct ahci_cmd_table;
 struct ahci_config {
     uint64_t abar;                  /* BAR5 as the host found it (AHCI 2.1.11) */
     uint8_t bus, dev, fn, port;
-};
-
-struct ahci_sg {
-    uint64_t addr;                  /* physical == virtual; even */
-    uint32_t bytes;                 /* even; pieces > 4 MiB are split into several PRDs */
 };
 
 struct ahci_error {
@@ -98,16 +95,19 @@ int  ahci_identify(struct ahci *a, uint64_t *sectors, char model[41]);
  * ahci_max_prds() PRDs (adjacent pieces share a PRD); a longer list becomes several
  * commands, issued back to back. On error, ahci_last_error()->lba names the first LBA of
  * the command that failed; the commands before it completed. */
-int  ahci_write(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n); /* WRITE DMA EXT */
-int  ahci_read(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n);  /* READ DMA EXT */
+int  ahci_write(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsigned n); /* WRITE DMA EXT */
+int  ahci_read(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsigned n);  /* READ DMA EXT */
 int  ahci_flush(struct ahci *a);                                                     /* FLUSH CACHE EXT */
 /* Overlap: issue a write and return while the HBA works (the list may need several
  * commands; all but the last are finished first). The buffers must stay untouched until
  * ahci_wait returns; the scatter list itself may be reused at once. Every other call
  * finishes a pending command first, and ahci_wait reports its outcome. */
-int  ahci_write_async(struct ahci *a, uint64_t lba, const struct ahci_sg *sg, unsigned n);
+int  ahci_write_async(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsigned n);
 int  ahci_wait(struct ahci *a);
 void ahci_close(struct ahci *a);
+/* After a restore (disk.h DISK_GIVE_BACK_RESET): the port stopped (FRE, ST clear), PxIE
+ * and GHC.IE clear, the host's PxCLB/PxFB put back, bus mastering off. */
+void ahci_close_reset(struct ahci *a);
 const struct ahci_error *ahci_last_error(const struct ahci *a);
 unsigned ahci_max_sectors(const struct ahci *a);  /* one command: 65536 (ATA 48-bit Count) */
 unsigned ahci_max_prds(const struct ahci *a);     /* one command: PRDs (<= 1024) */

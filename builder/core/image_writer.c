@@ -35,7 +35,10 @@
 
 #define MAX_SG (SOS_MAX_CHUNK_PAGES + 1)
 
-static struct ahci_sg sg[MAX_SG];
+static struct disk_sg sg[MAX_SG];
+/* A raw chunk's header fills one logical block, so its data stays block-aligned for
+ * zero-copy DMA: SOS_RAW_CHUNK_HEADER on 512-byte disks, 4096 on 4096-byte ones. */
+static uint32_t raw_header = SOS_RAW_CHUNK_HEADER;
 
 struct page_cursor {
     const struct sos_mem_range *ranges;
@@ -70,7 +73,7 @@ static uint64_t bitmap_bytes(uint32_t pages)
 uint64_t chunk_header_size(uint32_t pages, int raw_zero_copy)
 {
     if (raw_zero_copy)
-        return SOS_RAW_CHUNK_HEADER;
+        return raw_header;
     return (sizeof(struct sos_chunk_header) + bitmap_bytes(pages) + SOS_CHUNK_ALIGN - 1) &
            ~(uint64_t)(SOS_CHUNK_ALIGN - 1);
 }
@@ -149,8 +152,8 @@ static void prepare_raw_chunk(struct chunk *c, uint8_t *hdr_buf)
     xxh64_reset(&st, 0);
     for (uint32_t i = 0; i < c->data_pages; i++)
         xxh64_update(&st, c->pages[i], SOS_PAGE_SIZE);
-    memset(hdr_buf, 0, SOS_RAW_CHUNK_HEADER);
-    fill_header(ch, c, SOS_RAW_CHUNK_HEADER, SOS_CHUNK_RAW, c->data_pages * SOS_PAGE_SIZE,
+    memset(hdr_buf, 0, raw_header);
+    fill_header(ch, c, (uint16_t)raw_header, SOS_CHUNK_RAW, c->data_pages * SOS_PAGE_SIZE,
                 xxh64_digest(&st));
     seal_header(ch);
 }
@@ -170,8 +173,8 @@ static uint32_t write_raw_chunk(struct stream *s, const struct chunk *c, uint8_t
         }
     }
     sg[0].addr = (uint64_t)(uintptr_t)hdr_buf;
-    sg[0].bytes = SOS_RAW_CHUNK_HEADER;
-    return stream_write(s, sg, n, SOS_RAW_CHUNK_HEADER + (uint64_t)c->data_pages * SOS_PAGE_SIZE);
+    sg[0].bytes = raw_header;
+    return stream_write(s, sg, n, raw_header + (uint64_t)c->data_pages * SOS_PAGE_SIZE);
 }
 
 /* The AEAD parameters of formats/image.py: nonce = image_id[0:4] || index (u64 LE). */
@@ -345,21 +348,21 @@ static void report_progress(struct progress *p, uint64_t done)
     plugin_host_progress(done, p->total, SOS_PHASE_WRITING);   /* redraws on whole percents */
 }
 
-uint32_t write_image(struct ahci *disk)
+uint32_t write_image(void)
 {
     const struct sos_payload_info *info = sos_run.info;
     struct sos_handoff *h = sos_run.handoff;
     struct stream s = {
-        .disk = disk,
+        .block = info->block_size,
         .extents = (const void *)(uintptr_t)info->sector_list,
         .extent_count = info->sector_count,
-        .capacity = info->image_sectors * SOS_SECTOR_SIZE,
-        .max_command = (uint64_t)info->max_command_sectors * SOS_SECTOR_SIZE,
+        .capacity = info->image_sectors * info->block_size,
+        .max_command = (uint64_t)info->max_command_sectors * info->block_size,
     };
     const struct sos_mem_range *ranges = (const void *)(uintptr_t)info->memory_list;
-    /* Scratch after the AHCI area: header block | tables | jobs | their record buffers (or
-     * raw headers) | per-CPU staging and LZ4 tables | the two stream buffers. */
-    uint8_t *scratch = (uint8_t *)(uintptr_t)(info->scratch_base + PAYLOAD_AHCI_DMA_SIZE);
+    /* Scratch after the driver's area: header block | tables | jobs | their record buffers
+     * (or raw headers) | per-CPU staging and LZ4 tables | the two stream buffers. */
+    uint8_t *scratch = (uint8_t *)(uintptr_t)(info->scratch_base + PAYLOAD_DISK_DMA_SIZE);
     uint8_t *scratch_end = (uint8_t *)(uintptr_t)(info->scratch_base + info->scratch_size);
     struct sos_image_header *hdr = (void *)scratch;
     uint8_t *tables = scratch + SOS_IMAGE_HEADER_BLOCK;
@@ -374,6 +377,8 @@ uint32_t write_image(struct ahci *disk)
     memcpy(key, (const void *)info->key, sizeof key);
     if (chunk_pages == 0 || chunk_pages > SOS_MAX_CHUNK_PAGES)
         return fail(SOS_STATUS_BAD_PAYLOAD_INFO, "chunk size %u is out of range", chunk_pages);
+    raw_header = info->block_size > SOS_RAW_CHUNK_HEADER ? info->block_size
+                                                         : SOS_RAW_CHUNK_HEADER;
 
     /* Raw chunks are written from their job (the header) and RAM: three sets of jobs, so
      * the one being refilled is never the one whose last command is still running. A
@@ -384,30 +389,31 @@ uint32_t write_image(struct ahci *disk)
     uint64_t record = buffered ? (chunk_header_size(chunk_pages, 0) +
                                   (uint64_t)chunk_pages * SOS_PAGE_SIZE + 2 * SOS_CHUNK_ALIGN +
                                   63) & ~63ull
-                               : SOS_RAW_CHUNK_HEADER;
+                               : raw_header;
     uint64_t staging_size = buffered ? (uint64_t)chunk_pages * SOS_PAGE_SIZE : 0;
     uint64_t per_cpu = buffered ? staging_size + LZ4_WORK_SIZE : 0;
-    uint64_t stream_min = buffered ? 2 * (record + SOS_SECTOR_SIZE) : 2 * SOS_SECTOR_SIZE;
+    uint64_t stream_min = buffered ? 2 * (record + s.block) : 2 * (uint64_t)s.block;
     uint8_t *jobs_at = tables + (chunks_offset - SOS_IMAGE_HEADER_BLOCK);
     uint32_t per_set = cpus == 1 ? 1 : 4 * cpus;
     uint64_t fixed = (uint64_t)(jobs_at - scratch) + cpus * per_cpu + stream_min;
-    while (per_set && fixed + (uint64_t)sets * per_set * (sizeof(struct job) + record) + 64 >
+    while (per_set && fixed + (uint64_t)sets * per_set * (sizeof(struct job) + record) + 4096 >
                           (uint64_t)(scratch_end - scratch))
         per_set--;
     if (!per_set)
         return fail(SOS_STATUS_BAD_PAYLOAD_INFO, "chunk size %u does not fit scratch",
                     chunk_pages);
     struct job *jobs = (struct job *)jobs_at;
-    uint8_t *outs = (uint8_t *)(((uintptr_t)(jobs + sets * per_set) + 63) & ~(uintptr_t)63);
+    /* Raw headers are DMA sources: block-aligned like everything the stream writes. */
+    uint8_t *outs = (uint8_t *)(((uintptr_t)(jobs + sets * per_set) + 4095) & ~(uintptr_t)4095);
     for (uint32_t k = 0; k < sets * per_set; k++)
         jobs[k].out = outs + k * record;
     batch.staging = outs + (uint64_t)sets * per_set * record;
     batch.staging_size = staging_size;
     batch.lz4_work = batch.staging + cpus * staging_size;
     s.buf = batch.lz4_work + (buffered ? cpus * (uint64_t)LZ4_WORK_SIZE : 0);
-    s.buf_cap = (uint64_t)(scratch_end - s.buf) / 2 & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
+    s.buf_cap = (uint64_t)(scratch_end - s.buf) / 2 & ~(uint64_t)(s.block - 1);
     s.other = s.buf + s.buf_cap;
-    s.flush_at = s.buf_cap / 2 & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
+    s.flush_at = s.buf_cap / 2 & ~(uint64_t)(s.block - 1);
 
     uint64_t pages_total = 0;
     for (uint32_t i = 0; i < info->memory_count; i++)
@@ -520,6 +526,7 @@ uint32_t write_image(struct ahci *disk)
     hdr->checksum = SOS_CHECKSUM_XXH64;
     hdr->encryption = info->encryption;
     hdr->page_size = SOS_PAGE_SIZE;
+    hdr->block_size = s.block;
     hdr->chunk_pages = chunk_pages;
     hdr->range_count = info->memory_count;
     hdr->extent_count = info->sector_count;

@@ -4,7 +4,7 @@
  * writes the image, gives the disk back and returns a status (formats/status.py).
  */
 #include "payload.h"
-#include "ahci.h"
+#include "disk.h"
 #include "image_writer.h"
 #include "plugin_host.h"
 #include "printf.h"
@@ -19,7 +19,6 @@ __attribute__((section(".data.payload_info"), used))
 const volatile struct sos_payload_info sos_payload_info = { .magic = 0 };
 
 struct run sos_run;
-static struct ahci disk;
 
 #define PAUSE_DEADLINE_US (600ull * 1000 * 1000)   /* the tool dumps RAM in seconds */
 
@@ -58,10 +57,10 @@ uint32_t fail(uint32_t status, const char *fmt, ...)
 
 void release_devices(void)
 {
-    if (sos_run.disk) {
-        struct ahci *d = sos_run.disk;
-        sos_run.disk = 0;
-        ahci_close(d);
+    /* After a suspend the host's driver takes the disk back as it left it (disk.h). */
+    if (sos_run.disk_open) {
+        sos_run.disk_open = 0;
+        disk_close(DISK_GIVE_BACK_AS_FOUND);
     }
 }
 
@@ -86,7 +85,8 @@ static uint32_t check_config(const struct sos_handoff *h, const struct sos_paylo
         h->size != sizeof *h)
         return SOS_STATUS_BAD_HANDOFF;
     if (info->magic != SOS_PAYLOAD_INFO_MAGIC || info->revision != SOS_PAYLOAD_INFO_REVISION ||
-        info->size != sizeof *info)
+        info->size != sizeof *info ||
+        (info->block_size != 512 && info->block_size != 4096))
         return SOS_STATUS_BAD_PAYLOAD_INFO;
     return 0;
 }
@@ -112,23 +112,27 @@ static uint32_t check_memory(const struct sos_handoff *h, const struct sos_paylo
 
 static uint32_t open_disk(const struct sos_payload_info *info)
 {
-    struct ahci_config cfg = {
-        .abar = info->ahci_abar, .bus = info->ahci_pci_bus, .dev = info->ahci_pci_dev,
-        .fn = info->ahci_pci_fn, .port = info->ahci_port,
+    struct disk_config cfg = {
+        .kind = info->disk_kind, .bar = info->ahci_abar, .bus = info->ahci_pci_bus,
+        .dev = info->ahci_pci_dev, .fn = info->ahci_pci_fn, .port = info->ahci_port,
+        .nsid = info->disk_nsid, .block_size = info->block_size,
     };
-    /* The driver's command list, FIS area and command table live at the start of scratch. */
-    int rc = ahci_open(&disk, &cfg, (void *)(uintptr_t)info->scratch_base, PAYLOAD_AHCI_DMA_SIZE);
+    /* The driver's queues / command tables live at the start of scratch. */
+    int rc = disk_open(&cfg, (void *)(uintptr_t)info->scratch_base, PAYLOAD_DISK_DMA_SIZE);
     if (rc) {
-        const struct ahci_error *e = ahci_last_error(&disk);
-        return fail(rc, "AHCI %02x:%02x.%x port %u: %s", cfg.bus, cfg.dev, cfg.fn, cfg.port,
+        const struct disk_error *e = disk_last_error();
+        if (cfg.kind == SOS_DISK_KIND_AHCI)
+            return fail(rc, "AHCI %02x:%02x.%x port %u: %s", cfg.bus, cfg.dev, cfg.fn,
+                        cfg.port, e->what ? e->what : "open failed");
+        return fail(rc, "%s %02x:%02x.%x: %s", disk_driver_name, cfg.bus, cfg.dev, cfg.fn,
                     e->what ? e->what : "open failed");
     }
-    sos_run.disk = &disk;
+    sos_run.disk_open = 1;
     uint64_t sectors = 0;
     char model[41];
-    rc = ahci_identify(&disk, &sectors, model);
+    rc = disk_identify(&sectors, model);
     if (rc)
-        return fail(rc, "IDENTIFY failed: %s", ahci_last_error(&disk)->what);
+        return fail(rc, "IDENTIFY failed: %s", disk_last_error()->what);
     const struct sos_extent *ext = (const void *)(uintptr_t)info->sector_list;
     for (uint32_t i = 0; i < info->sector_count; i++)
         if (ext[i].lba + ext[i].count > sectors)
@@ -227,7 +231,7 @@ uint32_t payload_main(struct sos_handoff *h)
     plugin_host_init();         /* first frame; plugins never see the disk */
     rc = open_disk(info);
     if (!rc)
-        rc = (h->flags & SOS_HANDOFF_RAW_CEILING) ? raw_ceiling(&disk) : write_image(&disk);
+        rc = (h->flags & SOS_HANDOFF_RAW_CEILING) ? raw_ceiling() : write_image();
     plugin_host_finish(rc ? h->status : SOS_STATUS_WRITTEN);   /* once; the writer's call wins */
     release_devices();
     smp_stop();

@@ -4,10 +4,9 @@
 #include <stdint.h>
 #include "suspendos_abi.h"
 
-struct ahci;
-
-/* Scratch layout: the AHCI driver's DMA structures first, the image writer's buffers after. */
-#define PAYLOAD_AHCI_DMA_SIZE 0x10000
+/* Scratch layout: the disk driver's DMA structures first (queues, command tables, PRP
+ * lists: drivers/disk.h), the image writer's buffers after. */
+#define PAYLOAD_DISK_DMA_SIZE 0x10000
 
 /* The build-time configuration the builder patches in (formats/payload_info.py). */
 extern const volatile struct sos_payload_info sos_payload_info;
@@ -16,7 +15,7 @@ extern const volatile struct sos_payload_info sos_payload_info;
 struct run {
     struct sos_handoff *handoff;
     const struct sos_payload_info *info;
-    struct ahci *disk;          /* non-NULL while the AHCI port is taken over */
+    int disk_open;              /* set while the disk (drivers/disk.h) is taken over */
 };
 extern struct run sos_run;
 

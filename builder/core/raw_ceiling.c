@@ -15,21 +15,21 @@
 #define CEILING_PIECE (256u * 1024)     /* the constant buffer; one PRD each */
 #define CEILING_MAX_SG 128
 
-static struct ahci_sg sg[CEILING_MAX_SG];
+static struct disk_sg sg[CEILING_MAX_SG];
 
-uint32_t raw_ceiling(struct ahci *disk)
+uint32_t raw_ceiling(void)
 {
     const struct sos_payload_info *info = sos_run.info;
     struct sos_handoff *h = sos_run.handoff;
     struct stream s = {
-        .disk = disk,
+        .block = info->block_size,
         .extents = (const void *)(uintptr_t)info->sector_list,
         .extent_count = info->sector_count,
-        .capacity = info->image_sectors * SOS_SECTOR_SIZE,
-        .max_command = (uint64_t)info->max_command_sectors * SOS_SECTOR_SIZE,
+        .capacity = info->image_sectors * info->block_size,
+        .max_command = (uint64_t)info->max_command_sectors * info->block_size,
     };
-    uint8_t *buf = (uint8_t *)(uintptr_t)(info->scratch_base + PAYLOAD_AHCI_DMA_SIZE);
-    if (info->scratch_size < PAYLOAD_AHCI_DMA_SIZE + CEILING_PIECE)
+    uint8_t *buf = (uint8_t *)(uintptr_t)(info->scratch_base + PAYLOAD_DISK_DMA_SIZE);
+    if (info->scratch_size < PAYLOAD_DISK_DMA_SIZE + CEILING_PIECE)
         return fail(SOS_STATUS_BAD_PAYLOAD_INFO, "scratch too small for the raw ceiling");
     const struct sos_mem_range *r = (const void *)(uintptr_t)info->memory_list;
     uint64_t total = 0;
@@ -58,7 +58,7 @@ uint32_t raw_ceiling(struct ahci *disk)
         uint64_t bytes = goal - done < per_command ? goal - done : per_command;
         unsigned n = (unsigned)(bytes / CEILING_PIECE);
         for (unsigned k = 0; k < n; k++)
-            sg[k] = (struct ahci_sg){ (uint64_t)(uintptr_t)buf, CEILING_PIECE };
+            sg[k] = (struct disk_sg){ (uint64_t)(uintptr_t)buf, CEILING_PIECE };
         rc = stream_write(&s, sg, n, bytes);
         done += bytes;
         h->pages_saved = done / SOS_PAGE_SIZE;

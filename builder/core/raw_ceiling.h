@@ -2,8 +2,7 @@
 #define SOS_RAW_CEILING_H
 #include <stdint.h>
 
-struct ahci;
 /* Stream a constant buffer through the disk and extents (handoff RAW_CEILING). */
-uint32_t raw_ceiling(struct ahci *disk);
+uint32_t raw_ceiling(void);
 
 #endif

@@ -5,25 +5,26 @@
 #define MAX_PIECES 1100          /* a 1024-page raw chunk + header, plus splits */
 
 /* The command in flight, kept to name the failing sector if it fails (corner_write_error). */
-static struct ahci_sg inflight[MAX_PIECES];
+static struct disk_sg inflight[MAX_PIECES];
 static unsigned inflight_n;
 static uint64_t inflight_lba, inflight_bytes;
 static int inflight_busy;
 
 static uint32_t disk_error(struct stream *s, int rc, int write)
 {
-    const struct ahci_error *e = ahci_last_error(s->disk);
+    const struct disk_error *e = disk_last_error();
+    (void)s;
     sos_run.handoff->failed_lba = e->lba;
-    sos_run.handoff->detail = e->tfd;
-    if (rc == SOS_STATUS_AHCI_TASKFILE_ERROR)
-        return fail(rc, "%s error at LBA %lu (TFD %x)", write ? "write" : "read", e->lba,
-                    e->tfd);
+    sos_run.handoff->detail = e->detail;
+    if (disk_media_error(rc))
+        return fail(rc, "%s error at LBA %lu (%s %x)", write ? "write" : "read", e->lba,
+                    disk_detail_name, e->detail);
     return fail(rc, "%s", e->what ? e->what : "disk command failed");
 }
 
 /* Copy the part [off, off + len) of a gather list into `out`; returns the piece count. */
-static unsigned slice(const struct ahci_sg *v, unsigned n, uint64_t off, uint64_t len,
-                      struct ahci_sg *out)
+static unsigned slice(const struct disk_sg *v, unsigned n, uint64_t off, uint64_t len,
+                      struct disk_sg *out)
 {
     unsigned k = 0;
     for (unsigned i = 0; i < n && len; i++) {
@@ -48,19 +49,20 @@ static unsigned slice(const struct ahci_sg *v, unsigned n, uint64_t off, uint64_
  * range until the error is cornered in one sector (at most 2 * 16 commands). When it does
  * not repeat, the whole range is named.
  */
-static uint32_t corner_write_error(struct stream *s, uint64_t lba, const struct ahci_sg *v,
-                                   unsigned n, uint64_t bytes)
+static uint32_t corner_write_error(struct stream *s, int first_status, uint64_t lba,
+                                   const struct disk_sg *v, unsigned n, uint64_t bytes)
 {
-    static struct ahci_sg piece[MAX_PIECES];
-    uint64_t lo = 0, hi = bytes / SOS_SECTOR_SIZE;      /* the error is in [lo, hi) */
-    struct ahci_error first = *ahci_last_error(s->disk);
+    static struct disk_sg piece[MAX_PIECES];
+    uint64_t lo = 0, hi = bytes / s->block;             /* the error is in [lo, hi) */
+    struct disk_error first = *disk_last_error();
     while (hi - lo > 1) {
         uint64_t mid = lo + (hi - lo) / 2, halves[2][2] = { { lo, mid }, { mid, hi } };
         int found = 0;
         for (int h = 0; h < 2 && !found; h++) {
             uint64_t a = halves[h][0], b = halves[h][1];
-            unsigned k = slice(v, n, a * SOS_SECTOR_SIZE, (b - a) * SOS_SECTOR_SIZE, piece);
-            if (ahci_write(s->disk, lba + a, piece, k) == SOS_STATUS_AHCI_TASKFILE_ERROR) {
+            unsigned k = slice(v, n, a * s->block, (b - a) * s->block, piece);
+            int rc = disk_write(lba + a, piece, k);
+            if (disk_media_error(rc)) {
                 lo = a;
                 hi = b;
                 found = 1;
@@ -69,16 +71,16 @@ static uint32_t corner_write_error(struct stream *s, uint64_t lba, const struct 
         if (!found)
             break;
     }
-    sos_run.handoff->detail = first.tfd;
+    uint32_t status = (uint32_t)first_status;
+    sos_run.handoff->detail = first.detail;
     if (hi - lo == 1) {
         sos_run.handoff->failed_lba = lba + lo;
-        return fail(SOS_STATUS_AHCI_TASKFILE_ERROR, "write error at LBA %lu (TFD %x)",
-                    lba + lo, first.tfd);
+        return fail(status, "write error at LBA %lu (%s %x)", lba + lo, disk_detail_name,
+                    first.detail);
     }
     sos_run.handoff->failed_lba = lba + lo;
-    return fail(SOS_STATUS_AHCI_TASKFILE_ERROR,
-                "write error in LBAs %lu-%lu, not repeated (TFD %x)", lba + lo, lba + hi - 1,
-                first.tfd);
+    return fail(status, "write error in LBAs %lu-%lu, not repeated (%s %x)", lba + lo,
+                lba + hi - 1, disk_detail_name, first.detail);
 }
 
 /* The LBA holding image byte `pos`, and how many bytes of its extent follow. */
@@ -86,9 +88,9 @@ static int locate(const struct stream *s, uint64_t pos, uint64_t *lba, uint64_t 
 {
     uint64_t start = 0;
     for (uint32_t i = 0; i < s->extent_count; i++) {
-        uint64_t len = s->extents[i].count * SOS_SECTOR_SIZE;
+        uint64_t len = s->extents[i].count * s->block;
         if (pos < start + len) {
-            *lba = s->extents[i].lba + (pos - start) / SOS_SECTOR_SIZE;
+            *lba = s->extents[i].lba + (pos - start) / s->block;
             *room = start + len - pos;
             return 1;
         }
@@ -102,16 +104,16 @@ uint32_t stream_wait(struct stream *s)
     if (!inflight_busy)
         return 0;
     inflight_busy = 0;
-    int rc = ahci_wait(s->disk);
-    if (rc == SOS_STATUS_AHCI_TASKFILE_ERROR)
-        return corner_write_error(s, inflight_lba, inflight, inflight_n, inflight_bytes);
+    int rc = disk_wait();
+    if (disk_media_error(rc))
+        return corner_write_error(s, rc, inflight_lba, inflight, inflight_n, inflight_bytes);
     return rc ? disk_error(s, rc, 1) : 0;
 }
 
 /* Both directions: the gather list <-> image bytes [pos, pos + total), split at extents
  * and command size. Writes leave their last command running (stream_wait finishes it);
  * reads finish before returning. */
-static uint32_t transfer(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total,
+static uint32_t transfer(struct stream *s, const struct disk_sg *v, unsigned n, uint64_t total,
                          int write)
 {
     if (s->pos + total > s->capacity)
@@ -146,10 +148,9 @@ static uint32_t transfer(struct stream *s, const struct ahci_sg *v, unsigned n, 
         }
         if (got != want)
             return fail(SOS_STATUS_AHCI_BAD_REQUEST, "gather list too long");
-        int rc = write ? ahci_write_async(s->disk, lba, inflight, k)
-                       : ahci_read(s->disk, lba, inflight, k);
-        if (rc == SOS_STATUS_AHCI_TASKFILE_ERROR && write)
-            return corner_write_error(s, lba, inflight, k, want);
+        int rc = write ? disk_write_async(lba, inflight, k) : disk_read(lba, inflight, k);
+        if (disk_media_error(rc) && write)
+            return corner_write_error(s, rc, lba, inflight, k, want);
         if (rc)
             return disk_error(s, rc, write);
         if (write) {
@@ -165,19 +166,19 @@ static uint32_t transfer(struct stream *s, const struct ahci_sg *v, unsigned n, 
     return 0;
 }
 
-uint32_t stream_write(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total)
+uint32_t stream_write(struct stream *s, const struct disk_sg *v, unsigned n, uint64_t total)
 {
     return transfer(s, v, n, total, 1);
 }
 
-uint32_t stream_read(struct stream *s, const struct ahci_sg *v, unsigned n, uint64_t total)
+uint32_t stream_read(struct stream *s, const struct disk_sg *v, unsigned n, uint64_t total)
 {
     return transfer(s, v, n, total, 0);
 }
 
 uint32_t stream_write_buffer(struct stream *s, const void *buf, uint64_t bytes)
 {
-    struct ahci_sg one = { (uint64_t)(uintptr_t)buf, (uint32_t)bytes };
+    struct disk_sg one = { (uint64_t)(uintptr_t)buf, (uint32_t)bytes };
     return stream_write(s, &one, 1, bytes);
 }
 
@@ -186,7 +187,7 @@ uint32_t stream_flush_cache(struct stream *s)
     uint32_t waited = stream_wait(s);
     if (waited)
         return waited;
-    int rc = ahci_flush(s->disk);
+    int rc = disk_flush();
     return rc ? disk_error(s, rc, 1) : 0;
 }
 
@@ -195,7 +196,7 @@ uint32_t stream_flush_cache(struct stream *s)
  * waited for the command that read it before issuing this one. */
 static uint32_t write_whole_sectors(struct stream *s)
 {
-    uint64_t whole = s->buf_len & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
+    uint64_t whole = s->buf_len & ~(uint64_t)(s->block - 1);
     if (!whole)
         return 0;
     uint32_t rc = stream_write_buffer(s, s->buf, whole);
@@ -229,7 +230,7 @@ uint32_t stream_commit(struct stream *s, uint64_t bytes)
 
 uint32_t stream_drain(struct stream *s)
 {
-    uint64_t padded = (s->buf_len + SOS_SECTOR_SIZE - 1) & ~(uint64_t)(SOS_SECTOR_SIZE - 1);
+    uint64_t padded = (s->buf_len + s->block - 1) & ~(uint64_t)(s->block - 1);
     memset(s->buf + s->buf_len, 0, padded - s->buf_len);
     s->buf_len = padded;
     return write_whole_sectors(s);

@@ -16,7 +16,7 @@
  */
 #include "resume.h"
 #include "payload.h"
-#include "ahci.h"
+#include "disk.h"
 #include "chacha20poly1305.h"
 #include "fastmem.h"
 #include "lz4.h"
@@ -26,7 +26,7 @@
 #include "timer.h"
 #include "xxh64.h"
 
-#define SECTOR SOS_SECTOR_SIZE
+#define SECTOR ((uint64_t)im.s.block)   /* the disk's logical block */
 #define PAGE   SOS_PAGE_SIZE
 #define CHUNK_FIXED sizeof(struct sos_chunk_header)
 #define MAX_BITMAP  (SOS_MAX_CHUNK_PAGES / 8)
@@ -48,9 +48,15 @@ static struct {
     uint64_t bytes_read;
 } im;
 
-static struct ahci_sg sg[SOS_MAX_CHUNK_PAGES + 1];
+static struct disk_sg sg[SOS_MAX_CHUNK_PAGES + 1];
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+/* Raw chunks' header fills one logical block (image_writer.c): 512 or 4096 bytes. */
+static uint64_t raw_header_size(void)
+{
+    return SECTOR > SOS_RAW_CHUNK_HEADER ? SECTOR : SOS_RAW_CHUNK_HEADER;
+}
 
 static uint64_t bitmap_bytes(uint32_t pages)
 {
@@ -90,7 +96,7 @@ static void read_failed(void)
     refuse(REFUSE_READ_ERROR, "%s", why);
 }
 
-static void read_image(uint64_t pos, const struct ahci_sg *v, unsigned n, uint64_t bytes)
+static void read_image(uint64_t pos, const struct disk_sg *v, unsigned n, uint64_t bytes)
 {
     im.s.pos = pos;
     if (stream_read(&im.s, v, n, bytes))
@@ -100,7 +106,7 @@ static void read_image(uint64_t pos, const struct ahci_sg *v, unsigned n, uint64
 
 static void read_buffer(uint64_t pos, void *dst, uint64_t bytes)
 {
-    struct ahci_sg one = { (uint64_t)(uintptr_t)dst, (uint32_t)bytes };
+    struct disk_sg one = { (uint64_t)(uintptr_t)dst, (uint32_t)bytes };
     read_image(pos, &one, 1, bytes);
 }
 
@@ -216,6 +222,9 @@ static void check_header(uint64_t disk_sectors)
         refuse(REFUSE_UNSUPPORTED, "header: size %u, page size %u, checksum %u, compression "
                "%u, encryption %u, chunk pages %u", h->header_size, h->page_size, h->checksum,
                h->compression, h->encryption, h->chunk_pages);
+    if ((h->block_size ? h->block_size : 512) != info->block_size)
+        refuse(REFUSE_EXTENTS_DIFFER, "the image was written in %u-byte blocks, this disk has "
+               "%u", h->block_size ? h->block_size : 512, info->block_size);
     if (h->extent_count != info->sector_count)
         refuse(REFUSE_EXTENTS_DIFFER, "the image has %u extents, this target %u",
                h->extent_count, info->sector_count);
@@ -262,22 +271,22 @@ static void check_tables(void)
                "loader's key");
 }
 
-void image_open(struct ahci *disk, uint64_t disk_sectors)
+void image_open(uint64_t disk_sectors)
 {
     const struct sos_payload_info *info = sos_run.info;
     im.info = info;
     im.ranges = (const void *)(uintptr_t)info->memory_list;
     im.s = (struct stream){
-        .disk = disk,
+        .block = info->block_size,
         .extents = (const void *)(uintptr_t)info->sector_list,
         .extent_count = info->sector_count,
-        .capacity = info->image_sectors * SECTOR,
-        .max_command = (uint64_t)info->max_command_sectors * SECTOR,
+        .capacity = info->image_sectors * info->block_size,
+        .max_command = (uint64_t)info->max_command_sectors * info->block_size,
     };
     memcpy(im.key, (const void *)info->key, sizeof im.key);
 
-    /* Scratch after the AHCI area: header block | tables | LZ4 output | read buffer */
-    uint8_t *p = (uint8_t *)(uintptr_t)(info->scratch_base + PAYLOAD_AHCI_DMA_SIZE);
+    /* Scratch after the driver's area: header block | tables | LZ4 output | read buffer */
+    uint8_t *p = (uint8_t *)(uintptr_t)(info->scratch_base + PAYLOAD_DISK_DMA_SIZE);
     uint8_t *scratch_end = (uint8_t *)(uintptr_t)(info->scratch_base + info->scratch_size);
     im.hdr = (void *)p;
     p += SOS_IMAGE_HEADER_BLOCK;
@@ -382,7 +391,7 @@ static void check_chunk_header(const uint8_t *p, struct chunk *c)
     if (h->index != c->index || h->first_page != c->first_page)
         chunk_bad(c, "index or first page out of sequence");
     uint64_t compact = align_up(CHUNK_FIXED + blen, SOS_CHUNK_ALIGN);
-    if (h->header_size != SOS_RAW_CHUNK_HEADER && h->header_size != compact)
+    if (h->header_size != raw_header_size() && h->header_size != compact)
         chunk_bad(c, "bad header size");
     if (h->flags != (ih->encryption ? SOS_CHUNKF_ENCRYPTED : 0))
         chunk_bad(c, "encryption flag differs from the image's");
@@ -401,12 +410,12 @@ static void check_chunk_header(const uint8_t *p, struct chunk *c)
         chunk_bad(c, "runs past the image's data end");
 }
 
-/* Raw, unencrypted chunks with the 512-byte header are never decoded: the verify pass
+/* Raw, unencrypted chunks with the one-block header are never decoded: the verify pass
  * streams them through the buffer, the restore pass DMAs them into their pages. */
 static int streamed(const struct chunk *c)
 {
     return c->h.encoding == SOS_CHUNK_RAW && !(c->h.flags & SOS_CHUNKF_ENCRYPTED) &&
-           c->h.header_size == SOS_RAW_CHUNK_HEADER && c->offset % SECTOR == 0;
+           c->h.header_size == raw_header_size() && c->offset % SECTOR == 0;
 }
 
 /* Read and check the header of the chunk at c->offset: through the read buffer in the
@@ -509,7 +518,7 @@ static void restore_streamed(struct chunk *c, struct cursor *k)
         }
     }
     if (n)
-        read_image(c->offset + SOS_RAW_CHUNK_HEADER, sg, n, c->h.stored_size);
+        read_image(c->offset + c->h.header_size, sg, n, c->h.stored_size);
     struct xxh64_state st;
     xxh64_reset(&st, 0);
     for (unsigned j = 0; j < n; j++)

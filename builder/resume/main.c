@@ -9,7 +9,7 @@
 #include <stdarg.h>
 #include "resume.h"
 #include "payload.h"
-#include "ahci.h"
+#include "disk.h"
 #include "multiboot.h"
 #include "port_io.h"
 #include "printf.h"
@@ -38,7 +38,10 @@ struct sos_handoff resume_handoff;
 
 struct run sos_run;
 int resume_ram_touched;
-static struct ahci disk;
+/* "pause=after-release" on the command line (tests): after the disk is given back, wait for
+ * a byte on serial so the test tool can dump RAM twice and prove nothing DMAs into it. */
+static int pause_after_release;
+#define PAUSE_DEADLINE_US (600ull * 1000 * 1000)
 static struct boot_info boot;
 
 static const char *const reason_names[] = {
@@ -72,10 +75,11 @@ uint32_t fail(uint32_t status, const char *fmt, ...)
 
 void release_devices(void)
 {
-    if (sos_run.disk) {
-        struct ahci *d = sos_run.disk;
-        sos_run.disk = 0;
-        ahci_close(d);
+    /* Once saved RAM is written it is the restored kernel's: nothing may DMA into it any
+     * more, so the controller is left stopped / reset (disk.h, DISK_GIVE_BACK_RESET). */
+    if (sos_run.disk_open) {
+        sos_run.disk_open = 0;
+        disk_close(resume_ram_touched ? DISK_GIVE_BACK_RESET : DISK_GIVE_BACK_AS_FOUND);
     }
 }
 
@@ -136,6 +140,26 @@ __attribute__((noreturn)) void fault_handler(struct fault_frame *f)
     end(RESUME_EXIT_FAULT);
 }
 
+static int has_word(const char *s, const char *w)
+{
+    size_t n = strlen(w);
+    for (; s && *s; s++)
+        if (!memcmp(s, w, n))
+            return 1;
+    return 0;
+}
+
+static void release_pause(const char *where)
+{
+    while (serial_try_getc() >= 0)
+        ;
+    kprintf("@@PAUSE %s\n", where);
+    uint64_t deadline = timer_deadline_us(PAUSE_DEADLINE_US);
+    while (serial_try_getc() < 0)
+        if (timer_expired(deadline))
+            return;
+}
+
 void resume_progress(uint64_t done, uint64_t total)
 {
     static uint64_t next;
@@ -167,7 +191,8 @@ static void check_config(const struct sos_payload_info *info)
                info->revision, info->size);
     if (info->load_base != base || info->scratch_base < (uintptr_t)sos_resume_end ||
         info->scratch_base + info->scratch_size != end_ ||
-        info->scratch_size < PAYLOAD_AHCI_DMA_SIZE + 4 * SOS_PAGE_SIZE)
+        info->scratch_size < PAYLOAD_DISK_DMA_SIZE + 4 * SOS_PAGE_SIZE ||
+        (info->block_size != 512 && info->block_size != 4096))
         refuse(REFUSE_BAD_CONFIG, "reserved region 0x%lx+0x%lx, scratch 0x%lx+0x%lx",
                info->load_base, info->reserved_size, info->scratch_base, info->scratch_size);
     if (!info->memory_count || !info->sector_count || !info->max_command_sectors)
@@ -200,20 +225,25 @@ static void check_memory_map(const struct sos_payload_info *info)
 
 static uint64_t open_disk(const struct sos_payload_info *info)
 {
-    struct ahci_config cfg = {
-        .abar = info->ahci_abar, .bus = info->ahci_pci_bus, .dev = info->ahci_pci_dev,
-        .fn = info->ahci_pci_fn, .port = info->ahci_port,
+    struct disk_config cfg = {
+        .kind = info->disk_kind, .bar = info->ahci_abar, .bus = info->ahci_pci_bus,
+        .dev = info->ahci_pci_dev, .fn = info->ahci_pci_fn, .port = info->ahci_port,
+        .nsid = info->disk_nsid, .block_size = info->block_size,
     };
-    int rc = ahci_open(&disk, &cfg, (void *)(uintptr_t)info->scratch_base, PAYLOAD_AHCI_DMA_SIZE);
-    if (rc)
+    int rc = disk_open(&cfg, (void *)(uintptr_t)info->scratch_base, PAYLOAD_DISK_DMA_SIZE);
+    const char *what = disk_last_error()->what;
+    if (rc && cfg.kind == SOS_DISK_KIND_AHCI)
         refuse(REFUSE_DISK, "AHCI %02x:%02x.%x port %u: %s", cfg.bus, cfg.dev, cfg.fn, cfg.port,
-               ahci_last_error(&disk)->what ? ahci_last_error(&disk)->what : "open failed");
-    sos_run.disk = &disk;
+               what ? what : "open failed");
+    if (rc)
+        refuse(REFUSE_DISK, "%s %02x:%02x.%x: %s", disk_driver_name, cfg.bus, cfg.dev, cfg.fn,
+               what ? what : "open failed");
+    sos_run.disk_open = 1;
     uint64_t sectors = 0;
     char model[41];
-    rc = ahci_identify(&disk, &sectors, model);
+    rc = disk_identify(&sectors, model);
     if (rc)
-        refuse(REFUSE_DISK, "IDENTIFY failed: %s", ahci_last_error(&disk)->what);
+        refuse(REFUSE_DISK, "IDENTIFY failed: %s", disk_last_error()->what);
     kprintf("@@DISK %lu sectors model \"%s\"\n", sectors, model);
     return sectors;
 }
@@ -228,6 +258,7 @@ void resume_main(uint32_t magic, uint32_t mbi)
     /* First, before scratch or any saved page is written: the firmware's memory map
      * lives in low RAM (and the multiboot structures right after our image). */
     multiboot_read(magic, mbi, &boot);
+    pause_after_release = has_word(boot.cmdline, "pause=after-release");
 
     memset(h, 0, sizeof *h);
     h->magic = SOS_HANDOFF_MAGIC;
@@ -243,11 +274,13 @@ void resume_main(uint32_t magic, uint32_t mbi)
     h->tsc_hz_used = timer_hz();
     uint64_t sectors = open_disk(info);
     h->tsc_start = rdtsc();                 /* from the first image read to the return */
-    image_open(&disk, sectors);
+    image_open(sectors);
     image_verify();
     image_restore();
     image_mark_resumed();
     release_devices();
+    if (pause_after_release)
+        release_pause("after-release");
     h->tsc_end = rdtsc();
     h->status = SOS_STATUS_RESUMED;
     memcpy(&h->context, image_context(), sizeof h->context);

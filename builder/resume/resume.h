@@ -11,14 +11,14 @@
  *   load_base + 0x2000   .text .rodata .data (payload info, IDT) .lists .bss (boot page
  *                        tables, boot stack)
  *   sos_resume_end       scratch up to the end of the region: AHCI DMA area, header block,
- *                        tables, chunk header sector, LZ4 output, read buffer
+ *                        tables, chunk header block, LZ4 output, read buffer
+ *                        (the driver's area first: drivers/disk.h)
  */
 #ifndef SOS_RESUME_H
 #define SOS_RESUME_H
 #include <stdint.h>
 #include "suspendos_abi.h"
 
-struct ahci;
 
 /*
  * Why an image is refused. Serial: "@@RESUME refused <name> <message>"; isa-debug-exit
@@ -30,7 +30,7 @@ struct ahci;
     X(1,  BAD_CONFIG,       "bad-config")       /* the loader's own payload_info is damaged */ \
     X(2,  BOOT_INFO,        "boot-info")        /* no usable multiboot information */        \
     X(3,  MEMORY_MAP,       "memory-map")       /* this machine's RAM lacks a saved range */ \
-    X(4,  DISK,             "disk")             /* AHCI take-over or IDENTIFY failed */      \
+    X(4,  DISK,             "disk")             /* disk take-over or IDENTIFY failed */      \
     X(5,  TRUNCATED,        "truncated")        /* the disk ends inside the image extents */ \
     X(6,  NO_IMAGE,         "no-image")         /* no image magic at the first extent */     \
     X(7,  VERSION,          "version")          /* an image version this loader cannot read */ \
@@ -69,7 +69,7 @@ void restore_failed(const char *fmt, ...);
 extern int resume_ram_touched;
 
 /* image.c: the two passes over the chunks. They call refuse() / restore_failed(). */
-void image_open(struct ahci *disk, uint64_t disk_sectors);
+void image_open(uint64_t disk_sectors);
 void image_verify(void);
 void image_restore(void);
 void image_mark_resumed(void);

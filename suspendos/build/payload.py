@@ -25,20 +25,25 @@ from ..errors import UsageError
 from ..formats import blob as blobfmt
 from ..formats import handoff as handofffmt
 from ..formats import lists
-from ..formats.common import PAGE_SIZE, SECTOR_SIZE, align_up, build
-from ..formats.payload_info import (CHECKSUM, COMPRESSION, ENCRYPTION, FB_FORMAT,
+from ..formats.common import PAGE_SIZE, align_up, build
+from ..formats.payload_info import (CHECKSUM, COMPRESSION, DISK_KIND, ENCRYPTION, FB_FORMAT,
                                     PAYLOAD_INFO_MAGIC, PAYLOAD_INFO_REVISION, PayloadInfo)
 from ..sources import source_dir
 from ..target.description import MAX_BUFFERED_CHUNK_PAGES
 from . import idt, toolchain, trampoline
 
 STACK_SIZE = 64 * 1024
-AHCI_DMA_SIZE = 0x10000          # PAYLOAD_AHCI_DMA_SIZE in builder/core/payload.h
+AHCI_DMA_SIZE = 0x10000          # PAYLOAD_DISK_DMA_SIZE in builder/core/payload.h (any driver)
 MIN_WRITER_SCRATCH = 64 * 1024   # header block, tables, chunk headers
 # With plugins taking room, keep what LZ4 or encrypted chunks need (staging and two stream
 # buffers, image_writer.c), so a plugin never turns a build into a run that cannot write.
 PLUGIN_MIN_WRITER_SCRATCH = 512 * 1024
 AHCI_MMIO_SPAN = 0x2000          # generic host control + 32 ports (AHCI 3: 0x100 + 32 * 0x80)
+# What each driver touches of its BAR: NVMe registers and the doorbells of queues 0 and 1
+# (NVMe 2.0 3.1.4: 0x1000 + 4 * (2 * qid + 1) << CAP.DSTRD, room for DSTRD up to 6); virtio:
+# the common, ISR, device and notify structures, which QEMU places in one 16 KiB BAR.
+DISK_MMIO_SPAN = {"ahci": AHCI_MMIO_SPAN, "nvme": 0x4000, "virtio-blk": 0x4000}
+DISK_KIND_OF = {"ahci": DISK_KIND.AHCI, "nvme": DISK_KIND.NVME, "virtio-blk": DISK_KIND.VIRTIO_BLK}
 SEG = blobfmt.SEGMENT_KIND
 PERM = blobfmt.SEGMENT_PERM
 
@@ -82,7 +87,7 @@ def _mcmodel(target):
 def compile_payload(target, workdir):
     load = target.reserved.load_address
     text_base = load + 2 * PAGE_SIZE
-    objects = toolchain.compile_all(toolchain.payload_sources(), workdir,
+    objects = toolchain.compile_all(toolchain.payload_sources(target.disk.kind), workdir,
                                     [_mcmodel(target), "-ffunction-sections", "-fdata-sections"])
     script = (source_dir("builder") / "payload.ld").read_text()
     script = script.replace("@TEXT_BASE@", hex(text_base)).replace("@STACK_SIZE@", hex(STACK_SIZE))
@@ -138,19 +143,22 @@ def payload_info(target, key=None, selftest=0, **layout):
         load_base=target.reserved.load_address, reserved_size=target.reserved.size,
         memory_count=len(saved), sector_count=len(target.extents),
         image_sectors=sum(e.count for e in target.extents),
-        ahci_abar=target.disk.ahci_base,
-        ahci_pci_bus=bus, ahci_pci_dev=dev, ahci_pci_fn=fn, ahci_port=target.disk.port,
+        ahci_abar=target.disk.base(),
+        ahci_pci_bus=bus, ahci_pci_dev=dev, ahci_pci_fn=fn,
+        ahci_port=target.disk.port if target.disk.kind == "ahci" else 0,
         compression=getattr(COMPRESSION, target.options.compress.upper()),
         checksum=CHECKSUM.XXH64,
         encryption=ENCRYPTION.CHACHA20_POLY1305 if key else ENCRYPTION.NONE,
         chunk_pages=chunk_pages,
-        max_command_sectors=target.options.max_command_kib * 1024 // SECTOR_SIZE,
+        max_command_sectors=target.options.max_command_kib * 1024 // target.disk.block_size,
         memmap_hash=xxhash.xxh64(mem_list).intdigest(),
         fb_addr=fb.address if fb else 0, fb_width=fb.width if fb else 0,
         fb_height=fb.height if fb else 0, fb_pitch=fb.pitch if fb else 0,
         fb_bpp=fb.bpp if fb else 0, fb_format=_fb_format(fb),
         debug_exit_port=target.options.debug_exit_port,
-        key=key or bytes(32), selftest=selftest, _pad1=bytes(4),
+        key=key or bytes(32), selftest=selftest,
+        disk_kind=DISK_KIND_OF[target.disk.kind], block_size=target.disk.block_size,
+        disk_nsid=(target.disk.namespace or 1) if target.disk.kind == "nvme" else 0,
         **{"ap_entry": 0, "ap_exit": 0, **layout})
     return build(PayloadInfo, info, "payload info")
 
@@ -203,8 +211,9 @@ def _assemble(target, sections, sym, key=None, selftest=0, plugins=()):
         r.append(Region("tables", idt_addr, pt_end, "r--"))
         r.append(Region("scratch", pt_end, reserved_end, "rw-"))
         r += [Region("saved RAM", s, e, "r--") for s, e in saved]
-        abar = target.disk.ahci_base & ~(PAGE_SIZE - 1)
-        r.append(Region("AHCI MMIO", abar, abar + AHCI_MMIO_SPAN, "rw-", uncached=True))
+        mmio = target.disk.base() & ~(PAGE_SIZE - 1)
+        r.append(Region(f"{target.disk.kind} MMIO", mmio, mmio + DISK_MMIO_SPAN[target.disk.kind],
+                        "rw-", uncached=True))
         fb = target.framebuffer
         if fb:
             start = fb.address & ~(PAGE_SIZE - 1)

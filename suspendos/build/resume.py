@@ -35,15 +35,14 @@ class LoaderBuild:
     symbols: dict = field(default_factory=dict)
 
 
-def loader_sources():
+def loader_sources(kind="ahci"):
     resume = source_dir("builder") / "resume"
     core = source_dir("builder") / "core"
-    drivers = source_dir("drivers")
     boot = source_dir("qemu-boot")
     return ([*sorted(resume.glob("*.c")), *sorted(resume.glob("*.S")),
              boot / "boot.S", boot / "multiboot.c", core / "isr.S"]
             + [core / n for n in ("stream.c", "xxh64.c", "lz4.c", "chacha20poly1305.c")]
-            + [drivers / n for n in ("serial.c", "printf.c", "pci.c", "timer.c", "ahci.c")]
+            + toolchain.driver_sources(kind)
             + [source_dir("builder") / "lib" / "string.c"])
 
 
@@ -75,7 +74,7 @@ def build_resume_loader(target, out_path, key=None, workdir=None):
         flags = [_mcmodel(target), "-ffunction-sections", "-fdata-sections",
                  "-DBOOT_MAIN=resume_main",
                  f"-DRESUME_SERIAL_PORT={target.options.serial_port:#x}"]
-        objects = toolchain.compile_all([*loader_sources(), _lists_source(work, mem_list, sec_list)],
+        objects = toolchain.compile_all([*loader_sources(target.disk.kind), _lists_source(work, mem_list, sec_list)],
                                         work, flags, includes=includes)
         script = (resume / "resume.ld").read_text().replace("@LOAD_BASE@", hex(load)).replace(
             "@RESERVED_END@", hex(reserved_end))

@@ -73,10 +73,19 @@ def link(objects, script_text, out, workdir):
     return out
 
 
-def payload_sources():
-    core = source_dir("builder") / "core"
+# The driver files each [disk] kind links (drivers/disk.h): only the one the target needs.
+DISK_DRIVERS = {"ahci": ("ahci.c", "ahci_disk.c"), "nvme": ("nvme.c",),
+                "virtio-blk": ("virtio_blk.c",)}
+
+
+def driver_sources(kind="ahci"):
     drivers = source_dir("drivers")
+    return [drivers / n for n in ("serial.c", "printf.c", "pci.c", "timer.c",
+                                  *DISK_DRIVERS[kind])]
+
+
+def payload_sources(kind="ahci"):
+    core = source_dir("builder") / "core"
     lib = source_dir("builder") / "lib"
     return ([*sorted(core.glob("*.c")), *sorted(core.glob("*.S"))]
-            + [drivers / n for n in ("serial.c", "printf.c", "pci.c", "timer.c", "ahci.c")]
-            + [lib / "string.c"])
+            + driver_sources(kind) + [lib / "string.c"])

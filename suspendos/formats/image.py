@@ -13,8 +13,10 @@ pages in order), starting at first_page. Bit i of the zero bitmap set means page
 zeros and not stored. The stored data is the remaining pages, raw or LZ4-compressed (one LZ4
 block), optionally encrypted; data_xxh64 covers the stored bytes as they are on disk.
 
-Raw chunks have header_size 512 and stored_size = data_pages * 4096, so their data stays
-sector-aligned and the writer can DMA straight from the saved pages. LZ4 chunks hold one LZ4
+Raw chunks have header_size = one logical block (512, or 4096 on 4096-byte-block disks) and
+stored_size = data_pages * 4096, so their data stays block-aligned and the writer can DMA
+straight from the saved pages. Extents count the disk's logical blocks; the header's
+block_size says which (0, in images written before it existed, means 512). LZ4 chunks hold one LZ4
 block (lz4 doc/lz4_Block_format.md) of the concatenated data pages; a chunk whose block
 would not be smaller than the pages is stored raw (encoding RAW, header_size still the
 compact one). Chunks follow each other at CHUNK_ALIGN; the stream's last sector is padded.
@@ -75,7 +77,8 @@ ImageHeader = c.Struct(
     "tables_xxh64" / u64,        # over the extent and range tables
     "key_check" / c.Bytes(16),   # AEAD tag over the header; proves the key (encrypted images)
     "header_xxh64" / u64,        # over this struct with this field zero
-    "_pad0" / c.Bytes(8),
+    "block_size" / u32,          # the disk's logical block size; 0 in older images: 512
+    "_pad0" / c.Bytes(4),
     "context" / CpuContext,
 )
 
@@ -115,11 +118,16 @@ def chunks_offset(extent_count, range_count):
     return align_up(HEADER_BLOCK + tables_size(extent_count, range_count), PAGE_SIZE)
 
 
-def worst_case_bytes(pages, extent_count, range_count, chunk_pages):
+def raw_chunk_header(block_size=SECTOR_SIZE):
+    """A raw chunk's header fills one logical block (its data stays block-aligned)."""
+    return max(RAW_CHUNK_HEADER, block_size)
+
+
+def worst_case_bytes(pages, extent_count, range_count, chunk_pages, block_size=SECTOR_SIZE):
     """The most bytes an image of `pages` pages can need: every page stored raw."""
     chunks = -(-pages // chunk_pages)
     return align_up(chunks_offset(extent_count, range_count)
-                    + chunks * RAW_CHUNK_HEADER + pages * PAGE_SIZE, SECTOR_SIZE)
+                    + chunks * raw_chunk_header(block_size) + pages * PAGE_SIZE, block_size)
 assert offset_of(ImageHeader, "context") % 16 == 0
 
 

@@ -9,7 +9,7 @@ import construct as c
 from .common import Constants, magic32, u8, u16, u32, u64
 
 PAYLOAD_INFO_MAGIC = magic32("SOSI")
-PAYLOAD_INFO_REVISION = 2
+PAYLOAD_INFO_REVISION = 3
 
 COMPRESSION = Constants("SOS_COMPRESS_", "Chunk encodings.", NONE=0, LZ4=1)
 ENCRYPTION = Constants("SOS_ENCRYPT_", "Chunk ciphers.", NONE=0, CHACHA20_POLY1305=1)
@@ -18,6 +18,8 @@ SELFTEST = Constants("SOS_SELFTEST_", "Deliberate faults that prove the page tab
                      NONE=0, WRITE_SAVED_RAM=1, EXECUTE_DATA=2, DIVIDE_ERROR=3,
                      READ_UNMAPPED=4, WRITE_TEXT=5,
                      AP_WRITE_SAVED_RAM=6)   # the first AP that answers writes saved RAM
+DISK_KIND = Constants("SOS_DISK_KIND_", "The disk controller the payload drives ([disk] kind).",
+                      AHCI=0, NVME=1, VIRTIO_BLK=2)
 FB_FORMAT = Constants("SOS_FB_", "Framebuffer pixel formats.", NONE=0, XRGB8888=1, RGB888=2,
                       RGB565=3)
 
@@ -31,22 +33,23 @@ PayloadInfo = c.Struct(
     "memory_count" / u32,
     "sector_count" / u32,
     "sector_list" / u64,        # physical address of Extent[sector_count]
-    "image_sectors" / u64,      # sum of the extents
+    "image_sectors" / u64,      # sum of the extents, in the disk's logical blocks
     "pml4" / u64,               # the payload's page tables (CR3)
     "scratch_base" / u64,
     "scratch_size" / u64,
     "stack_top" / u64,
     "trampoline_exit" / u64,    # where a fault handler jumps to unwind to the host
-    "ahci_abar" / u64,          # AHCI base address (BAR5) the target names
+    "ahci_abar" / u64,          # the disk controller's BAR the target names: AHCI ABAR (BAR5),
+                                # NVMe BAR0, virtio-blk the BAR of its common configuration
     "ahci_pci_bus" / u8,
     "ahci_pci_dev" / u8,
     "ahci_pci_fn" / u8,
-    "ahci_port" / u8,
+    "ahci_port" / u8,           # AHCI port (other kinds: 0)
     "compression" / u32,
     "checksum" / u32,
     "encryption" / u32,
     "chunk_pages" / u32,        # pages per chunk (at most MAX_CHUNK_PAGES)
-    "max_command_sectors" / u32,
+    "max_command_sectors" / u32,  # in logical blocks, as image_sectors and the sector list
     "memmap_hash" / u64,        # xxh64 of the memory list, checked on resume
     "fb_addr" / u64,
     "fb_width" / u32,
@@ -57,7 +60,9 @@ PayloadInfo = c.Struct(
     "debug_exit_port" / u16,    # 0, or QEMU's isa-debug-exit port: the resume loader ends there
     "key" / c.Bytes(32),        # encryption key; lives only in the reserved region
     "selftest" / u32,           # SELFTEST: make the payload fault on purpose (tests only)
-    "_pad1" / c.Bytes(4),
+    "disk_kind" / u32,          # DISK_KIND: which driver the build linked
+    "block_size" / u32,         # the disk's logical block size: 512 or 4096
+    "disk_nsid" / u32,          # NVMe namespace id (other kinds: 0)
     "ap_entry" / u64,           # the AP trampoline: what the payload puts in CpuSlot.entry
     "ap_exit" / u64,            # its way back to the host, where an AP's fault unwinds to
 )

@@ -95,6 +95,14 @@ class Image:
             raise FormatError("image header: page size or chunk size out of range")
         self.header = h
         self.block = block
+        # Extents count the disk's logical blocks; older images (block_size 0) used 512.
+        self.block_size = h.block_size or SECTOR_SIZE
+        if self.block_size not in (512, 4096):
+            raise FormatError(f"image header: block size {h.block_size} is not 512 or 4096")
+        if self.lba * SECTOR_SIZE % self.block_size:
+            raise FormatError(f"image header: at byte {self.lba * SECTOR_SIZE}, not on a "
+                              f"{self.block_size}-byte block")
+        self.lba = self.lba * SECTOR_SIZE // self.block_size
         self._load_tables()
         self.aead = None
         if h.encryption not in ENCRYPTION_NAMES:
@@ -115,7 +123,7 @@ class Image:
         if i < 0 or pos >= self._ext_starts[i] + self._ext_lens[i]:
             raise FormatError(f"image byte {pos} lies outside the image's extents")
         off = pos - self._ext_starts[i]
-        return self.extents[i][0] * SECTOR_SIZE + off, self._ext_lens[i] - off
+        return self.extents[i][0] * self.block_size + off, self._ext_lens[i] - off
 
     def read(self, pos, size):
         out = bytearray()
@@ -142,8 +150,9 @@ class Image:
                               f"ranges is more than an image has (damaged header)")
         # The first extent starts at the header and holds the extent table (the builder
         # guarantees it); read the table through that extent, then map the rest.
-        self.extents = [(self.lba, max(0, self.size // SECTOR_SIZE - self.lba))]
-        self._ext_starts, self._ext_lens = [0], [self.extents[0][1] * SECTOR_SIZE]
+        bs = self.block_size
+        self.extents = [(self.lba, max(0, self.size // bs - self.lba))]
+        self._ext_starts, self._ext_lens = [0], [self.extents[0][1] * bs]
         raw_ext = self.read(h.extents_offset, h.extent_count * Extent.sizeof())
         self.extents, self._ext_starts, self._ext_lens = [], [], []
         start = 0
@@ -154,8 +163,8 @@ class Image:
                                   f"the header is at {self.lba}")
             self.extents.append((e.lba, e.count))
             self._ext_starts.append(start)
-            self._ext_lens.append(e.count * SECTOR_SIZE)
-            start += e.count * SECTOR_SIZE
+            self._ext_lens.append(e.count * bs)
+            start += e.count * bs
         if not self.extents:
             raise FormatError("extent table: empty")
         raw_rng = self.read(h.ranges_offset, h.range_count * MemRange.sizeof())
@@ -266,6 +275,7 @@ class Image:
         h = self.header
         return {
             "lba": self.lba,
+            "block_size": self.block_size,
             "state": STATE_NAMES.get(h.state, f"unknown({h.state})"),
             "image_id": h.image_id.hex(),
             "ranges": [[s, e] for s, e in self.ranges],

@@ -9,9 +9,11 @@ import tomli_w
 
 from ..errors import UsageError
 from ..formats import image
-from ..formats.common import PAGE_SIZE, SECTOR_SIZE
+from ..formats.common import PAGE_SIZE
 
 MEMORY_TYPES = ("ram", "reserved", "acpi", "nvs", "unusable")
+DISK_KINDS = ("ahci", "nvme", "virtio-blk")
+BLOCK_SIZES = (512, 4096)
 COMPRESSIONS = ("none", "lz4")
 FB_FORMATS = ("xrgb8888", "rgb888", "rgb565")
 MIN_RESERVED = 512 * 1024
@@ -34,10 +36,18 @@ class Reserved:
 
 @dataclass
 class Disk:
-    ahci_base: int
     pci: str            # "bus:dev.fn", hexadecimal as lspci prints it
-    port: int = 0
-    sectors: int = 0    # disk size in 512-byte sectors; 0 when unknown
+    kind: str = "ahci"  # DISK_KINDS: the one driver the build links
+    ahci_base: int = 0  # ahci: ABAR (BAR5)
+    port: int = 0       # ahci: port
+    bar: int = 0        # nvme: BAR0; virtio-blk: the BAR holding its common configuration
+    namespace: int = 0  # nvme: namespace id (1 when 0)
+    block_size: int = 512   # logical block size; extents and sectors count these
+    sectors: int = 0    # disk size in logical blocks; 0 when unknown
+
+    def base(self):
+        """The controller's MMIO base the payload checks against PCI config space."""
+        return self.ahci_base if self.kind == "ahci" else self.bar
 
     def pci_address(self):
         try:
@@ -118,13 +128,13 @@ class Target:
         return image.MAX_CHUNK_PAGES - 1
 
     def image_capacity(self):
-        return sum(e.count for e in self.extents) * SECTOR_SIZE
+        return sum(e.count for e in self.extents) * self.disk.block_size
 
     def worst_case_image(self):
         # Whatever the build chooses (encryption makes chunks small), assume the most chunks.
         chunk = self.options.chunk_pages or BUFFERED_CHUNK_PAGES
         return image.worst_case_bytes(self.saved_pages(), len(self.extents),
-                                      len(self.saved_ranges()), chunk)
+                                      len(self.saved_ranges()), chunk, self.disk.block_size)
 
     # ---- validation ----------------------------------------------------------------
     def validate(self):
@@ -167,10 +177,22 @@ class Target:
 
     def _validate_disk(self):
         d = self.disk
-        if d.ahci_base <= 0 or d.ahci_base % 1024:
-            raise UsageError(f"disk.ahci_base: {d.ahci_base:#x} is not a 1 KiB-aligned MMIO address")
-        if not 0 <= d.port < 32:
-            raise UsageError(f"disk.port: {d.port} is not an AHCI port number (0-31)")
+        if d.kind not in DISK_KINDS:
+            raise UsageError(f"disk.kind: {d.kind!r} is not one of {', '.join(DISK_KINDS)}")
+        if d.block_size not in BLOCK_SIZES:
+            raise UsageError(f"disk.block_size: {d.block_size} is not 512 or 4096")
+        if d.kind == "ahci":
+            if d.ahci_base <= 0 or d.ahci_base % 1024:
+                raise UsageError(f"disk.ahci_base: {d.ahci_base:#x} is not a 1 KiB-aligned MMIO address")
+            if not 0 <= d.port < 32:
+                raise UsageError(f"disk.port: {d.port} is not an AHCI port number (0-31)")
+            if d.block_size != 512:
+                raise UsageError("disk.block_size: the AHCI driver handles 512-byte sectors only")
+        else:
+            if d.bar <= 0 or d.bar % 4096:
+                raise UsageError(f"disk.bar: {d.bar:#x} is not a 4 KiB-aligned MMIO address")
+            if d.kind == "nvme" and not 0 <= d.namespace < 0xFFFFFFFF:
+                raise UsageError(f"disk.namespace: {d.namespace} is not a namespace id")
         if d.sectors < 0:
             raise UsageError("disk.sectors: must not be negative")
         d.pci_address()
@@ -189,13 +211,13 @@ class Target:
             if prev and e.lba < prev[1].lba + prev[1].count:
                 raise UsageError(f"extents[{i}]: overlaps extents[{prev[0]}]")
             prev = (i, e)
-        if self.extents[0].count * SECTOR_SIZE < image.chunks_offset(len(self.extents), 0):
+        if self.extents[0].count * self.disk.block_size < image.chunks_offset(len(self.extents), 0):
             raise UsageError("extents[0]: the first extent must hold the 4 KiB image header "
                              "and the extent table")
         need, have = self.worst_case_image(), self.image_capacity()
         if have < need:
             raise UsageError(f"extents: {have} bytes are too small for the worst-case image of "
-                             f"{need} bytes ({need // SECTOR_SIZE} sectors)")
+                             f"{need} bytes ({need // self.disk.block_size} sectors)")
 
     def _validate_framebuffer(self):
         fb = self.framebuffer

@@ -182,7 +182,7 @@ static void pattern_sector(uint8_t *dst, uint64_t s, uint64_t tag)
 /* Fill (check == 0) or compare (check == 1) the byte stream that sg describes with the
  * pattern of the sectors from lba on. Returns the stream offset of the first difference,
  * or -1. */
-static int64_t pattern_sg(uint64_t lba, const struct ahci_sg *sg, unsigned n, uint64_t tag, int check)
+static int64_t pattern_sg(uint64_t lba, const struct disk_sg *sg, unsigned n, uint64_t tag, int check)
 {
     uint8_t sec[SECTOR];
     uint64_t off = 0, cur = ~0ull;
@@ -215,7 +215,7 @@ static int64_t pattern_sg(uint64_t lba, const struct ahci_sg *sg, unsigned n, ui
     return -1;
 }
 
-static uint64_t sg_bytes(const struct ahci_sg *sg, unsigned n)
+static uint64_t sg_bytes(const struct disk_sg *sg, unsigned n)
 {
     uint64_t t = 0;
     for (unsigned i = 0; i < n; i++)
@@ -320,8 +320,8 @@ static uint64_t identify(void)
 }
 
 /* Write sg with the pattern for (lba, tag), read it back through rsg, compare. */
-static void write_check(const char *name, uint64_t lba, const struct ahci_sg *sg, unsigned n,
-                        const struct ahci_sg *rsg, unsigned rn, uint64_t tag)
+static void write_check(const char *name, uint64_t lba, const struct disk_sg *sg, unsigned n,
+                        const struct disk_sg *rsg, unsigned rn, uint64_t tag)
 {
     uint64_t bytes = sg_bytes(sg, n), t0, t1;
     int rc;
@@ -380,7 +380,7 @@ static void op_rw(unsigned port)
 {
     struct regs before, after;
     uint64_t sectors;
-    static struct ahci_sg sgb[1102];
+    static struct disk_sg sgb[1102];
 
     /* Give PxIE a non-zero value so its restoration is visible (GHC.IE is off and the CPU
      * runs with interrupts disabled, so nothing is delivered). */
@@ -397,10 +397,10 @@ static void op_rw(unsigned port)
 
     /* A: three odd-sized even pieces, one over 4 MiB (two PRDs); 8201 sectors. */
     {
-        const struct ahci_sg sg[3] = {
+        const struct disk_sg sg[3] = {
             {BUF_A1, 1000}, {BUF_A2, 4 * MiB + 3000}, {BUF_A3, 608},
         };
-        const struct ahci_sg rsg[2] = {
+        const struct disk_sg rsg[2] = {
             {BUF_READ, 4 * MiB}, {BUF_READ2, 1000 + 3000 + 608},
         };
         write_check("A", 100, sg, 3, rsg, 2, 0xA1);
@@ -408,7 +408,7 @@ static void op_rw(unsigned port)
     /* B: a 512-byte header and 1024 separate pages: the payload's shape. 1025 PRDs are
      * more than one command takes (AHCI_PRDS_PER_COMMAND), so this is two commands. */
     {
-        const struct ahci_sg rsg[1] = {{BUF_READ, 4 * MiB + 512}};
+        const struct disk_sg rsg[1] = {{BUF_READ, 4 * MiB + 512}};
         sgb[0].addr = BUF_B_HDR;
         sgb[0].bytes = 512;
         for (unsigned i = 0; i < 1024; i++) {
@@ -419,12 +419,12 @@ static void op_rw(unsigned port)
     }
     /* B2: exactly 1024 separate pages, one command of 1024 PRDs. */
     {
-        const struct ahci_sg rsg[1] = {{BUF_READ, 4 * MiB}};
+        const struct disk_sg rsg[1] = {{BUF_READ, 4 * MiB}};
         write_check("B2", 30000, sgb + 1, 1024, rsg, 1, 0xB3);
     }
     /* B3: 1024 adjacent pages as separate pieces: they merge into one PRD per 4 MiB. */
     {
-        const struct ahci_sg rsg[1] = {{BUF_READ, 4 * MiB}};
+        const struct disk_sg rsg[1] = {{BUF_READ, 4 * MiB}};
         for (unsigned i = 0; i < 1024; i++) {
             sgb[i].addr = BUF_B_PAGES + (uint64_t)i * 4096;
             sgb[i].bytes = 4096;
@@ -433,26 +433,26 @@ static void op_rw(unsigned port)
     }
     /* C: the last 16 sectors of the disk. */
     {
-        const struct ahci_sg sg[2] = {{BUF_C1, 2048}, {BUF_C2, 6144}};
-        const struct ahci_sg rsg[3] = {{BUF_READ, 512}, {BUF_READ + 8192, 7168}, {BUF_READ2, 512}};
+        const struct disk_sg sg[2] = {{BUF_C1, 2048}, {BUF_C2, 6144}};
+        const struct disk_sg rsg[3] = {{BUF_READ, 512}, {BUF_READ + 8192, 7168}, {BUF_READ2, 512}};
         write_check("C", sectors - 16, sg, 2, rsg, 3, 0xC3);
     }
     /* D: the largest command, 65536 sectors (Count field 0000h), one 32 MiB piece. */
     {
-        const struct ahci_sg sg[1] = {{BUF_D, 32 * MiB}};
-        const struct ahci_sg rsg[2] = {{BUF_READ, 16 * MiB}, {BUF_READ + 16 * MiB + 4096, 16 * MiB}};
+        const struct disk_sg sg[1] = {{BUF_D, 32 * MiB}};
+        const struct disk_sg rsg[2] = {{BUF_READ, 16 * MiB}, {BUF_READ + 16 * MiB + 4096, 16 * MiB}};
         write_check("D", 60000, sg, 1, rsg, 2, 0xD4);
     }
     /* E: 65544 sectors in one call: more than one command's 65536, so two commands. */
     {
-        const struct ahci_sg sg[2] = {{BUF_D, 32 * MiB}, {BUF_C1, 4096}};
-        const struct ahci_sg rsg[1] = {{BUF_READ, 32 * MiB + 4096}};
+        const struct disk_sg sg[2] = {{BUF_D, 32 * MiB}, {BUF_C1, 4096}};
+        const struct disk_sg rsg[1] = {{BUF_READ, 32 * MiB + 4096}};
         write_check("E", 140000, sg, 2, rsg, 1, 0xE5);
     }
     /* F: 1102 uneven, non-adjacent pieces: the 1024-PRD limit ends the first command 22
      * bytes into a sector, so the driver must trim that PRD and carry the rest over. */
     {
-        const struct ahci_sg rsg[1] = {{BUF_READ, 2150 * SECTOR}};
+        const struct disk_sg rsg[1] = {{BUF_READ, 2150 * SECTOR}};
         sgb[0].addr = BUF_A1;
         sgb[0].bytes = 510;
         for (unsigned i = 0; i < 1100; i++) {
@@ -485,8 +485,8 @@ static void op_stopped(unsigned port)
         return;
     }
     if (identify()) {
-        const struct ahci_sg sg[2] = {{BUF_A1, 1536}, {BUF_A2, 2560}};
-        const struct ahci_sg rsg[1] = {{BUF_READ, 4096}};
+        const struct disk_sg sg[2] = {{BUF_A1, 1536}, {BUF_A2, 2560}};
+        const struct disk_sg rsg[1] = {{BUF_READ, 4096}};
         write_check("S", 3000, sg, 2, rsg, 1, 0x5A);
         flush();
     }
@@ -551,8 +551,8 @@ static void op_errors(void)
 
     /* A request the driver must refuse without issuing anything; the port stays usable. */
     if (open_port(cfg.port) == 0) {
-        const struct ahci_sg odd[1] = {{BUF_A2, 511}};
-        const struct ahci_sg partial[1] = {{BUF_A2, 1000}};
+        const struct disk_sg odd[1] = {{BUF_A2, 511}};
+        const struct disk_sg partial[1] = {{BUF_A2, 1000}};
         rc = ahci_write(&hba, 10, odd, 1);
         CHECK(rc == SOS_STATUS_AHCI_BAD_REQUEST, "odd piece: 0x%x", rc);
         kprintf("RESULT case=odd_piece status=0x%x expected=0x%x\n", rc, SOS_STATUS_AHCI_BAD_REQUEST);
@@ -583,7 +583,7 @@ static void error_then_recover(const char *name, uint64_t lba, uint32_t bad_sect
     }
     identify();
     {
-        const struct ahci_sg sg[1] = {{BUF_A2, bad_sectors * SECTOR}};
+        const struct disk_sg sg[1] = {{BUF_A2, bad_sectors * SECTOR}};
         pattern_sg(lba, sg, 1, tag, 0);
         rc = ahci_write(&hba, lba, sg, 1);
         e = ahci_last_error(&hba);
@@ -597,8 +597,8 @@ static void error_then_recover(const char *name, uint64_t lba, uint32_t bad_sect
                 (unsigned long long)e->lba, (unsigned long long)e->dev_lba, e->tfd);
     }
     {
-        const struct ahci_sg sg[2] = {{BUF_A1, 1024}, {BUF_A3, good_sectors * SECTOR - 1024}};
-        const struct ahci_sg rsg[1] = {{BUF_READ, good_sectors * SECTOR}};
+        const struct disk_sg sg[2] = {{BUF_A1, 1024}, {BUF_A3, good_sectors * SECTOR - 1024}};
+        const struct disk_sg rsg[1] = {{BUF_READ, good_sectors * SECTOR}};
         write_check("recovered", lba, sg, 2, rsg, 1, tag);
     }
     flush();
@@ -632,7 +632,7 @@ static void op_pastend(void)
     error_then_recover("pastend", sectors - 4, 8, 4, 0xE0);
 }
 
-static void bench_run(const char *name, const struct ahci_sg *sg, unsigned n, uint64_t total,
+static void bench_run(const char *name, const struct disk_sg *sg, unsigned n, uint64_t total,
                       uint64_t first_lba)
 {
     uint64_t per = sg_bytes(sg, n) / SECTOR, lba = first_lba, done = 0, t0, t1, tf;
@@ -668,7 +668,7 @@ static void bench_run(const char *name, const struct ahci_sg *sg, unsigned n, ui
 static void op_bench(void)
 {
     uint64_t total = arg_u64("mb", 64) * MiB, sectors;
-    static struct ahci_sg pages[1025];
+    static struct disk_sg pages[1025];
     if (open_port(cfg.port)) {
         failures++;
         return;
@@ -679,8 +679,8 @@ static void op_bench(void)
         goto out;
     memset((void *)(uintptr_t)BUF_D, 0x5a, 32 * MiB);
     {
-        const struct ahci_sg big[1] = {{BUF_D, 4 * MiB}};
-        const struct ahci_sg small[1] = {{BUF_D, 64 * 1024}};
+        const struct disk_sg big[1] = {{BUF_D, 4 * MiB}};
+        const struct disk_sg small[1] = {{BUF_D, 64 * 1024}};
         pages[0].addr = BUF_B_HDR;
         pages[0].bytes = 512;
         for (unsigned i = 0; i < 1024; i++) {
