@@ -109,6 +109,7 @@ boot_mbi:       .long 0
 
         .section .bss
         .align 4096
+        .globl boot_pml4
 boot_pml4:      .skip 4096
 boot_pdpt:      .skip 4096
         .globl boot_stack_bottom

@@ -115,10 +115,17 @@ static void apply(const char *w, struct host_options *o)
             o->handoff_flags |= pause;
         else
             host_fail(EXIT_BAD_BOOT_INFO, "bad command line: pause=before|after|both");
+    } else if (word_is(w, "raw_ceiling")) {
+        o->handoff_flags |= SOS_HANDOFF_RAW_CEILING;
     } else if (word_is(w, "quiet")) {
         o->handoff_flags |= SOS_HANDOFF_QUIET;
     } else if (has_prefix(w, "vbe=")) {
         parse_vbe(w + 4, o);
+    } else if (has_prefix(w, "ap_deaf=")) {
+        uint64_t id;
+        if (!parse_u64(w + 8, 0, &id) || id > 254)
+            host_fail(EXIT_BAD_BOOT_INFO, "bad command line: ap_deaf '%s'", w + 8);
+        o->ap_deaf = (int)id;
     } else {
         host_fail(EXIT_BAD_BOOT_INFO, "bad command line: unknown option '%s'", w);
     }
@@ -127,7 +134,8 @@ static void apply(const char *w, struct host_options *o)
 void cmdline_parse(const char *s, struct host_options *o)
 {
     *o = (struct host_options){ .seed = 1, .mix = { 25, 25, 25, 25 }, .handoff_flags = 0,
-                                .vbe_width = 800, .vbe_height = 600, .vbe_bpp = 32 };
+                                .vbe_width = 800, .vbe_height = 600, .vbe_bpp = 32,
+                                .ap_deaf = -1 };
     int first = 1;
     while (*s) {
         while (*s == ' ' || *s == '\t')

@@ -5,8 +5,11 @@
  *                   (default 25,25,25,25)
  *   pause=before|after|both   SOS_HANDOFF_PAUSE_BEFORE_READ / _BEFORE_RETURN in handoff.flags
  *   quiet           SOS_HANDOFF_QUIET in handoff.flags
+ *   raw_ceiling     SOS_HANDOFF_RAW_CEILING: the payload measures the disk, writes no image
  *   vbe=WxHxBPP|off the Bochs VBE framebuffer mode to set before the handoff
  *                   (default 800x600x32; BPP 16, 24 or 32)
+ *   ap_deaf=ID      the AP with this local APIC id parks and is handed in, but never
+ *                   answers the payload (smp.c): stands for an AP that does not respond
  * QEMU passes "<kernel file name> <append>" (hw/i386/multiboot.c), so the first word is
  * skipped. Anything else is refused: exit EXIT_BAD_BOOT_INFO.
  */
@@ -21,6 +24,7 @@ struct host_options {
     unsigned mix[KIND_COUNT];   /* percent per enum page_kind, sum 100 */
     uint32_t handoff_flags;     /* SOS_HANDOFF_* */
     unsigned vbe_width, vbe_height, vbe_bpp;   /* 0 x 0 x 0: leave the display alone */
+    int ap_deaf;                /* APIC id of an AP that parks but never answers, or -1 */
 };
 
 void cmdline_parse(const char *cmdline, struct host_options *out);

@@ -35,6 +35,8 @@ struct table_register {
     uint64_t base;
 } __attribute__((packed));
 
+static void cpu_tables_load(int with_tr);
+
 #define TABLES __attribute__((section(".host_tables"), aligned(16)))
 static uint64_t gdt[5] TABLES;
 static struct tss64 tss TABLES;
@@ -64,6 +66,14 @@ void cpu_tables_init(void)
                                     (uint16_t)(h >> 16), (uint32_t)(h >> 32), 0 };
     }
 
+    cpu_tables_load(1);
+}
+
+/* The boot CPU also loads TR; an AP shares the GDT and IDT but not the TSS (a busy TSS
+ * cannot be loaded twice, SDM vol. 3 7.2.2), so an exception on an AP in the host's code
+ * has no IST stack and shuts the machine down: the APs' park loop takes none. */
+static void cpu_tables_load(int with_tr)
+{
     struct table_register g = { sizeof gdt - 1, (uintptr_t)gdt };
     struct table_register i = { sizeof idt - 1, (uintptr_t)idt };
     __asm__ volatile(
@@ -77,8 +87,13 @@ void cpu_tables_init(void)
         "movw %%ax, %%ds\n\t"
         "movw %%ax, %%es\n\t"
         "movw %%ax, %%ss\n\t"
-        "movw %w4, %%ax\n\t"
-        "ltr %%ax\n\t"
         "lidt %1"
-        :: "m"(g), "m"(i), "i"(SEL_CODE), "i"(SEL_DATA), "i"(SEL_TSS) : "rax", "memory");
+        :: "m"(g), "m"(i), "i"(SEL_CODE), "i"(SEL_DATA) : "rax", "memory");
+    if (with_tr)
+        __asm__ volatile("ltr %w0" :: "r"((uint16_t)SEL_TSS) : "memory");
+}
+
+void cpu_tables_load_ap(void)
+{
+    cpu_tables_load(0);
 }

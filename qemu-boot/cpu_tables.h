@@ -14,6 +14,8 @@
 #define SEL_TSS  0x18
 
 void cpu_tables_init(void);
+/* An AP: the same GDT and IDT, no TSS (cpu_tables.c). */
+void cpu_tables_load_ap(void);
 
 /* Tells the exception report which range is the payload's (reserved region). */
 void exception_set_payload(uint64_t base, uint64_t size);

@@ -17,6 +17,8 @@
  *   0x17  47    exception taken by the host's IDT (in the host, or in a payload that had not
  *               installed its own IDT yet); @@EXCEPTION says which
  *   0x18  49    reserved region not in usable RAM, or overlapping the host's own pages
+ *   0x19  51    an AP did not start, or was not parked with its state intact after the
+ *               handoff (@@AP lines say which)
  *
  * When memory changed AND the CPU state is wrong, 0x12 wins (memory is the invariant the
  * project is about); both are still printed.
@@ -34,6 +36,7 @@
 #define EXIT_BAD_BOOT_INFO  0x16
 #define EXIT_HOST_EXCEPTION 0x17
 #define EXIT_BAD_RESERVED   0x18
+#define EXIT_AP_STATE       0x19
 
 #define DEBUG_EXIT_PORT 0xf4
 

@@ -1,5 +1,6 @@
 /* Building the page ownership map described in layout.h. */
 #include "layout.h"
+#include "smp.h"
 #include "exit_codes.h"
 #include "printf.h"
 #include "string.h"
@@ -161,6 +162,8 @@ void layout_build(const struct boot_info *bi, uint64_t rbase, uint64_t rsize, st
 
     add_special((uintptr_t)host_image_start, (uintptr_t)host_rw_start, RC_KEEP);
     add_special((uintptr_t)host_rw_start, (uintptr_t)host_image_end, RC_SKIP);
+    /* The APs' real-mode start page: written once before the checksums, then only read. */
+    add_special(AP_START_PAGE, AP_START_PAGE + 4096, RC_KEEP);
     for (unsigned i = 0; i < bi->info_range_count; i++)
         add_special(bi->info_ranges[i].start, bi->info_ranges[i].end, RC_KEEP);
 

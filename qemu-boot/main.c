@@ -16,6 +16,7 @@
 #include "pagesum.h"
 #include "printf.h"
 #include "serial.h"
+#include "smp.h"
 #include "vbe.h"
 
 static struct boot_info boot;
@@ -146,6 +147,7 @@ void host_main(uint32_t magic, uint32_t mbi)
     ho->serial_port = SERIAL_COM1;
     ho->tsc_hz = 0;
     describe_ram(ho);
+    smp_start_aps(ho, opt.ap_deaf);
 
     kprintf("@@RAMHASH 0x%016lx\n", pagesum_record(&lay));
     kprintf("@@HOST ready pages=%lu fill=%lu keep=%lu\n", lay.total_pages, lay.fill_pages,
@@ -165,13 +167,20 @@ void host_main(uint32_t magic, uint32_t mbi)
     if (ho->status != status)
         kprintf("@@STATUS returned=0x%x handoff=0x%x\n", status, ho->status);
     print_handoff(ho);
+    /* After a resume the machine was reset: the APs wait for a STARTUP IPI, as after a
+     * boot. Start them again, as a kernel brings its CPUs back online. */
+    if (status == SOS_STATUS_RESUMED)
+        smp_start_aps(ho, opt.ap_deaf);
+    int aps_ok = smp_check_aps(ho, status == SOS_STATUS_RESUMED);
     uint64_t changed = pagesum_compare(&lay);
     int cpu_ok = cpu_compare(&before, &after);
-    kprintf("@@RESULT status=0x%x changed_pages=%lu cpu=%s\n", status, changed,
-            cpu_ok ? "ok" : "bad");
+    kprintf("@@RESULT status=0x%x changed_pages=%lu cpu=%s aps=%s\n", status, changed,
+            cpu_ok ? "ok" : "bad", aps_ok ? "ok" : "bad");
     if (changed)
         host_exit(EXIT_MEMORY_CHANGED);
     if (!cpu_ok)
         host_exit(EXIT_CPU_STATE);
+    if (!aps_ok)
+        host_exit(EXIT_AP_STATE);
     host_exit(success(status) ? EXIT_OK : EXIT_PAYLOAD_FAILED);
 }

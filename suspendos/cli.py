@@ -124,7 +124,8 @@ def cmd_qemu_suspend(a):
                                target=_target_override(a), selftest=_selftest(a.selftest),
                                plugins=plugins, screenshot=a.screenshot,
                                framebuffer=parse_fb_mode(a.framebuffer),
-                               mix=a.mix, bus=a.disk_bus, sector_size=a.sector_size)
+                               mix=a.mix, bus=a.disk_bus, sector_size=a.sector_size,
+                               cpus=a.cpus, ap_deaf=a.ap_deaf, raw_ceiling=a.raw_ceiling)
     if a.json:
         emit_json(summary)
     else:
@@ -153,7 +154,7 @@ def cmd_qemu_resume(a):
     from .target.qemu import check_memory
     check_memory(memory)
     summary, ok = qemu_resume(memory, a.disk, key=_key(a), show_progress=not a.quiet,
-                              bus=a.disk_bus, sector_size=a.sector_size)
+                              bus=a.disk_bus, sector_size=a.sector_size, cpus=a.cpus)
     s = summary
     if a.json:
         emit_json(summary)
@@ -290,7 +291,8 @@ def parser():
     qs.add_argument("--target", help="use this target description instead of the machine's "
                     "own (for testing what the payload does with a wrong one)")
     qs.add_argument("--selftest", choices=("write-saved-ram", "execute-data", "divide-error",
-                                           "read-unmapped", "write-text"),
+                                           "read-unmapped", "write-text",
+                                           "ap-write-saved-ram"),
                     help="make the payload fault on purpose (proves page tables and IDT)")
     add_plugin_options(qs)
     qs.add_argument("--framebuffer", default="800x600x32",
@@ -301,6 +303,14 @@ def parser():
     qs.add_argument("--json", action="store_true")
     qs.add_argument("--quiet", action="store_true", help="no progress on stderr")
     disks.add_arguments(qs)
+    qs.add_argument("--cpus", type=int, default=1,
+                    help="CPUs of the test machine (-smp N, multi-threaded TCG); the test host "
+                         "hands its APs to the payload")
+    qs.add_argument("--raw-ceiling", action="store_true",
+                    help="write no image: stream a constant buffer through the same driver and "
+                         "extents and report the device's mb_per_s")
+    qs.add_argument("--ap-deaf", type=int, metavar="APIC_ID",
+                    help="test: the test host hands in this AP, but it never answers")
     qs.set_defaults(func=cmd_qemu_suspend)
     qr = q.add_parser("resume", help="resume the QEMU test machine from a disk image")
     qr.add_argument("--memory", required=True)
@@ -309,6 +319,8 @@ def parser():
     qr.add_argument("--json", action="store_true")
     qr.add_argument("--quiet", action="store_true", help="no progress on stderr")
     disks.add_arguments(qr)
+    qr.add_argument("--cpus", type=int, default=1,
+                    help="CPUs of the test machine (-smp N, multi-threaded TCG)")
     qr.set_defaults(func=cmd_qemu_resume)
 
     im = sub.add_parser("image", help="read an image from a disk").add_subparsers(

@@ -24,7 +24,7 @@ EXIT_BAD_RESERVED = 0x18
 
 CFLAGS = ["-ffreestanding", "-nostdlib", "-mno-red-zone", "-fno-stack-protector",
           "-mgeneral-regs-only", "-fno-pic", "-mcmodel=small", "-O2", "-Wall", "-Wextra"]
-LIB_SOURCES = ["drivers/serial.c", "drivers/printf.c", "builder/lib/string.c"]
+LIB_SOURCES = ["drivers/serial.c", "drivers/printf.c", "drivers/timer.c", "builder/lib/string.c"]
 
 
 def build_host(outdir):
@@ -132,7 +132,8 @@ def test_written_blob_returns_ok(host_elf, tmp_path, memory):
     assert h.magic == HANDOFF_MAGIC and h.size == Handoff.sizeof()
     assert h.status == STATUS.WRITTEN
     assert h.serial_port == 0x3F8 and h.flags == 0 and h.tsc_hz == 0
-    assert run.fields("RESULT") == {"status": "0x1", "changed_pages": "0", "cpu": "ok"}
+    assert run.fields("RESULT") == {"status": "0x1", "changed_pages": "0", "cpu": "ok",
+                                    "aps": "ok"}
     assert run.lines["FILL"] == [str(p) for p in range(0, 101, 10)]
     assert any(l.startswith("ready pages=") for l in run.lines["HOST"])
     mmap = [tuple(int(x, 0) for x in l.split()) for l in run.lines["MMAP"]]

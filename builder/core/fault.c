@@ -6,6 +6,7 @@
 #include "payload.h"
 #include "plugin_host.h"
 #include "printf.h"
+#include "smp.h"
 
 struct fault_frame {            /* as isr.S and the CPU left it (SDM vol. 3, 6.14.1) */
     uint64_t vector, error_code, rip, cs, rflags, rsp, ss;
@@ -24,8 +25,40 @@ static const char *const vector_names[32] = {
 
 static int in_fault;
 
+/* A fault on an AP: recorded like one on the boot CPU, naming the CPU, unless the run has
+ * already failed; the boot CPU notices (smp_status) and ends the run; this AP goes home.
+ * Nothing is printed here: the boot CPU may be printing, and it prints this failure. */
+static __attribute__((noreturn)) void ap_fault(struct sos_ap_context *ap, struct fault_frame *f)
+{
+    struct sos_handoff *h = sos_run.handoff;
+    uint64_t cr2;
+    __asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
+    uint32_t apic = h->cpus[ap->index].apic_id;
+    fail_lock();
+    if (h->status == SOS_STATUS_NOT_RUN) {
+        h->status = SOS_STATUS_CPU_FAULT;
+        h->fault_cpu = apic;
+        h->fault_vector = (uint32_t)f->vector;
+        h->fault_error_code = f->error_code;
+        h->fault_rip = f->rip;
+        h->fault_address = f->vector == 14 ? cr2 : 0;
+        if (f->vector == 14)
+            ksnprintf((char *)h->message, sizeof h->message, "cpu apic %u: #PF at %lx rip %lx",
+                      apic, cr2, f->rip);
+        else
+            ksnprintf((char *)h->message, sizeof h->message, "cpu apic %u: %s at rip %lx",
+                      apic, f->vector < 32 ? vector_names[f->vector] : "unexpected vector",
+                      f->rip);
+    }
+    fail_unlock();
+    smp_ap_fault_exit(ap);
+}
+
 __attribute__((noreturn)) void fault_handler(struct fault_frame *f)
 {
+    struct sos_ap_context *ap = smp_this_ap();
+    if (ap)
+        ap_fault(ap, f);
     /* First: inside a plugin hook the core's memory is read-only; back to the core's view. */
     const char *plugin = plugin_host_fault_enter();
     struct sos_handoff *h = sos_run.handoff;
@@ -35,6 +68,7 @@ __attribute__((noreturn)) void fault_handler(struct fault_frame *f)
         unwind_to_host();
     const char *name = f->vector < 32 ? vector_names[f->vector] : "unexpected vector";
     uint32_t status = plugin ? SOS_STATUS_PLUGIN_FAULT : SOS_STATUS_CPU_FAULT;
+    h->fault_cpu = smp_apic_id();
     h->fault_vector = (uint32_t)f->vector;
     h->fault_error_code = f->error_code;
     h->fault_rip = f->rip;
@@ -53,6 +87,7 @@ __attribute__((noreturn)) void fault_handler(struct fault_frame *f)
     else
         fail(status, "%s at rip %lx", name, f->rip);
     release_devices();
+    smp_stop();                 /* no AP may still run payload code when the host is back */
     h->tsc_end = rdtsc();
     unwind_to_host();
 }

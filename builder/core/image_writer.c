@@ -15,6 +15,12 @@
  *    pages themselves; the CPU only reads them for the zero test and the checksum.
  *  - buffered (LZ4 and/or encryption): each chunk is built in scratch — compressed, or
  *    copied, then sealed — and whole sectors go out as the buffer fills.
+ *
+ * Every CPU works (smp.h): chunks are prepared in batches of jobs — zero scan, checksum,
+ * and for buffered chunks compression and sealing into the job's own record buffer — by
+ * whichever CPU claims a job first, while the boot CPU writes the previous batch in image
+ * order and then helps with the rest of the current one. Two batches alternate, so one is
+ * written while the other is prepared. The bytes on disk are those of one CPU doing it all.
  */
 #include "payload.h"
 #include "chacha20poly1305.h"
@@ -22,6 +28,7 @@
 #include "lz4.h"
 #include "plugin_host.h"
 #include "printf.h"
+#include "smp.h"
 #include "stream.h"
 #include "string.h"
 #include "xxh64.h"
@@ -32,7 +39,6 @@ static struct disk_sg sg[MAX_SG];
 /* A raw chunk's header fills one logical block, so its data stays block-aligned for
  * zero-copy DMA: SOS_RAW_CHUNK_HEADER on 512-byte disks, 4096 on 4096-byte ones. */
 static uint32_t raw_header = SOS_RAW_CHUNK_HEADER;
-static uint8_t lz4_work[LZ4_WORK_SIZE] __attribute__((aligned(8)));
 
 struct page_cursor {
     const struct sos_mem_range *ranges;
@@ -102,8 +108,6 @@ struct chunk {
     uint8_t bitmap[SOS_MAX_CHUNK_PAGES / 8];
 };
 
-static struct chunk cur;
-
 static void gather(struct page_cursor *pc, struct chunk *c)
 {
     memset(c->bitmap, 0, bitmap_bytes(c->count));
@@ -139,16 +143,26 @@ static void seal_header(struct sos_chunk_header *ch)
     ch->header_xxh64 = xxh64(ch, sizeof *ch + bitmap_bytes(ch->page_count), 0);
 }
 
-/* Raw, zero-copy: [512-byte header from scratch][the data pages, straight from RAM]. */
-static uint32_t write_raw_chunk(struct stream *s, struct chunk *c, uint8_t *hdr_buf)
+/* Raw, zero-copy: [512-byte header from scratch][the data pages, straight from RAM].
+ * A worker checksums the pages and seals the header; the boot CPU writes. */
+static void prepare_raw_chunk(struct chunk *c, uint8_t *hdr_buf)
 {
     struct sos_chunk_header *ch = (void *)hdr_buf;
     struct xxh64_state st;
     xxh64_reset(&st, 0);
+    for (uint32_t i = 0; i < c->data_pages; i++)
+        xxh64_update(&st, c->pages[i], SOS_PAGE_SIZE);
+    memset(hdr_buf, 0, raw_header);
+    fill_header(ch, c, (uint16_t)raw_header, SOS_CHUNK_RAW, c->data_pages * SOS_PAGE_SIZE,
+                xxh64_digest(&st));
+    seal_header(ch);
+}
+
+static uint32_t write_raw_chunk(struct stream *s, const struct chunk *c, uint8_t *hdr_buf)
+{
     unsigned n = 1;
     for (uint32_t i = 0; i < c->data_pages; i++) {
         uint64_t page = (uint64_t)(uintptr_t)c->pages[i];
-        xxh64_update(&st, c->pages[i], SOS_PAGE_SIZE);
         if (n > 1 && sg[n - 1].addr + sg[n - 1].bytes == page &&
             sg[n - 1].bytes <= (1u << 22) - SOS_PAGE_SIZE) {
             sg[n - 1].bytes += SOS_PAGE_SIZE;
@@ -158,13 +172,9 @@ static uint32_t write_raw_chunk(struct stream *s, struct chunk *c, uint8_t *hdr_
             n++;
         }
     }
-    memset(hdr_buf, 0, raw_header);
-    uint32_t stored = c->data_pages * SOS_PAGE_SIZE;
-    fill_header(ch, c, (uint16_t)raw_header, SOS_CHUNK_RAW, stored, xxh64_digest(&st));
-    seal_header(ch);
     sg[0].addr = (uint64_t)(uintptr_t)hdr_buf;
     sg[0].bytes = raw_header;
-    return stream_write(s, sg, n, raw_header + (uint64_t)stored);
+    return stream_write(s, sg, n, raw_header + (uint64_t)c->data_pages * SOS_PAGE_SIZE);
 }
 
 /* The AEAD parameters of formats/image.py: nonce = image_id[0:4] || index (u64 LE). */
@@ -190,16 +200,14 @@ static void seal_chunk(struct sos_chunk_header *ch, uint8_t *data, const uint8_t
 }
 
 /* Buffered: header, then an LZ4 block of the data pages (or the pages raw if that is not
- * smaller), sealed when a key is given, then padding to SOS_CHUNK_ALIGN. */
-static uint32_t write_buffered_chunk(struct stream *s, struct chunk *c, int compress,
-                                     uint8_t *staging, const uint8_t *image_id,
-                                     const uint8_t *key)
+ * smaller), sealed when a key is given, then padding to SOS_CHUNK_ALIGN; built in `out`
+ * (room for the worst case), returns its length. */
+static uint64_t build_buffered_chunk(struct chunk *c, int compress, uint8_t *out,
+                                     uint8_t *staging, uint8_t *lz4_work,
+                                     const uint8_t *image_id, const uint8_t *key)
 {
     uint64_t hsize = chunk_header_size(c->count, 0);
     uint32_t raw = c->data_pages * SOS_PAGE_SIZE;
-    uint8_t *out = stream_reserve(s, hsize + raw + SOS_CHUNK_ALIGN);
-    if (!out)
-        return sos_run.handoff->status;
     uint8_t *data = out + hsize;
     uint32_t stored = 0, encoding = SOS_CHUNK_RAW;
     if (compress && raw) {
@@ -231,7 +239,100 @@ static uint32_t write_buffered_chunk(struct stream *s, struct chunk *c, int comp
     seal_header(ch);
     uint64_t total = (hsize + stored + SOS_CHUNK_ALIGN - 1) & ~(uint64_t)(SOS_CHUNK_ALIGN - 1);
     memset(out + hsize + stored, 0, total - hsize - stored);
-    return stream_commit(s, total);
+    return total;
+}
+
+static uint32_t write_buffered_chunk(struct stream *s, const uint8_t *record, uint64_t len)
+{
+    uint8_t *out = stream_reserve(s, len);
+    if (!out)
+        return sos_run.handoff->status;
+    memcpy(out, record, len);
+    return stream_commit(s, len);
+}
+
+/* One chunk's preparation; `out` is its record buffer (buffered) or its raw header. */
+struct job {
+    struct chunk c;
+    uint32_t range_index;       /* the page cursor at the chunk's first page */
+    uint64_t addr;
+    uint8_t *out;
+    uint64_t out_len;
+};
+
+/* What every CPU shares while a batch is prepared; written only by the boot CPU between
+ * batches (smp_post publishes it with release ordering). */
+static struct {
+    const struct sos_mem_range *ranges;
+    uint32_t range_count;
+    int compress, buffered;
+    const uint8_t *image_id, *key;
+    uint8_t *staging, *lz4_work;        /* per CPU: chunk_pages pages, LZ4_WORK_SIZE */
+    uint64_t staging_size;
+    struct job *jobs;
+    uint32_t count;                     /* jobs in this batch */
+    uint32_t next;                      /* the next job to claim (atomic) */
+} batch;
+
+static void prepare_jobs(unsigned cpu, unsigned cpus, void *arg)
+{
+    (void)cpus;
+    (void)arg;
+    uint8_t *staging = batch.staging + cpu * batch.staging_size;
+    uint8_t *work = batch.lz4_work + cpu * (uint64_t)LZ4_WORK_SIZE;
+    uint32_t i;
+    while ((i = __atomic_fetch_add(&batch.next, 1, __ATOMIC_RELAXED)) < batch.count) {
+        struct job *j = &batch.jobs[i];
+        struct page_cursor pc = { batch.ranges, batch.range_count, j->range_index, j->addr };
+        gather(&pc, &j->c);
+        if (batch.buffered)
+            j->out_len = build_buffered_chunk(&j->c, batch.compress, j->out, staging, work,
+                                              batch.image_id, batch.key);
+        else
+            prepare_raw_chunk(&j->c, j->out);
+    }
+}
+
+/* Assigns the next chunks to a set of jobs: index, first page, count, cursor. */
+struct planner {
+    struct page_cursor *pc;
+    uint64_t pages_total;
+    uint32_t chunk_pages;
+    uint64_t planned, chunk_index;
+};
+
+static void skip_pages(struct page_cursor *c, uint64_t n);
+
+static uint32_t plan_set(struct planner *p, struct job *set, uint32_t per_set)
+{
+    uint32_t k = 0;
+    for (; k < per_set && p->planned < p->pages_total; k++) {
+        struct job *j = &set[k];
+        uint64_t left = p->pages_total - p->planned;
+        j->c.index = p->chunk_index++;
+        j->c.first_page = p->planned;
+        j->c.count = left < p->chunk_pages ? (uint32_t)left : p->chunk_pages;
+        j->range_index = p->pc->index;
+        j->addr = p->pc->addr;
+        skip_pages(p->pc, j->c.count);
+        p->planned += j->c.count;
+    }
+    return k;
+}
+
+/* Move the cursor `n` pages on (next_page's rule: a range is left when it is used up). */
+static void skip_pages(struct page_cursor *c, uint64_t n)
+{
+    while (n) {
+        while (c->addr >= c->ranges[c->index].end) {
+            c->index++;
+            c->addr = c->ranges[c->index].start;
+        }
+        uint64_t avail = (c->ranges[c->index].end - c->addr) / SOS_PAGE_SIZE;
+        uint64_t take = avail < n ? avail : n;
+        c->addr += take * SOS_PAGE_SIZE;
+        n -= take;
+    }
 }
 
 struct progress {
@@ -259,8 +360,8 @@ uint32_t write_image(void)
         .max_command = (uint64_t)info->max_command_sectors * info->block_size,
     };
     const struct sos_mem_range *ranges = (const void *)(uintptr_t)info->memory_list;
-    /* Scratch after the driver's area: header block | tables | chunk header | staging |
-     * stream. */
+    /* Scratch after the driver's area: header block | tables | jobs | their record buffers
+     * (or raw headers) | per-CPU staging and LZ4 tables | the two stream buffers. */
     uint8_t *scratch = (uint8_t *)(uintptr_t)(info->scratch_base + PAYLOAD_DISK_DMA_SIZE);
     uint8_t *scratch_end = (uint8_t *)(uintptr_t)(info->scratch_base + info->scratch_size);
     struct sos_image_header *hdr = (void *)scratch;
@@ -268,26 +369,51 @@ uint32_t write_image(void)
     uint64_t ext_bytes = info->sector_count * sizeof(struct sos_extent);
     uint64_t rng_bytes = info->memory_count * sizeof(struct sos_mem_range);
     uint64_t chunks_offset = (SOS_IMAGE_HEADER_BLOCK + ext_bytes + rng_bytes + 4095) & ~4095ull;
-    /* Two raw chunk headers: one may still be on its way to the disk (stream.h). */
-    uint8_t *chunk_hdr_buf = tables + (chunks_offset - SOS_IMAGE_HEADER_BLOCK);
     uint32_t chunk_pages = info->chunk_pages;
-    raw_header = info->block_size > SOS_RAW_CHUNK_HEADER ? info->block_size
-                                                         : SOS_RAW_CHUNK_HEADER;
-    uint8_t *staging = chunk_hdr_buf + 2 * raw_header;
     int compress = info->compression == SOS_COMPRESS_LZ4;
     int encrypt = info->encryption == SOS_ENCRYPT_CHACHA20_POLY1305;
     int buffered = compress || encrypt;
     uint8_t key[32];
     memcpy(key, (const void *)info->key, sizeof key);
-    s.buf = staging + (uint64_t)chunk_pages * SOS_PAGE_SIZE;
+    if (chunk_pages == 0 || chunk_pages > SOS_MAX_CHUNK_PAGES)
+        return fail(SOS_STATUS_BAD_PAYLOAD_INFO, "chunk size %u is out of range", chunk_pages);
+    raw_header = info->block_size > SOS_RAW_CHUNK_HEADER ? info->block_size
+                                                         : SOS_RAW_CHUNK_HEADER;
+
+    /* Raw chunks are written from their job (the header) and RAM: three sets of jobs, so
+     * the one being refilled is never the one whose last command is still running. A
+     * buffered record is copied into the stream: two sets. One CPU: one job a set, as the
+     * single-CPU writer overlapped one chunk's write with the next one's preparation. */
+    unsigned cpus = smp_cpus();
+    unsigned sets = buffered ? 2 : 3;
+    uint64_t record = buffered ? (chunk_header_size(chunk_pages, 0) +
+                                  (uint64_t)chunk_pages * SOS_PAGE_SIZE + 2 * SOS_CHUNK_ALIGN +
+                                  63) & ~63ull
+                               : raw_header;
+    uint64_t staging_size = buffered ? (uint64_t)chunk_pages * SOS_PAGE_SIZE : 0;
+    uint64_t per_cpu = buffered ? staging_size + LZ4_WORK_SIZE : 0;
+    uint64_t stream_min = buffered ? 2 * (record + s.block) : 2 * (uint64_t)s.block;
+    uint8_t *jobs_at = tables + (chunks_offset - SOS_IMAGE_HEADER_BLOCK);
+    uint32_t per_set = cpus == 1 ? 1 : 4 * cpus;
+    uint64_t fixed = (uint64_t)(jobs_at - scratch) + cpus * per_cpu + stream_min;
+    while (per_set && fixed + (uint64_t)sets * per_set * (sizeof(struct job) + record) + 4096 >
+                          (uint64_t)(scratch_end - scratch))
+        per_set--;
+    if (!per_set)
+        return fail(SOS_STATUS_BAD_PAYLOAD_INFO, "chunk size %u does not fit scratch",
+                    chunk_pages);
+    struct job *jobs = (struct job *)jobs_at;
+    /* Raw headers are DMA sources: block-aligned like everything the stream writes. */
+    uint8_t *outs = (uint8_t *)(((uintptr_t)(jobs + sets * per_set) + 4095) & ~(uintptr_t)4095);
+    for (uint32_t k = 0; k < sets * per_set; k++)
+        jobs[k].out = outs + k * record;
+    batch.staging = outs + (uint64_t)sets * per_set * record;
+    batch.staging_size = staging_size;
+    batch.lz4_work = batch.staging + cpus * staging_size;
+    s.buf = batch.lz4_work + (buffered ? cpus * (uint64_t)LZ4_WORK_SIZE : 0);
     s.buf_cap = (uint64_t)(scratch_end - s.buf) / 2 & ~(uint64_t)(s.block - 1);
     s.other = s.buf + s.buf_cap;
     s.flush_at = s.buf_cap / 2 & ~(uint64_t)(s.block - 1);
-    if (chunk_pages == 0 || chunk_pages > SOS_MAX_CHUNK_PAGES ||
-        (buffered && s.buf_cap < 2 * (chunk_header_size(chunk_pages, 0) +
-                                      (uint64_t)chunk_pages * SOS_PAGE_SIZE + s.block)))
-        return fail(SOS_STATUS_BAD_PAYLOAD_INFO, "chunk size %u does not fit scratch",
-                    chunk_pages);
 
     uint64_t pages_total = 0;
     for (uint32_t i = 0; i < info->memory_count; i++)
@@ -313,31 +439,75 @@ uint32_t write_image(void)
     if (rc)
         return rc;
 
-    /* 2b. The chunks. */
+    /* 2b. The chunks, a set of jobs at a time: the next set is prepared (by every CPU, the
+     * boot CPU joining once it has written) while the boot CPU writes the current one. */
     struct page_cursor pc = { ranges, info->memory_count, 0, ranges[0].start };
     struct progress prog = { pages_total, pages_total / 50 + 1, 0 };
     uint64_t done = 0, zero = 0;
-    cur.index = 0;
-    while (done < pages_total) {
-        cur.first_page = done;
-        cur.count = pages_total - done < chunk_pages ? pages_total - done : chunk_pages;
-        gather(&pc, &cur);
-        rc = buffered ? write_buffered_chunk(&s, &cur, compress, staging, image_id,
-                                             encrypt ? key : 0)
-                      : write_raw_chunk(&s, &cur, chunk_hdr_buf +
-                                        (cur.index & 1) * raw_header);
-        if (rc)
-            return rc;
-        done += cur.count;
-        zero += cur.count - cur.data_pages;
-        cur.index++;
-        h->pages_saved = done;
-        h->zero_pages = zero;
-        h->raw_bytes = (done - zero) * SOS_PAGE_SIZE;
-        h->chunks = cur.index;
-        h->bytes_written = s.bytes_written;
-        report_progress(&prog, done);
+    uint64_t disk_tsc = 0, compute_tsc = 0;
+    batch.ranges = ranges;
+    batch.range_count = info->memory_count;
+    batch.compress = compress;
+    batch.buffered = buffered;
+    batch.image_id = image_id;
+    batch.key = encrypt ? key : 0;
+    struct planner pl = { &pc, pages_total, chunk_pages, 0, 0 };
+    uint32_t count[3] = { plan_set(&pl, jobs, per_set), 0, 0 };
+    count[1] = plan_set(&pl, jobs + per_set, per_set);
+    uint64_t t0 = rdtsc();      /* the first set: prepared before anything is written */
+    batch.jobs = jobs;
+    batch.count = count[0];
+    batch.next = 0;
+    smp_post(prepare_jobs, 0);
+    prepare_jobs(0, cpus, 0);
+    rc = smp_wait();
+    compute_tsc += rdtsc() - t0;
+    if (rc)
+        return rc;
+    unsigned cur = 0;
+    while (count[cur]) {
+        unsigned nxt = (cur + 1) % sets;
+        uint64_t tw = rdtsc();
+        if (count[nxt]) {
+            batch.jobs = jobs + nxt * per_set;
+            batch.count = count[nxt];
+            batch.next = 0;
+            smp_post(prepare_jobs, 0);
+        }
+        for (uint32_t k = 0; k < count[cur]; k++) {
+            struct job *j = &jobs[cur * per_set + k];
+            rc = buffered ? write_buffered_chunk(&s, j->out, j->out_len)
+                          : write_raw_chunk(&s, &j->c, j->out);
+            if (rc) {
+                smp_wait();
+                return rc;
+            }
+            done += j->c.count;
+            zero += j->c.count - j->c.data_pages;
+            h->pages_saved = done;
+            h->zero_pages = zero;
+            h->raw_bytes = (done - zero) * SOS_PAGE_SIZE;
+            h->chunks = j->c.index + 1;
+            h->bytes_written = s.bytes_written;
+            report_progress(&prog, done);
+        }
+        uint64_t t1 = rdtsc();
+        disk_tsc += t1 - tw;
+        if (count[nxt]) {
+            prepare_jobs(0, cpus, 0);
+            rc = smp_wait();
+            if (rc)
+                return rc;
+        }
+        compute_tsc += rdtsc() - t1;
+        /* The set after next: with two sets the one just copied into the stream, with three
+         * the one whose last command the first write above waited for. */
+        unsigned after = (nxt + 1) % sets;
+        count[after] = plan_set(&pl, jobs + after * per_set, per_set);
+        cur = nxt;
     }
+    h->disk_tsc = disk_tsc;
+    h->compute_tsc = compute_tsc;
     uint64_t data_end = stream_tell(&s);
     if (buffered && (rc = stream_drain(&s)))
         return rc;
@@ -365,7 +535,7 @@ uint32_t write_image(void)
     hdr->extents_offset = SOS_IMAGE_HEADER_BLOCK;
     hdr->ranges_offset = SOS_IMAGE_HEADER_BLOCK + ext_bytes;
     hdr->chunks_offset = chunks_offset;
-    hdr->chunk_count = cur.index;
+    hdr->chunk_count = pl.chunk_index;
     hdr->data_end = data_end;
     hdr->pages_total = pages_total;
     hdr->pages_data = pages_total - zero;

@@ -8,7 +8,9 @@
 #include "image_writer.h"
 #include "plugin_host.h"
 #include "printf.h"
+#include "raw_ceiling.h"
 #include "serial.h"
+#include "smp.h"
 #include "string.h"
 #include "timer.h"
 
@@ -20,6 +22,20 @@ struct run sos_run;
 
 #define PAUSE_DEADLINE_US (600ull * 1000 * 1000)   /* the tool dumps RAM in seconds */
 
+static uint32_t fail_spin;
+
+/* The first failure wins, whichever CPU records it (fault.c records an AP's). */
+void fail_lock(void)
+{
+    while (__atomic_exchange_n(&fail_spin, 1, __ATOMIC_ACQUIRE))
+        cpu_relax();
+}
+
+void fail_unlock(void)
+{
+    __atomic_store_n(&fail_spin, 0, __ATOMIC_RELEASE);
+}
+
 uint32_t fail(uint32_t status, const char *fmt, ...)
 {
     struct sos_handoff *h = sos_run.handoff;
@@ -28,11 +44,14 @@ uint32_t fail(uint32_t status, const char *fmt, ...)
     va_start(ap, fmt);
     kvsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    fail_lock();
     if (h->status == SOS_STATUS_NOT_RUN || h->status == SOS_STATUS_WRITTEN) {
         h->status = status;
         memcpy(h->message, msg, sizeof msg);
     }
-    kprintf("@@FAIL %x %s\n", status, msg);
+    fail_unlock();
+    if (!smp_this_ap())         /* the serial line is the boot CPU's */
+        kprintf("@@FAIL %x %s\n", status, msg);
     return status;
 }
 
@@ -131,6 +150,17 @@ static uint32_t open_disk(const struct sos_payload_info *info)
  */
 uint32_t payload_main(struct sos_handoff *h);
 
+/* The first AP writes saved RAM, which is writable in the host's page tables but not in
+ * the payload's: the #PF proves the AP runs under the payload's. */
+static void ap_write_saved_ram(unsigned cpu, unsigned cpus, void *arg)
+{
+    const struct sos_payload_info *info = arg;
+    const struct sos_mem_range *r = (const void *)(uintptr_t)info->memory_list;
+    (void)cpus;
+    if (cpu == 1)
+        *(volatile uint64_t *)(uintptr_t)(r[info->memory_count - 1].start + 0x1000) = 1;
+}
+
 static void selftest(const struct sos_payload_info *info)
 {
     const struct sos_mem_range *ranges = (const void *)(uintptr_t)info->memory_list;
@@ -159,6 +189,9 @@ static void selftest(const struct sos_payload_info *info)
         p = (volatile uint64_t *)(uintptr_t)&payload_main;
         *p = 0;
         break;
+    case SOS_SELFTEST_AP_WRITE_SAVED_RAM:    /* ...for the APs too; ends the run in order */
+        smp_run(ap_write_saved_ram, (void *)(uintptr_t)info);
+        break;
     }
 }
 
@@ -178,13 +211,19 @@ uint32_t payload_main(struct sos_handoff *h)
     timer_init(h->tsc_hz);
     h->tsc_hz_used = timer_hz();
     kprintf("@@PAYLOAD start tsc_hz=%lu\n", h->tsc_hz_used);
+    /* The APs first: taking GO, a host AP's call pushes onto its own stack, which is saved
+     * RAM. From here on no CPU writes saved RAM, so the pause below sees what is saved. */
+    smp_start();
     if (h->flags & SOS_HANDOFF_PAUSE_BEFORE_READ)
         pause_point("before-read");
     h->tsc_start = rdtsc();
     if (info->selftest)
         selftest(info);
-    rc = check_memory(h, info);
+    rc = smp_status();
+    if (!rc)
+        rc = check_memory(h, info);
     if (rc) {
+        smp_stop();
         h->tsc_end = rdtsc();
         return h->status;
     }
@@ -192,9 +231,10 @@ uint32_t payload_main(struct sos_handoff *h)
     plugin_host_init();         /* first frame; plugins never see the disk */
     rc = open_disk(info);
     if (!rc)
-        rc = write_image();
+        rc = (h->flags & SOS_HANDOFF_RAW_CEILING) ? raw_ceiling() : write_image();
     plugin_host_finish(rc ? h->status : SOS_STATUS_WRITTEN);   /* once; the writer's call wins */
     release_devices();
+    smp_stop();
     if (h->flags & SOS_HANDOFF_PAUSE_BEFORE_RETURN)
         pause_point("before-return");
     h->tsc_end = rdtsc();

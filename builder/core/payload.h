@@ -22,6 +22,10 @@ extern struct run sos_run;
 /* Record a failure in the handoff block (status, message) and log it; returns status. */
 uint32_t fail(uint32_t status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Serialises the first-failure-wins update of handoff.status across CPUs. */
+void fail_lock(void);
+void fail_unlock(void);
+
 /* Give every borrowed device back; safe to call twice and from the fault handler. */
 void release_devices(void);
 

@@ -158,7 +158,8 @@ def payload_info(target, key=None, selftest=0, **layout):
         debug_exit_port=target.options.debug_exit_port,
         key=key or bytes(32), selftest=selftest,
         disk_kind=DISK_KIND_OF[target.disk.kind], block_size=target.disk.block_size,
-        disk_nsid=(target.disk.namespace or 1) if target.disk.kind == "nvme" else 0, **layout)
+        disk_nsid=(target.disk.namespace or 1) if target.disk.kind == "nvme" else 0,
+        **{"ap_entry": 0, "ap_exit": 0, **layout})
     return build(PayloadInfo, info, "payload info")
 
 
@@ -252,17 +253,17 @@ def _assemble(target, sections, sym, key=None, selftest=0, plugins=()):
         plugin_views.append(pagetables.build_page_tables(m, view_base))
         view_base += len(plugin_views[-1].data)
 
-    code, exit_addr = trampoline.assemble(
+    code, exit_addr, ap_entry, ap_exit = trampoline.assemble(
         tramp_addr, handoff=handoff_addr, pml4=tables.root, idt_base=idt_addr,
         idt_limit=idt.IDT_BYTES - 1, stack_top=sym["sos_stack_top"],
-        payload_main=sym["payload_main"])
+        payload_main=sym["payload_main"], ap_main=sym["payload_ap_main"])
     if len(code) > PAGE_SIZE:
         raise AssertionError("trampoline outgrew its page")
 
     info = payload_info(target, key=key, selftest=selftest, memory_list=mem_addr,
                         sector_list=sec_addr, pml4=tables.root, scratch_base=pt_end,
                         scratch_size=scratch, stack_top=sym["sos_stack_top"],
-                        trampoline_exit=exit_addr)
+                        trampoline_exit=exit_addr, ap_entry=ap_entry, ap_exit=ap_exit)
     data_addr, data_size, data = sections[".data"]
     data = patch_payload_info(data, data_addr, sym, info)
     if plugins:

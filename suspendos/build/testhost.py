@@ -14,7 +14,8 @@ def build_test_host(out_path, workdir=None):
         drivers = source_dir("drivers")
         lib = source_dir("builder") / "lib"
         sources = [*sorted(boot.glob("*.S")), *sorted(boot.glob("*.c")),
-                   drivers / "serial.c", drivers / "printf.c", lib / "string.c"]
+                   drivers / "serial.c", drivers / "printf.c", drivers / "timer.c",
+                   lib / "string.c"]
         incs = [toolchain.abi_header_dir(work), drivers, lib, boot]
         objects = toolchain.compile_all(sources, work, ["-mcmodel=small"], includes=incs)
         elf64 = work / "host64.elf"

@@ -20,6 +20,7 @@ from ..errors import BuildError
 from ..formats.common import offset_of
 from ..formats.context import CpuContext
 from ..formats.handoff import Handoff
+from ..formats.smp import CPU_STATE, ApContext, CpuSlot
 
 # Private scratch of the trampoline inside the handoff page, after the handoff block.
 GDT_OFFSET = 0xC00
@@ -37,7 +38,7 @@ MSRS = [("efer", 0xC0000080), ("pat", 0x277), ("fs_base", 0xC0000100),
 assert Handoff.sizeof() <= GDT_OFFSET
 
 
-def _source(handoff, pml4, idt_base, idt_limit, stack_top, payload_main):
+def _source(handoff, pml4, idt_base, idt_limit, stack_top, payload_main, ap_main):
     ctx = handoff + offset_of(Handoff, "context")
     o = {sc.name: offset_of(CpuContext, sc.name) for sc in CpuContext.subcons}
     page = handoff
@@ -100,19 +101,69 @@ def _source(handoff, pml4, idt_base, idt_limit, stack_top, payload_main):
     lines += [f"mov {r}, [rbx + {o[r]}]" for r in ("rbp", "r12", "r13", "r14", "r15")]
     lines += [f"push qword ptr [rbx + {o['rflags']}]", f"mov rbx, [rbx + {o['rbx']}]",
               "popfq", "ret"]
-    return "\n".join(lines)
+    return "\n".join(lines + _ap_source(handoff, pml4, ap_main))
+
+
+def _ap_source(page, pml4, ap_main):
+    """ap_entry(slot): an AP the host parked calls in here (formats/smp.py). The host's
+    callee-saved registers and RFLAGS go on the host's own stack; the rest of its state into
+    the AP's ApContext (slot->arg). ap_exit (RDI = ApContext) is the way back, also for a
+    fault on the AP: it needs nothing but RDI."""
+    a = {sc.name: offset_of(ApContext, sc.name) for sc in ApContext.subcons}
+    slot_arg, slot_state = offset_of(CpuSlot, "arg"), offset_of(CpuSlot, "state")
+    lines = ["ap_entry:", "push rbx", "push rbp", "push r12", "push r13", "push r14", "push r15",
+             "pushfq", "cli", f"mov rbx, [rdi + {slot_arg}]", f"mov [rbx + {a['rsp']}], rsp"]
+    for cr in ("cr0", "cr3", "cr4"):
+        lines += [f"mov rax, {cr}", f"mov [rbx + {a[cr]}], rax"]
+    for name, msr in (MSRS[0], *MSRS[2:5]):
+        lines += [f"mov ecx, {msr:#x}", "rdmsr", "shl rdx, 32", "or rax, rdx",
+                  f"mov [rbx + {a[name]}], rax"]
+    lines += [f"sgdt [rbx + {a['gdtr']}]", f"sidt [rbx + {a['idtr']}]"]
+    for seg in ("cs", "ss", "ds", "es", "fs", "gs"):
+        lines += [f"mov ax, {seg}", f"mov [rbx + {a[seg]}], ax"]
+    # The same switch as the boot CPU's (SDM vol. 3 4.1.1, 4.6, 4.10.4.1), onto its own stack.
+    lines += ["mov ecx, 0xC0000080", "rdmsr", "or eax, 0x800", "wrmsr",
+              "mov rax, cr0", "or rax, 0x10000", "mov cr0, rax",
+              "mov rax, cr4", "and rax, -129", "mov cr4, rax",
+              f"mov rax, {pml4:#x}", "mov cr3, rax", f"mov rsp, [rbx + {a['stack_top']}]",
+              f"mov rax, {page + GDTR_OFFSET:#x}", "lgdt [rax]",
+              f"mov rax, {page + IDTR_OFFSET:#x}", "lidt [rax]",
+              f"push {CODE_SELECTOR}", "lea rax, [rip + ap_payload_cs]", "push rax", "retfq",
+              "ap_payload_cs:", f"mov ax, {DATA_SELECTOR}", "mov ds, ax", "mov es, ax",
+              "mov ss, ax", "xor eax, eax", "mov fs, ax", "mov gs, ax", "mov rdi, rbx",
+              f"mov rax, {ap_main:#x}", "call rax", "mov rdi, rbx"]
+    lines += ["ap_exit:", "cli", "mov rbx, rdi", f"mov rsp, [rbx + {a['stack_top']}]",
+              f"lgdt [rbx + {a['gdtr']}]", f"lidt [rbx + {a['idtr']}]"]
+    for cr in ("cr3", "cr4", "cr0"):
+        lines += [f"mov rax, [rbx + {a[cr]}]", f"mov {cr}, rax"]
+    lines += [f"mov rax, [rbx + {a['efer']}]", "mov rdx, rax", "shr rdx, 32",
+              "mov ecx, 0xC0000080", "wrmsr"]
+    for seg in ("ss", "ds", "es", "fs", "gs"):
+        lines += [f"mov ax, [rbx + {a[seg]}]", f"mov {seg}, ax"]
+    for name, msr in MSRS[2:5]:
+        lines += [f"mov ecx, {msr:#x}", f"mov rax, [rbx + {a[name]}]", "mov rdx, rax",
+                  "shr rdx, 32", "wrmsr"]
+    lines += [f"movzx eax, word ptr [rbx + {a['cs']}]", "push rax",
+              "lea rax, [rip + ap_host_cs]", "push rax", "retfq", "ap_host_cs:",
+              f"mov rsp, [rbx + {a['rsp']}]", f"mov rax, [rbx + {a['slot']}]",
+              # The last store into the reserved region: the payload may now return.
+              f"mov dword ptr [rax + {slot_state}], {CPU_STATE.LEFT}",
+              "popfq", "pop r15", "pop r14", "pop r13", "pop r12", "pop rbp", "pop rbx", "ret"]
+    return lines
 
 
 def assemble(base, **addresses):
-    """Machine code for the trampoline placed at `base`, and the address of its exit path."""
+    """Machine code for the trampoline placed at `base`, and the addresses of its exit path,
+    of the AP entry and of the AP exit."""
     src = _source(**addresses)
     try:
         ks = keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_64)
         code, _ = ks.asm(src, base)
-        exit_code, _ = ks.asm(src.split("trampoline_exit:")[0], base)
+        marks = [len(ks.asm(src.split(label)[0], base)[0])
+                 for label in ("trampoline_exit:", "ap_entry:", "ap_exit:")]
     except keystone.KsError as e:
         raise BuildError(f"trampoline: keystone failed: {e}")
-    return bytes(code), base + len(exit_code)
+    return (bytes(code), *(base + m for m in marks))
 
 
 def gdt_page_bytes(handoff, idt_base, idt_limit):

@@ -7,12 +7,14 @@ additionally compiles a probe that prints every sizeof/offsetof.
 """
 import construct as c
 
-from . import blob, context, handoff, image, lists, payload_info, plugin, status
+from . import blob, context, handoff, image, lists, payload_info, plugin, smp, status
 from .common import Constants
 
 # (C name, construct declaration), in dependency order.
 STRUCTS = [
     ("sos_cpu_context", context.CpuContext),
+    ("sos_cpu_slot", smp.CpuSlot),
+    ("sos_ap_context", smp.ApContext),
     ("sos_handoff", handoff.Handoff),
     ("sos_mem_range", lists.MemRange),
     ("sos_extent", lists.Extent),
@@ -38,7 +40,7 @@ STRUCTS = [
 def _values():
     """Every exported constant group and plain value, gathered from the format modules."""
     groups = []
-    for mod in (status, handoff, payload_info, blob, image, plugin):
+    for mod in (status, handoff, smp, payload_info, blob, image, plugin):
         for name in dir(mod):
             obj = getattr(mod, name)
             if isinstance(obj, Constants) and obj not in groups:
@@ -46,6 +48,7 @@ def _values():
     plain = {
         "SOS_HANDOFF_MAGIC": handoff.HANDOFF_MAGIC,
         "SOS_HANDOFF_REVISION": handoff.HANDOFF_REVISION,
+        "SOS_MAX_CPUS": smp.MAX_CPUS,
         "SOS_PAYLOAD_INFO_MAGIC": payload_info.PAYLOAD_INFO_MAGIC,
         "SOS_PAYLOAD_INFO_REVISION": payload_info.PAYLOAD_INFO_REVISION,
         "SOS_BLOB_VERSION": blob.BLOB_VERSION,

@@ -9,15 +9,18 @@ import construct as c
 
 from .common import Constants, magic32, offset_of, u16, u32, u64
 from .context import CpuContext
+from .smp import MAX_CPUS, CpuSlot
 
 HANDOFF_MAGIC = magic32("SOSH")
-HANDOFF_REVISION = 1
+HANDOFF_REVISION = 2
 
 HANDOFF_FLAGS = Constants(
     "SOS_HANDOFF_", "Bits of handoff.flags, set by the host.",
     PAUSE_BEFORE_READ=1 << 0,    # print a pause line and wait for a byte on serial
     PAUSE_BEFORE_RETURN=1 << 1,  # same, after the header is written
     QUIET=1 << 2,                # no log lines on serial
+    RAW_CEILING=1 << 3,          # write no image: stream a constant buffer through the disk
+                                 # and extents (as much as the memory list), to measure the disk
 )
 
 Handoff = c.Struct(
@@ -52,6 +55,14 @@ Handoff = c.Struct(
     "draw_tsc" / u64,             # time spent in plugins
     "message" / c.Bytes(64),      # NUL-terminated, names what failed
     "_pad1" / c.Bytes(8),
+    # CPUs (formats/smp.py): host fills cpu_count and the slots, payload returns the rest
+    "cpu_count" / u32,            # APs handed in: cpus[0 .. cpu_count)
+    "cpus_used" / u32,            # CPUs that worked in the run, the boot CPU included
+    "cpus_missing" / u32,         # APs that did not answer within the deadline (left out)
+    "fault_cpu" / u32,            # APIC id of the CPU that faulted (CPU_FAULT)
+    "disk_tsc" / u64,             # boot CPU in the chunk writes: issuing, waiting for the disk
+    "compute_tsc" / u64,          # boot CPU preparing chunks or waiting for the other CPUs
+    "cpus" / c.Array(MAX_CPUS, CpuSlot),
     "context" / CpuContext,       # the host's state, saved by the trampoline
 )
 
@@ -63,7 +74,13 @@ def new_handoff():
                 fault_error_code=0, fault_rip=0, fault_address=0, failed_lba=0, detail=0,
                 pages_total=0, pages_saved=0, zero_pages=0, bytes_written=0, raw_bytes=0,
                 chunks=0, tsc_start=0, tsc_end=0, tsc_hz_used=0, draw_tsc=0,
-                message=bytes(64), _pad1=bytes(8), context=empty_context())
+                message=bytes(64), _pad1=bytes(8), cpu_count=0, cpus_used=0, cpus_missing=0,
+                fault_cpu=0, disk_tsc=0, compute_tsc=0, cpus=[empty_slot() for _ in range(MAX_CPUS)],
+                context=empty_context())
+
+
+def empty_slot():
+    return dict(apic_id=0, state=0, command=0, _pad0=bytes(4), entry=0, arg=0)
 
 
 def empty_context():

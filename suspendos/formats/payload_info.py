@@ -9,14 +9,15 @@ import construct as c
 from .common import Constants, magic32, u8, u16, u32, u64
 
 PAYLOAD_INFO_MAGIC = magic32("SOSI")
-PAYLOAD_INFO_REVISION = 2
+PAYLOAD_INFO_REVISION = 3
 
 COMPRESSION = Constants("SOS_COMPRESS_", "Chunk encodings.", NONE=0, LZ4=1)
 ENCRYPTION = Constants("SOS_ENCRYPT_", "Chunk ciphers.", NONE=0, CHACHA20_POLY1305=1)
 CHECKSUM = Constants("SOS_CHECKSUM_", "Checksum algorithms.", XXH64=1)
 SELFTEST = Constants("SOS_SELFTEST_", "Deliberate faults that prove the page tables and IDT.",
                      NONE=0, WRITE_SAVED_RAM=1, EXECUTE_DATA=2, DIVIDE_ERROR=3,
-                     READ_UNMAPPED=4, WRITE_TEXT=5)
+                     READ_UNMAPPED=4, WRITE_TEXT=5,
+                     AP_WRITE_SAVED_RAM=6)   # the first AP that answers writes saved RAM
 DISK_KIND = Constants("SOS_DISK_KIND_", "The disk controller the payload drives ([disk] kind).",
                       AHCI=0, NVME=1, VIRTIO_BLK=2)
 FB_FORMAT = Constants("SOS_FB_", "Framebuffer pixel formats.", NONE=0, XRGB8888=1, RGB888=2,
@@ -62,4 +63,6 @@ PayloadInfo = c.Struct(
     "disk_kind" / u32,          # DISK_KIND: which driver the build linked
     "block_size" / u32,         # the disk's logical block size: 512 or 4096
     "disk_nsid" / u32,          # NVMe namespace id (other kinds: 0)
+    "ap_entry" / u64,           # the AP trampoline: what the payload puts in CpuSlot.entry
+    "ap_exit" / u64,            # its way back to the host, where an AP's fault unwinds to
 )

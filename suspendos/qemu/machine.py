@@ -29,11 +29,20 @@ def qemu_binary():
     return path
 
 
-def machine_args(memory):
+def cpu_args(cpus):
+    """-smp N with multi-threaded TCG (one host thread per vCPU, QEMU-NOTES); one CPU stays
+    the plain machine."""
+    from ..formats.smp import MAX_CPUS
+    if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS + 1:
+        raise UsageError(f"--cpus: {cpus!r} is not a CPU count from 1 to {MAX_CPUS + 1}")
+    return ["-accel", "tcg"] if cpus == 1 else ["-accel", "tcg,thread=multi", "-smp", str(cpus)]
+
+
+def machine_args(memory, cpus=1):
     """The device set of the test machine. PCI addresses depend on it: change it here only."""
     if memory % MiB:
         raise UsageError("--memory: must be a whole number of MiB")
-    return ["-accel", "tcg", "-cpu", "max", "-machine", "q35", "-m", f"{memory // MiB}M",
+    return [*cpu_args(cpus), "-cpu", "max", "-machine", "q35", "-m", f"{memory // MiB}M",
             "-vga", "std", "-display", "none", "-nic", "none", "-no-reboot",
             "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"]
 

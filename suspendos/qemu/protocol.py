@@ -17,6 +17,7 @@ HOST_EXIT = {
     0x16: "bad-command-line",
     0x17: "host-exception",
     0x18: "reserved-region-not-ram",
+    0x19: "ap-not-parked",
 }
 
 

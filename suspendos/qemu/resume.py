@@ -99,10 +99,11 @@ def summarize(handoff, result, exit_value, log):
 
 
 def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_size=512,
-                on_release=None):
+                on_release=None, cpus=1):
     """Returns (summary dict, ok). `bus`, `sector_size`: as `qemu suspend` was given.
     `on_release(machine)`: an async hook run (guest stopped) once the loader has given the
-    disk back and before it returns into the host (the loader's pause=after-release)."""
+    disk back and before it returns into the host (the loader's pause=after-release).
+    `cpus`: QEMU -smp; the resumed test host starts its APs again and checks they park."""
     disk = Path(disk)
     if not disk.is_file():
         raise UsageError(f"--disk: {disk} does not exist (suspend to it first)")
@@ -110,7 +111,8 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     with tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
         loader = Path(tmp) / "resume.elf"
         build_resume_loader(target, loader, key=key)
-        args = [*machine_args(memory), *disk_args(disk, bus=bus, sector_size=sector_size),
+        args = [*machine_args(memory, cpus),
+                *disk_args(disk, bus=bus, sector_size=sector_size),
                 "-kernel", str(loader)]
         if on_release:
             args += ["-append", "pause=after-release"]
@@ -139,8 +141,11 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
                                  f"{m.returncode}, guest code {exit_value})").args[0])
     summary = summarize(handoff, result, exit_value, log)
     summary["target"] = target.name
+    summary["cpus"] = cpus
+    summary["cpus_used"] = handoff.cpus_used or 1
+    summary["host_ap_check"] = "passed" if result.get("aps", "ok") == "ok" else "failed"
     if error:
         summary["host_error"] = error
     ok = (handoff.status == STATUS.RESUMED and summary["host_memory_check"] == "passed"
-          and summary["host_cpu_check"] == "passed")
+          and summary["host_cpu_check"] == "passed" and summary["host_ap_check"] == "passed")
     return summary, ok

@@ -74,9 +74,15 @@ def summarize(handoff, host_result, exit_value, message):
         "draw_percent": round(100 * handoff.draw_tsc / (handoff.tsc_end - handoff.tsc_start), 3)
         if handoff.tsc_end > handoff.tsc_start else 0.0,
     }
+    hz = handoff.tsc_hz_used or 1
+    # The boot CPU's time in the chunk loop: writing (issuing commands, waiting for the
+    # disk) against preparing chunks or waiting for the other CPUs to.
+    r.update(cpus_used=handoff.cpus_used, cpus_missing=handoff.cpus_missing,
+             disk_seconds=round(handoff.disk_tsc / hz, 4),
+             compute_seconds=round(handoff.compute_tsc / hz, 4))
     if handoff.status in (STATUS.CPU_FAULT, STATUS.PLUGIN_FAULT):
         r.update(fault_vector=handoff.fault_vector, fault_rip=handoff.fault_rip,
-                 fault_address=handoff.fault_address)
+                 fault_address=handoff.fault_address, fault_cpu=handoff.fault_cpu)
     if handoff.failed_lba or handoff.status == STATUS.AHCI_TASKFILE_ERROR:
         r["failed_lba"] = handoff.failed_lba
     return r
@@ -162,14 +168,18 @@ async def run_guest(args, target, memory, on_pause=None, progress=None, deadline
 def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=None,
                  show_progress=True, keep_blob=None, key=None, target=None, selftest=0,
                  mix=None, plugins=None, screenshot=None, framebuffer=DEFAULT_FRAMEBUFFER,
-                 bus="ahci", sector_size=512):
+                 bus="ahci", sector_size=512, cpus=1, ap_deaf=None, raw_ceiling=False):
     """Returns (summary dict, ok). `target`: use this description instead of the machine's
     own (to test what the payload does with a wrong one). `mix`: "Z,R,T,P", the test host's
     percentages of zero, random, text and pattern pages (default: the host's 25,25,25,25).
     `plugins`: approved packages (suspendos.plugins.package.approve). `framebuffer`: the
     VBE mode (w, h, bpp) or None; the test host sets the target's. `screenshot`: a PNG
     path for QMP screendump, taken at a pause after the plugins' last frame. `bus`,
-    `sector_size`: the disk's controller and logical block size (suspendos.qemu.disks)."""
+    `sector_size`: the disk's controller and logical block size (suspendos.qemu.disks).
+    `cpus`: QEMU -smp; the test host hands its APs in. `ap_deaf`: APIC id of an AP the test
+    host hands in that never answers the payload (tests the payload's deadline).
+    `raw_ceiling`: write no image; the payload streams a constant buffer through the same
+    driver and extents and the summary's mb_per_s is the device's ceiling."""
     if mix is not None:
         parts = mix.split(",")
         if len(parts) != 4 or not all(p.isdigit() for p in parts) or sum(map(int, parts)) != 100:
@@ -201,9 +211,11 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
                  (True, True): " pause=both"}.get((bool(ram_dump), bool(screenshot)), "")
         fb = target.framebuffer
         append = (f"seed={seed}" + (f" mix={mix}" if mix is not None else "") + pause
-                  + (f" vbe={fb.width}x{fb.height}x{fb.bpp}" if fb else " vbe=off"))
+                  + (f" vbe={fb.width}x{fb.height}x{fb.bpp}" if fb else " vbe=off")
+                  + (f" ap_deaf={ap_deaf}" if ap_deaf is not None else "")
+                  + (" raw_ceiling" if raw_ceiling else ""))
         from .disks import scale_inject
-        args = [*machine_args(memory),
+        args = [*machine_args(memory, cpus),
                 *disk_args(disk, scale_inject(inject, sector_size), bus, sector_size),
                 "-kernel", str(tmp / "host.elf"), "-initrd", str(tmp / "payload.blob"),
                 "-append", append]
@@ -223,6 +235,8 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
                 seen["plugins"][fields[0]] = " ".join(fields[1:])
             elif key == "VBE":
                 seen["vbe"] = " ".join(fields)
+            elif key in ("AP", "CPU"):             # the host's AP checks, the payload's CPUs
+                seen.setdefault("cpu_lines", []).append(line.strip())
             return False
 
         handoff, result, exit_value, error, m = asyncio.run(
@@ -234,6 +248,11 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
                                      f"without reporting a handoff").args[0])
         summary = summarize(handoff, result, exit_value, error)
         summary["target"] = target.name
+        summary["cpus"] = cpus
+        if raw_ceiling:
+            summary["raw_ceiling"] = True      # no image: bytes_written / seconds = mb_per_s
+        summary["host_ap_check"] = "passed" if result.get("aps", "ok") == "ok" else "failed"
+        summary["cpu_log"] = seen.get("cpu_lines", [])
         if "vbe" in seen:
             summary["framebuffer"] = seen["vbe"]
         if plugins:
@@ -245,5 +264,6 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
                 write_atomic(screenshot, shot.read_bytes())
                 summary["screenshot"] = str(screenshot)
         ok = (handoff.status in SUCCESS and summary["host_memory_check"] == "passed"
-              and summary["host_cpu_check"] == "passed")
+              and summary["host_cpu_check"] == "passed"
+              and summary["host_ap_check"] == "passed")
         return summary, ok

@@ -1,0 +1,230 @@
+/*
+ * The test host's APs. How many: QEMU's fw_cfg FW_CFG_NB_CPUS (docs/specs/fw_cfg.rst in
+ * QEMU), the -smp count; a host for real machines reads the ACPI MADT's processor local
+ * APIC entries instead (ACPI 6.5, 5.2.12.2), and Linux has its own CPU masks. With a plain
+ * -smp N, QEMU gives the CPUs APIC ids 0 .. N-1, the boot CPU 0.
+ * Start: INIT, 10 ms, STARTUP, 200 us, STARTUP through the xAPIC's ICR (Intel SDM vol. 3,
+ * 8.4.4.1 and 10.6.1), one AP at a time so they can share the boot variables; each enters
+ * ap_start.S at AP_START_PAGE and then ap_main() here, on a stack of its own.
+ * Park: poll the handoff slot for GO; take it with a lock cmpxchg (the payload may withdraw
+ * it by the same swap), call slot->entry(slot), then check the AP's own CPU state came back.
+ */
+#include "cpu_tables.h"
+#include "exit_codes.h"
+#include "port_io.h"
+#include "printf.h"
+#include "smp.h"
+#include "string.h"
+#include "timer.h"
+
+#define FW_CFG_PORT_SEL   0x510
+#define FW_CFG_PORT_DATA  0x511
+#define FW_CFG_SIGNATURE  0x00
+#define FW_CFG_NB_CPUS    0x05
+
+#define MSR_APIC_BASE     0x1B          /* IA32_APIC_BASE, SDM vol. 3 10.4.4 */
+#define LAPIC_ICR_LOW     0x300
+#define LAPIC_ICR_HIGH    0x310
+#define ICR_INIT          0x00004500u   /* delivery mode INIT, level assert */
+#define ICR_STARTUP       0x00004600u   /* delivery mode Start Up, vector in bits 7:0 */
+#define ICR_PENDING       (1u << 12)    /* delivery status: send pending */
+
+/* SDM vol. 3 8.4.4.1: 10 ms after INIT, 200 us after each STARTUP. */
+#define INIT_DELAY_US     10000
+#define SIPI_DELAY_US     200
+/* The ICR takes an IPI within microseconds; Linux polls its delivery status for up to
+ * about 100 ms (native_safe_apic_wait_icr_idle, arch/x86/kernel/apic/apic.c). */
+#define ICR_DEADLINE_US   100000
+/* An AP reaches ap_main in microseconds on hardware; Linux waits 10 s (smpboot.c). */
+#define AP_START_DEADLINE_US  (10ull * 1000 * 1000)
+/* After the handoff an AP is back in its park loop a few instructions after LEFT. */
+#define AP_PARK_DEADLINE_US   (5ull * 1000 * 1000)
+
+#define AP_STACK_SIZE 16384
+#define RFLAGS_ARITH  0x8d5ull          /* CF PF AF ZF SF OF: not state a call keeps */
+
+struct ap_state {
+    uint64_t cr0, cr3, cr4, efer, fs_base, gs_base, rflags;
+    uint8_t gdtr[10], idtr[10];
+    uint16_t cs, ss, ds;
+};
+
+struct ap {
+    struct ap_state before, after;
+    uint32_t calls, bad, bad_at;
+    int deaf;
+};
+
+extern const char ap_start[], ap_start_end[];
+volatile uint64_t ap_boot_stack;        /* read by ap_start.S */
+static volatile uint32_t ap_boot_slot, ap_checked_in;
+static struct sos_handoff *ap_handoff;
+static struct ap aps[SOS_MAX_CPUS];
+static uint8_t ap_stacks[SOS_MAX_CPUS][AP_STACK_SIZE] __attribute__((aligned(16)));
+
+static inline uint64_t rdmsr(uint32_t msr)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+    return (uint64_t)hi << 32 | lo;
+}
+
+static uint32_t lapic_id(void)
+{
+    uint32_t a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    return b >> 24;
+}
+
+unsigned smp_cpu_count(void)
+{
+    char sig[4];
+    outw(FW_CFG_PORT_SEL, FW_CFG_SIGNATURE);
+    for (int i = 0; i < 4; i++)
+        sig[i] = (char)inb(FW_CFG_PORT_DATA);
+    if (memcmp(sig, "QEMU", 4))
+        return 1;
+    outw(FW_CFG_PORT_SEL, FW_CFG_NB_CPUS);
+    unsigned n = inb(FW_CFG_PORT_DATA);
+    n |= (unsigned)inb(FW_CFG_PORT_DATA) << 8;
+    return n ? n : 1;
+}
+
+static void snapshot(struct ap_state *s)
+{
+    __asm__ volatile("mov %%cr0, %0" : "=r"(s->cr0));
+    __asm__ volatile("mov %%cr3, %0" : "=r"(s->cr3));
+    __asm__ volatile("mov %%cr4, %0" : "=r"(s->cr4));
+    __asm__ volatile("sgdt %0" : "=m"(s->gdtr));
+    __asm__ volatile("sidt %0" : "=m"(s->idtr));
+    __asm__ volatile("mov %%cs, %0" : "=r"(s->cs));
+    __asm__ volatile("mov %%ss, %0" : "=r"(s->ss));
+    __asm__ volatile("mov %%ds, %0" : "=r"(s->ds));
+    __asm__ volatile("pushfq; popq %0" : "=r"(s->rflags));
+    s->rflags &= ~RFLAGS_ARITH;
+    s->efer = rdmsr(0xC0000080);
+    s->fs_base = rdmsr(0xC0000100);
+    s->gs_base = rdmsr(0xC0000101);
+}
+
+static void park(struct sos_cpu_slot *slot, struct ap *ap)
+{
+    for (;;) {
+        uint32_t go = SOS_CPU_CMD_GO;
+        if (ap->deaf || !__atomic_compare_exchange_n(&slot->command, &go, SOS_CPU_CMD_ACK, 0,
+                                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            __asm__ volatile("pause" ::: "memory");
+            continue;
+        }
+        __atomic_store_n(&slot->state, SOS_CPU_CALLED, __ATOMIC_RELEASE);
+        ((void (*)(struct sos_cpu_slot *))(uintptr_t)slot->entry)(slot);
+        snapshot(&ap->after);
+        if (memcmp(&ap->before, &ap->after, sizeof ap->before)) {
+            ap->bad++;
+            const uint8_t *b = (const void *)&ap->before, *a = (const void *)&ap->after;
+            for (unsigned k = 0; k < sizeof ap->before; k++)
+                if (a[k] != b[k]) { ap->bad_at = k; break; }
+        }
+        ap->calls++;
+        __atomic_store_n(&slot->state, SOS_CPU_PARKED, __ATOMIC_RELEASE);
+    }
+}
+
+/* Entered from ap_start.S in long mode, interrupts off, on ap_boot_stack. */
+__attribute__((noreturn)) void ap_main(void)
+{
+    uint32_t i = ap_boot_slot;
+    cpu_tables_load_ap();
+    struct sos_cpu_slot *slot = &ap_handoff->cpus[i];
+    struct ap *ap = &aps[i];
+    snapshot(&ap->before);
+    slot->apic_id = lapic_id();
+    __atomic_store_n(&slot->state, SOS_CPU_PARKED, __ATOMIC_RELEASE);
+    __atomic_store_n(&ap_checked_in, i + 1, __ATOMIC_RELEASE);
+    park(slot, ap);
+    __builtin_unreachable();
+}
+
+static void lapic_write(volatile uint32_t *lapic, unsigned reg, uint32_t v)
+{
+    lapic[reg / 4] = v;
+}
+
+static void send_ipi(volatile uint32_t *lapic, uint32_t apic_id, uint32_t icr)
+{
+    lapic_write(lapic, LAPIC_ICR_HIGH, apic_id << 24);
+    lapic_write(lapic, LAPIC_ICR_LOW, icr);
+    uint64_t deadline = timer_deadline_us(ICR_DEADLINE_US);
+    while (lapic[LAPIC_ICR_LOW / 4] & ICR_PENDING)
+        if (timer_expired(deadline))
+            host_fail(EXIT_AP_STATE, "local APIC: IPI to apic %u still pending after %u us",
+                      apic_id, ICR_DEADLINE_US);
+}
+
+void smp_start_aps(struct sos_handoff *h, int deaf)
+{
+    unsigned cpus = smp_cpu_count();
+    unsigned n = cpus - 1 < SOS_MAX_CPUS ? cpus - 1 : SOS_MAX_CPUS;
+    h->cpu_count = 0;
+    memset(h->cpus, 0, sizeof h->cpus);
+    memset(aps, 0, sizeof aps);
+    if (!n) {
+        kprintf("@@APS count=0\n");
+        return;
+    }
+    if (!timer_calibrated())
+        timer_init(0);
+    if (lapic_id() != 0)
+        host_fail(EXIT_AP_STATE, "the boot CPU's APIC id is %u, not 0", lapic_id());
+    memcpy((void *)(uintptr_t)AP_START_PAGE, ap_start, (size_t)(ap_start_end - ap_start));
+    volatile uint32_t *lapic = (volatile uint32_t *)(uintptr_t)(rdmsr(MSR_APIC_BASE) &
+                                                                 ~0xfffull);
+    ap_handoff = h;
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t id = i + 1;
+        aps[i].deaf = (int)id == deaf;
+        ap_boot_slot = i;
+        ap_boot_stack = (uint64_t)(uintptr_t)(ap_stacks[i] + AP_STACK_SIZE);
+        __atomic_store_n(&ap_checked_in, 0, __ATOMIC_RELEASE);
+        send_ipi(lapic, id, ICR_INIT);
+        timer_udelay(INIT_DELAY_US);
+        for (int k = 0; k < 2; k++) {
+            send_ipi(lapic, id, ICR_STARTUP | (AP_START_PAGE >> 12));
+            timer_udelay(SIPI_DELAY_US);
+        }
+        uint64_t deadline = timer_deadline_us(AP_START_DEADLINE_US);
+        while (__atomic_load_n(&ap_checked_in, __ATOMIC_ACQUIRE) != i + 1)
+            if (timer_expired(deadline))
+                host_fail(EXIT_AP_STATE, "AP with APIC id %u did not start within %lu s", id,
+                          AP_START_DEADLINE_US / 1000000);
+        h->cpu_count = i + 1;
+    }
+    kprintf("@@APS count=%u", n);
+    for (unsigned i = 0; i < n; i++)
+        kprintf(" %u%s", h->cpus[i].apic_id, aps[i].deaf ? "(deaf)" : "");
+    kprintf("\n");
+}
+
+int smp_check_aps(struct sos_handoff *h, int resumed)
+{
+    int ok = 1;
+    uint64_t deadline = timer_deadline_us(AP_PARK_DEADLINE_US);
+    for (uint32_t i = 0; i < h->cpu_count && i < SOS_MAX_CPUS; i++) {
+        struct sos_cpu_slot *s = &h->cpus[i];
+        while (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SOS_CPU_PARKED &&
+               !timer_expired(deadline))
+            __asm__ volatile("pause" ::: "memory");
+        /* Parked, no GO left pending, state intact; the deaf one never called; after a
+         * resume the APs were started afresh and not called at all. */
+        int good = s->state == SOS_CPU_PARKED && s->command != SOS_CPU_CMD_GO &&
+                   !aps[i].bad && aps[i].calls <= 1 &&
+                   !((aps[i].deaf || resumed) && aps[i].calls);
+        kprintf("@@AP apic=%u slot=%u calls=%u state=%u cpu=%s", s->apic_id, i, aps[i].calls,
+                s->state, good ? "ok" : "bad");
+        if (aps[i].bad)             /* the first byte of struct ap_state that differed */
+            kprintf(" changed_at=%u", aps[i].bad_at);
+        kprintf("\n");
+        ok &= good;
+    }
+    return ok;
+}

@@ -1,0 +1,65 @@
+"""Several CPUs under real QEMU (-smp N, multi-threaded TCG): the test host hands its APs to
+the payload and checks each is parked with its state intact afterwards; the image still
+equals QEMU's own dump of guest RAM and resumes; an AP that never answers is left out and
+the run says so; a fault on an AP ends the run in order, naming the CPU."""
+import json
+
+import pytest
+
+from suspendos.image.reader import open_image
+from test_faults_qemu import assert_no_image, assert_orderly_failure, suspend
+from test_faults_qemu import disk  # noqa: F401  (the fixture: a 64M machine's disk)
+from test_suspend_qemu import compare_with_dump
+
+MiB = 1 << 20
+
+
+@pytest.mark.parametrize("cpus", [2, 3])
+def test_ground_truth_and_resume_with_several_cpus(tmp_path, cli, cpus):
+    disk, ram, key = tmp_path / "disk.img", tmp_path / "ram.bin", tmp_path / "key"
+    cli("key", "new", "-o", key, check=True)
+    p = cli("qemu", "suspend", "--memory", "256M", "--disk", disk, "--cpus", cpus,
+            "--seed", cpus, "--compress", "lz4", "--encrypt-key", key, "--ram-dump", ram,
+            "--json", "--quiet", timeout=900)
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["status"] == "written" and s["host_exit"] == "ok", s
+    assert s["host_memory_check"] == s["host_cpu_check"] == s["host_ap_check"] == "passed"
+    assert s["cpus_used"] == cpus and s["cpus_missing"] == 0, s
+    assert sum("cpu=ok" in line for line in s["cpu_log"]) == cpus - 1, s["cpu_log"]
+
+    img = open_image(disk, key=key.read_bytes())
+    info = img.info()
+    img.extract_raw(tmp_path / "extracted.bin")
+    assert compare_with_dump(info, ram, tmp_path / "extracted.bin") >= 0.95 * 256 * MiB
+    assert "every checksum matches" in img.verify()
+
+    p = cli("qemu", "resume", "--memory", "256M", "--disk", disk, "--cpus", cpus,
+            "--key", key, "--json", "--quiet", timeout=900)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["status"] == "resumed" and r["host_exit"] == "ok", r
+    assert r["host_memory_check"] == r["host_cpu_check"] == r["host_ap_check"] == "passed"
+    assert r["pages_restored"] == s["pages_saved"]
+
+
+def test_an_ap_that_never_answers_is_left_out(cli, disk):
+    p, s = suspend(cli, disk, "--cpus", "3", "--ap-deaf", "2", "--compress", "lz4")
+    assert p.returncode == 0, p.stderr
+    assert s["status"] == "written" and s["host_ap_check"] == "passed", s
+    assert s["cpus_used"] == 2 and s["cpus_missing"] == 1, s
+    assert "@@CPU apic 2 did not answer within 1000 ms: left out" in s["cpu_log"]
+    assert "@@AP apic=2 slot=1 calls=0 state=1 cpu=ok" in s["cpu_log"]   # never called
+    assert open_image(disk).info()["state"] == "valid"
+
+
+def test_a_fault_on_an_ap_ends_the_run_in_order(cli, disk):
+    before = open(disk, "rb").read()
+    p, s = suspend(cli, disk, "--cpus", "2", "--selftest", "ap-write-saved-ram")
+    assert_orderly_failure(p, s, "cpu_fault")
+    assert s["fault_cpu"] == 1 and s["fault_vector"] == 14, s
+    assert s["message"].startswith("cpu apic 1: #PF at"), s
+    assert any(a <= s["fault_address"] < b for a, b in disk.target.saved_ranges())
+    assert s["host_ap_check"] == "passed", s            # the faulting AP went home
+    assert open(disk, "rb").read() == before, "the disk changed"
+    assert_no_image(cli, disk)
