@@ -167,7 +167,8 @@ def kexec_elf(blob, serial_port=0):
             blob[s.file_offset:s.file_offset + s.file_size]
     image[stub_page - start:stub_page - start + len(code_stub) + len(tail)] = code_stub + tail
 
-    first = -(-(elfcore.ElfHeader.sizeof() + elfcore.ProgramHeader.sizeof()) // PAGE_SIZE) * PAGE_SIZE
+    first = PAGE_SIZE            # the ELF and program headers, then the segment data
+    assert elfcore.ElfHeader.sizeof() + elfcore.ProgramHeader.sizeof() <= first
     ph = dict(p_type=elfcore.PT_LOAD, p_flags=elfcore.PF_R | elfcore.PF_W | elfcore.PF_X,
               p_offset=first, p_vaddr=start, p_paddr=start, p_filesz=len(image),
               p_memsz=len(image), p_align=PAGE_SIZE)

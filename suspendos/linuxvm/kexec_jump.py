@@ -19,7 +19,6 @@ Serial lines for the host start with @@KJ.
 """
 import asyncio
 import hashlib
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -67,7 +66,10 @@ seq 1 %(seq)d > /mnt/t/text
 echo "written-before-the-jump $(cat /proc/sys/kernel/random/uuid)" > /mnt/t/marker
 md5sum /mnt/t/* > /md5.before
 mark "md5 $(md5sum < /md5.before | cut -d' ' -f1)"
-load() { kexec --load-preserve-context --mem-min=%(mem_min)#x --mem-max=%(mem_max)#x --type=elf-x86_64 --args-none /payload.elf || mark "error kexec load"; }
+load() {
+  kexec --load-preserve-context --mem-min=%(mem_min)#x --mem-max=%(mem_max)#x \
+    --type=elf-x86_64 --args-none /payload.elf || mark "error kexec load"
+}
 status() {
   dd if=/dev/mem of=/handoff.bin bs=4096 skip=%(handoff_pfn)d count=1 2>/dev/null
   st=$(od -A n -t u4 -j %(status_off)d -N 4 /handoff.bin | tr -d ' ')
@@ -100,7 +102,7 @@ poweroff -f
 def kj_init(mem_range, zero_mib=8, rand_mib=8, seq=200000):
     return init_prelude(()) + DRAIN + KJ_INIT_BODY % {
         "tmpfs_mib": zero_mib + rand_mib + 16, "zero_mib": zero_mib, "rand_mib": rand_mib,
-        "seq": seq, "handoff_pfn": (RESERVED_BASE + PAGE_SIZE) // PAGE_SIZE,
+        "seq": seq, "handoff_pfn": mem_range[0] // PAGE_SIZE - 1,   # the page under MIN
         "status_off": offset_of(Handoff, "status"), "mem_min": mem_range[0],
         "mem_max": mem_range[1]}
 
@@ -156,8 +158,8 @@ def kexec_tools_files():
 
 def _args(memory, kernel, initrd, disk, inject=None):
     return [*machine_args(memory), *disk_args(disk, inject), "-kernel", str(kernel), "-initrd",
-            str(initrd), "-append", f"console=ttyS0 memmap={RESERVED_SIZE >> 20}M${RESERVED_BASE:#x}"
-            " no5lvl nokaslr loglevel=4"]
+            str(initrd), "-append", f"console=ttyS0 memmap={RESERVED_SIZE >> 20}M$"
+            f"{RESERVED_BASE:#x} no5lvl nokaslr loglevel=4"]
 
 
 def _outside_extents(disk, extents):
@@ -193,7 +195,8 @@ def _handoff(line):
             "message": h.message.split(b"\0")[0].decode(errors="replace"),
             "failed_lba": h.failed_lba, "pages_saved": h.pages_saved,
             "bytes_written": h.bytes_written,
-            "seconds": round((h.tsc_end - h.tsc_start) / h.tsc_hz_used, 2) if h.tsc_hz_used else None}
+            "seconds": round((h.tsc_end - h.tsc_start) / h.tsc_hz_used, 2)
+            if h.tsc_hz_used else None}
 
 
 async def _capture(memory, kernel, bb, tmp, disk):
@@ -214,7 +217,8 @@ async def _hibernate(memory, kernel, initrd, tmp, disk, extents, inject, before,
             raise s.m.failure("the kernel did not reach userspace")
         out["md5_before"] = line.split()[-1]
         while True:
-            if not await s.expect(r"^@@KJ jumping|^@@KJ error", 120) or s.lines[-1].startswith("@@KJ error"):
+            line = await s.expect(r"^@@KJ jumping|^@@KJ error", 120)
+            if not line or line.startswith("@@KJ error"):
                 raise s.m.failure(f"kexec: {s.lines[-1]}")
             if before is None:     # userspace has marked the swap area (fsync) by now
                 before = _outside_extents(disk, extents)
@@ -234,7 +238,8 @@ async def _hibernate(memory, kernel, initrd, tmp, disk, extents, inject, before,
                 raise s.m.failure(f"the payload failed: {h}")
             # the failure: nothing outside the extents changed, no image header
             out["failed"] = h
-            out["failed"]["outside_extents_unchanged"] = _outside_extents(disk, extents) == before
+            unchanged = _outside_extents(disk, extents) == before
+            out["failed"]["outside_extents_unchanged"] = unchanged
             out["failed"]["image_header"] = open_image_state(disk, extents[0][0])
             log(f"failed run: {h['status_name']} {h['message']!r} at LBA {h['failed_lba']}")
             await s.send("again\n")
@@ -274,7 +279,7 @@ def kexec_jump(memory=256 * MiB, compress="lz4", inject_error=False, workdir=Non
         tmp.mkdir(parents=True, exist_ok=True)
         disk = tmp / "disk.img"
         swap_mib = memory // MiB + memory // MiB // 8 + 32
-        part, _ = make_disk(disk, swap_mib)
+        make_disk(disk, swap_mib)
 
         t = time.monotonic()
         asyncio.run(_capture(memory, bz, bb, tmp, disk))
