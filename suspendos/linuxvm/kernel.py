@@ -15,6 +15,7 @@ The result is cached under ~/.cache/suspendos/kexec (SOS_KEXEC_CACHE overrides),
 the source package's version and the fragment's hash: a cold cache builds it (minutes), a
 warm one reuses bzImage. The unpacked source tree is removed after a build.
 """
+import fcntl
 import hashlib
 import os
 import re
@@ -103,6 +104,14 @@ class KexecKernel:
     def ensure(self, log=print):
         if self.bzimage.exists():
             return self.bzimage
+        # one build at a time per key: a second caller waits, then finds the result
+        with open(self.cache / f"{self.key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.bzimage.exists():
+                return self.bzimage
+            return self._build(log)
+
+    def _build(self, log):
         t0 = time.monotonic()
         work = self.cache / f"build-{self.key}"
         if work.exists():
