@@ -108,8 +108,9 @@ def stub(addr, trampoline, handoff, copies, reentry):
     return _asm(lines, addr, "entry stub")
 
 
-def handoff_page(blob, serial_port=0):
-    """The handoff page as the blob loads it, with the host's serial port filled in."""
+def handoff_page(blob, serial_port=0, flags=0):
+    """The handoff page as the blob loads it, with the host's fields (serial port, flags:
+    formats/handoff.py HANDOFF_FLAGS) filled in."""
     head, segs = blobfmt.unpack(blob)
     page = bytearray(PAGE_SIZE)
     for s in segs:
@@ -117,6 +118,7 @@ def handoff_page(blob, serial_port=0):
             off = s.addr - head.handoff
             page[off:off + s.file_size] = blob[s.file_offset:s.file_offset + s.file_size]
     struct.pack_into("<H", page, offset_of(Handoff, "serial_port"), serial_port)
+    struct.pack_into("<I", page, offset_of(Handoff, "flags"), flags)
     return bytes(page)
 
 
@@ -126,7 +128,7 @@ def kexec_mem_range(blob):
     return head.handoff + PAGE_SIZE, head.load_base + head.reserved_size - 1
 
 
-def kexec_elf(blob, serial_port=0):
+def kexec_elf(blob, serial_port=0, flags=0):
     """One PT_LOAD from the payload's text to the stub page (the first page after the
     tables); the trampoline and handoff pages are written by the stub (see above)."""
     head, segs = blobfmt.unpack(blob)
@@ -150,7 +152,7 @@ def kexec_elf(blob, serial_port=0):
         raise BuildError("kexec-elf: no page left after the payload's tables for the entry stub")
     # the stub's data after its code: trampoline, re-entry point, handoff bytes
     data = [(head.entry, code), (reentry, rcode)] + \
-        [(head.handoff + off, piece) for off, piece in _pieces(handoff_page(blob, serial_port))]
+        [(head.handoff + off, piece) for off, piece in _pieces(handoff_page(blob, serial_port, flags))]
     probe = stub(stub_page, head.entry, head.handoff,
                  [(d, stub_page, len(b)) for d, b in data], reentry)
     src, copies, tail = stub_page + len(probe), [], b""

@@ -30,10 +30,11 @@ from ..build.payload import build_payload
 from ..build.resume import build_resume_loader
 from ..errors import UsageError
 from ..formats.common import PAGE_SIZE, offset_of, parse
-from ..formats.handoff import Handoff
+from ..formats.handoff import HANDOFF_FLAGS, Handoff
 from ..formats.status import STATUS, describe
 from ..image.reader import NoImage, open_image
 from ..qemu.machine import DEBUG_EXIT_PORT, disk_args, machine_args
+from ..qemu.ramdump import dump_ram
 from ..target.linux import linux_target
 from . import _unpack, build_initrd, init_prelude, make_disk
 from . import cache_dir as linux_cache
@@ -209,8 +210,13 @@ async def _capture(memory, kernel, bb, tmp, disk):
     parse_capture(lines, tmp / "sysroot")
 
 
-async def _hibernate(memory, kernel, initrd, tmp, disk, extents, inject, before, log):
+async def _hibernate(memory, kernel, initrd, tmp, disk, extents, inject, before, log,
+                     ram_ranges=None):
     out = {"failed": None}
+
+    async def ground_truth(machine):     # the payload waits before reading RAM
+        await dump_ram(machine, ram_ranges, tmp / "ram.bin")
+
     async with Session(_args(memory, kernel, initrd, disk, inject), tmp / "hibernate.log") as s:
         line = await s.expect(r"^@@KJ md5 ", 300)
         if not line:
@@ -223,7 +229,8 @@ async def _hibernate(memory, kernel, initrd, tmp, disk, extents, inject, before,
             if before is None:     # userspace has marked the swap area (fsync) by now
                 before = _outside_extents(disk, extents)
             t0 = time.monotonic()
-            line = await s.expect(r"^@@KJ back ", 900)
+            line = await s.expect(r"^@@KJ back ", 900,
+                                  on_pause=ground_truth if ram_ranges else None)
             if not line:
                 raise s.m.failure("the kernel did not come back from kexec -e")
             out.setdefault("jump_seconds", []).append(round(time.monotonic() - t0, 1))
@@ -260,8 +267,11 @@ async def _resume(memory, loader, tmp, disk):
         return h, md5.split()[-1], ok == "@@KJ md5 ok"
 
 
-def kexec_jump(memory=256 * MiB, compress="lz4", inject_error=False, workdir=None, log=print):
-    """Run the whole flow; returns the summary dict (`status` "resumed" when it worked)."""
+def kexec_jump(memory=256 * MiB, compress="lz4", inject_error=False, ground_truth=False,
+               workdir=None, log=print):
+    """Run the whole flow; returns the summary dict (`status` "resumed" when it worked).
+    ground_truth: the payload pauses before reading RAM, QMP pmemsave dumps it, and the
+    image is compared with the dump page by page (the last run's, when one failed first)."""
     if memory < 128 * MiB or memory % MiB:
         raise UsageError("--memory: at least 128 MiB, in whole MiB (the region sits at 64 MiB)")
     t_all = time.monotonic()
@@ -287,7 +297,10 @@ def kexec_jump(memory=256 * MiB, compress="lz4", inject_error=False, workdir=Non
         target.options.debug_exit_port = DEBUG_EXIT_PORT
         target.options.serial_port = SERIAL
         blob = build_payload(target).blob
-        elf = kexec_elf(blob, serial_port=SERIAL)
+        flags = HANDOFF_FLAGS.PAUSE_BEFORE_READ if ground_truth else 0
+        elf = kexec_elf(blob, serial_port=SERIAL, flags=flags)
+        ram_ranges = [(m.start, m.end) for m in target.memory if m.type == "ram"] \
+            if ground_truth else None
         build_resume_loader(target, tmp / "resume.elf")
         summary["capture_and_build_seconds"] = round(time.monotonic() - t, 1)
 
@@ -301,7 +314,7 @@ def kexec_jump(memory=256 * MiB, compress="lz4", inject_error=False, workdir=Non
             inject = [{"event": "write_aio", "errno": 5, "sector": lba, "once": True}]
         t = time.monotonic()
         hib = asyncio.run(_hibernate(memory, bz, tmp / "kj.gz", tmp, disk, extents, inject,
-                                     None, log))
+                                     None, log, ram_ranges))
         summary["hibernate_seconds"] = round(time.monotonic() - t, 1)
         summary["jump_seconds"] = hib["jump_seconds"]
         summary["written"] = hib["written"]
@@ -310,7 +323,7 @@ def kexec_jump(memory=256 * MiB, compress="lz4", inject_error=False, workdir=Non
             summary["failed_run"] = hib["failed"]
         img = open_image(disk, lba=extents[0][0])
         summary["image_state"] = img.info()["state"]
-        summary["image_verify"] = str(img.verify())
+        summary["image_verify"] = str(img.verify(ram=tmp / "ram.bin" if ground_truth else None))
 
         t = time.monotonic()
         h, md5_after, ok = asyncio.run(_resume(memory, tmp / "resume.elf", tmp, disk))
