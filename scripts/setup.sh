@@ -13,6 +13,10 @@ command -v gdb >/dev/null || need+=(gdb)
 command -v clang >/dev/null || need+=(clang)
 [ -e /usr/include/lz4.h ] || need+=(liblz4-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# The kexec-jump test builds a kernel from Debian's source (suspendos/linuxvm/kernel.py).
+for p in make flex bison bc xz-utils libelf-dev libssl-dev; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 # The Linux tests fetch Debian's kernel with `apt-get download`: they need package lists too.

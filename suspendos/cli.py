@@ -65,12 +65,17 @@ def cmd_build(a):
         t.validate()
     key = _key(a, "encrypt_key")
     result = build_payload(t, key=key, plugins=plugins)
+    kexec_hint = ""
     if a.format == "kexec-elf":
-        from .build.kexec import kexec_elf
-        result.blob = kexec_elf(result.blob)
+        from .build.kexec import kexec_elf, kexec_mem_range
+        lo, hi = kexec_mem_range(result.blob)
+        kexec_hint = (f"\nload it with: kexec --load-preserve-context --mem-min={lo:#x} "
+                      f"--mem-max={hi:#x} --type=elf-x86_64 --args-none {a.output}")
+        result.blob = kexec_elf(result.blob, serial_port=t.options.serial_port)
     # A blob built with a key carries it: only its owner may read it.
     write_atomic(a.output, result.blob, mode=0o600 if key else 0o644)
-    print(f"wrote {a.output}: {len(result.blob)} bytes, loads at {t.reserved.load_address:#x}")
+    print(f"wrote {a.output}: {len(result.blob)} bytes, loads at {t.reserved.load_address:#x}"
+          + kexec_hint)
 
 
 def cmd_inspect(a):
@@ -146,6 +151,19 @@ def cmd_qemu_suspend(a):
         print(f"suspendos: suspend failed: {reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_qemu_kexec_jump(a):
+    from .linuxvm.kexec_jump import kexec_jump
+    memory = parse_size(a.memory, "--memory")
+    s = kexec_jump(memory, a.compress, inject_error=a.inject_write_error,
+                   log=lambda m: print(m, file=sys.stderr))
+    if a.json:
+        emit_json(s)
+    else:
+        print(f"status: {s['status']}, md5 match: {s['md5_match']}; kernel {s['kernel']} "
+              f"(built {s['kernel_build_seconds']} s); total {s['total_seconds']} s")
+    return 0 if s["status"] == "resumed" and s["md5_match"] else 1
 
 
 def cmd_qemu_resume(a):
@@ -322,6 +340,14 @@ def parser():
     qr.add_argument("--cpus", type=int, default=1,
                     help="CPUs of the test machine (-smp N, multi-threaded TCG)")
     qr.set_defaults(func=cmd_qemu_resume)
+    qk = q.add_parser("kexec-jump", help="hibernate Linux through kexec --load-preserve-context "
+                      "and resume it (a kernel built from Debian's source, cached)")
+    qk.add_argument("--memory", default="256M")
+    qk.add_argument("--compress", choices=("none", "lz4"), default="lz4")
+    qk.add_argument("--inject-write-error", action="store_true",
+                    help="fail one write inside the extents first (blkdebug), then jump again")
+    qk.add_argument("--json", action="store_true")
+    qk.set_defaults(func=cmd_qemu_kexec_jump)
 
     im = sub.add_parser("image", help="read an image from a disk").add_subparsers(
         dest="what", required=True)

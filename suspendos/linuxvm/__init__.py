@@ -164,11 +164,11 @@ class Cpio:
         return self.buf.getvalue()
 
 
-def build_initrd(debian, init_script, out, extra=None):
-    """An initramfs: busybox (+ applet links), the AHCI modules in /lib/modules, `extra`
-    {path in initrd: bytes}, and /init."""
+def build_initrd(debian, init_script, out, extra=None, modules=AHCI_MODULES, dirs=()):
+    """An initramfs: busybox (+ applet links), `modules` from debian.modules in /lib/modules,
+    the directories `dirs`, `extra` {path in initrd: bytes}, and /init."""
     c = Cpio()
-    for d in ("bin", "sbin", "proc", "sys", "dev", "mnt", "tmp", "lib", "lib/modules"):
+    for d in ("bin", "sbin", "proc", "sys", "dev", "mnt", "tmp", "lib", "lib/modules", *dirs):
         c.dir(d)
     c.file("bin/busybox", debian.busybox.read_bytes(), 0o755)
     applets = subprocess.run([str(debian.busybox), "--list"], capture_output=True,
@@ -176,26 +176,36 @@ def build_initrd(debian, init_script, out, extra=None):
     for a in applets:
         if a != "busybox":
             c.symlink(f"bin/{a}", "busybox")
-    for m in AHCI_MODULES:
+    for m in modules:
         ko = debian.modules / f"{m}.ko"
         if not ko.exists():
             raise UsageError(f"{ko}: not in the kernel package")
         c.file(f"lib/modules/{Path(m).name}.ko", ko.read_bytes())
     for name, data in (extra or {}).items():
-        c.file(name, data, 0o755 if name.endswith((".sh", "init")) else 0o644)
+        executable = name.endswith((".sh", "init")) or name.startswith(("bin/", "sbin/")) \
+            or ".so" in name         # programs and shared objects (ld.so opens them to map)
+        c.file(name, data, 0o755 if executable else 0o644)
     c.file("init", init_script.encode(), 0o755)
     Path(out).write_bytes(gzip.compress(c.finish(), 6))
 
 
-INIT_PRELUDE = r"""#!/bin/sh
+def init_prelude(modules=AHCI_MODULES):
+    """The start of every /init: mounts, `modules` loaded, /dev/sda1 waited for. Without
+    modules (a kernel with the drivers built in) the console is opened here too, since such
+    an initramfs has no /dev/console for the kernel to open before devtmpfs is mounted."""
+    console = "" if modules else "exec </dev/console >/dev/console 2>&1\n"
+    return r"""#!/bin/sh
 export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-for m in %(modules)s; do insmod /lib/modules/$m.ko || echo "@@ERROR insmod $m failed"; done
+%(console)sfor m in %(modules)s; do insmod /lib/modules/$m.ko || echo "@@ERROR insmod $m failed"; done
 i=0; while [ ! -b /dev/sda1 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 [ -b /dev/sda1 ] || { echo "@@ERROR no /dev/sda1"; poweroff -f; }
-""" % {"modules": " ".join(Path(m).name for m in AHCI_MODULES)}
+""" % {"modules": " ".join(Path(m).name for m in modules), "console": console}
+
+
+INIT_PRELUDE = init_prelude()
 
 
 # ---- the disk ----------------------------------------------------------------------------

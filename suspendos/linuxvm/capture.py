@@ -17,7 +17,7 @@ from pathlib import Path
 from ..qemu.machine import QemuMachine, disk_args, machine_args
 from . import INIT_PRELUDE, Debian, build_initrd, make_disk
 
-CAPTURE_INIT = INIT_PRELUDE + r"""
+CAPTURE_BODY = r"""
 dump() { for f in "$@"; do [ -f "$f" ] || continue; echo "@@FILE $f"; cat "$f"; echo "@@END"; done; }
 link() { for f in "$@"; do [ -L "$f" ] && echo "@@LINK $f $(readlink "$f")"; done; }
 dump /proc/cmdline /proc/iomem /proc/swaps /proc/sys/kernel/hostname
@@ -35,6 +35,7 @@ echo "@@HEAD dev/sda1 $(dd if=/dev/sda1 bs=4096 count=1 2>/dev/null | od -A n -t
 echo "@@DONE"
 poweroff -f
 """
+CAPTURE_INIT = INIT_PRELUDE + CAPTURE_BODY
 
 
 def parse_capture(lines, out):
