@@ -144,7 +144,7 @@ void host_main(uint32_t magic, uint32_t mbi)
     struct sos_handoff *ho = blob_load(&blob);
     ho->flags = opt.handoff_flags;
     ho->serial_port = SERIAL_COM1;
-    ho->tsc_hz = 0;
+    ho->tsc_hz = opt.tsc_hz;
     describe_ram(ho);
 
     kprintf("@@RAMHASH 0x%016lx\n", pagesum_record(&lay));

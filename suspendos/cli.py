@@ -150,7 +150,9 @@ def cmd_qemu_resume(a):
     memory = parse_size(a.memory, "--memory")
     from .target.qemu import check_memory
     check_memory(memory)
-    summary, ok = qemu_resume(memory, a.disk, key=_key(a), show_progress=not a.quiet)
+    from .qemu.resume import parse_inject
+    summary, ok = qemu_resume(memory, a.disk, key=_key(a), show_progress=not a.quiet,
+                              inject=parse_inject(a.inject), ram_dump=a.ram_dump)
     s = summary
     if a.json:
         emit_json(summary)
@@ -301,6 +303,10 @@ def parser():
     qr.add_argument("--memory", required=True)
     qr.add_argument("--disk", required=True)
     qr.add_argument("--key", help="the key of an encrypted image (suspendos key new)")
+    qr.add_argument("--ram-dump", help="write the restored RAM (QMP pmemsave, saved ranges, "
+                    "offset = address) here, taken before the loader returns")
+    qr.add_argument("--inject", help="read-error:LBA[,always]: fail a disk read; read-stall: "
+                    "never complete one (blkdebug)")
     qr.add_argument("--json", action="store_true")
     qr.add_argument("--quiet", action="store_true", help="no progress on stderr")
     qr.set_defaults(func=cmd_qemu_resume)

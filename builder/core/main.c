@@ -61,6 +61,15 @@ void pause_point(const char *where)
     }
 }
 
+/* How timer_init got its rate: the host's (when plausible), the PIT's, or the fallback that
+ * the statistics must not hide (SOS_TSC_*, suspendos/formats/handoff.py). */
+static uint32_t tsc_source(uint64_t host_hz)
+{
+    if (!timer_calibrated())
+        return SOS_TSC_FALLBACK;
+    return host_hz ? SOS_TSC_HOST : SOS_TSC_PIT;
+}
+
 static uint32_t check_config(const struct sos_handoff *h, const struct sos_payload_info *info)
 {
     if (h->magic != SOS_HANDOFF_MAGIC || h->revision != SOS_HANDOFF_REVISION ||
@@ -173,7 +182,8 @@ uint32_t payload_main(struct sos_handoff *h)
     serial_init((h->flags & SOS_HANDOFF_QUIET) ? 0 : h->serial_port);
     timer_init(h->tsc_hz);
     h->tsc_hz_used = timer_hz();
-    kprintf("@@PAYLOAD start tsc_hz=%lu\n", h->tsc_hz_used);
+    h->tsc_source = tsc_source(h->tsc_hz);
+    kprintf("@@PAYLOAD start tsc_hz=%lu tsc_source=%u\n", h->tsc_hz_used, h->tsc_source);
     if (h->flags & SOS_HANDOFF_PAUSE_BEFORE_READ)
         pause_point("before-read");
     h->tsc_start = rdtsc();

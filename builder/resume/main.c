@@ -90,6 +90,7 @@ void refuse(enum resume_reason why, const char *fmt, ...)
         restore_failed("%s: %s", reason_names[why], msg);
     release_devices();
     kprintf("@@RESUME refused %s %s\n", reason_names[why], msg);
+    resume_pause("end");
     end(RESUME_EXIT_REFUSED + why);
 }
 
@@ -103,6 +104,7 @@ void restore_failed(const char *fmt, ...)
     release_devices();
     kprintf("@@RESUME failed %s (RAM partly restored: the machine must be reset; the image "
             "stays valid)\n", msg);
+    resume_pause("end");
     end(RESUME_EXIT_RESTORE_FAILED);
 }
 
@@ -228,6 +230,7 @@ void resume_main(uint32_t magic, uint32_t mbi)
     /* First, before scratch or any saved page is written: the firmware's memory map
      * lives in low RAM (and the multiboot structures right after our image). */
     multiboot_read(magic, mbi, &boot);
+    resume_pause_init(boot.cmdline);
 
     memset(h, 0, sizeof *h);
     h->magic = SOS_HANDOFF_MAGIC;
@@ -241,14 +244,18 @@ void resume_main(uint32_t magic, uint32_t mbi)
 
     timer_init(0);
     h->tsc_hz_used = timer_hz();
+    h->tsc_source = timer_calibrated() ? SOS_TSC_PIT : SOS_TSC_FALLBACK;
+    resume_pause("start");
     uint64_t sectors = open_disk(info);
     h->tsc_start = rdtsc();                 /* from the first image read to the return */
     image_open(&disk, sectors);
     image_verify();
+    resume_pause("verified");
     image_restore();
     image_mark_resumed();
     release_devices();
     h->tsc_end = rdtsc();
+    resume_pause("restored");
     h->status = SOS_STATUS_RESUMED;
     memcpy(&h->context, image_context(), sizeof h->context);
     kprintf("@@RESUME returning rip=0x%lx rsp=0x%lx\n", h->context.rip, h->context.rsp);

@@ -17,7 +17,8 @@ from ..formats.status import STATUS
 from ..target.qemu import qemu_target
 from . import protocol
 from .machine import disk_args, machine_args
-from .suspend import Progress, _mb_per_s, run_guest
+from .ramdump import dump_ram
+from .suspend import Progress, _mb_per_s, host_clock, run_guest, tsc_fields
 
 PAGE = 4096
 # The loader's isa-debug-exit values (builder/resume/resume.h).
@@ -85,6 +86,7 @@ def summarize(handoff, result, exit_value, log):
         "bytes_read": handoff.bytes_written,     # both passes, header and tables included
         "chunks": handoff.chunks,
         "seconds": round(seconds, 4),
+        **tsc_fields(handoff),
         "verify_seconds": round(log.times.get("verified", 0.0), 4),
         "restore_seconds": round(log.times.get("restored", 0.0), 4),
         "mb_per_s": _mb_per_s(image_bytes, seconds),
@@ -96,20 +98,59 @@ def summarize(handoff, result, exit_value, log):
     }
 
 
-def qemu_resume(memory, disk, key=None, show_progress=True):
-    """Returns (summary dict, ok)."""
+def parse_inject(spec):
+    """`qemu resume --inject`: read-error:LBA[,always] -> a blkdebug rule that fails the read
+    covering LBA (once, or every time); read-stall -> the first read never completes."""
+    if not spec:
+        return None
+    if spec == "read-stall":
+        return spec
+    kind, _, rest = spec.partition(":")
+    parts = rest.split(",")
+    if kind != "read-error" or not parts[0].isdigit() or any(p != "always" for p in parts[1:]):
+        raise UsageError(f"--inject: {spec!r} is not read-error:LBA[,always] or read-stall")
+    return [{"event": "read_aio", "errno": 5, "sector": int(parts[0]),
+             "once": "always" not in parts[1:]}]
+
+
+async def stall_first_read(machine):
+    """blkdebug's breakpoint holds the first read request for good (the header's)."""
+    await machine.execute("human-monitor-command",
+                          {"command-line": 'qemu-io d0 "break read_aio stall"'})
+
+
+def qemu_resume(memory, disk, key=None, show_progress=True, inject=None, ram_dump=None,
+                on_pause=None):
+    """Returns (summary dict, ok). `inject`: blkdebug inject-error rules, or "read-stall"
+    (the first read never completes). `ram_dump`: the saved RAM (QMP pmemsave, offset =
+    address) at the loader's last pause, every page restored and nothing run yet: what the
+    host gets back. `on_pause(machine, where)`: a coroutine called at the loader's pause
+    points (builder/resume/pause.c) while QEMU is stopped."""
     disk = Path(disk)
     if not disk.is_file():
         raise UsageError(f"--disk: {disk} does not exist (suspend to it first)")
     target = _target_for(memory, disk)
+    ram_ranges = target.saved_ranges()
+
+    async def pause(machine, where):
+        if ram_dump and where == "restored":
+            await dump_ram(machine, ram_ranges, ram_dump)
+        if on_pause:
+            await on_pause(machine, where)
+
     with tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
         loader = Path(tmp) / "resume.elf"
         build_resume_loader(target, loader, key=key)
-        args = [*machine_args(memory), *disk_args(disk), "-kernel", str(loader)]
+        args = [*machine_args(memory), *disk_args(disk, inject), "-kernel", str(loader)]
+        if ram_dump or on_pause:
+            args += ["-append", "pause"]
         progress = Progress(show_progress)
         log = LoaderLog(progress)
         handoff, result, exit_value, error, m = asyncio.run(
-            run_guest(args, target, memory, progress=progress, on_line=log))
+            run_guest(args, target, memory, progress=progress, on_line=log,
+                      on_pause=pause if (ram_dump or on_pause) else None,
+                      stop_at_pause=False,    # a held read would make QMP stop hang
+                      before_cont=stall_first_read if inject == "read-stall" else None))
     outcome = log.outcome
     if not outcome and exit_value is not None and EXIT_REFUSED < exit_value <= EXIT_FAULT:
         status = {EXIT_RESTORE_FAILED: "restore-failed", EXIT_FAULT: "loader-fault"}.get(
@@ -125,6 +166,9 @@ def qemu_resume(memory, disk, key=None, show_progress=True):
         raise RunError(m.failure(f"the resume loader ended without a verdict (QEMU exit "
                                  f"{m.returncode}, guest code {exit_value})").args[0])
     summary = summarize(handoff, result, exit_value, log)
+    summary.update(host_clock(m.clock, "RESUME verifying", "RESUME returning",
+                              disk_bytes=handoff.bytes_written,
+                              minus=("verified", "restored")))
     summary["target"] = target.name
     if error:
         summary["host_error"] = error
