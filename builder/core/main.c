@@ -5,6 +5,7 @@
  */
 #include "payload.h"
 #include "ahci.h"
+#include "failure.h"
 #include "image_writer.h"
 #include "plugin_host.h"
 #include "printf.h"
@@ -24,15 +25,11 @@ static struct ahci disk;
 uint32_t fail(uint32_t status, const char *fmt, ...)
 {
     struct sos_handoff *h = sos_run.handoff;
-    char msg[sizeof h->message] = { 0 };
+    char msg[sizeof h->message];
     va_list ap;
     va_start(ap, fmt);
-    kvsnprintf(msg, sizeof msg, fmt, ap);
+    record_failure(h, status, 1, msg, fmt, ap);
     va_end(ap);
-    if (h->status == SOS_STATUS_NOT_RUN || h->status == SOS_STATUS_WRITTEN) {
-        h->status = status;
-        memcpy(h->message, msg, sizeof msg);
-    }
     kprintf("@@FAIL %x %s\n", status, msg);
     return status;
 }

@@ -10,6 +10,7 @@
 #include "resume.h"
 #include "payload.h"
 #include "ahci.h"
+#include "failure.h"
 #include "multiboot.h"
 #include "port_io.h"
 #include "printf.h"
@@ -61,12 +62,11 @@ static __attribute__((noreturn)) void end(unsigned code)
 uint32_t fail(uint32_t status, const char *fmt, ...)
 {
     struct sos_handoff *h = sos_run.handoff;
+    char msg[sizeof h->message];
     va_list ap;
     va_start(ap, fmt);
-    memset(h->message, 0, sizeof h->message);
-    kvsnprintf((char *)h->message, sizeof h->message, fmt, ap);
+    record_failure(h, status, 0, msg, fmt, ap);
     va_end(ap);
-    h->status = status;
     return status;
 }
 
