@@ -41,9 +41,9 @@ def disk(tmp_path, pristine):
 class Dumps:
     """At each of the loader's pauses: dump the saved RAM, then run the test's own action."""
 
-    def __init__(self, tmp_path, actions=None):
+    def __init__(self, tmp_path, pci, actions=None):
         self.dir, self.actions, self.seen = tmp_path, actions or {}, []
-        self.ranges = qemu_target(MEM).saved_ranges()
+        self.ranges = qemu_target(MEM, pci=pci).saved_ranges()
 
     async def __call__(self, machine, where):
         self.seen.append(where)
@@ -75,29 +75,30 @@ def assert_refused(summary, ok, reason, words):
     assert words in summary["message"], summary
 
 
-def test_read_error_in_the_verify_pass_is_refused_with_ram_untouched(tmp_path, disk):
+def test_read_error_in_the_verify_pass_is_refused_with_ram_untouched(tmp_path, qemu_pci, disk):
     lba = open_image(disk).lba + 2000          # inside the chunks
-    dumps = Dumps(tmp_path)
+    dumps = Dumps(tmp_path, qemu_pci)
     summary, ok = resume(disk, dumps, f"read-error:{lba}")
     assert_refused(summary, ok, "read-error", "LBA")
     dumps.assert_ram_untouched()
     assert open_image(disk).info()["state"] == "valid"     # a later boot may try again
 
 
-def test_a_read_that_never_completes_is_refused_with_ram_untouched(tmp_path, disk):
+def test_a_read_that_never_completes_is_refused_with_ram_untouched(tmp_path, qemu_pci, disk):
     """The header read is held for good by a blkdebug breakpoint: the read's deadline ends it."""
-    dumps = Dumps(tmp_path)
+    dumps = Dumps(tmp_path, qemu_pci)
     summary, ok = resume(disk, dumps, "read-stall")
     assert_refused(summary, ok, "read-error", "within")
     dumps.assert_ram_untouched()
 
 
-def test_a_read_stall_as_the_restore_pass_starts_is_refused_with_ram_untouched(tmp_path, disk):
+def test_a_read_stall_as_the_restore_pass_starts_is_refused_with_ram_untouched(
+        tmp_path, qemu_pci, disk):
     """The restore pass first reads the header again; that read never completes."""
     async def stall(machine):
         await machine.execute("human-monitor-command",
                               {"command-line": 'qemu-io d0 "break read_aio stall"'})
-    dumps = Dumps(tmp_path, {"verified": stall})
+    dumps = Dumps(tmp_path, qemu_pci, {"verified": stall})
     summary, ok = resume(disk, dumps, "blkdebug")
     assert "verified" in dumps.seen
     assert_refused(summary, ok, "read-error", "within")
@@ -125,21 +126,23 @@ def _write_image_byte(disk, offset):
         f.write(bytes([b ^ 0x40]))
 
 
-def test_header_changed_after_the_verify_pass_is_refused_with_ram_untouched(tmp_path, disk):
+def test_header_changed_after_the_verify_pass_is_refused_with_ram_untouched(
+        tmp_path, qemu_pci, disk):
     """A host-side write to the header block (past the header's checked fields, so only the
     re-read can notice) while the loader waits between its passes."""
-    dumps = Dumps(tmp_path, {"verified": lambda m: _write_image_byte(disk, 4000)})
+    dumps = Dumps(tmp_path, qemu_pci, {"verified": lambda m: _write_image_byte(disk, 4000)})
     summary, ok = resume(disk, dumps)
     assert_refused(summary, ok, "header-damaged", "changed during the verify pass")
     dumps.assert_ram_untouched()
 
 
-def test_chunk_changed_after_the_verify_pass_is_a_plain_restore_failure(tmp_path, disk, cli):
+def test_chunk_changed_after_the_verify_pass_is_a_plain_restore_failure(
+        tmp_path, qemu_pci, disk, cli):
     """Too late to refuse once pages are written: the loader stops, says RAM is partly
     restored and the machine must be reset, and never returns into the host; the image is
     not marked resumed. The CLI says so in one line and exits 1."""
     last = _last_stored_byte(open_image(disk))
-    dumps = Dumps(tmp_path, {"verified": lambda m: _write_image_byte(disk, last)})
+    dumps = Dumps(tmp_path, qemu_pci, {"verified": lambda m: _write_image_byte(disk, last)})
     summary, ok = resume(disk, dumps)
     assert not ok
     assert summary["status"] == "restore-failed" and summary["ram"] == "partly restored", summary
