@@ -14,6 +14,7 @@
 #include "layout.h"
 #include "multiboot.h"
 #include "pagesum.h"
+#include "pause.h"
 #include "printf.h"
 #include "serial.h"
 #include "vbe.h"
@@ -162,6 +163,10 @@ void host_main(uint32_t magic, uint32_t mbi)
      * state against `before` (restored too), exactly as after a normal return. */
     if (status == SOS_STATUS_RESUMED)
         kprintf("@@HOST resumed pages=%lu\n", ho->pages_saved);
+    /* The tool dumped RAM before the suspend (pause=before): let it dump again now, before
+     * the checks below write anything but our stack (suspendos.qemu.resume host_ram_dump). */
+    if (status == SOS_STATUS_RESUMED && (opt.handoff_flags & SOS_HANDOFF_PAUSE_BEFORE_READ))
+        host_pause("after-resume");
     if (ho->status != status)
         kprintf("@@STATUS returned=0x%x handoff=0x%x\n", status, ho->status);
     print_handoff(ho);

@@ -220,3 +220,30 @@ def test_disk_without_image_is_refused(tmp_path, cli, pristine):
         f.write(bytes(4096))
     p, r = _resume(cli, disk, "64M")
     assert_refused(p, r, "no-image", "no image")
+
+
+def test_ram_after_the_return_differs_only_in_the_hosts_own_pages(tmp_path, cli, qemu_pci):
+    """The same oracle after the loader's return: the test host, back from its handoff call,
+    pauses ("after-resume") and QMP pmemsave dumps every saved page again. Against the dump
+    before the suspend, the only pages that may differ are the host's own data, bss and
+    stacks, [host_rw_start, host_image_end) of qemu-boot/host.ld: its stack frames, the CPU
+    snapshot it takes after the call, and its variables. Every other saved page, the whole
+    filled RAM included, must be equal."""
+    from elftools.elf.elffile import ELFFile
+
+    from suspendos.build.testhost import build_test_host
+    from suspendos.qemu.resume import qemu_resume
+    disk, before, after = tmp_path / "disk.img", tmp_path / "before.raw", tmp_path / "after.raw"
+    _suspend(cli, disk, "64M", "--compress", "lz4", "--ram-dump", before)
+    r, ok = qemu_resume(64 << 20, disk, show_progress=False, host_ram_dump=after)
+    assert ok and r["status"] == "resumed", r
+    with open(build_test_host(tmp_path / "host.elf"), "rb") as f:
+        symbols = {s.name: s["st_value"] for s in ELFFile(f).get_section_by_name(".symtab")
+                   .iter_symbols() if s.name in ("host_rw_start", "host_image_end")}
+    own = range(symbols["host_rw_start"], symbols["host_image_end"])
+    target = qemu_target(64 << 20, pci=qemu_pci)
+    changed = differing_pages(before, after, target.saved_ranges())
+    assert changed, "the host's stack and CPU snapshot changed: an empty diff means no dump"
+    foreign = [hex(a) for a in changed if a not in own]
+    assert foreign == [], f"pages outside the host's own [{own.start:#x}, {own.stop:#x}) " \
+                          f"differ: {foreign[:8]}"

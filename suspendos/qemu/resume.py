@@ -120,12 +120,14 @@ async def stall_first_read(machine):
 
 
 def qemu_resume(memory, disk, key=None, show_progress=True, inject=None, ram_dump=None,
-                on_pause=None):
+                on_pause=None, host_ram_dump=None):
     """Returns (summary dict, ok). `inject`: blkdebug inject-error rules, or "read-stall"
     (the first read never completes). `ram_dump`: the saved RAM (QMP pmemsave, offset =
     address) at the loader's last pause, every page restored and nothing run yet: what the
     host gets back. `on_pause(machine, where)`: a coroutine called at the loader's pause
-    points (builder/resume/pause.c) while QEMU is stopped."""
+    points (builder/resume/pause.c). `host_ram_dump`: the saved RAM once the test host is
+    back from its handoff call, at its "after-resume" pause (it pauses there when the
+    suspend took a RAM dump: qemu-boot/pause.c)."""
     disk = Path(disk)
     if not disk.is_file():
         raise UsageError(f"--disk: {disk} does not exist (suspend to it first)")
@@ -135,6 +137,8 @@ def qemu_resume(memory, disk, key=None, show_progress=True, inject=None, ram_dum
     async def pause(machine, where):
         if ram_dump and where == "restored":
             await dump_ram(machine, ram_ranges, ram_dump)
+        if host_ram_dump and where == "after-resume":
+            await dump_ram(machine, ram_ranges, host_ram_dump)
         if on_pause:
             await on_pause(machine, where)
 
@@ -148,7 +152,7 @@ def qemu_resume(memory, disk, key=None, show_progress=True, inject=None, ram_dum
         log = LoaderLog(progress)
         handoff, result, exit_value, error, m = asyncio.run(
             run_guest(args, target, memory, progress=progress, on_line=log,
-                      on_pause=pause if (ram_dump or on_pause) else None,
+                      on_pause=pause if (ram_dump or on_pause or host_ram_dump) else None,
                       stop_at_pause=False,    # a held read would make QMP stop hang
                       before_cont=stall_first_read if inject == "read-stall" else None))
     outcome = log.outcome
