@@ -309,7 +309,8 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
                                      f"without reporting a handoff").args[0])
         summary = summarize(handoff, result, exit_value, error)
         summary.update(host_clock(m.clock, "PAYLOAD start", "PAYLOAD done",
-                                  "PAUSE-END before-read", handoff.bytes_written))
+                                  "PAUSE-END before-read", handoff.bytes_written,
+                                  minus=("before-header", "before-return")))
         summary["target"] = target.name
         if "vbe" in seen:
             summary["framebuffer"] = seen["vbe"]
