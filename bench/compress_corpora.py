@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,13 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import linux_swsusp  # noqa: E402
+from _runner import loadavg, results_path, suspendos_cmd, write_results  # noqa: E402
 
 PAGE = 4096
-
-
-def suspendos_cmd():
-    exe = Path(sys.executable).parent / "suspendos"
-    return [str(exe)] if exe.exists() else [shutil.which("suspendos") or "suspendos"]
 
 
 def strip_zero_pages(src: Path, dst: Path):
@@ -85,7 +80,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--linux-workdir", type=Path,
                     help="bench/linux_swsusp.py's work folder (default WORKDIR/linux)")
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=Path, help="default: bench/results/compress_corpora.json")
     a = ap.parse_args(argv)
     work = a.workdir.resolve()
     corpora, stats = make_corpora(work, (a.linux_workdir or work / "linux").resolve())
@@ -111,8 +106,8 @@ def main(argv=None):
             "speed_ratio_each_round": [r["speed_ratio"] for r in rs],
             "size_ratio_each_round": [r["size_ratio"] for r in rs],
             **({"zero_page_stats": stats[name]} if name in stats else {})}
-    if a.json:
-        a.json.write_text(json.dumps({"summary": summary, "runs": runs}, indent=2))
+    summary["load_after"] = loadavg()
+    write_results(results_path(__file__, a.json), {"summary": summary, "runs": runs})
     print(json.dumps(summary, indent=2))
     return 0
 

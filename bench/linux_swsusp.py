@@ -12,7 +12,7 @@ The method of ../shared/baseline/linux-swsusp (README-baseline.txt), redone in o
   Python, gzip) holding busybox, the 13 modules the AHCI disk needs and the /init below;
 * disk: 1152 MiB, MBR, sda1 768 MiB swap (mkswap signature), sda2 scratch; a new sparse
   file for every run, as the baseline's mkdisk.py does;
-* phases (kernel command line `hibphase=`): `dd` (the raw ceiling: busybox dd of 256 MiB to
+* phases (kernel command line `hibphase=`): `dd` (the guest's own write speed: busybox dd of 256 MiB to
   sda2, 1 MiB O_DIRECT writes, then buffered+fsync, 4 KiB O_DIRECT, 1 MiB O_DIRECT read),
   `hib` (fill a tmpfs with 64 MiB zeros, 64 MiB urandom, `seq 1 1000000` x10 = 66 MiB text,
   then `echo disk > /sys/power/state`), `resume` (the initramfs writes the swap device to
@@ -47,12 +47,14 @@ import json
 import re
 import shutil
 import stat
-import statistics
 import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runner import med  # noqa: E402
 
 MiB = 1 << 20
 SECTOR = 512
@@ -363,8 +365,8 @@ def parse_dd(lines, wall):
         r[f"{n}_s"] = s
         r[f"{n}_mb_per_s"] = round(size / s / 1e6, 1)
     if reals:
-        r["raw_ceiling_mb_per_s"] = r["write_1M_direct_mb_per_s"]
-        r["raw_ceiling_mib_per_s"] = round(256 / reals[0], 1)
+        r["dd_write_mb_per_s"] = r["write_1M_direct_mb_per_s"]
+        r["dd_write_mib_per_s"] = round(256 / reals[0], 1)
     return r
 
 
@@ -451,11 +453,6 @@ def ram_dump(setup_info, work: Path, out: Path, machine="q35"):
     return {"dump": str(out), "bytes": out.stat().st_size, "qemu_wall_s": round(wall, 2)}
 
 
-def med(values):
-    values = [v for v in values if v is not None]
-    return round(statistics.median(values), 2) if values else None
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("workdir", type=Path)
@@ -475,7 +472,7 @@ def main(argv=None):
     for rep in range(1, a.reps + 1):
         r = dd_run(info, work, f"r{rep}-dd", a.machine)
         runs.append({"rep": rep, "kind": "dd", **r})
-        log(f"rep {rep} dd: {r.get('raw_ceiling_mb_per_s')} MB/s")
+        log(f"rep {rep} dd: {r.get('dd_write_mb_per_s')} MB/s")
         for kind, nocomp in (("lzo", False), ("nocompress", True)):
             r = hib_run(info, work, f"r{rep}-{kind}", nocomp, a.machine, not a.no_resume)
             runs.append({"rep": rep, "kind": kind, **r})
@@ -484,7 +481,7 @@ def main(argv=None):
                 + (f", read {r['resume'].get('read_mb_per_s')} MB/s, data check "
                    f"{'OK' if r['resume']['ok'] else 'FAILED'}" if 'resume' in r else ""))
     summary = {"machine": a.machine, "kernel": info["kernel_deb"], "reps": a.reps,
-               "dd_raw_ceiling_mb_per_s": med(r.get("raw_ceiling_mb_per_s") for r in runs
+               "dd_write_mb_per_s": med(r.get("dd_write_mb_per_s") for r in runs
                                               if r["kind"] == "dd")}
     for kind in ("lzo", "nocompress"):
         rs = [r for r in runs if r["kind"] == kind]

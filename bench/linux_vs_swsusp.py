@@ -60,15 +60,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import linux_swsusp  # noqa: E402
+from _runner import loadavg, med, results_path, write_results  # noqa: E402
 
 from suspendos.build.payload import build_payload  # noqa: E402
 from suspendos.build.resume import build_resume_loader  # noqa: E402
@@ -96,10 +95,6 @@ CASES = ["swsusp-lzo", "ours-none", "swsusp-nocompress", "ours-lz4"]
 
 def log(msg):
     print(f"[linux_vs_swsusp] {msg}", file=sys.stderr, flush=True)
-
-
-def loadavg():
-    return os.getloadavg()[0]
 
 
 # ---------------------------------------------------------------- swsusp
@@ -250,17 +245,12 @@ class Ours:
         return r
 
 
-def med(values):
-    values = [v for v in values if v is not None]
-    return round(statistics.median(values), 3) if values else None
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("workdir", type=Path)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=Path, help="default: bench/results/linux_vs_swsusp.json")
     a = ap.parse_args(argv)
     work = a.workdir.resolve()
     cases = a.cases.split(",")
@@ -278,7 +268,7 @@ def main(argv=None):
     info = linux_swsusp.setup(sw)
     if info["abi"] != deb.abi:
         raise SystemExit(f"swsusp kernel {info['abi']} != ours {deb.abi}")
-    log(f"kernel {info['kernel_deb']}; building module, capture, payloads (load {loadavg():.2f})")
+    log(f"kernel {info['kernel_deb']}; building module, capture, payloads (load {loadavg()})")
     ours = Ours(ow)
     for c in cases:
         if c.startswith("ours-"):
@@ -294,7 +284,7 @@ def main(argv=None):
                 r = swsusp_case(info, sw, name, c == "swsusp-nocompress")
             else:
                 r = ours.case(name, c[5:])
-            r.update(rep=rep, case=c, load_before=round(la, 2), load_after=round(loadavg(), 2),
+            r.update(rep=rep, case=c, load_before=la, load_after=loadavg(),
                      started=time.strftime("%H:%M:%S", time.gmtime(t0)))
             runs.append(r)
             h, res = r["hib"], r.get("resume", {})
@@ -302,8 +292,7 @@ def main(argv=None):
                 f"({h.get('write_s')} s), cmd->off {h.get('host_echo_disk_to_poweroff_s')} s, "
                 f"RAM share {h.get('ram_share')}; read {res.get('read_mb_per_s') or res.get('read_disk_mb_per_s')}"
                 f", boot->shell {res.get('boot_to_shell_s')} s, ok {h.get('ok')}/{res.get('ok')}")
-            if a.json:
-                a.json.write_text(json.dumps({"runs": runs}, indent=2))
+            write_results(results_path(__file__, a.json), {"runs": runs})
     summary = {"kernel": info["kernel_deb"], "reps": a.reps, "memory": MEMORY}
     for c in cases:
         rs = [r for r in runs if r["case"] == c]
@@ -316,8 +305,7 @@ def main(argv=None):
             "shell_answer_s")})
         summary[c]["all_ok"] = all(r["hib"].get("ok") and r.get("resume", {}).get("ok")
                                    for r in rs)
-    if a.json:
-        a.json.write_text(json.dumps({"summary": summary, "runs": runs}, indent=2))
+    write_results(results_path(__file__, a.json), {"summary": summary, "runs": runs})
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -117,6 +117,11 @@ static void apply(const char *w, struct host_options *o)
             host_fail(EXIT_BAD_BOOT_INFO, "bad command line: pause=before|after|both");
     } else if (word_is(w, "raw_ceiling")) {
         o->handoff_flags |= SOS_HANDOFF_RAW_CEILING;
+    } else if (has_prefix(w, "tsc_hz=")) {
+        if (!parse_u64(w + 7, 0, &o->tsc_hz))
+            host_fail(EXIT_BAD_BOOT_INFO, "bad command line: tsc_hz '%s'", w + 7);
+    } else if (word_is(w, "pause_header")) {
+        o->handoff_flags |= SOS_HANDOFF_PAUSE_BEFORE_HEADER;
     } else if (word_is(w, "quiet")) {
         o->handoff_flags |= SOS_HANDOFF_QUIET;
     } else if (has_prefix(w, "vbe=")) {

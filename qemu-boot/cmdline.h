@@ -4,8 +4,11 @@
  *   mix=Z,R,T,P     percent of zero / random / text / pattern pages, summing to 100
  *                   (default 25,25,25,25)
  *   pause=before|after|both   SOS_HANDOFF_PAUSE_BEFORE_READ / _BEFORE_RETURN in handoff.flags
+ *   pause_header    SOS_HANDOFF_PAUSE_BEFORE_HEADER in handoff.flags
  *   quiet           SOS_HANDOFF_QUIET in handoff.flags
  *   raw_ceiling     SOS_HANDOFF_RAW_CEILING: the payload measures the disk, writes no image
+ *   tsc_hz=N        handoff.tsc_hz: the TSC rate the host claims (default 0: the payload
+ *                   calibrates); an implausible value makes the payload fall back
  *   vbe=WxHxBPP|off the Bochs VBE framebuffer mode to set before the handoff
  *                   (default 800x600x32; BPP 16, 24 or 32)
  *   ap_deaf=ID      the AP with this local APIC id parks and is handed in, but never
@@ -23,6 +26,7 @@ struct host_options {
     uint64_t seed;
     unsigned mix[KIND_COUNT];   /* percent per enum page_kind, sum 100 */
     uint32_t handoff_flags;     /* SOS_HANDOFF_* */
+    uint64_t tsc_hz;            /* handoff.tsc_hz */
     unsigned vbe_width, vbe_height, vbe_bpp;   /* 0 x 0 x 0: leave the display alone */
     int ap_deaf;                /* APIC id of an AP that parks but never answers, or -1 */
 };

@@ -14,6 +14,7 @@
 #include "layout.h"
 #include "multiboot.h"
 #include "pagesum.h"
+#include "pause.h"
 #include "printf.h"
 #include "serial.h"
 #include "smp.h"
@@ -145,7 +146,7 @@ void host_main(uint32_t magic, uint32_t mbi)
     struct sos_handoff *ho = blob_load(&blob);
     ho->flags = opt.handoff_flags;
     ho->serial_port = SERIAL_COM1;
-    ho->tsc_hz = 0;
+    ho->tsc_hz = opt.tsc_hz;
     describe_ram(ho);
     smp_start_aps(ho, opt.ap_deaf);
 
@@ -164,6 +165,10 @@ void host_main(uint32_t magic, uint32_t mbi)
      * state against `before` (restored too), exactly as after a normal return. */
     if (status == SOS_STATUS_RESUMED)
         kprintf("@@HOST resumed pages=%lu\n", ho->pages_saved);
+    /* The tool dumped RAM before the suspend (pause=before): let it dump again now, before
+     * the checks below write anything but our stack (suspendos.qemu.resume host_ram_dump). */
+    if (status == SOS_STATUS_RESUMED && (opt.handoff_flags & SOS_HANDOFF_PAUSE_BEFORE_READ))
+        host_pause("after-resume");
     if (ho->status != status)
         kprintf("@@STATUS returned=0x%x handoff=0x%x\n", status, ho->status);
     print_handoff(ho);

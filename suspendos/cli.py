@@ -171,8 +171,10 @@ def cmd_qemu_resume(a):
     memory = parse_size(a.memory, "--memory")
     from .target.qemu import check_memory
     check_memory(memory)
+    from .qemu.resume import parse_inject
     summary, ok = qemu_resume(memory, a.disk, key=_key(a), show_progress=not a.quiet,
-                              bus=a.disk_bus, sector_size=a.sector_size, cpus=a.cpus)
+                              bus=a.disk_bus, sector_size=a.sector_size, cpus=a.cpus,
+                              inject=parse_inject(a.inject), ram_dump=a.ram_dump)
     s = summary
     if a.json:
         emit_json(summary)
@@ -334,6 +336,10 @@ def parser():
     qr.add_argument("--memory", required=True)
     qr.add_argument("--disk", required=True)
     qr.add_argument("--key", help="the key of an encrypted image (suspendos key new)")
+    qr.add_argument("--ram-dump", help="write the restored RAM (QMP pmemsave, saved ranges, "
+                    "offset = address) here, taken before the loader returns")
+    qr.add_argument("--inject", help="read-error:LBA[,always]: fail a disk read; read-stall: "
+                    "never complete one (blkdebug)")
     qr.add_argument("--json", action="store_true")
     qr.add_argument("--quiet", action="store_true", help="no progress on stderr")
     disks.add_arguments(qr)

@@ -1,7 +1,8 @@
 """Resume end to end under real QEMU: hibernate the test machine, boot the resume loader on a
 fresh machine with the same disk, and let the test host, back from its handoff call with
 'resumed', re-check every page against the checksums it recorded before suspending and its
-CPU state. Then the other half: an image is resumed once, and a damaged, truncated, foreign
+CPU state; independently of the host, QMP pmemsave dumps before the suspend and before the
+loader's return must agree on every saved page. Then the other half: an image is resumed once, and a damaged, truncated, foreign
 or wrongly keyed image is refused with a clear message and a non-zero exit before the loader
 writes a byte of RAM (the host never runs) or of the disk."""
 import hashlib
@@ -10,8 +11,11 @@ import shutil
 
 import pytest
 
+from ramcompare import differing_pages
 from suspendos.formats import image as fmt
 from suspendos.image.reader import open_image
+from suspendos.sizes import parse_size
+from suspendos.target.qemu import qemu_target
 
 
 def _suspend(cli, disk, memory, *extra):
@@ -58,14 +62,24 @@ CYCLES = [("64M", "none", None), ("64M", "lz4", None), ("64M", "lz4", "0,20,40,4
 
 
 @pytest.mark.parametrize("memory, compress, mix", CYCLES)
-def test_hibernate_resume_cycle(tmp_path, cli, memory, compress, mix):
-    disk = tmp_path / "disk.img"
+def test_hibernate_resume_cycle(tmp_path, cli, qemu_pci, memory, compress, mix):
+    disk, before, after = tmp_path / "disk.img", tmp_path / "before.raw", tmp_path / "after.raw"
     s = _suspend(cli, disk, memory, "--compress", compress, "--seed", "7",
-                 *(["--mix", mix] if mix else []))
+                 "--ram-dump", before, *(["--mix", mix] if mix else []))
     assert open_image(disk).info()["state"] == "valid"
 
-    p, r = _resume(cli, disk, memory)
+    p, r = _resume(cli, disk, memory, "--ram-dump", after)
     assert p.returncode == 0, p.stderr
+    # The independent oracle: QMP pmemsave of every saved page when the payload started
+    # (nothing it does changes saved RAM) against the same pages when the loader is about
+    # to return (everything restored, nothing of the host run yet). No page is exempt: the
+    # host's own changes (stack, its CPU snapshot, the UART) all come after this point.
+    target = qemu_target(parse_size(memory, "--memory"), pci=qemu_pci)
+    changed = differing_pages(before, after, target.saved_ranges())
+    assert changed == [], f"{len(changed)} pages differ from the dump before the suspend, " \
+                          f"first {[hex(a) for a in changed[:4]]}"
+    before.unlink()
+    after.unlink()
     assert r["status"] == "resumed", r
     assert r["host_exit"] == "ok"
     assert r["host_memory_check"] == "passed" and r["host_cpu_check"] == "passed", r
@@ -73,6 +87,8 @@ def test_hibernate_resume_cycle(tmp_path, cli, memory, compress, mix):
     assert r["zero_pages"] == s["zero_pages"]
     assert r["seconds"] > 0 and r["mb_per_s"] > 0
     assert r["verify_seconds"] > 0 and r["restore_seconds"] > 0
+    assert r["tsc_source"] == "pit" and r["guest_clock_trusted"], r
+    assert r["host_seconds"] > 0 and r["host_disk_mb_per_s"] > 0, r
     info = open_image(disk).info()
     assert info["state"] == "resumed"
     assert r["image_bytes"] == info["bytes_on_disk"]
@@ -204,3 +220,30 @@ def test_disk_without_image_is_refused(tmp_path, cli, pristine):
         f.write(bytes(4096))
     p, r = _resume(cli, disk, "64M")
     assert_refused(p, r, "no-image", "no image")
+
+
+def test_ram_after_the_return_differs_only_in_the_hosts_own_pages(tmp_path, cli, qemu_pci):
+    """The same oracle after the loader's return: the test host, back from its handoff call,
+    pauses ("after-resume") and QMP pmemsave dumps every saved page again. Against the dump
+    before the suspend, the only pages that may differ are the host's own data, bss and
+    stacks, [host_rw_start, host_image_end) of qemu-boot/host.ld: its stack frames, the CPU
+    snapshot it takes after the call, and its variables. Every other saved page, the whole
+    filled RAM included, must be equal."""
+    from elftools.elf.elffile import ELFFile
+
+    from suspendos.build.testhost import build_test_host
+    from suspendos.qemu.resume import qemu_resume
+    disk, before, after = tmp_path / "disk.img", tmp_path / "before.raw", tmp_path / "after.raw"
+    _suspend(cli, disk, "64M", "--compress", "lz4", "--ram-dump", before)
+    r, ok = qemu_resume(64 << 20, disk, show_progress=False, host_ram_dump=after)
+    assert ok and r["status"] == "resumed", r
+    with open(build_test_host(tmp_path / "host.elf"), "rb") as f:
+        symbols = {s.name: s["st_value"] for s in ELFFile(f).get_section_by_name(".symtab")
+                   .iter_symbols() if s.name in ("host_rw_start", "host_image_end")}
+    own = range(symbols["host_rw_start"], symbols["host_image_end"])
+    target = qemu_target(64 << 20, pci=qemu_pci)
+    changed = differing_pages(before, after, target.saved_ranges())
+    assert changed, "the host's stack and CPU snapshot changed: an empty diff means no dump"
+    foreign = [hex(a) for a in changed if a not in own]
+    assert foreign == [], f"pages outside the host's own [{own.start:#x}, {own.stop:#x}) " \
+                          f"differ: {foreign[:8]}"

@@ -100,3 +100,19 @@ def test_suspend_matches_qemu_ground_truth(tmp_path, cli, qemu_pci, memory, seed
     assert saved >= 0.95 * mem_bytes
     assert _read_spans(disk, outside) == before, "bytes outside the image extents changed"
     assert "every checksum matches" in img.verify()
+
+
+@pytest.mark.parametrize("host_hz, source, used", [
+    (None, "pit", None),                    # the test host gives none: PIT calibration
+    (2_500_000_000, "host", 2_500_000_000),  # a plausible rate from the host is taken
+    (1, "fallback", 5_000_000_000),          # an implausible one: the 5 GHz fallback, said
+])
+def test_tsc_rate_and_its_source_are_reported(tmp_path, qemu_pci, host_hz, source, used):
+    from suspendos.qemu.suspend import qemu_suspend
+    s, ok = qemu_suspend(64 << 20, tmp_path / "disk.img", show_progress=False,
+                         host_tsc_hz=host_hz)
+    assert ok and s["status"] == "written", s
+    assert s["tsc_source"] == source, s
+    assert s["guest_clock_trusted"] == (source != "fallback")
+    assert s["tsc_hz"] == used if used else s["tsc_hz"] > 0
+    assert s["host_seconds"] > 0 and s["host_disk_mb_per_s"] > 0, s

@@ -29,10 +29,11 @@
  * opening MACs the whole ciphertext first and decrypts only if the tag
  * matches (two passes; the buffer is untouched on failure).
  *
- * Fixed-size __builtin_memcpy calls become plain (unaligned) moves; the only
+ * Word loads and stores are builder/lib/le.h's (plain unaligned moves); the only
  * out-of-line calls are memcpy/memset on tails and for wiping.
  */
 #include "chacha20poly1305.h"
+#include "../lib/le.h"
 
 #include <stddef.h>
 #if __STDC_HOSTED__
@@ -68,24 +69,6 @@
 
 typedef unsigned __int128 u128;
 
-/* Little-endian loads and stores at any alignment (plain movs). */
-static ALWAYS_INLINE uint32_t load32(const void *p)
-{
-    uint32_t v;
-    __builtin_memcpy(&v, p, 4);
-    return v;
-}
-
-static ALWAYS_INLINE uint64_t load64(const void *p)
-{
-    uint64_t v;
-    __builtin_memcpy(&v, p, 8);
-    return v;
-}
-
-static ALWAYS_INLINE void store32(void *p, uint32_t v) { __builtin_memcpy(p, &v, 4); }
-static ALWAYS_INLINE void store64(void *p, uint64_t v) { __builtin_memcpy(p, &v, 8); }
-
 /* Clear secrets; the empty asm keeps the compiler from dropping the memset. */
 static void wipe(void *p, size_t n)
 {
@@ -115,11 +98,11 @@ static void chacha_init(uint32_t st[16], const uint8_t key[32], uint32_t counter
     st[2] = CHACHA_CONST2;
     st[3] = CHACHA_CONST3;
     for (int i = 0; i < 8; i++)
-        st[4 + i] = load32(key + 4 * i);
+        st[4 + i] = le_load32(key + 4 * i);
     st[CHACHA_COUNTER_WORD] = counter;
-    st[13] = load32(nonce);
-    st[14] = load32(nonce + 4);
-    st[15] = load32(nonce + 8);
+    st[13] = le_load32(nonce);
+    st[14] = le_load32(nonce + 4);
+    st[15] = le_load32(nonce + 8);
 }
 
 /* 2.3 / 2.3.1: ks = inner_block^10(st) + st (word-wise, mod 2^32). */
@@ -154,7 +137,7 @@ static ALWAYS_INLINE void chacha_xor64(uint32_t st[16], const uint8_t *src, uint
     uint32_t ks[16];
     chacha_core(st, ks);
     st[CHACHA_COUNTER_WORD]++;
-#define XOR8(i) store64(dst + 8 * (i), load64(src + 8 * (i)) ^ \
+#define XOR8(i) le_store64(dst + 8 * (i), le_load64(src + 8 * (i)) ^ \
                         ((uint64_t)ks[2 * (i)] | (uint64_t)ks[2 * (i) + 1] << 32))
     XOR8(0); XOR8(1); XOR8(2); XOR8(3); XOR8(4); XOR8(5); XOR8(6); XOR8(7);
 #undef XOR8
@@ -202,12 +185,12 @@ struct poly1305 {
 /* 2.5: r = key[0..15] clamped, s = key[16..31], accumulator = 0. */
 static void poly_init(struct poly1305 *p, const uint8_t key[32])
 {
-    p->r0 = load64(key) & POLY_CLAMP_LO;
-    p->r1 = load64(key + 8) & POLY_CLAMP_HI;
+    p->r0 = le_load64(key) & POLY_CLAMP_LO;
+    p->r1 = le_load64(key + 8) & POLY_CLAMP_HI;
     p->s1 = p->r1 + (p->r1 >> 2);
     p->h0 = p->h1 = p->h2 = 0;
-    p->pad0 = load64(key + 16);
-    p->pad1 = load64(key + 24);
+    p->pad0 = le_load64(key + 16);
+    p->pad1 = le_load64(key + 24);
 }
 
 /* 2.5: for each 16-byte block: Acc = ((Acc + block + hibit*2^128) * r) % P
@@ -222,7 +205,7 @@ static inline void poly_blocks(struct poly1305 *p, const uint8_t *m, size_t nblo
     for (; nblocks; nblocks--, m += POLY_BLOCK_SIZE) {
         /* Acc += block (64-bit adds with explicit carries: gcc handles
          * these better than 128-bit sums of zero-extended words) */
-        uint64_t m0 = load64(m), m1 = load64(m + 8), c;
+        uint64_t m0 = le_load64(m), m1 = le_load64(m + 8), c;
         h0 += m0;
         c = h0 < m0;
         h1 += c;
@@ -284,8 +267,8 @@ static void poly_finish(struct poly1305 *p, uint8_t tag[16])
     t = (u128)h0 + p->pad0;
     h0 = (uint64_t)t;
     h1 = h1 + p->pad1 + (uint64_t)(t >> 64);
-    store64(tag, h0);
-    store64(tag + 8, h1);
+    le_store64(tag, h0);
+    le_store64(tag + 8, h1);
 }
 
 /* ---- public pieces ------------------------------------------------------------ */
@@ -297,7 +280,7 @@ void chacha20_block(const uint8_t key[32], uint32_t counter, const uint8_t nonce
     chacha_init(st, key, counter, nonce);
     chacha_core(st, ks);
     for (int i = 0; i < 16; i++)
-        store32(out + 4 * i, ks[i]);
+        le_store32(out + 4 * i, ks[i]);
     wipe(st, sizeof st);
     wipe(ks, sizeof ks);
 }
@@ -370,8 +353,8 @@ static void aead_begin(struct aead_ctx *c, const uint8_t key[32], const uint8_t 
 static void mac_end(struct poly1305 *p, size_t aad_len, size_t ct_len, uint8_t tag[16])
 {
     uint8_t lens[POLY_BLOCK_SIZE];
-    store64(lens, (uint64_t)aad_len);
-    store64(lens + 8, (uint64_t)ct_len);
+    le_store64(lens, (uint64_t)aad_len);
+    le_store64(lens + 8, (uint64_t)ct_len);
     poly_blocks(p, lens, 1, 1);
     poly_finish(p, tag);
     wipe(p, sizeof *p);
@@ -406,7 +389,7 @@ static void seal_run(struct aead_ctx *c, const uint8_t *src, uint8_t *dst, size_
 /* 2.5 / 4: compare tags in constant time; 0 when equal. */
 static int tag_differs(const uint8_t a[16], const uint8_t b[16])
 {
-    uint64_t d = (load64(a) ^ load64(b)) | (load64(a + 8) ^ load64(b + 8));
+    uint64_t d = (le_load64(a) ^ le_load64(b)) | (le_load64(a + 8) ^ le_load64(b + 8));
     __asm__ ("" : "+r"(d));   /* no early exit can be derived from d */
     return (int)((d | (0 - d)) >> 63);
 }

@@ -517,6 +517,8 @@ uint32_t write_image(void)
     if (rc)
         return rc;
     plugin_host_finish(SOS_STATUS_WRITTEN);    /* last frame: a plugin fault leaves no header */
+    if (h->flags & SOS_HANDOFF_PAUSE_BEFORE_HEADER)
+        pause_point("before-header");           /* the tool's power-cut tests stop here */
     memset(hdr, 0, SOS_IMAGE_HEADER_BLOCK);
     memcpy(hdr->magic, SOS_IMAGE_MAGIC, SOS_IMAGE_MAGIC_LEN);
     hdr->version = SOS_IMAGE_VERSION;

@@ -5,6 +5,7 @@
  */
 #include "payload.h"
 #include "disk.h"
+#include "failure.h"
 #include "image_writer.h"
 #include "plugin_host.h"
 #include "printf.h"
@@ -39,17 +40,13 @@ void fail_unlock(void)
 uint32_t fail(uint32_t status, const char *fmt, ...)
 {
     struct sos_handoff *h = sos_run.handoff;
-    char msg[sizeof h->message] = { 0 };
+    char msg[sizeof h->message];
     va_list ap;
     va_start(ap, fmt);
-    kvsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fail_lock();
-    if (h->status == SOS_STATUS_NOT_RUN || h->status == SOS_STATUS_WRITTEN) {
-        h->status = status;
-        memcpy(h->message, msg, sizeof msg);
-    }
+    fail_lock();                /* the first failure wins, whichever CPU records it */
+    record_failure(h, status, 1, msg, fmt, ap);
     fail_unlock();
+    va_end(ap);
     if (!smp_this_ap())         /* the serial line is the boot CPU's */
         kprintf("@@FAIL %x %s\n", status, msg);
     return status;
@@ -77,6 +74,15 @@ void pause_point(const char *where)
             return;
         }
     }
+}
+
+/* How timer_init got its rate: the host's (when plausible), the PIT's, or the fallback that
+ * the statistics must not hide (SOS_TSC_*, suspendos/formats/handoff.py). */
+static uint32_t tsc_source(uint64_t host_hz)
+{
+    if (!timer_calibrated())
+        return SOS_TSC_FALLBACK;
+    return host_hz ? SOS_TSC_HOST : SOS_TSC_PIT;
 }
 
 static uint32_t check_config(const struct sos_handoff *h, const struct sos_payload_info *info)
@@ -210,7 +216,8 @@ uint32_t payload_main(struct sos_handoff *h)
     serial_init((h->flags & SOS_HANDOFF_QUIET) ? 0 : h->serial_port);
     timer_init(h->tsc_hz);
     h->tsc_hz_used = timer_hz();
-    kprintf("@@PAYLOAD start tsc_hz=%lu\n", h->tsc_hz_used);
+    h->tsc_source = tsc_source(h->tsc_hz);
+    kprintf("@@PAYLOAD start tsc_hz=%lu tsc_source=%u\n", h->tsc_hz_used, h->tsc_source);
     /* The APs first: taking GO, a host AP's call pushes onto its own stack, which is saved
      * RAM. From here on no CPU writes saved RAM, so the pause below sees what is saved. */
     smp_start();

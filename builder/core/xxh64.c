@@ -1,11 +1,11 @@
 /*
  * XXH64, written from the xxHash specification (doc/xxhash_spec.md,
  * "XXH64 Algorithm Description"; step numbers below are the spec's).
- * Freestanding: no libc calls; loads are __builtin_memcpy of a constant size,
- * which the compiler turns into single (unaligned-safe) mov instructions.
+ * Freestanding: no libc calls; loads are builder/lib/le.h's (single unaligned-safe movs).
  * Assumes a little-endian CPU (x86-64), as the spec reads lanes little-endian.
  */
 #include "xxh64.h"
+#include "../lib/le.h"
 
 /* Spec "XXH64 Algorithm Description": the five 64-bit primes. */
 #define PRIME64_1 0x9E3779B185EBCA87ULL
@@ -21,21 +21,6 @@ static inline uint64_t rotl64(uint64_t x, unsigned r)
     return (x << r) | (x >> (64 - r));
 }
 
-static inline uint64_t xxh_load64(const uint8_t *p)
-{
-    uint64_t v;
-    __builtin_memcpy(&v, p, 8);
-    return v;
-}
-
-static inline uint32_t xxh_load32(const uint8_t *p)
-{
-    uint32_t v;
-    __builtin_memcpy(&v, p, 4);
-    return v;
-}
-
-/* Spec step 2: round(accN, laneN). */
 static inline uint64_t xxh_round(uint64_t acc, uint64_t lane)
 {
     acc += lane * PRIME64_2;
@@ -68,10 +53,10 @@ static size_t process_stripes(uint64_t acc[4], const uint8_t *p, size_t len)
 
     /* Four independent dependency chains: the CPU runs them in parallel. */
     while (p < end) {
-        a1 = xxh_round(a1, xxh_load64(p));
-        a2 = xxh_round(a2, xxh_load64(p + 8));
-        a3 = xxh_round(a3, xxh_load64(p + 16));
-        a4 = xxh_round(a4, xxh_load64(p + 24));
+        a1 = xxh_round(a1, le_load64(p));
+        a2 = xxh_round(a2, le_load64(p + 8));
+        a3 = xxh_round(a3, le_load64(p + 16));
+        a4 = xxh_round(a4, le_load64(p + 24));
         p += STRIPE_LEN;
     }
     acc[0] = a1; acc[1] = a2; acc[2] = a3; acc[3] = a4;
@@ -94,13 +79,13 @@ static inline uint64_t converge(const uint64_t acc[4])
 static uint64_t finish(uint64_t h, const uint8_t *p, size_t rem)
 {
     while (rem >= 8) {
-        h ^= xxh_round(0, xxh_load64(p));
+        h ^= xxh_round(0, le_load64(p));
         h = rotl64(h, 27) * PRIME64_1 + PRIME64_4;
         p += 8;
         rem -= 8;
     }
     if (rem >= 4) {
-        h ^= (uint64_t)xxh_load32(p) * PRIME64_1;
+        h ^= (uint64_t)le_load32(p) * PRIME64_1;
         h = rotl64(h, 23) * PRIME64_2 + PRIME64_3;
         p += 4;
         rem -= 4;

@@ -20,6 +20,7 @@
 #include "chacha20poly1305.h"
 #include "fastmem.h"
 #include "lz4.h"
+#include "parse.h"
 #include "printf.h"
 #include "stream.h"
 #include "string.h"
@@ -29,7 +30,7 @@
 #define SECTOR ((uint64_t)im.s.block)   /* the disk's logical block */
 #define PAGE   SOS_PAGE_SIZE
 #define CHUNK_FIXED sizeof(struct sos_chunk_header)
-#define MAX_BITMAP  (SOS_MAX_CHUNK_PAGES / 8)
+#define MAX_BITMAP  PARSE_MAX_BITMAP
 
 static struct {
     const struct sos_payload_info *info;
@@ -60,7 +61,7 @@ static uint64_t raw_header_size(void)
 
 static uint64_t bitmap_bytes(uint32_t pages)
 {
-    return align_up((pages + 7) / 8, 8);
+    return parse_bitmap_bytes(pages);
 }
 
 /* ---- pages of the memory list ------------------------------------------------------- */
@@ -159,15 +160,6 @@ static const uint8_t *peek(uint64_t pos, uint64_t n)
 
 /* ---- the header and the tables -------------------------------------------------------- */
 
-static uint64_t header_hash(struct sos_image_header *h)
-{
-    uint64_t saved = h->header_xxh64, v;
-    h->header_xxh64 = 0;
-    v = xxh64(h, sizeof *h, 0);
-    h->header_xxh64 = saved;
-    return v;
-}
-
 static void make_nonce(uint8_t nonce[AEAD_NONCE_SIZE], uint64_t index)
 {
     memcpy(nonce, im.hdr->image_id, 4);
@@ -189,83 +181,33 @@ static int key_opens_header(void)
                      im.hdr->key_check) == 0;
 }
 
-static void check_header(uint64_t disk_sectors)
+static struct image_expect expected(uint64_t disk_sectors)
 {
     const struct sos_payload_info *info = im.info;
-    struct sos_image_header *h = im.hdr;
-    const struct sos_extent *ext = im.s.extents;
-    uint64_t ext_bytes = info->sector_count * sizeof(struct sos_extent);
-    uint64_t rng_bytes = info->memory_count * sizeof(struct sos_mem_range);
-    uint64_t pages = 0;
-    for (uint32_t i = 0; i < info->memory_count; i++)
-        pages += (im.ranges[i].end - im.ranges[i].start) / PAGE;
-
-    if (memcmp(h->magic, SOS_IMAGE_MAGIC, SOS_IMAGE_MAGIC_LEN))
-        refuse(REFUSE_NO_IMAGE, "no image at LBA %lu (an interrupted or failed suspend "
-               "leaves none)", ext[0].lba);
-    if (h->version != SOS_IMAGE_VERSION)
-        refuse(REFUSE_VERSION, "image version %u, this loader reads %u", h->version,
-               SOS_IMAGE_VERSION);
-    if (header_hash(h) != h->header_xxh64)
-        refuse(REFUSE_HEADER_DAMAGED, "image header checksum mismatch (the header is damaged)");
-    if (h->state == SOS_IMAGE_RESUMED)
-        refuse(REFUSE_ALREADY_RESUMED, "image already resumed (an image is resumed once)");
-    if (h->state != SOS_IMAGE_VALID)
-        refuse(REFUSE_HEADER_DAMAGED, "image state %u is neither valid nor resumed", h->state);
-    if (h->memmap_hash != info->memmap_hash)
-        refuse(REFUSE_OTHER_MACHINE, "image from another machine or memory size (memory map "
-               "hash 0x%lx, ours 0x%lx)", h->memmap_hash, info->memmap_hash);
-    if (h->header_size != sizeof *h || h->page_size != PAGE ||
-        h->checksum != SOS_CHECKSUM_XXH64 || h->compression > SOS_COMPRESS_LZ4 ||
-        h->encryption > SOS_ENCRYPT_CHACHA20_POLY1305 || !h->chunk_pages ||
-        h->chunk_pages > SOS_MAX_CHUNK_PAGES)
-        refuse(REFUSE_UNSUPPORTED, "header: size %u, page size %u, checksum %u, compression "
-               "%u, encryption %u, chunk pages %u", h->header_size, h->page_size, h->checksum,
-               h->compression, h->encryption, h->chunk_pages);
-    if ((h->block_size ? h->block_size : 512) != info->block_size)
-        refuse(REFUSE_EXTENTS_DIFFER, "the image was written in %u-byte blocks, this disk has "
-               "%u", h->block_size ? h->block_size : 512, info->block_size);
-    if (h->extent_count != info->sector_count)
-        refuse(REFUSE_EXTENTS_DIFFER, "the image has %u extents, this target %u",
-               h->extent_count, info->sector_count);
-    if (h->range_count != info->memory_count || h->pages_total != pages)
-        refuse(REFUSE_RANGES_DIFFER, "the image has %u ranges (%lu pages), this target %u "
-               "(%lu pages)", h->range_count, h->pages_total, info->memory_count, pages);
-    if (h->extents_offset != SOS_IMAGE_HEADER_BLOCK ||
-        h->ranges_offset != SOS_IMAGE_HEADER_BLOCK + ext_bytes ||
-        h->chunks_offset != align_up(SOS_IMAGE_HEADER_BLOCK + ext_bytes + rng_bytes, PAGE) ||
-        h->chunk_count != (pages + h->chunk_pages - 1) / h->chunk_pages ||
-        h->pages_data + h->pages_zero != pages || h->data_end < h->chunks_offset ||
-        h->stored_bytes != h->data_end - h->chunks_offset ||
-        h->data_end > info->image_sectors * SECTOR)
-        refuse(REFUSE_HEADER_DAMAGED, "header fields disagree (tables at %lu/%lu, chunks at "
-               "%lu, %lu chunks, data end %lu of %lu bytes)", h->extents_offset,
-               h->ranges_offset, h->chunks_offset, h->chunk_count, h->data_end,
-               info->image_sectors * SECTOR);
-
-    /* Truncated: the disk must hold every sector the image uses. */
-    uint64_t left = align_up(h->data_end, SECTOR) / SECTOR;
-    for (uint32_t i = 0; i < info->sector_count && left; i++) {
-        uint64_t use = left < ext[i].count ? left : ext[i].count;
-        if (ext[i].lba + use > disk_sectors)
-            refuse(REFUSE_TRUNCATED, "truncated disk: the image needs sectors up to %lu, the "
-                   "disk has %lu", ext[i].lba + use, disk_sectors);
-        left -= use;
-    }
+    return (struct image_expect){
+        .memmap_hash = info->memmap_hash,
+        .extents = im.s.extents, .extent_count = info->sector_count,
+        .ranges = im.ranges, .range_count = info->memory_count,
+        .capacity = info->image_sectors * SECTOR, .disk_sectors = disk_sectors,
+        .block_size = info->block_size,
+    };
 }
 
-static void check_tables(void)
+/* parse.c checks; a failure is a refusal (nothing is written yet). */
+static void check_header(uint64_t disk_sectors)
 {
-    const struct sos_payload_info *info = im.info;
-    uint64_t ext_bytes = info->sector_count * sizeof(struct sos_extent);
-    uint64_t rng_bytes = info->memory_count * sizeof(struct sos_mem_range);
-    if (xxh64(im.tables, ext_bytes + rng_bytes, 0) != im.hdr->tables_xxh64)
-        refuse(REFUSE_TABLES_DAMAGED, "extent/range tables checksum mismatch (damaged)");
-    if (memcmp(im.tables, im.s.extents, ext_bytes))
-        refuse(REFUSE_EXTENTS_DIFFER, "the image's extent table is not this target's sector "
-               "list (an image written for other extents)");
-    if (memcmp(im.tables + ext_bytes, im.ranges, rng_bytes))
-        refuse(REFUSE_RANGES_DIFFER, "the image's range table is not this target's memory list");
+    struct image_expect e = expected(disk_sectors);
+    struct parse_error err;
+    if (parse_header(im.hdr, &e, &err))
+        refuse(err.why, "%s", err.msg);
+}
+
+static void check_tables(uint64_t disk_sectors)
+{
+    struct image_expect e = expected(disk_sectors);
+    struct parse_error err;
+    if (parse_tables(im.tables, im.hdr, &e, &err))
+        refuse(err.why, "%s", err.msg);
     if (im.hdr->encryption != SOS_ENCRYPT_NONE && !key_opens_header())
         refuse(REFUSE_WRONG_KEY, "wrong key: the image's key_check does not open with the "
                "loader's key");
@@ -306,7 +248,7 @@ void image_open(uint64_t disk_sectors)
     read_buffer(0, im.hdr, SOS_IMAGE_HEADER_BLOCK);
     check_header(disk_sectors);
     read_buffer(SOS_IMAGE_HEADER_BLOCK, im.tables, im.tables_bytes);
-    check_tables();
+    check_tables(disk_sectors);
 
     /* LZ4 output holds one chunk's pages; the read buffer at least one whole buffered
      * chunk (raw unencrypted chunks of any size are streamed). */
@@ -336,16 +278,8 @@ const struct sos_cpu_context *image_context(void)
 
 /* ---- chunks ------------------------------------------------------------------------------ */
 
-struct chunk {
-    uint64_t offset, next;                      /* image offsets: header, next chunk */
-    uint64_t index, first_page;
-    uint32_t zero;
-    struct sos_chunk_header h;                  /* copies of what was read */
-    uint8_t bitmap[MAX_BITMAP];
-};
-
 /* Physical range of a chunk's pages, for messages ("[first, last page end)"). */
-static void chunk_where(const struct chunk *c, uint64_t *from, uint64_t *to)
+static void chunk_where(const struct parsed_chunk *c, uint64_t *from, uint64_t *to)
 {
     struct cursor k = { 0, 0 };
     uint64_t pages = c->h.page_count ? c->h.page_count : 1;
@@ -353,7 +287,7 @@ static void chunk_where(const struct chunk *c, uint64_t *from, uint64_t *to)
     *to = page_address(c->first_page + pages - 1, &k) + PAGE;
 }
 
-static __attribute__((noreturn)) void chunk_bad(const struct chunk *c, const char *what)
+static __attribute__((noreturn)) void chunk_bad(const struct parsed_chunk *c, const char *what)
 {
     uint64_t from, to;
     chunk_where(c, &from, &to);
@@ -364,55 +298,9 @@ static __attribute__((noreturn)) void chunk_bad(const struct chunk *c, const cha
            from, to, c->offset, what);
 }
 
-/* Checks the chunk header at p (image offset c->offset) against what the sequence expects
- * (c->index, c->first_page) and copies it into c. */
-static void check_chunk_header(const uint8_t *p, struct chunk *c)
-{
-    const struct sos_image_header *ih = im.hdr;
-    struct sos_chunk_header *h = &c->h;
-    uint64_t left = ih->pages_total - c->first_page;
-    uint32_t expect = left < ih->chunk_pages ? (uint32_t)left : ih->chunk_pages;
-    memcpy(h, p, CHUNK_FIXED);
-    if (h->magic != SOS_CHUNK_MAGIC)
-        chunk_bad(c, "no chunk magic");
-    if (h->page_count != expect)
-        chunk_bad(c, "page count differs from the header's chunk size");
-    uint64_t blen = bitmap_bytes(h->page_count);
-    memcpy(c->bitmap, p + CHUNK_FIXED, blen);
-    uint64_t sum = h->header_xxh64;
-    struct xxh64_state st;
-    h->header_xxh64 = 0;
-    xxh64_reset(&st, 0);
-    xxh64_update(&st, h, CHUNK_FIXED);
-    xxh64_update(&st, c->bitmap, blen);
-    h->header_xxh64 = sum;
-    if (xxh64_digest(&st) != sum)
-        chunk_bad(c, "header checksum mismatch");
-    if (h->index != c->index || h->first_page != c->first_page)
-        chunk_bad(c, "index or first page out of sequence");
-    uint64_t compact = align_up(CHUNK_FIXED + blen, SOS_CHUNK_ALIGN);
-    if (h->header_size != raw_header_size() && h->header_size != compact)
-        chunk_bad(c, "bad header size");
-    if (h->flags != (ih->encryption ? SOS_CHUNKF_ENCRYPTED : 0))
-        chunk_bad(c, "encryption flag differs from the image's");
-    c->zero = 0;
-    for (uint32_t i = 0; i < h->page_count; i++)
-        c->zero += (c->bitmap[i / 8] >> (i % 8)) & 1;
-    if (h->data_pages != h->page_count - c->zero)
-        chunk_bad(c, "data page count disagrees with the zero bitmap");
-    uint64_t raw = (uint64_t)h->data_pages * PAGE;
-    if (h->encoding == SOS_CHUNK_RAW ? h->stored_size != raw
-        : h->encoding != SOS_CHUNK_LZ4 || ih->compression != SOS_COMPRESS_LZ4 ||
-          !h->stored_size || h->stored_size >= raw)
-        chunk_bad(c, "bad encoding or stored size");
-    c->next = align_up(c->offset + h->header_size + h->stored_size, SOS_CHUNK_ALIGN);
-    if (c->next > ih->data_end)
-        chunk_bad(c, "runs past the image's data end");
-}
-
 /* Raw, unencrypted chunks with the one-block header are never decoded: the verify pass
  * streams them through the buffer, the restore pass DMAs them into their pages. */
-static int streamed(const struct chunk *c)
+static int streamed(const struct parsed_chunk *c)
 {
     return c->h.encoding == SOS_CHUNK_RAW && !(c->h.flags & SOS_CHUNKF_ENCRYPTED) &&
            c->h.header_size == raw_header_size() && c->offset % SECTOR == 0;
@@ -420,7 +308,7 @@ static int streamed(const struct chunk *c)
 
 /* Read and check the header of the chunk at c->offset: through the read buffer in the
  * verify pass, without reading ahead in the restore pass. */
-static void next_chunk_header(struct chunk *c)
+static void next_chunk_header(struct parsed_chunk *c)
 {
     const uint8_t *(*get)(uint64_t, uint64_t) = im.restoring ? peek : window;
     if (c->offset + CHUNK_FIXED > im.hdr->data_end)
@@ -430,13 +318,15 @@ static void next_chunk_header(struct chunk *c)
     uint64_t need = CHUNK_FIXED + bitmap_bytes(pages <= SOS_MAX_CHUNK_PAGES ? pages : 0);
     if (c->offset + need > im.hdr->data_end)
         need = CHUNK_FIXED;
-    check_chunk_header(get(c->offset, need), c);
+    const char *what = parse_chunk_header(get(c->offset, need), need, im.hdr, c);
+    if (what)
+        chunk_bad(c, what);
 }
 
 /* The stored bytes of a buffered chunk, checked (data_xxh64, AEAD tag) and, in the restore
  * pass, decoded to `out`: returns where its data pages are, data_pages * 4096 bytes (`out`
  * for LZ4, the read buffer for raw). Decrypts in the read buffer. */
-static const uint8_t *open_chunk(struct chunk *c, uint8_t *out)
+static const uint8_t *open_chunk(struct parsed_chunk *c, uint8_t *out)
 {
     const struct sos_chunk_header *h = &c->h;
     uint64_t total = h->header_size + (uint64_t)h->stored_size;
@@ -495,13 +385,13 @@ static void copy_page(uint64_t dst, const uint8_t *src)
     }
 }
 
-static int is_zero_page(const struct chunk *c, uint32_t i)
+static int is_zero_page(const struct parsed_chunk *c, uint32_t i)
 {
     return (c->bitmap[i / 8] >> (i % 8)) & 1;
 }
 
 /* Zero-copy: the data pages by DMA straight into RAM, then hashed where they landed. */
-static void restore_streamed(struct chunk *c, struct cursor *k)
+static void restore_streamed(struct parsed_chunk *c, struct cursor *k)
 {
     unsigned n = 0;
     for (uint32_t i = 0; i < c->h.page_count; i++) {
@@ -529,7 +419,7 @@ static void restore_streamed(struct chunk *c, struct cursor *k)
 
 /* Decoded (or decrypted) in scratch, then copied to the pages; an LZ4 block whose data
  * pages are contiguous in RAM is decoded straight into them. */
-static void restore_buffered(struct chunk *c, struct cursor *k)
+static void restore_buffered(struct parsed_chunk *c, struct cursor *k)
 {
     static uint64_t where[SOS_MAX_CHUNK_PAGES];
     uint64_t expect = 0;
@@ -564,7 +454,7 @@ static void pass(int restoring)
 {
     const struct sos_image_header *ih = im.hdr;
     struct sos_handoff *h = sos_run.handoff;
-    struct chunk c = { .offset = ih->chunks_offset };
+    struct parsed_chunk c = { .offset = ih->chunks_offset };
     struct cursor k = { 0, 0 };
     uint64_t zero = 0;
     im.restoring = restoring;
@@ -635,7 +525,7 @@ void image_mark_resumed(void)
 {
     struct sos_image_header *h = im.hdr;
     h->state = SOS_IMAGE_RESUMED;
-    h->header_xxh64 = header_hash(h);
+    h->header_xxh64 = parse_header_hash(h);
     im.s.pos = 0;
     if (stream_write_buffer(&im.s, h, SOS_IMAGE_HEADER_BLOCK) || stream_flush_cache(&im.s))
         restore_failed("could not mark the image resumed: %s",

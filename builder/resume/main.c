@@ -10,6 +10,7 @@
 #include "resume.h"
 #include "payload.h"
 #include "disk.h"
+#include "failure.h"
 #include "multiboot.h"
 #include "port_io.h"
 #include "printf.h"
@@ -38,10 +39,6 @@ struct sos_handoff resume_handoff;
 
 struct run sos_run;
 int resume_ram_touched;
-/* "pause=after-release" on the command line (tests): after the disk is given back, wait for
- * a byte on serial so the test tool can dump RAM twice and prove nothing DMAs into it. */
-static int pause_after_release;
-#define PAUSE_DEADLINE_US (600ull * 1000 * 1000)
 static struct boot_info boot;
 
 static const char *const reason_names[] = {
@@ -64,12 +61,11 @@ static __attribute__((noreturn)) void end(unsigned code)
 uint32_t fail(uint32_t status, const char *fmt, ...)
 {
     struct sos_handoff *h = sos_run.handoff;
+    char msg[sizeof h->message];
     va_list ap;
     va_start(ap, fmt);
-    memset(h->message, 0, sizeof h->message);
-    kvsnprintf((char *)h->message, sizeof h->message, fmt, ap);
+    record_failure(h, status, 0, msg, fmt, ap);
     va_end(ap);
-    h->status = status;
     return status;
 }
 
@@ -94,6 +90,7 @@ void refuse(enum resume_reason why, const char *fmt, ...)
         restore_failed("%s: %s", reason_names[why], msg);
     release_devices();
     kprintf("@@RESUME refused %s %s\n", reason_names[why], msg);
+    resume_pause("end");
     end(RESUME_EXIT_REFUSED + why);
 }
 
@@ -107,6 +104,7 @@ void restore_failed(const char *fmt, ...)
     release_devices();
     kprintf("@@RESUME failed %s (RAM partly restored: the machine must be reset; the image "
             "stays valid)\n", msg);
+    resume_pause("end");
     end(RESUME_EXIT_RESTORE_FAILED);
 }
 
@@ -138,26 +136,6 @@ __attribute__((noreturn)) void fault_handler(struct fault_frame *f)
         release_devices();
     }
     end(RESUME_EXIT_FAULT);
-}
-
-static int has_word(const char *s, const char *w)
-{
-    size_t n = strlen(w);
-    for (; s && *s; s++)
-        if (!memcmp(s, w, n))
-            return 1;
-    return 0;
-}
-
-static void release_pause(const char *where)
-{
-    while (serial_try_getc() >= 0)
-        ;
-    kprintf("@@PAUSE %s\n", where);
-    uint64_t deadline = timer_deadline_us(PAUSE_DEADLINE_US);
-    while (serial_try_getc() < 0)
-        if (timer_expired(deadline))
-            return;
 }
 
 void resume_progress(uint64_t done, uint64_t total)
@@ -258,7 +236,7 @@ void resume_main(uint32_t magic, uint32_t mbi)
     /* First, before scratch or any saved page is written: the firmware's memory map
      * lives in low RAM (and the multiboot structures right after our image). */
     multiboot_read(magic, mbi, &boot);
-    pause_after_release = has_word(boot.cmdline, "pause=after-release");
+    resume_pause_init(boot.cmdline);
 
     memset(h, 0, sizeof *h);
     h->magic = SOS_HANDOFF_MAGIC;
@@ -272,16 +250,19 @@ void resume_main(uint32_t magic, uint32_t mbi)
 
     timer_init(0);
     h->tsc_hz_used = timer_hz();
+    h->tsc_source = timer_calibrated() ? SOS_TSC_PIT : SOS_TSC_FALLBACK;
+    resume_pause("start");
     uint64_t sectors = open_disk(info);
     h->tsc_start = rdtsc();                 /* from the first image read to the return */
     image_open(sectors);
     image_verify();
+    resume_pause("verified");
     image_restore();
     image_mark_resumed();
     release_devices();
-    if (pause_after_release)
-        release_pause("after-release");
+    resume_pause("after-release");
     h->tsc_end = rdtsc();
+    resume_pause("restored");
     h->status = SOS_STATUS_RESUMED;
     memcpy(&h->context, image_context(), sizeof h->context);
     kprintf("@@RESUME returning rip=0x%lx rsp=0x%lx\n", h->context.rip, h->context.rsp);

@@ -79,6 +79,11 @@ const struct sos_cpu_context *image_context(void);
  * host's handoff call. Never returns. */
 __attribute__((noreturn)) void cpu_resume(const struct sos_cpu_context *saved);
 
+/* pause.c: "@@PAUSE <where>" and a wait for one serial byte, when the command line holds
+ * the word "pause" (the tool's RAM dumps); nothing otherwise. */
+void resume_pause_init(const char *cmdline);
+void resume_pause(const char *where);
+
 /* Progress on serial, as the payload prints it: "@@PROGRESS done total". */
 void resume_progress(uint64_t done, uint64_t total);
 

@@ -21,6 +21,18 @@ HANDOFF_FLAGS = Constants(
     QUIET=1 << 2,                # no log lines on serial
     RAW_CEILING=1 << 3,          # write no image: stream a constant buffer through the disk
                                  # and extents (as much as the memory list), to measure the disk
+    PAUSE_BEFORE_HEADER=1 << 4,  # same, after the data's flush, before the header is written
+)
+
+# How tsc_hz_used was obtained. FALLBACK means neither the host gave a plausible rate nor
+# the PIT calibration produced one: every time and deadline then assumes 5 GHz, so callers
+# must say so rather than print speeds (drivers/timer.h).
+TSC_SOURCE = Constants(
+    "SOS_TSC_", "handoff.tsc_source: where tsc_hz_used came from.",
+    UNKNOWN=0,                   # not reported (a payload that predates the field)
+    HOST=1,                      # the host's handoff.tsc_hz, in the plausible range
+    PIT=2,                       # calibrated against PIT channel 2 (3 x 10 ms gates)
+    FALLBACK=3,                  # neither: TIMER_FALLBACK_HZ, times are not to be trusted
 )
 
 Handoff = c.Struct(
@@ -54,7 +66,8 @@ Handoff = c.Struct(
     "tsc_hz_used" / u64,
     "draw_tsc" / u64,             # time spent in plugins
     "message" / c.Bytes(64),      # NUL-terminated, names what failed
-    "_pad1" / c.Bytes(8),
+    "tsc_source" / u32,           # TSC_SOURCE: how tsc_hz_used was obtained
+    "_pad1" / c.Bytes(4),
     # CPUs (formats/smp.py): host fills cpu_count and the slots, payload returns the rest
     "cpu_count" / u32,            # APs handed in: cpus[0 .. cpu_count)
     "cpus_used" / u32,            # CPUs that worked in the run, the boot CPU included
@@ -74,9 +87,9 @@ def new_handoff():
                 fault_error_code=0, fault_rip=0, fault_address=0, failed_lba=0, detail=0,
                 pages_total=0, pages_saved=0, zero_pages=0, bytes_written=0, raw_bytes=0,
                 chunks=0, tsc_start=0, tsc_end=0, tsc_hz_used=0, draw_tsc=0,
-                message=bytes(64), _pad1=bytes(8), cpu_count=0, cpus_used=0, cpus_missing=0,
-                fault_cpu=0, disk_tsc=0, compute_tsc=0, cpus=[empty_slot() for _ in range(MAX_CPUS)],
-                context=empty_context())
+                message=bytes(64), tsc_source=0, _pad1=bytes(4), cpu_count=0, cpus_used=0,
+                cpus_missing=0, fault_cpu=0, disk_tsc=0, compute_tsc=0,
+                cpus=[empty_slot() for _ in range(MAX_CPUS)], context=empty_context())
 
 
 def empty_slot():

@@ -56,8 +56,8 @@ def disk_args(path, inject=None, bus="ahci", sector_size=512):
     if not inject:
         return ["-drive", f"if=none,id=d0,file={path},format=raw,cache=writeback", *device]
     import json
-    if inject == "stall":        # a breakpoint is set through QMP once QEMU runs
-        inject = []
+    if isinstance(inject, str):  # "stall", "read-stall", "blkdebug": breakpoints are set
+        inject = []              # through QMP once QEMU runs
     debug = {"driver": "blkdebug", "image": {"driver": "file", "filename": os.fspath(path)}}
     if inject:
         debug["inject-error"] = inject
@@ -147,6 +147,11 @@ class QemuMachine:
         if out.strip():
             self.tail += ["[qemu] " + l for l in out.decode("utf-8", "replace").splitlines()[-10:]]
         return self.returncode
+
+    async def kill(self):
+        """A power cut: SIGKILL, no QMP quit, nothing flushed by QEMU on the way out."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.returncode = await self.proc.wait()
 
     async def stop(self):
         """Always safe to call: quits QEMU however it is doing, and closes the sockets."""

@@ -17,7 +17,8 @@ from ..formats.status import STATUS
 from ..target.qemu import qemu_target
 from . import protocol
 from .machine import disk_args, machine_args
-from .suspend import Progress, _mb_per_s, run_guest
+from .ramdump import dump_ram
+from .suspend import Progress, _mb_per_s, host_clock, run_guest, tsc_fields
 
 PAGE = 4096
 # The loader's isa-debug-exit values (builder/resume/resume.h).
@@ -87,6 +88,7 @@ def summarize(handoff, result, exit_value, log):
         "bytes_read": handoff.bytes_written,     # both passes, header and tables included
         "chunks": handoff.chunks,
         "seconds": round(seconds, 4),
+        **tsc_fields(handoff),
         "verify_seconds": round(log.times.get("verified", 0.0), 4),
         "restore_seconds": round(log.times.get("restored", 0.0), 4),
         "mb_per_s": _mb_per_s(image_bytes, seconds),
@@ -98,33 +100,76 @@ def summarize(handoff, result, exit_value, log):
     }
 
 
+def parse_inject(spec):
+    """`qemu resume --inject`: read-error:LBA[,always] -> a blkdebug rule that fails the read
+    covering LBA (once, or every time); read-stall -> the first read never completes."""
+    if not spec:
+        return None
+    if spec == "read-stall":
+        return spec
+    kind, _, rest = spec.partition(":")
+    parts = rest.split(",")
+    if kind != "read-error" or not parts[0].isdigit() or any(p != "always" for p in parts[1:]):
+        raise UsageError(f"--inject: {spec!r} is not read-error:LBA[,always] or read-stall")
+    return [{"event": "read_aio", "errno": 5, "sector": int(parts[0]),
+             "once": "always" not in parts[1:]}]
+
+
+async def stall_first_read(machine):
+    """blkdebug's breakpoint holds the first read request for good (the header's)."""
+    await machine.execute("human-monitor-command",
+                          {"command-line": 'qemu-io d0 "break read_aio stall"'})
+
+
 def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_size=512,
-                on_release=None, cpus=1):
+                on_release=None, cpus=1, inject=None, ram_dump=None, on_pause=None,
+                host_ram_dump=None):
     """Returns (summary dict, ok). `bus`, `sector_size`: as `qemu suspend` was given.
     `on_release(machine)`: an async hook run (guest stopped) once the loader has given the
     disk back and before it returns into the host (the loader's pause=after-release).
-    `cpus`: QEMU -smp; the resumed test host starts its APs again and checks they park."""
+    `cpus`: QEMU -smp; the resumed test host starts its APs again and checks they park.
+    `inject`: blkdebug inject-error rules, or "read-stall" (the first read never completes).
+    `ram_dump`: the saved RAM (QMP pmemsave, offset = address) at the loader's last pause,
+    every page restored and nothing run yet: what the host gets back. `on_pause(machine,
+    where)`: a coroutine called at the loader's pause points (builder/resume/pause.c).
+    `host_ram_dump`: the saved RAM once the test host is back from its handoff call, at its
+    "after-resume" pause (it pauses there when the suspend took a RAM dump:
+    qemu-boot/pause.c)."""
     disk = Path(disk)
     if not disk.is_file():
         raise UsageError(f"--disk: {disk} does not exist (suspend to it first)")
     target = _target_for(memory, disk, bus, sector_size)
+    ram_ranges = target.saved_ranges()
+
+    async def pause(machine, where):
+        if ram_dump and where == "restored":
+            await dump_ram(machine, ram_ranges, ram_dump)
+        if host_ram_dump and where == "after-resume":
+            await dump_ram(machine, ram_ranges, host_ram_dump)
+        if on_release and where == "after-release":
+            await on_release(machine)
+        if on_pause:
+            await on_pause(machine, where)
+
     with tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
         loader = Path(tmp) / "resume.elf"
         build_resume_loader(target, loader, key=key)
+        from .disks import scale_inject
         args = [*machine_args(memory, cpus),
-                *disk_args(disk, bus=bus, sector_size=sector_size),
+                *disk_args(disk, scale_inject(inject, sector_size), bus, sector_size),
                 "-kernel", str(loader)]
-        if on_release:
-            args += ["-append", "pause=after-release"]
-
-        async def on_pause(machine, where):
-            if where == "after-release":
-                await on_release(machine)
+        words = (["pause"] if (ram_dump or on_pause) else []) + \
+            (["pause=after-release"] if on_release else [])
+        if words:
+            args += ["-append", " ".join(words)]
         progress = Progress(show_progress)
         log = LoaderLog(progress)
         handoff, result, exit_value, error, m = asyncio.run(
-            run_guest(args, target, memory, on_pause if on_release else None,
-                      progress=progress, on_line=log))
+            run_guest(args, target, memory, progress=progress, on_line=log,
+                      on_pause=pause if (ram_dump or on_pause or host_ram_dump or on_release)
+                      else None,
+                      stop_at_pause=False,    # a held read would make QMP stop hang
+                      before_cont=stall_first_read if inject == "read-stall" else None))
     outcome = log.outcome
     if not outcome and exit_value is not None and EXIT_REFUSED < exit_value <= EXIT_FAULT:
         status = {EXIT_RESTORE_FAILED: "restore-failed", EXIT_FAULT: "loader-fault"}.get(
@@ -140,6 +185,9 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
         raise RunError(m.failure(f"the resume loader ended without a verdict (QEMU exit "
                                  f"{m.returncode}, guest code {exit_value})").args[0])
     summary = summarize(handoff, result, exit_value, log)
+    summary.update(host_clock(m.clock, "RESUME verifying", "RESUME returning",
+                              disk_bytes=handoff.bytes_written,
+                              minus=("verified", "restored")))
     summary["target"] = target.name
     summary["cpus"] = cpus
     summary["cpus_used"] = handoff.cpus_used or 1

@@ -49,6 +49,28 @@ def _mb_per_s(nbytes, seconds):
     return round(nbytes / seconds / 1e6, 1) if seconds > 0 else None
 
 
+def tsc_fields(handoff):
+    """The guest's TSC rate and how it was obtained: "host", "pit", or "fallback" (an
+    assumed 5 GHz: the guest's seconds and speeds are then not measurements)."""
+    from ..formats.handoff import TSC_SOURCE
+    source = TSC_SOURCE.name_of(handoff.tsc_source).lower()
+    return {"tsc_hz": handoff.tsc_hz_used, "tsc_source": source,
+            "guest_clock_trusted": source in ("host", "pit")}
+
+
+def host_clock(clock, start, end, after=None, disk_bytes=0, minus=()):
+    """Seconds between two protocol lines by the host's monotonic clock (serial latency,
+    milliseconds, included): a measure that does not depend on the guest's TSC rate.
+    `after`: a pause that ended after `start` (a RAM dump), not counted; `minus`: pauses
+    in between, not counted either."""
+    if start not in clock or end not in clock:
+        return {"host_seconds": None, "host_disk_mb_per_s": None}
+    t0 = max(clock[start], clock.get(after, 0.0))
+    seconds = clock[end] - t0 - sum(clock.get("PAUSED " + w, 0.0) for w in minus)
+    return {"host_seconds": round(seconds, 3),
+            "host_disk_mb_per_s": _mb_per_s(disk_bytes, seconds)}
+
+
 def summarize(handoff, host_result, exit_value, message):
     seconds = ((handoff.tsc_end - handoff.tsc_start) / handoff.tsc_hz_used
                if handoff.tsc_hz_used and handoff.tsc_end > handoff.tsc_start else 0.0)
@@ -63,6 +85,7 @@ def summarize(handoff, host_result, exit_value, message):
         "raw_bytes": handoff.raw_bytes,
         "chunks": handoff.chunks,
         "seconds": round(seconds, 4),
+        **tsc_fields(handoff),
         "mb_per_s": _mb_per_s(handoff.bytes_written, seconds),
         "ram_mb_per_s": _mb_per_s(handoff.pages_saved * 4096, seconds),
         "host_exit": protocol.HOST_EXIT.get(exit_value, f"exit {exit_value}"),
@@ -112,13 +135,47 @@ async def stall_first_write(machine):
                           {"command-line": 'qemu-io d0 "break write_aio stall"'})
 
 
+POWER_CUTS = ("mid-stream", "before-header", "in-header")
+HEADER_HOLD = 2.0   # seconds the held header write waits before the cut (see power_cut_at)
+
+
+async def power_cut_at(m, cut, key, fields):
+    """SIGKILL QEMU at a deterministic point of the image write; True once it is dead.
+    mid-stream:    at the first progress line between 0 and 100 %; the payload also waits
+                   at its before-header pause, so the header cannot be written first.
+    before-header: at that pause (the data written and flushed, the header not yet).
+    in-header:     at that pause, a blkdebug breakpoint is set on the next write (the
+                   header's), the payload is let go, and the kill comes while the write is
+                   held (or, on a slow machine, before the payload issued it: the disk is the
+                   same either way; QEMU writes a request with one pwritev, so a kill cannot
+                   tear it — torn headers are the tests' host-side business)."""
+    if cut == "mid-stream":
+        hit = key == "PROGRESS" and len(fields) == 2 and 0 < int(fields[0]) < int(fields[1])
+    else:
+        hit = key == "PAUSE" and fields[:1] == ["before-header"]
+    if not hit:
+        return False
+    if cut == "in-header":
+        await m.execute("human-monitor-command",
+                        {"command-line": 'qemu-io d0 "break write_aio header"'})
+        await m.send_serial(b"g")
+        await asyncio.sleep(HEADER_HOLD)
+    await m.kill()
+    return True
+
+
 async def run_guest(args, target, memory, on_pause=None, progress=None, deadline_s=None,
-                    before_cont=None, on_line=None):
+                    before_cont=None, on_line=None, power_cut=None, stop_at_pause=True):
     """Boot the machine with `args`, follow the protocol until QEMU exits; returns
     (handoff or None, host @@RESULT fields, exit value, last error message, log tail).
-    `on_line(key, fields, line)` sees every protocol line first; True means handled."""
+    `on_line(key, fields, line)` sees every protocol line first; True means handled.
+    `power_cut`: one of POWER_CUTS; QEMU is killed there (exit value "power-cut").
+    `stop_at_pause`: QMP stop/cont around on_pause. QMP stop drains the disk's requests, so
+    it never returns while blkdebug holds one: pass False where that can happen (the guest
+    then spins at its pause, which writes no saved RAM)."""
     progress = progress or Progress(False)
     m = QemuMachine(args)
+    m.clock = {}        # host monotonic time of each protocol line's first appearance
     deadline = time.monotonic() + (deadline_s or BASE_DEADLINE + PER_GIB_DEADLINE * memory / GiB)
     handoff, result, error = None, {}, ""
     try:
@@ -135,6 +192,10 @@ async def run_guest(args, target, memory, on_pause=None, progress=None, deadline
             if not msg:
                 continue
             key, fields = msg
+            m.clock.setdefault(" ".join([key, *fields[:1]]), time.monotonic())
+            if power_cut and await power_cut_at(m, power_cut, key, fields):
+                progress.done()
+                return handoff, result, "power-cut", error, m
             if on_line and on_line(key, fields, line):
                 continue
             if key == "FILL" and fields:
@@ -142,10 +203,16 @@ async def run_guest(args, target, memory, on_pause=None, progress=None, deadline
             elif key == "PROGRESS" and len(fields) == 2:
                 progress.show("writing image", int(fields[0]) * 100 // max(1, int(fields[1])))
             elif key == "PAUSE":
+                paused = time.monotonic()
                 if on_pause:
-                    await m.execute("stop")
+                    if stop_at_pause:
+                        await m.execute("stop")
                     await on_pause(m, fields[0] if fields else "")
-                    await m.execute("cont")
+                    if stop_at_pause:
+                        await m.execute("cont")
+                where = fields[0] if fields else ""
+                m.clock["PAUSE-END " + where] = time.monotonic()
+                m.clock["PAUSED " + where] = time.monotonic() - paused
                 await m.send_serial(b"g")
             elif key == "HANDOFF" and fields:
                 handoff = protocol.parse_handoff(fields[0])
@@ -168,7 +235,8 @@ async def run_guest(args, target, memory, on_pause=None, progress=None, deadline
 def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=None,
                  show_progress=True, keep_blob=None, key=None, target=None, selftest=0,
                  mix=None, plugins=None, screenshot=None, framebuffer=DEFAULT_FRAMEBUFFER,
-                 bus="ahci", sector_size=512, cpus=1, ap_deaf=None, raw_ceiling=False):
+                 bus="ahci", sector_size=512, cpus=1, ap_deaf=None, raw_ceiling=False,
+                 power_cut=None, host_tsc_hz=None):
     """Returns (summary dict, ok). `target`: use this description instead of the machine's
     own (to test what the payload does with a wrong one). `mix`: "Z,R,T,P", the test host's
     percentages of zero, random, text and pattern pages (default: the host's 25,25,25,25).
@@ -179,7 +247,11 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
     `cpus`: QEMU -smp; the test host hands its APs in. `ap_deaf`: APIC id of an AP the test
     host hands in that never answers the payload (tests the payload's deadline).
     `raw_ceiling`: write no image; the payload streams a constant buffer through the same
-    driver and extents and the summary's mb_per_s is the device's ceiling."""
+    driver and extents and the summary's mb_per_s is the device's ceiling. `power_cut`:
+    kill QEMU at one of POWER_CUTS (summary status "power-cut"). `host_tsc_hz`: the TSC rate
+    the test host claims in the handoff block (default: none, the payload calibrates)."""
+    if power_cut not in (None, *POWER_CUTS):
+        raise UsageError(f"power cut {power_cut!r}: one of {', '.join(POWER_CUTS)}")
     if mix is not None:
         parts = mix.split(",")
         if len(parts) != 4 or not all(p.isdigit() for p in parts) or sum(map(int, parts)) != 100:
@@ -213,7 +285,11 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
         append = (f"seed={seed}" + (f" mix={mix}" if mix is not None else "") + pause
                   + (f" vbe={fb.width}x{fb.height}x{fb.bpp}" if fb else " vbe=off")
                   + (f" ap_deaf={ap_deaf}" if ap_deaf is not None else "")
-                  + (" raw_ceiling" if raw_ceiling else ""))
+                  + (" raw_ceiling" if raw_ceiling else "")
+                  + (" pause_header" if power_cut else "")
+                  + (f" tsc_hz={host_tsc_hz}" if host_tsc_hz is not None else ""))
+        if power_cut == "in-header" and not inject:
+            inject = "blkdebug"          # the breakpoint needs blkdebug under the disk
         from .disks import scale_inject
         args = [*machine_args(memory, cpus),
                 *disk_args(disk, scale_inject(inject, sector_size), bus, sector_size),
@@ -242,11 +318,17 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
         handoff, result, exit_value, error, m = asyncio.run(
             run_guest(args, target, memory, on_pause, Progress(show_progress),
                       before_cont=stall_first_write if inject == "stall" else None,
-                      on_line=on_line))
+                      on_line=on_line, power_cut=power_cut))
+        if exit_value == "power-cut":
+            return {"status": "power-cut", "where": power_cut, "target": target.name,
+                    "message": f"QEMU killed (SIGKILL) {power_cut}"}, False
         if handoff is None:
             raise RunError(m.failure(f"the test host ended ({protocol.HOST_EXIT.get(exit_value, exit_value)}) "
                                      f"without reporting a handoff").args[0])
         summary = summarize(handoff, result, exit_value, error)
+        summary.update(host_clock(m.clock, "PAYLOAD start", "PAYLOAD done",
+                                  "PAUSE-END before-read", handoff.bytes_written,
+                                  minus=("before-header", "before-return")))
         summary["target"] = target.name
         summary["cpus"] = cpus
         if raw_ceiling:

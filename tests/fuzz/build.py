@@ -19,6 +19,13 @@ CORPUS = FUZZ / "corpus"
 HARNESSES = {
     "lz4_decompress": (["builder/core/lz4.c"], ["-llz4"]),
     "aead_open": (["builder/core/chacha20poly1305.c"], []),
+    "resume_parse": (["builder/resume/parse.c", "builder/core/xxh64.c", "drivers/printf.c"], []),
+}
+
+# Harnesses that include project headers: "" includes only (-iquote, so <string.h> stays
+# libc's), and the generated ABI header in OUTDIR/include.
+QUOTE_DIRS = {
+    "resume_parse": ["builder/resume", "builder/core", "builder/lib", "drivers"],
 }
 
 CFLAGS = ["-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
@@ -33,7 +40,16 @@ def build(name, outdir):
     """Compile harness `name` into outdir; returns the executable's path."""
     sources, libs = HARNESSES[name]
     exe = Path(outdir) / name
-    cmd = [clang(), *CFLAGS, str(FUZZ / f"{name}.c"), *(str(ROOT / s) for s in sources),
+    quote = []
+    if name in QUOTE_DIRS:
+        include = Path(outdir) / "include"
+        include.mkdir(parents=True, exist_ok=True)
+        abi = subprocess.run([sys.executable, "-m", "suspendos.formats.cheader"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+        (include / "suspendos_abi.h").write_text(abi)
+        for d in [*(ROOT / q for q in QUOTE_DIRS[name]), include]:
+            quote += ["-iquote", str(d)]
+    cmd = [clang(), *CFLAGS, *quote, str(FUZZ / f"{name}.c"), *(str(ROOT / s) for s in sources),
            *libs, "-o", str(exe)]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:

@@ -1,6 +1,7 @@
 """Write the seed corpus of the libFuzzer harnesses (deterministic; run again to refresh).
 
     .venv/bin/python tests/fuzz/make_corpus.py
+    .venv/bin/python tests/fuzz/make_corpus.py --resume-parse DISK...   # from real images
 
 tests/fuzz/corpus/<harness>/seed-*: a few dozen small inputs per harness in the harness's
 input format (see the comment at the top of tests/fuzz/<harness>.c). bench/fuzz_long.sh
@@ -79,16 +80,57 @@ def aead_seeds(rng):
     return seeds
 
 
+def resume_parse_seeds(disks):
+    """Seeds for resume_parse.c from real images (`suspendos qemu suspend` disks): the header,
+    the tables twice (expected and stored), the first chunk headers; variants with the
+    checksum repair bits, a truncated disk and a wrong memory-map hash."""
+    from suspendos.formats import image as fmt
+    from suspendos.image.reader import open_image
+    seeds = {}
+    for disk in disks:
+        img = open_image(disk)
+        h = img.header
+        raw_header = img.read(0, fmt.ImageHeader.sizeof())
+        tables = img.read(h.extents_offset, h.chunks_offset - h.extents_offset)
+        tables = tables[:(h.extent_count + h.range_count) * 16]
+        chunks, pos = b"", h.chunks_offset
+        for _ in range(min(h.chunk_count, 24)):
+            c = fmt.ChunkHeader.parse(img.read(pos, fmt.ChunkHeader.sizeof()))
+            blen = fmt.align_up((c.page_count + 7) // 8, 8)
+            chunks += img.read(pos, fmt.ChunkHeader.sizeof() + blen)
+            pos = fmt.align_up(pos + c.header_size + c.stored_size, fmt.CHUNK_ALIGN)
+        capacity = 512 * sum(struct.unpack_from("<QQ", tables, 16 * i)[1]
+                             for i in range(h.extent_count))
+        sectors = img.size // 512
+        name = Path(disk).stem
+        for variant, (fix, disk_sectors, memmap) in {
+                "exact": (0, sectors, h.memmap_hash), "fix": (7, sectors, h.memmap_hash),
+                "truncated": (7, img.lba + 16, h.memmap_hash),
+                "other-machine": (0, sectors, h.memmap_hash ^ 1)}.items():
+            data = (struct.pack("<BQQQ", fix, capacity, disk_sectors, memmap) + raw_header
+                    + tables + tables + chunks)
+            seeds[f"{name}-{variant}"] = data[:16384]
+    return seeds
+
+
 def main():
+    import sys
+    if sys.argv[1:2] == ["--resume-parse"]:
+        write("resume_parse", resume_parse_seeds(sys.argv[2:]))
+        return
     rng = random.Random(20240611)
     for harness, seeds in (("lz4_decompress", lz4_seeds(rng)), ("aead_open", aead_seeds(rng))):
-        d = CORPUS / harness
-        d.mkdir(parents=True, exist_ok=True)
-        for old in d.glob("seed-*"):
-            old.unlink()
-        for name, data in seeds.items():
-            (d / f"seed-{name}").write_bytes(data)
-        print(f"{d}: {len(seeds)} seeds")
+        write(harness, seeds)
+
+
+def write(harness, seeds):
+    d = CORPUS / harness
+    d.mkdir(parents=True, exist_ok=True)
+    for old in d.glob("seed-*"):
+        old.unlink()
+    for name, data in seeds.items():
+        (d / f"seed-{name}").write_bytes(data)
+    print(f"{d}: {len(seeds)} seeds")
 
 
 if __name__ == "__main__":
