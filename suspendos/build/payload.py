@@ -29,7 +29,7 @@ from ..formats.common import PAGE_SIZE, SECTOR_SIZE, align_up, build
 from ..formats.payload_info import (CHECKSUM, COMPRESSION, ENCRYPTION, FB_FORMAT,
                                     PAYLOAD_INFO_MAGIC, PAYLOAD_INFO_REVISION, PayloadInfo)
 from ..sources import source_dir
-from ..target.description import MAX_BUFFERED_CHUNK_PAGES
+from ..target.description import AHCI_MMIO_SPAN
 from . import idt, toolchain, trampoline
 
 STACK_SIZE = 64 * 1024
@@ -38,7 +38,6 @@ MIN_WRITER_SCRATCH = 64 * 1024   # header block, tables, chunk headers
 # With plugins taking room, keep what LZ4 or encrypted chunks need (staging and two stream
 # buffers, image_writer.c), so a plugin never turns a build into a run that cannot write.
 PLUGIN_MIN_WRITER_SCRATCH = 512 * 1024
-AHCI_MMIO_SPAN = 0x2000          # generic host control + 32 ports (AHCI 3: 0x100 + 32 * 0x80)
 SEG = blobfmt.SEGMENT_KIND
 PERM = blobfmt.SEGMENT_PERM
 
@@ -129,10 +128,8 @@ def payload_info(target, key=None, selftest=0, **layout):
     saved, mem_list, _ = target_lists(target)
     bus, dev, fn = target.disk.pci_address()
     fb = target.framebuffer
+    target.check_chunk_pages(encrypted=bool(key))
     chunk_pages = target.chunk_pages(encrypted=bool(key))
-    if (key or target.options.compress != "none") and chunk_pages > MAX_BUFFERED_CHUNK_PAGES:
-        raise UsageError(f"options.chunk_pages: {chunk_pages} is too large for compressed or "
-                         f"encrypted chunks (at most {MAX_BUFFERED_CHUNK_PAGES})")
     info = dict(
         magic=PAYLOAD_INFO_MAGIC, revision=PAYLOAD_INFO_REVISION, size=PayloadInfo.sizeof(),
         load_base=target.reserved.load_address, reserved_size=target.reserved.size,
@@ -190,7 +187,14 @@ def _assemble(target, sections, sym, key=None, selftest=0, plugins=()):
     sec_addr = mem_addr + len(mem_list)
     pt_base = align_up(sec_addr + len(sec_list), PAGE_SIZE)
 
+    def too_small(need_end):
+        return UsageError(f"reserved.size: {target.reserved.size:#x} is too small for the "
+                          f"payload (it needs at least "
+                          f"{need_end - load + AHCI_DMA_SIZE + MIN_WRITER_SCRATCH:#x})")
+
     def regions_for(pt_end):
+        if pt_end > reserved_end:       # the code and tables alone overflow the region
+            raise too_small(pt_end)
         r = [Region("trampoline", tramp_addr, tramp_addr + PAGE_SIZE, "r-x"),
              Region("handoff", handoff_addr, handoff_addr + PAGE_SIZE, "rw-")]
         perms = {".text": "r-x", ".rodata": "r--", ".data": "rw-", ".bss": "rw-"}

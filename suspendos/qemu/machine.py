@@ -38,19 +38,42 @@ def machine_args(memory):
             "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"]
 
 
+def opt_value(text):
+    """A value inside a QEMU option list (`-chardev a=x,b=y`): a comma is doubled, so a path
+    with commas cannot end the value and add options of its own (QEMU's qemu-options.hx,
+    "comma")."""
+    return os.fspath(text).replace(",", ",,")
+
+
+def module_path(path):
+    """A path for -initrd, which a multiboot kernel's loader splits at commas (doubled ones
+    escape) and at the first space (the module's command line: hw/i386/multiboot.c)."""
+    p = os.fspath(path)
+    if any(ch in p for ch in " \n"):
+        raise UsageError(f"{p}: QEMU cannot load a module from a path with a space or newline "
+                         f"(set TMPDIR to another folder)")
+    return opt_value(p)
+
+
 def disk_args(path, inject=None):
-    """The disk on AHCI port 0 (ide.0). `inject`: blkdebug inject-error rules, which QEMU 7.2
-    honours only when blkdebug sits between the raw format and the file."""
-    if not inject:
-        return ["-drive", f"if=none,id=d0,file={path},format=raw,cache=writeback",
-                "-device", "ide-hd,drive=d0,bus=ide.0"]
+    """The disk on AHCI port 0 (ide.0), as -blockdev JSON: the path is a JSON string, never
+    parsed for options. A block device needs QEMU's host_device driver. `inject`: blkdebug
+    inject-error rules, which QEMU 7.2 honours only when blkdebug sits between the raw format
+    and the file."""
     import json
+    import stat
+    try:
+        is_block = stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        is_block = False
+    image = {"driver": "host_device" if is_block else "file", "filename": os.fspath(path)}
     if inject == "stall":        # a breakpoint is set through QMP once QEMU runs
         inject = []
-    debug = {"driver": "blkdebug", "image": {"driver": "file", "filename": os.fspath(path)}}
-    if inject:
-        debug["inject-error"] = inject
-    node = {"driver": "raw", "node-name": "d0", "file": debug}
+    if inject is not None:
+        image = {"driver": "blkdebug", "image": image}
+        if inject:
+            image["inject-error"] = inject
+    node = {"driver": "raw", "node-name": "d0", "file": image}
     return ["-blockdev", json.dumps(node), "-device", "ide-hd,drive=d0,bus=ide.0"]
 
 
@@ -68,8 +91,10 @@ class QemuMachine:
         self.serial_path = os.path.join(self.workdir, "serial.sock")
         self.log_path = log_path or os.path.join(self.workdir, "serial.log")
         self.cmd = [qemu_binary(), *args, "-S",
-                    "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-                    "-serial", f"unix:{self.serial_path},server=on,wait=off"]
+                    "-chardev", f"socket,id=qmp,path={opt_value(self.qmp_path)},server=on,wait=off",
+                    "-mon", "chardev=qmp,mode=control",
+                    "-chardev", f"socket,id=ser0,path={opt_value(self.serial_path)},server=on,"
+                    f"wait=off", "-serial", "chardev:ser0"]
         self.qmp = QMPClient(name)
         self.proc = None
         self.reader = self.writer = None

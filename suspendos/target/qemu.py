@@ -61,10 +61,11 @@ def _framebuffer(pci, mode=DEFAULT_FRAMEBUFFER):
 
 
 def qemu_target(memory, disk_size=None, compress="none", pci=None,
-                framebuffer=DEFAULT_FRAMEBUFFER):
+                framebuffer=DEFAULT_FRAMEBUFFER, size_what="--disk-size"):
     """Build (and validate) the target for a QEMU machine with `memory` bytes of RAM.
     `pci` is suspendos.qemu.probe.probe_pci()'s answer; probed when not given.
-    `framebuffer`: the VBE mode (width, height, bpp) the test host sets, or None."""
+    `framebuffer`: the VBE mode (width, height, bpp) the test host sets, or None.
+    `size_what`: how messages about `disk_size` name it."""
     check_memory(memory)
     if pci is None:
         from ..qemu.probe import probe_pci
@@ -82,10 +83,10 @@ def qemu_target(memory, disk_size=None, compress="none", pci=None,
         sectors = min_sectors
     else:
         if disk_size % SECTOR_SIZE:
-            raise UsageError("--disk-size: must be a multiple of 512 bytes")
+            raise UsageError(f"{size_what}: must be a multiple of 512 bytes")
         sectors = disk_size // SECTOR_SIZE
         if sectors < min_sectors:
-            raise UsageError(f"--disk-size: {disk_size} bytes cannot hold the worst-case image "
+            raise UsageError(f"{size_what}: {disk_size} bytes cannot hold the worst-case image "
                              f"(need at least {min_sectors * SECTOR_SIZE} bytes)")
     t.disk.sectors = sectors
     t.extents = [Extent(IMAGE_FIRST_LBA, sectors - IMAGE_FIRST_LBA - DISK_TAIL_SECTORS)]
