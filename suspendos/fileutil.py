@@ -10,6 +10,7 @@ refused in one place, with one line naming the option and the problem:
 - an output that is also an input is refused before anything is read or written.
 """
 import contextlib
+import errno
 import fcntl
 import os
 import stat
@@ -41,7 +42,9 @@ def check_output(path, what=None):
     except FileNotFoundError:
         st = None
     except OSError as e:
-        raise UsageError(f"{label}: {e.strerror}")
+        if e.errno != errno.ENAMETOOLONG:        # that one is named below
+            raise UsageError(f"{label}: {e.strerror}")
+        st = None
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
             raise UsageError(f"{label}: is a folder (give a file name)")

@@ -187,10 +187,13 @@ def _assemble(target, sections, sym, key=None, selftest=0, plugins=()):
     sec_addr = mem_addr + len(mem_list)
     pt_base = align_up(sec_addr + len(sec_list), PAGE_SIZE)
 
-    def too_small(need_end):
+    need = AHCI_DMA_SIZE + MIN_WRITER_SCRATCH      # scratch after the tables
+    if plugins:
+        need = max(need, PLUGIN_MIN_WRITER_SCRATCH)
+
+    def too_small(tables_end):
         return UsageError(f"reserved.size: {target.reserved.size:#x} is too small for the "
-                          f"payload (it needs at least "
-                          f"{need_end - load + AHCI_DMA_SIZE + MIN_WRITER_SCRATCH:#x})")
+                          f"payload (it needs at least {tables_end - load + need:#x})")
 
     def regions_for(pt_end):
         if pt_end > reserved_end:       # the code and tables alone overflow the region
@@ -233,12 +236,8 @@ def _assemble(target, sections, sym, key=None, selftest=0, plugins=()):
         pt_size = size
     pt_end = pt_base + pt_size
     scratch = reserved_end - pt_end
-    need = AHCI_DMA_SIZE + MIN_WRITER_SCRATCH
-    if plugins:
-        need = max(need, PLUGIN_MIN_WRITER_SCRATCH)
     if scratch < need:
-        raise UsageError(f"reserved.size: {target.reserved.size:#x} is too small for the payload "
-                         f"(it needs at least {pt_end - load + need:#x})")
+        raise too_small(pt_end)
     regions = regions_for(pt_end)
     all_maps = views(regions)
     tables = pagetables.build_page_tables(all_maps[0], pt_base)

@@ -7,6 +7,7 @@ every *.pub file in it is a trusted key. Keys are named by their OpenSSH-style f
 """
 import base64
 import hashlib
+import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -25,9 +26,9 @@ def keygen(path, comment="suspendos-plugin-key"):
     path = Path(path)
     pub = Path(str(path) + ".pub")
     for p in (path, pub):
-        if p.exists() or p.is_symlink():
-            raise UsageError(f"{p}: already exists (refusing to overwrite a key)")
         check_output(p, "-o")
+        if os.path.lexists(p):
+            raise UsageError(f"{p}: already exists (refusing to overwrite a key)")
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
