@@ -60,7 +60,7 @@ def cmd_build(a):
     from .plugins.cli import approved_plugins
     from .target import load
     plugins = approved_plugins(a)       # refused packages: exit 2 before anything is built
-    t = load(a.target)
+    t = load(a.target, "--target")
     if a.compress:
         t.options.compress = a.compress
         t.validate()
@@ -76,8 +76,13 @@ def cmd_build(a):
 
 def cmd_inspect(a):
     from .inspect import format_text, inspect_blob
+    from .errors import FormatError
+    from .fileutil import show
     data = read_input(a.payload, limit=MAX_BLOB, kind="payload blob")
-    r = inspect_blob(data)
+    try:
+        r = inspect_blob(data)
+    except FormatError as e:
+        raise FormatError(f"{show(a.payload)}: {e}")
     emit_json(r) if a.json else print(format_text(r))
 
 
@@ -101,7 +106,7 @@ def _target_override(a):
     if not a.target:
         return None
     from .target import load
-    return load(a.target)
+    return load(a.target, "--target")
 
 
 def _selftest(name):

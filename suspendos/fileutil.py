@@ -22,8 +22,15 @@ from .errors import SuspendosError, UsageError
 MiB = 1 << 20
 
 
+def show(path):
+    """A path as messages name it: quoted when it holds what would break the one line (a
+    newline, a control character) or nothing at all."""
+    p = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+    return p if p and p.isprintable() else repr(p)
+
+
 def _label(what, path):
-    return f"{what}: {path}" if what else f"{path}"
+    return f"{what}: {show(path)}" if what else show(path)
 
 
 # ---- outputs ------------------------------------------------------------------------------
@@ -35,7 +42,7 @@ def check_output(path, what=None):
     if not p:
         raise UsageError(f"{what or 'output'}: an empty file name")
     if "\0" in p:
-        raise UsageError(f"{label!r}: a file name cannot hold a NUL byte")
+        raise UsageError(f"{label}: a file name cannot hold a NUL byte")
     real = os.path.realpath(p)
     try:
         st = os.stat(real)
@@ -52,8 +59,9 @@ def check_output(path, what=None):
             raise UsageError(f"{label}: not a regular file (a device, FIFO or socket is "
                              f"never replaced)")
     folder = os.path.dirname(real)
+    named = folder if os.path.islink(p) else (os.path.dirname(p) or ".")
     if not os.path.isdir(folder):
-        raise UsageError(f"{label}: the folder {os.path.dirname(p) or '.'} does not exist")
+        raise UsageError(f"{label}: the folder {show(named)} does not exist")
     try:
         name_max = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
@@ -61,7 +69,7 @@ def check_output(path, what=None):
     if len(os.fsencode(os.path.basename(real))) > name_max:
         raise UsageError(f"{what or 'output'}: the file name is longer than {name_max} bytes")
     if not os.access(folder, os.W_OK):
-        raise UsageError(f"{label}: cannot write in {os.path.dirname(p) or '.'} "
+        raise UsageError(f"{label}: cannot write in {show(named)} "
                          f"(permission denied)")
     return real
 
@@ -152,7 +160,7 @@ def check_private(path, what=None):
         return
     if mode & 0o077:
         print(f"suspendos: warning: {_label(what, path)} can be read by others (mode "
-              f"{stat.S_IMODE(mode):04o}): chmod 600 {path}", file=sys.stderr)
+              f"{stat.S_IMODE(mode):04o}): chmod 600 {show(path)}", file=sys.stderr)
 
 
 # ---- inputs against outputs ---------------------------------------------------------------
@@ -173,9 +181,10 @@ def check_distinct(inputs, outputs):
         real = os.path.realpath(path)
         for other_opt, other in seen:
             if os.path.realpath(other) == real or (ident and _identity(other) == ident):
-                raise UsageError(f"{opt}: {path} is also {other_opt}: give two different files")
+                raise UsageError(f"{opt}: {show(path)} is also {other_opt}: give two different "
+                                 f"files")
         for in_opt, in_path in inputs:
             if ident and _identity(in_path) == ident:
-                raise UsageError(f"{opt}: {path} is the input {in_opt}: refusing to "
+                raise UsageError(f"{opt}: {show(path)} is the input {in_opt}: refusing to "
                                  f"overwrite it")
         seen.append((opt, path))

@@ -464,3 +464,23 @@ def test_extract_writes_secrets_0600_and_leaves_nothing_on_failure(image, tmp_pa
         assert stat.S_IMODE((tmp_path / f).stat().st_mode) == 0o600
     assert (tmp_path / "A.partial").read_bytes() == b"someone's"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["A", "A.elf", "A.partial"]
+
+
+# ---- the demo's own claim ----------------------------------------------------------------
+def test_demo_accepts_only_an_already_resumed_refusal():
+    """The demo once took any failure of the second resume as the refusal it must be."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "scripts" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+
+    def proc(rc, summary, err=""):
+        return subprocess.CompletedProcess([], rc, json.dumps(summary) if summary else "", err)
+    demo.check_second_resume(proc(1, {"status": "refused", "reason": "already-resumed"}))
+    for bad in (proc(0, {"status": "resumed"}),
+                proc(1, {"status": "refused", "reason": "header-damaged"}),
+                proc(1, {"status": "loader-fault", "reason": "loader-fault"}),
+                proc(1, None, "suspendos: error: internal error"),
+                proc(2, None, "suspendos: error: --disk: no such file")):
+        with pytest.raises(SystemExit):
+            demo.check_second_resume(bad)

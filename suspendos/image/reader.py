@@ -51,11 +51,14 @@ def find_image(f, size, lba=None):
     """LBA of the image header on the open disk file."""
     candidates = [lba] if lba is not None else list(DEFAULT_LBAS)
     for c in candidates:
+        if c * SECTOR_SIZE + len(fmt.IMAGE_MAGIC) > size:    # spares seeks the OS refuses
+            continue
         f.seek(c * SECTOR_SIZE)
         if f.read(8) == fmt.IMAGE_MAGIC:
             return c
     if lba is not None:
-        raise NoImage(f"no image header at LBA {lba}")
+        raise NoImage(f"no image header at LBA {lba}" + (
+            f" (the disk ends at LBA {size // SECTOR_SIZE})" if lba * SECTOR_SIZE >= size else ""))
     pos = 0
     fd = f.fileno()
     while pos < size:

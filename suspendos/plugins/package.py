@@ -74,6 +74,8 @@ def parse_package(data, what="package"):
     data = bytes(data)
     if len(data) < HEADER:
         raise FormatError(f"{what}: {len(data)} bytes is too short for a plugin package")
+    if not data.startswith(fmt.PACKAGE_MAGIC):
+        raise FormatError(f"{what}: not a plugin package (no package magic at its start)")
     head = parse(fmt.PackageHeader, data[:HEADER], f"{what}: not a plugin package")
     if head.version != fmt.PACKAGE_VERSION:
         raise FormatError(f"{what}: package version {head.version}, this tool reads "

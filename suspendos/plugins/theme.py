@@ -54,7 +54,9 @@ def load_splash(path, background):
                     img = im.copy()
         except Image.DecompressionBombError:
             raise UsageError(f"--splash: {path} is larger than {MAX_SPLASH}x{MAX_SPLASH}")
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        except UnidentifiedImageError:
+            raise UsageError(f"--splash: {path}: not a picture Pillow can read")
+        except (OSError, ValueError, SyntaxError) as e:
             raise UsageError(f"--splash: {path}: not a picture Pillow can read ({e})")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")

@@ -329,9 +329,9 @@ def loads(text, origin="target"):
     return from_dict(data)
 
 
-def load(path):
+def load(path, what=None):
     from ..fileutil import read_input
-    raw = read_input(path, limit=MAX_TARGET_FILE, kind="target description")
+    raw = read_input(path, what, limit=MAX_TARGET_FILE, kind="target description")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
