@@ -51,10 +51,10 @@ def cmd_target_check(a):
           f"{t.worst_case_image()} bytes, extents hold {t.image_capacity()})")
 
 
+# ---- build / inspect ----------------------------------------------------------------------
 MAX_BLOB = 1 << 30      # far larger than any reserved region a payload fits in
 
 
-# ---- build / inspect ----------------------------------------------------------------------
 def cmd_build(a):
     from .build.payload import build_payload
     from .plugins.cli import approved_plugins

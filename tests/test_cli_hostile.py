@@ -274,11 +274,11 @@ def test_a_closed_pipe_ends_quietly(tmp_path, target):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "suspendos.cli", "inspect", "--json", str(tmp_path / "p.blob")]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    p.stdout.readline()
-    p.stdout.close()                # `| head -1`
+    p.stdout.close()                # `| head -0`: gone before the first line is written
     err = p.stderr.read()
     p.wait(timeout=60)
     assert b"Traceback" not in err and b"Error" not in err, err
+    assert p.returncode == 1
 
 
 def _png_header_only(w, h):
