@@ -387,18 +387,23 @@ def _paths(a, table):
 def _check_paths(a):
     """Before any work: every output can be written, and none is an input."""
     outputs = _paths(a, OUTPUT_PATHS)
-    for opt, path in outputs:
-        check_output(path, opt)
     inputs = _paths(a, INPUT_PATHS)
     written = outputs + [(INPUT_PATHS[d], getattr(a, d)) for d in getattr(a, "writes", ())
                          if getattr(a, d, None)]
     check_distinct([i for i in inputs if i not in written], written)
+    for opt, path in outputs:
+        check_output(path, opt)
 
 
-def _report(message, exit_code):
+def _report(message, exit_code, argv=()):
     """One line on stderr. A longer message (a compiler's output, QEMU's command line and
-    serial log) goes to a file the line names."""
-    first, _, rest = str(message).partition("\n")
+    serial log) goes to a file the line names. An argument with a newline in it (a path) is
+    quoted wherever the message repeats it, so it cannot break the line."""
+    message = str(message)
+    for arg in argv:
+        if not arg.isprintable() and arg in message:
+            message = message.replace(arg, repr(arg))
+    first, _, rest = message.partition("\n")
     if rest.strip():
         import tempfile
         fd, log = tempfile.mkstemp(prefix="suspendos-error-", suffix=".log")
@@ -418,7 +423,7 @@ def main(argv=None):
         _check_paths(args)
         return args.func(args) or 0
     except SuspendosError as e:
-        return _report(e, e.exit_code)
+        return _report(e, e.exit_code, argv)
     except BrokenPipeError:
         # The reader went away (`| head`): what it wanted it has; say nothing more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -428,7 +433,7 @@ def main(argv=None):
         return 130
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        return _report(f"{where}{e.strerror or e}", 1)
+        return _report(f"{where}{e.strerror or e}", 1, argv)
     except Exception as e:        # a bug: still one line, the traceback in the details file
         import traceback
         return _report(f"internal error: {type(e).__name__}: {e} (please report it)\n"

@@ -58,6 +58,9 @@ def check_output(path, what=None):
         if not stat.S_ISREG(st.st_mode):
             raise UsageError(f"{label}: not a regular file (a device, FIFO or socket is "
                              f"never replaced)")
+        if not st.st_mode & 0o222:      # root may write anything: the mode says the intent
+            raise UsageError(f"{label}: the file is read-only (make it writable to replace "
+                             f"it, or give another name)")
     folder = os.path.dirname(real)
     named = folder if os.path.islink(p) else (os.path.dirname(p) or ".")
     if not os.path.isdir(folder):

@@ -91,14 +91,18 @@ COMMANDS = ["target qemu", "build", "key new", "plugin keygen", "plugin pack", "
             "bench compress"]
 
 
-@pytest.mark.parametrize("bad", ["missing folder", "folder", "long name", "fifo", "device"])
+@pytest.mark.parametrize("bad", ["missing folder", "folder", "long name", "fifo", "device",
+                                 "read-only"])
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_bad_output_is_refused_and_nothing_is_written(tmp_path, target, kit, command, bad):
     work = tmp_path / "work"
     work.mkdir()
     (tmp_path / "any.img").write_bytes(bytes(1 << 20))
-    out = {"missing folder": work / "nodir" / "x", "folder": work,
-           "long name": work / LONG_NAME, "fifo": work / "f", "device": work / "null"}[bad]
+    out = {"missing folder": work / "nodir" / "x", "folder": work, "long name": work / LONG_NAME,
+           "fifo": work / "f", "device": work / "null", "read-only": work / "ro"}[bad]
+    if bad == "read-only":
+        out.write_bytes(b"keep")
+        out.chmod(0o444)
     if bad == "fifo":
         os.mkfifo(out)
     if bad == "device":
@@ -113,6 +117,8 @@ def test_a_bad_output_is_refused_and_nothing_is_written(tmp_path, target, kit, c
     assert listing(work) == before
     if bad in ("fifo", "device"):
         assert not out.is_file() and not stat.S_ISREG(os.lstat(out).st_mode)
+    if bad == "read-only":
+        assert out.read_bytes() == b"keep"
 
 
 def test_dev_null_stays_a_device(tmp_path):
