@@ -5,7 +5,7 @@ import os
 import sys
 
 from . import __version__
-from .argparser import Parser, byte_offset, lba
+from .argparser import Parser, bounded_int, byte_offset, lba
 from .errors import SuspendosError, UsageError
 from .fileutil import check_distinct, check_output, read_input, write_atomic
 from .sizes import parse_size
@@ -305,7 +305,7 @@ def parser():
     qs = q.add_parser("suspend", help="hibernate the QEMU test machine to a disk image")
     qs.add_argument("--memory", required=True)
     qs.add_argument("--disk", required=True)
-    qs.add_argument("--seed", type=int, default=1)
+    qs.add_argument("--seed", type=bounded_int(0, (1 << 64) - 1, "a seed"), default=1)
     qs.add_argument("--mix", help="Z,R,T,P: percent of zero, random, text and pattern pages the "
                     "test host fills RAM with (default 25,25,25,25)")
     qs.add_argument("--compress", choices=("none", "lz4"), default="none")

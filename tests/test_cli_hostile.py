@@ -219,6 +219,8 @@ def test_output_equal_to_input_is_refused(tmp_path, target):
     ["bench", "compress", "--chunk", "0"],
     ["bench", "compress", "--size", str(2 ** 70)],
     ["qemu", "suspend", "--memory", "99999999999999999999G", "--disk", "d.img"],
+    ["qemu", "suspend", "--memory", "64M", "--disk", "new.img", "--seed", "-1"],
+    ["qemu", "suspend", "--memory", "64M", "--disk", "new.img", "--seed", str(2 ** 64)],
     ["target", "qemu", "--memory", "64M", "--disk-size", "-1", "-o", "t.toml"],
     ["plugin", "preview", "t.sop", "--percent", "101", "-o", "p.png"],
     [],
