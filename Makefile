@@ -1,15 +1,15 @@
-# The two commands of the README: `make demo` (the main job) and `make test` (the tests).
-# Each installs what it needs first (scripts/setup.sh).
-.PHONY: setup demo test bench clean
+# A convenience where make exists: the README's commands are `./run demo` and `./run test`,
+# which need nothing but a shell (scripts/setup.sh installs the rest, make included).
+.PHONY: setup demo test clean
 
 setup:
-	@scripts/setup.sh
+	@./run setup
 
-demo: setup
-	.venv/bin/python scripts/demo.py
+demo:
+	./run demo
 
-test: setup
-	.venv/bin/python -m pytest -q
+test:
+	./run test
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .hypothesis

@@ -10,6 +10,7 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v ld >/dev/null || need+=(binutils)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v gdb >/dev/null || need+=(gdb)
+command -v make >/dev/null || need+=(make)      # kbuild of the Linux module
 command -v clang >/dev/null || need+=(clang)
 [ -e /usr/include/lz4.h ] || need+=(liblz4-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)

@@ -16,7 +16,6 @@ reproducible mix of the page kinds a RAM image holds.
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -25,8 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .argparser import Parser, bounded_int
 from .build.toolchain import run
+from .fileutil import open_input, write_atomic
 from .sources import source_dir
+
 PAGE = 4096
 
 # Payload code-generation flags (the module is built with these plus
@@ -132,20 +134,26 @@ def build_driver(tmp: Path) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="suspendos bench compress",
+    ap = Parser(prog="suspendos bench compress",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", help="input file (default: a generated RAM-like corpus)")
-    ap.add_argument("--chunk", type=int, default=65536, help="bytes per block (default 65536)")
-    ap.add_argument("--reps", type=int, default=7, help="repetitions (median is reported)")
+    ap.add_argument("--chunk", type=bounded_int(4096, 64 << 20, "a block size"), default=65536,
+                    help="bytes per block (default 65536)")
+    ap.add_argument("--reps", type=bounded_int(1, 1000, "a repetition count"), default=7,
+                    help="repetitions (median is reported)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("--make-corpus", metavar="FILE", help="only write the default corpus to FILE")
-    ap.add_argument("--size", type=int, default=32 << 20, help="generated corpus size")
+    ap.add_argument("--size", type=bounded_int(PAGE, 4 << 30, "a corpus size"), default=32 << 20,
+                    help="generated corpus size")
     ap.add_argument("--seed", type=int, default=1, help="generated corpus seed")
     ap.add_argument("--only", choices=sorted(WEIGHTS), help="generate pages of one kind only")
     args = ap.parse_args(argv)
+    if args.corpus:
+        open_input(args.corpus, "--corpus").close()
 
     if args.make_corpus:
-        Path(args.make_corpus).write_bytes(make_corpus(args.size, args.seed, args.only))
+        write_atomic(args.make_corpus, make_corpus(args.size, args.seed, args.only),
+                     what="--make-corpus")
         return 0
 
     with tempfile.TemporaryDirectory(prefix="sos-bench-") as td:

@@ -1,13 +1,13 @@
 """The suspendos command line. Every failure ends as one line on stderr and a non-zero exit:
 2 for bad input (nothing written), 1 for a run that failed."""
-import argparse
 import json
+import os
 import sys
-from pathlib import Path
 
 from . import __version__
+from .argparser import Parser, bounded_int, byte_offset, lba
 from .errors import SuspendosError, UsageError
-from .fileutil import write_atomic
+from .fileutil import check_distinct, check_output, read_input, write_atomic
 from .qemu import disks
 from .sizes import parse_size
 
@@ -31,7 +31,7 @@ def cmd_target_qemu(a):
     from .plugins.cli import parse_fb_mode
     t = qemu_target(memory, disk_size, a.compress, framebuffer=parse_fb_mode(a.framebuffer),
                     bus=a.disk_bus, sector_size=a.sector_size)
-    write_atomic(a.output, dumps(t).encode())
+    write_atomic(a.output, dumps(t).encode(), what="-o")
     print(f"wrote {a.output}: {t.name}, {t.saved_pages()} pages to save, disk "
           f"{t.disk.sectors} sectors, extents {[(e.lba, e.count) for e in t.extents]}")
 
@@ -40,7 +40,7 @@ def cmd_target_linux(a):
     from .target.description import dumps
     from .target.linux import linux_target
     t = linux_target(a.swap, a.sysroot, a.compress, with_framebuffer=not a.no_framebuffer)
-    write_atomic(a.output, dumps(t).encode())
+    write_atomic(a.output, dumps(t).encode(), what="-o")
     print(f"wrote {a.output}: {t.name}, {t.saved_pages()} pages to save, reserved "
           f"{t.reserved.load_address:#x}+{t.reserved.size:#x}, AHCI {t.disk.pci} port "
           f"{t.disk.port}, extents {[(e.lba, e.count) for e in t.extents]}")
@@ -54,12 +54,15 @@ def cmd_target_check(a):
 
 
 # ---- build / inspect ----------------------------------------------------------------------
+MAX_BLOB = 1 << 30      # far larger than any reserved region a payload fits in
+
+
 def cmd_build(a):
     from .build.payload import build_payload
     from .plugins.cli import approved_plugins
     from .target import load
     plugins = approved_plugins(a)       # refused packages: exit 2 before anything is built
-    t = load(a.target)
+    t = load(a.target, "--target")
     if a.compress:
         t.options.compress = a.compress
         t.validate()
@@ -73,18 +76,20 @@ def cmd_build(a):
                       f"--mem-max={hi:#x} --type=elf-x86_64 --args-none {a.output}")
         result.blob = kexec_elf(result.blob, serial_port=t.options.serial_port)
     # A blob built with a key carries it: only its owner may read it.
-    write_atomic(a.output, result.blob, mode=0o600 if key else 0o644)
+    write_atomic(a.output, result.blob, mode=0o600 if key else 0o644, what="-o")
     print(f"wrote {a.output}: {len(result.blob)} bytes, loads at {t.reserved.load_address:#x}"
           + kexec_hint)
 
 
 def cmd_inspect(a):
     from .inspect import format_text, inspect_blob
+    from .errors import FormatError
+    from .fileutil import show
+    data = read_input(a.payload, limit=MAX_BLOB, kind="payload blob")
     try:
-        data = Path(a.payload).read_bytes()
-    except OSError as e:
-        raise UsageError(f"{a.payload}: cannot read ({e.strerror})")
-    r = inspect_blob(data)
+        r = inspect_blob(data)
+    except FormatError as e:
+        raise FormatError(f"{show(a.payload)}: {e}")
     emit_json(r) if a.json else print(format_text(r))
 
 
@@ -108,7 +113,7 @@ def _target_override(a):
     if not a.target:
         return None
     from .target import load
-    return load(a.target)
+    return load(a.target, "--target")
 
 
 def _selftest(name):
@@ -131,26 +136,10 @@ def cmd_qemu_suspend(a):
                                framebuffer=parse_fb_mode(a.framebuffer),
                                mix=a.mix, bus=a.disk_bus, sector_size=a.sector_size,
                                cpus=a.cpus, ap_deaf=a.ap_deaf, raw_ceiling=a.raw_ceiling)
-    if a.json:
-        emit_json(summary)
-    else:
-        s = summary
-        print(f"status: {s['status']}" + (f" ({s['message']})" if s["message"] else ""))
-        print(f"saved {s['pages_saved']} of {s['pages_total']} pages ({s['zero_pages']} zero), "
-              f"wrote {s['bytes_written']} bytes in {s['seconds']} s ({s['mb_per_s']} MB/s)")
-        print(f"host checks: memory {s['host_memory_check']}, CPU state {s['host_cpu_check']}")
-        if s.get("plugins") is not None:
-            print(f"plugins: {s['draw_seconds']} s in hooks, {s['draw_percent']}% of the run"
-                  + (f"; screenshot {a.screenshot}" if a.screenshot else ""))
-    if not ok:
-        reason = summary["message"] or summary["status"]
-        if summary["host_memory_check"] != "passed":
-            reason += "; the host's memory changed"
-        if summary["host_cpu_check"] != "passed":
-            reason += "; the host's CPU state was not restored"
-        print(f"suspendos: suspend failed: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return _finish_run(a, "suspend", summary, ok, lambda s: [
+        f"saved {s['pages_saved']} of {s['pages_total']} pages ({s['zero_pages']} zero), "
+        f"wrote {s['bytes_written']} bytes in {s['seconds']} s ({s['mb_per_s']} MB/s)"],
+        plugin_line=True)
 
 
 def cmd_qemu_kexec_jump(a):
@@ -175,29 +164,47 @@ def cmd_qemu_resume(a):
     summary, ok = qemu_resume(memory, a.disk, key=_key(a), show_progress=not a.quiet,
                               bus=a.disk_bus, sector_size=a.sector_size, cpus=a.cpus,
                               inject=parse_inject(a.inject), ram_dump=a.ram_dump)
-    s = summary
+    return _finish_run(a, "resume", summary, ok, lambda s: [
+        f"restored {s['pages_restored']} of {s['pages_total']} pages ({s['zero_pages']} "
+        f"zero) from a {s['image_bytes']}-byte image in {s['seconds']} s "
+        f"({s['mb_per_s']} MB/s; verify {s['verify_seconds']} s, restore "
+        f"{s['restore_seconds']} s)"])
+
+
+# What a failed run says about the host's checks, by command.
+_HOST_CHECK_WORDS = {
+    "suspend": ("the host's memory changed", "the host's CPU state was not restored"),
+    "resume": ("the host's memory did not come back", "the host's CPU state did not come back"),
+}
+
+
+def _finish_run(a, kind, s, ok, summary_lines, plugin_line=False):
+    """Print a `qemu suspend` / `qemu resume` summary (JSON, or text lines) and, when the run
+    failed or was refused, one line on stderr. Returns the exit status."""
     if a.json:
-        emit_json(summary)
+        emit_json(s)
     elif "reason" not in s:
         print(f"status: {s['status']}" + (f" ({s['message']})" if s["message"] else ""))
-        print(f"restored {s['pages_restored']} of {s['pages_total']} pages ({s['zero_pages']} "
-              f"zero) from a {s['image_bytes']}-byte image in {s['seconds']} s "
-              f"({s['mb_per_s']} MB/s; verify {s['verify_seconds']} s, restore "
-              f"{s['restore_seconds']} s)")
+        for line in summary_lines(s):
+            print(line)
         print(f"host checks: memory {s['host_memory_check']}, CPU state {s['host_cpu_check']}")
-    if not ok:
-        if "reason" in s:
-            what = "refused" if s["status"] == "refused" else "failed"
-            reason = f"{s['message']} [{s['reason']}]"
-        else:
-            what, reason = "failed", s["message"] or s["status"]
-            if s["host_memory_check"] != "passed":
-                reason += "; the host's memory did not come back"
-            if s["host_cpu_check"] != "passed":
-                reason += "; the host's CPU state did not come back"
-        print(f"suspendos: resume {what}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+        if plugin_line and s.get("plugins") is not None:
+            print(f"plugins: {s['draw_seconds']} s in hooks, {s['draw_percent']}% of the run"
+                  + (f"; screenshot {a.screenshot}" if a.screenshot else ""))
+    if ok:
+        return 0
+    if "reason" in s:
+        what = "refused" if s["status"] == "refused" else "failed"
+        reason = f"{s['message']} [{s['reason']}]"
+    else:
+        what, reason = "failed", s["message"] or s["status"]
+        memory_words, cpu_words = _HOST_CHECK_WORDS[kind]
+        if s["host_memory_check"] != "passed":
+            reason += "; " + memory_words
+        if s["host_cpu_check"] != "passed":
+            reason += "; " + cpu_words
+    print(f"suspendos: {kind} {what}: {reason}", file=sys.stderr)
+    return 1
 
 
 # ---- image --------------------------------------------------------------------------------
@@ -228,15 +235,21 @@ def cmd_image_verify(a):
 
 
 def cmd_image_extract(a):
+    import contextlib
+    from .fileutil import atomic_output
     from .image.reader import open_image
-    img = open_image(a.disk, lba=a.lba, key=_key(a))
     if not a.output and not a.elf:
         raise UsageError("image extract: give -o FILE and/or --elf FILE")
+    img = open_image(a.disk, lba=a.lba, key=_key(a))
+    wanted = [(opt, path, write) for opt, path, write in (
+        ("-o", a.output, img.write_raw), ("--elf", a.elf, img.write_elf)) if path]
+    # Memory holds secrets: 0600. Both files appear together, or neither does.
+    with contextlib.ExitStack() as stack:
+        for opt, path, write in wanted:
+            write(stack.enter_context(atomic_output(path, 0o600, opt)))
     if a.output:
-        img.extract_raw(a.output)
         print(f"wrote {a.output}: {img.header.pages_total} pages at their physical addresses")
     if a.elf:
-        img.extract_elf(a.elf)
         print(f"wrote {a.elf}: ELF core with {img.header.range_count} PT_LOAD segments")
 
 
@@ -250,9 +263,26 @@ def cmd_bench_compress(argv):
     return bench_main(argv)
 
 
+def _key_option(p):
+    p.add_argument("--key", help="the key of an encrypted image (suspendos key new)")
+    return p
+
+
+def _encrypt_key_option(p):
+    p.add_argument("--encrypt-key", help="encrypt the image with this key (suspendos key new)")
+    return p
+
+
+def _image_options(p):
+    """DISK, --lba and --key: what every `image` subcommand reads an image with."""
+    p.add_argument("disk", help="the disk (image file or block device)")
+    p.add_argument("--lba", type=lba, help="the image header's LBA (default: look for it)")
+    return _key_option(p)
+
+
 def parser():
     from .plugins.cli import add_parser as add_plugin_parser, add_plugin_options
-    p = argparse.ArgumentParser(prog="suspendos", description=__doc__)
+    p = Parser(prog="suspendos", description=__doc__)
     p.add_argument("--version", action="version", version=f"suspendos {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -285,7 +315,7 @@ def parser():
     b.add_argument("-o", "--output", required=True)
     b.add_argument("--compress", choices=("none", "lz4"))
     add_plugin_options(b)
-    b.add_argument("--encrypt-key", help="encrypt the image with this key (suspendos key new)")
+    _encrypt_key_option(b)
     b.add_argument("--format", choices=("blob", "kexec-elf"), default="blob",
                    help="kexec-elf: an ELF for `kexec --load-preserve-context` (KEXEC_JUMP)")
     b.set_defaults(func=cmd_build)
@@ -300,14 +330,14 @@ def parser():
     qs = q.add_parser("suspend", help="hibernate the QEMU test machine to a disk image")
     qs.add_argument("--memory", required=True)
     qs.add_argument("--disk", required=True)
-    qs.add_argument("--seed", type=int, default=1)
+    qs.add_argument("--seed", type=bounded_int(0, (1 << 64) - 1, "a seed"), default=1)
     qs.add_argument("--mix", help="Z,R,T,P: percent of zero, random, text and pattern pages the "
                     "test host fills RAM with (default 25,25,25,25)")
     qs.add_argument("--compress", choices=("none", "lz4"), default="none")
     qs.add_argument("--ram-dump", help="write guest RAM (QMP pmemsave) here, offset = address")
     qs.add_argument("--inject", help="write-error:LBA[,always]: fail a disk write; write-stall: never complete one "
                     "(blkdebug)")
-    qs.add_argument("--encrypt-key", help="encrypt the image with this key (suspendos key new)")
+    _encrypt_key_option(qs)
     qs.add_argument("--target", help="use this target description instead of the machine's "
                     "own (for testing what the payload does with a wrong one)")
     qs.add_argument("--selftest", choices=("write-saved-ram", "execute-data", "divide-error",
@@ -331,11 +361,11 @@ def parser():
                          "extents and report the device's mb_per_s")
     qs.add_argument("--ap-deaf", type=int, metavar="APIC_ID",
                     help="test: the test host hands in this AP, but it never answers")
-    qs.set_defaults(func=cmd_qemu_suspend)
+    qs.set_defaults(func=cmd_qemu_suspend, writes=("disk",))
     qr = q.add_parser("resume", help="resume the QEMU test machine from a disk image")
     qr.add_argument("--memory", required=True)
     qr.add_argument("--disk", required=True)
-    qr.add_argument("--key", help="the key of an encrypted image (suspendos key new)")
+    _key_option(qr)
     qr.add_argument("--ram-dump", help="write the restored RAM (QMP pmemsave, saved ranges, "
                     "offset = address) here, taken before the loader returns")
     qr.add_argument("--inject", help="read-error:LBA[,always]: fail a disk read; read-stall: "
@@ -345,7 +375,7 @@ def parser():
     disks.add_arguments(qr)
     qr.add_argument("--cpus", type=int, default=1,
                     help="CPUs of the test machine (-smp N, multi-threaded TCG)")
-    qr.set_defaults(func=cmd_qemu_resume)
+    qr.set_defaults(func=cmd_qemu_resume, writes=("disk",))
     qk = q.add_parser("kexec-jump", help="hibernate Linux through kexec --load-preserve-context "
                       "and resume it (a kernel built from Debian's source, cached)")
     qk.add_argument("--memory", default="256M")
@@ -357,29 +387,21 @@ def parser():
 
     im = sub.add_parser("image", help="read an image from a disk").add_subparsers(
         dest="what", required=True)
-    ii = im.add_parser("info")
-    ii.add_argument("disk")
-    ii.add_argument("--lba", type=int, help="the image header's LBA (default: look for it)")
+    ii = _image_options(im.add_parser("info"))
     ii.add_argument("--json", action="store_true")
-    ii.add_argument("--key", help="the key of an encrypted image (checks it)")
     ii.set_defaults(func=cmd_image_info)
-    iv = im.add_parser("verify")
-    iv.add_argument("disk")
-    iv.add_argument("--lba", type=int, help="the image header's LBA (default: look for it)")
+    iv = _image_options(im.add_parser("verify"))
     iv.add_argument("--ram", help="a RAM dump (offset = address) to compare every page with")
-    iv.add_argument("--key", help="the key of an encrypted image")
     iv.set_defaults(func=cmd_image_verify)
-    ie = im.add_parser("extract")
-    ie.add_argument("disk")
-    ie.add_argument("--lba", type=int, help="the image header's LBA (default: look for it)")
+    ie = _image_options(im.add_parser("extract"))
     ie.add_argument("-o", "--output", help="raw memory file, offset = physical address")
     ie.add_argument("--elf", help="ELF core file, one PT_LOAD per range")
-    ie.add_argument("--key", help="the key of an encrypted image")
     ie.set_defaults(func=cmd_image_extract)
     idc = im.add_parser("discard", help="drop the image on a swap area and make it swap again")
     idc.add_argument("area", help="the swap partition or file (or a disk image with --offset)")
-    idc.add_argument("--offset", type=int, default=0, help="byte offset of the swap area in AREA")
-    idc.set_defaults(func=cmd_image_discard)
+    idc.add_argument("--offset", type=byte_offset, default=0,
+                     help="byte offset of the swap area in AREA")
+    idc.set_defaults(func=cmd_image_discard, writes=("area",))
     bn = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     bc = bn.add_parser("compress", add_help=False,
                        help="our LZ4 against liblz4 (suspendos bench compress --help)")
@@ -392,19 +414,80 @@ def parser():
     return p
 
 
+# Options and positionals that name files, by dest: what _check_paths compares. A command
+# that writes one of its inputs in place lists its dest in `writes` (set_defaults).
+INPUT_PATHS = {"target": "--target", "file": "FILE", "payload": "PAYLOAD", "disk": "--disk",
+               "key": "--key", "encrypt_key": "--encrypt-key", "ram": "--ram",
+               "plugin": "--plugin", "package": "PACKAGE", "splash": "--splash",
+               "area": "AREA"}
+OUTPUT_PATHS = {"output": "-o", "elf": "--elf", "ram_dump": "--ram-dump",
+                "screenshot": "--screenshot"}
+
+
+def _paths(a, table):
+    out = []
+    for dest, opt in table.items():
+        value = getattr(a, dest, None)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str):
+                out.append((opt, v))
+    return out
+
+
+def _check_paths(a):
+    """Before any work: every output can be written, and none is an input."""
+    outputs = _paths(a, OUTPUT_PATHS)
+    inputs = _paths(a, INPUT_PATHS)
+    written = outputs + [(INPUT_PATHS[d], getattr(a, d)) for d in getattr(a, "writes", ())
+                         if getattr(a, d, None)]
+    check_distinct([i for i in inputs if i not in written], written)
+    for opt, path in outputs:
+        check_output(path, opt)
+
+
+def _report(message, exit_code, argv=()):
+    """One line on stderr. A longer message (a compiler's output, QEMU's command line and
+    serial log) goes to a file the line names. An argument with a newline in it (a path) is
+    quoted wherever the message repeats it, so it cannot break the line."""
+    message = str(message)
+    for arg in argv:
+        if not arg.isprintable() and arg in message:
+            message = message.replace(arg, repr(arg))
+    first, _, rest = message.partition("\n")
+    if rest.strip():
+        import tempfile
+        fd, log = tempfile.mkstemp(prefix="suspendos-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(str(message) + "\n")
+        first += f" (details: {log})"
+    print(f"suspendos: error: {first}", file=sys.stderr)
+    return exit_code
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv[:2] == ["bench", "compress"]:     # its options are its own module's
             return cmd_bench_compress(argv[2:])
         args = parser().parse_args(argv)
+        _check_paths(args)
         return args.func(args) or 0
     except SuspendosError as e:
-        print(f"suspendos: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _report(e, e.exit_code, argv)
+    except BrokenPipeError:
+        # The reader went away (`| head`): what it wanted it has; say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("suspendos: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        return _report(f"{where}{e.strerror or e}", 1, argv)
+    except Exception as e:        # a bug: still one line, the traceback in the details file
+        import traceback
+        return _report(f"internal error: {type(e).__name__}: {e} (please report it)\n"
+                       + traceback.format_exc(), 1)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,11 @@ SEGMENT_NAMES = {v: k.lower() for k, v in blobfmt.SEGMENT_KIND.values.items()}
 
 
 def inspect_blob(data):
+    if data[:4] == b"\x7fELF":
+        raise FormatError("an ELF file, not a payload blob (inspect reads what `build "
+                          "--format blob` writes; a kexec-elf holds the same segments)")
+    if data[:len(blobfmt.BLOB_MAGIC)] != blobfmt.BLOB_MAGIC:
+        raise FormatError("not a payload blob (no blob magic at its start)")
     mem = BlobMemory(data)
     h = mem.header
     info = parse(PayloadInfo, mem.read(h.payload_info, PayloadInfo.sizeof()), "payload info")

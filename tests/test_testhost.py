@@ -143,7 +143,6 @@ def test_written_blob_returns_ok(host_elf, tmp_path, memory):
         assert any(s >= 1 << 32 and t == 1 for s, e, t in mmap)
         regions = [l.split() for l in run.lines["REGION"]]
         assert any(int(s, 16) >= 1 << 32 and c == "fill" for s, e, c in regions)
-        assert run.seconds < 60
 
 
 def test_resumed_status_is_success(host_elf, tmp_path):

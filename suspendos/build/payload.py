@@ -29,7 +29,7 @@ from ..formats.common import PAGE_SIZE, align_up, build
 from ..formats.payload_info import (CHECKSUM, COMPRESSION, DISK_KIND, ENCRYPTION, FB_FORMAT,
                                     PAYLOAD_INFO_MAGIC, PAYLOAD_INFO_REVISION, PayloadInfo)
 from ..sources import source_dir
-from ..target.description import MAX_BUFFERED_CHUNK_PAGES
+from ..target.description import DISK_MMIO_SPAN
 from . import idt, toolchain, trampoline
 
 STACK_SIZE = 64 * 1024
@@ -38,11 +38,6 @@ MIN_WRITER_SCRATCH = 64 * 1024   # header block, tables, chunk headers
 # With plugins taking room, keep what LZ4 or encrypted chunks need (staging and two stream
 # buffers, image_writer.c), so a plugin never turns a build into a run that cannot write.
 PLUGIN_MIN_WRITER_SCRATCH = 512 * 1024
-AHCI_MMIO_SPAN = 0x2000          # generic host control + 32 ports (AHCI 3: 0x100 + 32 * 0x80)
-# What each driver touches of its BAR: NVMe registers and the doorbells of queues 0 and 1
-# (NVMe 2.0 3.1.4: 0x1000 + 4 * (2 * qid + 1) << CAP.DSTRD, room for DSTRD up to 6); virtio:
-# the common, ISR, device and notify structures, which QEMU places in one 16 KiB BAR.
-DISK_MMIO_SPAN = {"ahci": AHCI_MMIO_SPAN, "nvme": 0x4000, "virtio-blk": 0x4000}
 DISK_KIND_OF = {"ahci": DISK_KIND.AHCI, "nvme": DISK_KIND.NVME, "virtio-blk": DISK_KIND.VIRTIO_BLK}
 SEG = blobfmt.SEGMENT_KIND
 PERM = blobfmt.SEGMENT_PERM
@@ -134,10 +129,8 @@ def payload_info(target, key=None, selftest=0, **layout):
     saved, mem_list, _ = target_lists(target)
     bus, dev, fn = target.disk.pci_address()
     fb = target.framebuffer
+    target.check_chunk_pages(encrypted=bool(key))
     chunk_pages = target.chunk_pages(encrypted=bool(key))
-    if (key or target.options.compress != "none") and chunk_pages > MAX_BUFFERED_CHUNK_PAGES:
-        raise UsageError(f"options.chunk_pages: {chunk_pages} is too large for compressed or "
-                         f"encrypted chunks (at most {MAX_BUFFERED_CHUNK_PAGES})")
     info = dict(
         magic=PAYLOAD_INFO_MAGIC, revision=PAYLOAD_INFO_REVISION, size=PayloadInfo.sizeof(),
         load_base=target.reserved.load_address, reserved_size=target.reserved.size,
@@ -199,7 +192,17 @@ def _assemble(target, sections, sym, key=None, selftest=0, plugins=()):
     sec_addr = mem_addr + len(mem_list)
     pt_base = align_up(sec_addr + len(sec_list), PAGE_SIZE)
 
+    need = AHCI_DMA_SIZE + MIN_WRITER_SCRATCH      # scratch after the tables
+    if plugins:
+        need = max(need, PLUGIN_MIN_WRITER_SCRATCH)
+
+    def too_small(tables_end):
+        return UsageError(f"reserved.size: {target.reserved.size:#x} is too small for the "
+                          f"payload (it needs at least {tables_end - load + need:#x})")
+
     def regions_for(pt_end):
+        if pt_end > reserved_end:       # the code and tables alone overflow the region
+            raise too_small(pt_end)
         r = [Region("trampoline", tramp_addr, tramp_addr + PAGE_SIZE, "r-x"),
              Region("handoff", handoff_addr, handoff_addr + PAGE_SIZE, "rw-")]
         perms = {".text": "r-x", ".rodata": "r--", ".data": "rw-", ".bss": "rw-"}
@@ -239,12 +242,8 @@ def _assemble(target, sections, sym, key=None, selftest=0, plugins=()):
         pt_size = size
     pt_end = pt_base + pt_size
     scratch = reserved_end - pt_end
-    need = AHCI_DMA_SIZE + MIN_WRITER_SCRATCH
-    if plugins:
-        need = max(need, PLUGIN_MIN_WRITER_SCRATCH)
     if scratch < need:
-        raise UsageError(f"reserved.size: {target.reserved.size:#x} is too small for the payload "
-                         f"(it needs at least {pt_end - load + need:#x})")
+        raise too_small(pt_end)
     regions = regions_for(pt_end)
     all_maps = views(regions)
     tables = pagetables.build_page_tables(all_maps[0], pt_base)

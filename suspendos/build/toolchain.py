@@ -27,12 +27,16 @@ def tool(name):
 
 def run(cmd, what, cwd=None):
     try:
-        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT)
+        # errors="replace": a source file in another encoding makes gcc quote non-UTF-8 bytes
+        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, errors="replace",
+                           timeout=COMPILE_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise BuildError(f"{what}: timed out after {COMPILE_TIMEOUT} s: {' '.join(map(str, cmd))}")
     if p.returncode:
         out = (p.stderr or p.stdout).strip().splitlines()
-        raise BuildError(f"{what} failed: {' '.join(map(str, cmd))}\n" + "\n".join(out[-30:]))
+        first = next((l for l in out if "error" in l), out[-1] if out else f"exit {p.returncode}")
+        raise BuildError(f"{what} failed: {first.strip()}\n  command: {' '.join(map(str, cmd))}\n"
+                         + "\n".join(out[-30:]))
     return p
 
 

@@ -11,6 +11,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from ..errors import FormatError, UsageError
+from ..fileutil import input_size, open_input
 from ..formats import image as fmt
 from ..formats.common import PAGE_SIZE, SECTOR_SIZE, parse
 from ..formats.lists import Extent, MemRange
@@ -50,11 +51,14 @@ def find_image(f, size, lba=None):
     """LBA of the image header on the open disk file."""
     candidates = [lba] if lba is not None else list(DEFAULT_LBAS)
     for c in candidates:
+        if c * SECTOR_SIZE + len(fmt.IMAGE_MAGIC) > size:    # spares seeks the OS refuses
+            continue
         f.seek(c * SECTOR_SIZE)
         if f.read(8) == fmt.IMAGE_MAGIC:
             return c
     if lba is not None:
-        raise NoImage(f"no image header at LBA {lba}")
+        raise NoImage(f"no image header at LBA {lba}" + (
+            f" (the disk ends at LBA {size // SECTOR_SIZE})" if lba * SECTOR_SIZE >= size else ""))
     pos = 0
     fd = f.fileno()
     while pos < size:
@@ -76,11 +80,8 @@ class Image:
     def __init__(self, path, lba=None, key=None):
         self.path = path
         self.key = key
-        try:
-            self.f = open(path, "rb")
-        except OSError as e:
-            raise UsageError(f"{path}: cannot open ({e.strerror})")
-        self.size = os.fstat(self.f.fileno()).st_size
+        self.f = open_input(path, block_device=True)
+        self.size = input_size(self.f)
         self.lba = find_image(self.f, self.size, lba)
         self.f.seek(self.lba * SECTOR_SIZE)
         block = self.f.read(fmt.HEADER_BLOCK)
@@ -107,6 +108,8 @@ class Image:
         self.aead = None
         if h.encryption not in ENCRYPTION_NAMES:
             raise FormatError(f"image header: unknown encryption {h.encryption}")
+        if key is not None and not h.encryption:
+            raise UsageError("--key: the image is not encrypted (leave --key out)")
         if h.encryption and key is not None:
             self.aead = ChaCha20Poly1305(key)
             try:
@@ -311,7 +314,7 @@ class Image:
             n = sum(1 for _ in self.chunks(check_data=False))
             return (f"ok: {n} chunks, every checksum matches (encrypted: contents not checked "
                     f"without --key)")
-        ram_f = open(ram, "rb") if ram else None
+        ram_f = open_input(ram, "--ram") if ram else None
         try:
             pages = mismatched = 0
             first_bad = None
@@ -333,43 +336,25 @@ class Image:
         return (f"ok: {self.header.chunk_count} chunks, {pages} pages, every checksum "
                 f"matches" + (f"; every page equals {ram}" if ram else ""))
 
-    def extract_raw(self, out_path):
-        """A file where offset = physical address; zero pages stay holes (read as zeros)."""
-        try:
-            self._extract_raw(out_path)
-        except OSError as e:
-            raise UsageError(f"{out_path}: cannot write memory up to physical address "
-                             f"{max(e_ for _, e_ in self.ranges):#x} ({e.strerror})")
-
-    def _extract_raw(self, out_path):
+    def write_raw(self, out):
+        """Memory into the open file `out` at offset = physical address; zero pages stay
+        holes (read as zeros)."""
         end = max(e for _, e in self.ranges)
-        tmp = os.fspath(out_path) + ".partial"
-        try:
-            with open(tmp, "wb") as out:
-                for _, plist in self.chunks():
-                    run_addr, run = None, []
-                    for addr, data in plist + [(None, None)]:
-                        if data is not None and run and addr == run_addr + len(run) * PAGE_SIZE:
-                            run.append(data)
-                            continue
-                        if run:
-                            out.seek(run_addr)
-                            out.write(b"".join(run))
-                        run_addr, run = (addr, [data]) if data is not None else (None, [])
-                out.truncate(end)
-            os.replace(tmp, out_path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        for _, plist in self.chunks():
+            run_addr, run = None, []
+            for addr, data in plist + [(None, None)]:
+                if data is not None and run and addr == run_addr + len(run) * PAGE_SIZE:
+                    run.append(data)
+                    continue
+                if run:
+                    out.seek(run_addr)
+                    out.write(b"".join(run))
+                run_addr, run = (addr, [data]) if data is not None else (None, [])
+        out.truncate(end)
 
-    def extract_elf(self, out_path):
-        """An ELF core (formats/elfcore.py): one PT_LOAD per range, registers in a note."""
-        try:
-            self._extract_elf(out_path)
-        except OSError as e:
-            raise UsageError(f"{out_path}: cannot write the ELF core ({e.strerror})")
-
-    def _extract_elf(self, out_path):
+    def write_elf(self, out):
+        """An ELF core (formats/elfcore.py) into the open file `out`: one PT_LOAD per range,
+        registers in a note."""
         from ..formats import elfcore
         ctx = self.header.context
         regs = {r: ctx[r] for r in ("rbx", "rbp", "r12", "r13", "r14", "r15", "rip", "rsp")}
@@ -377,24 +362,28 @@ class Image:
                     gs=ctx.gs, fs_base=ctx.fs_base, gs_base=ctx.gs_base)
         head, placed = elfcore.layout(self.ranges, elfcore.prstatus_note(regs))
         starts = [s for (s, _), _ in placed]
-        tmp = os.fspath(out_path) + ".partial"
-        try:
-            with open(tmp, "wb") as out:
-                out.write(head)
-                for _, plist in self.chunks():
-                    for addr, data in plist:
-                        if data is None:
-                            continue
-                        i = bisect.bisect_right(starts, addr) - 1
-                        (start, _), off = placed[i]
-                        out.seek(off + addr - start)
-                        out.write(data)
-                (_, last_end), last_off = placed[-1]
-                out.truncate(last_off + last_end - placed[-1][0][0])
-            os.replace(tmp, out_path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        out.write(head)
+        for _, plist in self.chunks():
+            for addr, data in plist:
+                if data is None:
+                    continue
+                i = bisect.bisect_right(starts, addr) - 1
+                (start, _), off = placed[i]
+                out.seek(off + addr - start)
+                out.write(data)
+        (_, last_end), last_off = placed[-1]
+        out.truncate(last_off + last_end - placed[-1][0][0])
+
+    def extract_raw(self, out_path):
+        self._extract(out_path, self.write_raw, "-o")
+
+    def extract_elf(self, out_path):
+        self._extract(out_path, self.write_elf, "--elf")
+
+    def _extract(self, out_path, write, what):
+        from ..fileutil import atomic_output
+        with atomic_output(out_path, 0o600, what) as f:     # memory holds secrets
+            write(f)
 
     def close(self):
         self.f.close()

@@ -40,13 +40,68 @@ def cache_dir():
     return d
 
 
+def _order(c):
+    """dpkg's weight of one character of a non-digit run: '~' before the end, letters before
+    everything else (deb-version(7), "Sorting algorithm")."""
+    if c == "~":
+        return -1
+    if c.isalpha():
+        return ord(c)
+    return ord(c) + 256 if c else 0
+
+
+def compare_versions(a, b):
+    """-1, 0 or 1 as Debian orders versions a and b (deb-version(7)): runs of digits compare
+    as numbers, so 6.1.0-9 comes before 6.1.0-56."""
+    def parts(v):
+        epoch, _, rest = v.rpartition(":") if ":" in v else ("0", "", v)
+        upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
+        return int(epoch or 0), upstream, revision
+
+    def cmp_part(x, y):
+        while x or y:
+            nx = re.match(r"[^0-9]*", x).group()
+            ny = re.match(r"[^0-9]*", y).group()
+            for i in range(max(len(nx), len(ny))):
+                cx, cy = _order(nx[i:i + 1]), _order(ny[i:i + 1])
+                if cx != cy:
+                    return -1 if cx < cy else 1
+            x, y = x[len(nx):], y[len(ny):]
+            dx = re.match(r"[0-9]*", x).group()
+            dy = re.match(r"[0-9]*", y).group()
+            if int(dx or 0) != int(dy or 0):
+                return -1 if int(dx or 0) < int(dy or 0) else 1
+            x, y = x[len(dx):], y[len(dy):]
+        return 0
+    ea, ua, ra = parts(a)
+    eb, ub, rb = parts(b)
+    if ea != eb:
+        return -1 if ea < eb else 1
+    return cmp_part(ua, ub) or cmp_part(ra, rb)
+
+
+def newest_deb(debs, version_of):
+    """The .deb with the highest Debian version (version_of(path) -> version string)."""
+    import functools
+    return max(debs, key=functools.cmp_to_key(
+        lambda x, y: compare_versions(version_of(x), version_of(y))))
+
+
+def _deb_version(path):
+    """The version field of a downloaded .deb's name, package_version_arch.deb (with the
+    epoch's ':' as apt-get download writes it, %3a)."""
+    return path.name.split("_")[1].replace("%3a", ":")
+
+
 def kernel_abi(cache=None):
     if os.environ.get("SOS_LINUX_ABI"):
         return os.environ["SOS_LINUX_ABI"]
     cache = cache or cache_dir()
-    found = sorted(cache.glob("linux-image-*-amd64_*.deb"))
+    found = list(cache.glob("linux-image-*-amd64_*.deb"))
     if found:
-        return re.match(r"linux-image-(.+-amd64)_", found[-1].name).group(1)
+        def abi(p):     # 6.1.0-56 of linux-image-6.1.0-56-amd64_6.1.158-1_amd64.deb
+            return re.match(r"linux-image-(.+)-amd64_", p.name).group(1)
+        return abi(newest_deb(found, abi)) + "-amd64"
     try:
         out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], check=True,
                              capture_output=True, text=True).stdout
@@ -59,15 +114,15 @@ def kernel_abi(cache=None):
 
 
 def _deb(cache, package):
-    found = sorted(cache.glob(f"{package.replace('+', '%2b')}_*.deb")) or \
-        sorted(cache.glob(f"{package}_*.deb"))
+    found = list(cache.glob(f"{package.replace('+', '%2b')}_*.deb")) or \
+        list(cache.glob(f"{package}_*.deb"))
     if found:
-        return found[-1]
+        return newest_deb(found, _deb_version)
     r = subprocess.run(["apt-get", "download", package], cwd=cache, capture_output=True, text=True)
-    found = sorted(cache.glob(f"{package}_*.deb"))
+    found = list(cache.glob(f"{package}_*.deb"))
     if r.returncode or not found:
         raise UsageError(f"apt-get download {package} failed: {(r.stderr or r.stdout).strip()[-300:]}")
-    return found[-1]
+    return newest_deb(found, _deb_version)
 
 
 def _unpack(cache, package, into):
@@ -113,8 +168,8 @@ class Debian:
 def build_module(debian, out_dir=None):
     """kbuild linux/suspendos.c against the headers; returns the .ko path."""
     from ..sources import source_dir
-    src = source_dir("builder").parent / "linux"
-    work = Path(out_dir or debian.cache / f"module-{debian.abi}")
+    src = source_dir("linux")
+    work = Path(out_dir or debian.cache / f"module-{debian.abi}").resolve()     # kbuild: M= absolute
     work.mkdir(parents=True, exist_ok=True)
     for f in ("suspendos.c", "suspendos_linux.h", "Kbuild"):
         if (src / f).exists():

@@ -59,11 +59,16 @@ def cmd_build(a):
     print(f"wrote {obj}: plugin {name!r}, {obj.stat().st_size} bytes, scratch {scratch} KiB")
 
 
-def _sign_and_write(data, key_path, out):
-    from .keys import fingerprint, load_private_key, raw_public
+def _load_key(key_path):
+    """The signing key, read before anything is built or written (None: unsigned)."""
+    from .keys import load_private_key
+    return load_private_key(key_path) if key_path else None
+
+
+def _sign_and_write(data, key, out):
+    from .keys import fingerprint, raw_public
     from .package import sign_bytes, write_package
-    if key_path:
-        key = load_private_key(key_path)
+    if key:
         data = sign_bytes(data, key)
         how = f"signed by {fingerprint(raw_public(key.public_key()))}"
     else:
@@ -77,6 +82,7 @@ def cmd_pack(a):
     from .package import check_name, make_package
     if a.folder and (a.splash or a.bar_color or a.background):
         raise UsageError("plugin pack: give a plugin folder or --splash, not both")
+    key = _load_key(a.key)
     if a.folder:
         from .sdk import build_plugin
         obj, name, _ = build_plugin(a.folder)
@@ -84,8 +90,11 @@ def cmd_pack(a):
             raise UsageError(f"--name: the plugin's descriptor calls it {name!r}")
         sections = [(fmt.SECTION_KIND.OBJECT, obj.read_bytes())]
         assets = Path(a.folder) / "assets.bin"
-        if assets.is_file():
-            sections.append((fmt.SECTION_KIND.ASSETS, assets.read_bytes()))
+        if assets.exists():
+            from ..fileutil import read_input
+            from .package import MAX_PACKAGE
+            sections.append((fmt.SECTION_KIND.ASSETS,
+                             read_input(assets, limit=MAX_PACKAGE, kind="plugin asset")))
         data = make_package(fmt.PACKAGE_KIND.CODE, name, sections)
         what = f"code plugin {name!r}"
     else:
@@ -98,15 +107,16 @@ def cmd_pack(a):
         asset = theme_from_png(a.splash, bg, bar)
         data = make_package(fmt.PACKAGE_KIND.THEME, name, [(fmt.SECTION_KIND.THEME, asset)])
         what = f"theme {name!r}"
-    how = _sign_and_write(data, a.key, a.output)
+    how = _sign_and_write(data, key, a.output)
     print(f"wrote {a.output}: {what}, {Path(a.output).stat().st_size} bytes, {how}")
 
 
 def cmd_sign(a):
     from .package import read_package
+    key = _load_key(a.key)
     pkg = read_package(a.package)
     out = a.output or a.package
-    how = _sign_and_write(pkg.signed_part, a.key, out)
+    how = _sign_and_write(pkg.signed_part, key, out)
     print(f"wrote {out}: plugin {pkg.name!r}, {how}")
 
 
@@ -141,7 +151,7 @@ def cmd_preview(a):
     import io
     buf = io.BytesIO()
     img.save(buf, "PNG")
-    write_atomic(a.output, buf.getvalue())
+    write_atomic(a.output, buf.getvalue(), what="-o")
     print(f"wrote {a.output}: theme {pkg.name!r} at {a.percent}% on {w}x{h}x{bpp}")
 
 

@@ -7,6 +7,7 @@ every *.pub file in it is a trusted key. Keys are named by their OpenSSH-style f
 """
 import base64
 import hashlib
+import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -14,9 +15,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import UsageError
-from ..fileutil import write_atomic
+from ..fileutil import check_output, check_private, read_input, write_atomic
 
 DEFAULT_TRUST_DIR = "/etc/suspendos/trusted-keys"
+MAX_KEY_FILE = 64 * 1024        # a PEM or OpenSSH ed25519 key is a few hundred bytes
 
 
 def keygen(path, comment="suspendos-plugin-key"):
@@ -24,23 +26,25 @@ def keygen(path, comment="suspendos-plugin-key"):
     path = Path(path)
     pub = Path(str(path) + ".pub")
     for p in (path, pub):
-        if p.exists():
+        check_output(p, "-o")
+        if os.path.lexists(p):
             raise UsageError(f"{p}: already exists (refusing to overwrite a key)")
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                          serialization.PublicFormat.OpenSSH)
-    write_atomic(path, pem, mode=0o600)
-    write_atomic(pub, line + b" " + comment.encode() + b"\n", mode=0o644)
+    write_atomic(path, pem, mode=0o600, what="-o")
+    try:
+        write_atomic(pub, line + b" " + comment.encode() + b"\n", mode=0o644, what="-o")
+    except BaseException:
+        path.unlink()           # a private key without its .pub would block a rerun
+        raise
     return key.public_key()
 
 
 def load_private_key(path, what="--key"):
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise UsageError(f"{what}: cannot read {path} ({e.strerror})")
+    data = read_input(path, what, limit=MAX_KEY_FILE, kind="key file")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:
@@ -48,6 +52,7 @@ def load_private_key(path, what="--key"):
     if not isinstance(key, Ed25519PrivateKey):
         raise UsageError(f"{what}: {path} is not an ed25519 key "
                          f"(make one with `suspendos plugin keygen -o FILE`)")
+    check_private(path, what)
     return key
 
 
@@ -64,10 +69,7 @@ def fingerprint(raw):
 
 def load_public_key(path):
     """A raw 32-byte ed25519 public key from an OpenSSH .pub file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read ({e.strerror})")
+    data = read_input(path, limit=MAX_KEY_FILE, kind="key file")
     try:
         key = serialization.load_ssh_public_key(data.strip())
     except (ValueError, TypeError, IndexError) as e:

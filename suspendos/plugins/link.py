@@ -62,7 +62,7 @@ def link(obj, base, workdir, label):
         toolchain.link([obj], LINKER_SCRIPT.replace("@BASE@", hex(base)), out, work)
     except BuildError as e:
         raise BuildError(f"plugin {label}: it does not link on its own (a plugin may use only "
-                         f"the services table, no other symbol):\n{e}")
+                         f"the services table, no other symbol): {str(e).splitlines()[0]}\n{e}")
     with open(out, "rb") as f:
         elf = ELFFile(f)
         sections = {}

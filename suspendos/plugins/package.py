@@ -74,6 +74,8 @@ def parse_package(data, what="package"):
     data = bytes(data)
     if len(data) < HEADER:
         raise FormatError(f"{what}: {len(data)} bytes is too short for a plugin package")
+    if not data.startswith(fmt.PACKAGE_MAGIC):
+        raise FormatError(f"{what}: not a plugin package (no package magic at its start)")
     head = parse(fmt.PackageHeader, data[:HEADER], f"{what}: not a plugin package")
     if head.version != fmt.PACKAGE_VERSION:
         raise FormatError(f"{what}: package version {head.version}, this tool reads "
@@ -126,14 +128,8 @@ def parse_package(data, what="package"):
 
 
 def read_package(path):
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PACKAGE + 1)
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read ({e.strerror})")
-    if len(data) > MAX_PACKAGE:
-        raise FormatError(f"{path}: larger than {MAX_PACKAGE >> 20} MiB: not a plugin package")
-    return parse_package(data, str(path))
+    from ..fileutil import read_input
+    return parse_package(read_input(path, limit=MAX_PACKAGE, kind="plugin package"), str(path))
 
 
 def sign_bytes(data, private_key):
@@ -202,11 +198,17 @@ def describe(pkg):
              f"{fmt.PLUGIN_ABI_REVISION}"]
     for k, v in pkg.sections.items():
         lines.append(f"  section {fmt.SECTION_KIND.name_of(k)}: {len(v)} bytes")
-    lines.append(f"  signed by {keys.fingerprint(pkg.public_key)}" if pkg.signed
-                 else "  not signed")
+    if not pkg.signed:
+        lines.append("  not signed")
+    elif keys.signature_valid(pkg.public_key, pkg.signature, pkg.signed_part):
+        lines.append(f"  signed by {keys.fingerprint(pkg.public_key)} (signature valid; "
+                     f"`suspendos plugin verify` checks the key against a trust folder)")
+    else:
+        lines.append(f"  signature INVALID: the package was changed after it was signed "
+                     f"(the block names {keys.fingerprint(pkg.public_key)})")
     return "\n".join(lines)
 
 
 def write_package(path, data):
     from ..fileutil import write_atomic
-    write_atomic(Path(path), data)
+    write_atomic(Path(path), data, what="-o")

@@ -42,8 +42,10 @@ def refresh_sdk(folder):
 
 def new_plugin(name, parent="."):
     check_name(name, "plugin new")
+    if not Path(parent).is_dir():
+        raise UsageError(f"--dir: {parent} is not a folder")
     folder = Path(parent) / name
-    if folder.exists():
+    if folder.exists() or folder.is_symlink():
         raise UsageError(f"plugin new: {folder} already exists")
     template = (source_dir("plugins") / "template" / "plugin.c").read_text()
     folder.mkdir(parents=True)

@@ -34,18 +34,30 @@ def parse_color(text, what):
 
 def load_splash(path, background):
     """The picture as a Pillow RGB image, transparency composited over `background`."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            im.load()
-            img = im.copy()
-    except FileNotFoundError:
-        raise UsageError(f"--splash: {path}: no such file")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise UsageError(f"--splash: {path}: not a picture Pillow can read ({e})")
-    w, h = img.size
-    if not (1 <= w <= MAX_SPLASH and 1 <= h <= MAX_SPLASH):
-        raise UsageError(f"--splash: {path} is {w}x{h}; at most {MAX_SPLASH}x{MAX_SPLASH}")
+
+    from ..fileutil import open_input
+    with open_input(path, "--splash") as f:
+        try:
+            with warnings.catch_warnings():
+                # The size is checked from the header below, before anything is decoded;
+                # Pillow's own bomb check would otherwise warn or raise first.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(f) as im:
+                    w, h = im.size
+                    if not (1 <= w <= MAX_SPLASH and 1 <= h <= MAX_SPLASH):
+                        raise UsageError(f"--splash: {path} is {w}x{h}; at most "
+                                         f"{MAX_SPLASH}x{MAX_SPLASH}")
+                    im.load()
+                    img = im.copy()
+        except Image.DecompressionBombError:
+            raise UsageError(f"--splash: {path} is larger than {MAX_SPLASH}x{MAX_SPLASH}")
+        except UnidentifiedImageError:
+            raise UsageError(f"--splash: {path}: not a picture Pillow can read")
+        except (OSError, ValueError, SyntaxError) as e:
+            raise UsageError(f"--splash: {path}: not a picture Pillow can read ({e})")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         under = Image.new("RGBA", img.size, _rgb(background) + (255,))

@@ -47,22 +47,45 @@ def machine_args(memory, cpus=1):
             "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"]
 
 
+def opt_value(text):
+    """A value inside a QEMU option list (`-chardev a=x,b=y`): a comma is doubled, so a path
+    with commas cannot end the value and add options of its own (QEMU's qemu-options.hx,
+    "comma")."""
+    return os.fspath(text).replace(",", ",,")
+
+
+def module_path(path):
+    """A path for -initrd, which a multiboot kernel's loader splits at commas (doubled ones
+    escape) and at the first space (the module's command line: hw/i386/multiboot.c)."""
+    p = os.fspath(path)
+    if any(ch in p for ch in " \n"):
+        raise UsageError(f"{p}: QEMU cannot load a module from a path with a space or newline "
+                         f"(set TMPDIR to another folder)")
+    return opt_value(p)
+
+
 def disk_args(path, inject=None, bus="ahci", sector_size=512):
-    """The disk on AHCI port 0 (ide.0), or on an NVMe or virtio-blk controller (disks.py).
-    `inject`: blkdebug inject-error rules, which QEMU 7.2 honours only when blkdebug sits
-    between the raw format and the file."""
-    from .disks import device_args
-    device = device_args(bus, sector_size)
-    if not inject:
-        return ["-drive", f"if=none,id=d0,file={path},format=raw,cache=writeback", *device]
+    """The disk on AHCI port 0 (ide.0), or on an NVMe or virtio-blk controller (disks.py), as
+    -blockdev JSON: the path is a JSON string, never parsed for options. A block device needs
+    QEMU's host_device driver. `inject`: blkdebug inject-error rules, which QEMU 7.2 honours
+    only when blkdebug sits between the raw format and the file, or "stall", "read-stall",
+    "blkdebug": blkdebug with no rules (breakpoints are set through QMP once QEMU runs)."""
     import json
-    if isinstance(inject, str):  # "stall", "read-stall", "blkdebug": breakpoints are set
-        inject = []              # through QMP once QEMU runs
-    debug = {"driver": "blkdebug", "image": {"driver": "file", "filename": os.fspath(path)}}
-    if inject:
-        debug["inject-error"] = inject
-    node = {"driver": "raw", "node-name": "d0", "file": debug}
-    return ["-blockdev", json.dumps(node), *device]
+    import stat
+    from .disks import device_args
+    try:
+        is_block = stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        is_block = False
+    image = {"driver": "host_device" if is_block else "file", "filename": os.fspath(path)}
+    if isinstance(inject, str):
+        inject = []
+    if inject is not None:
+        image = {"driver": "blkdebug", "image": image}
+        if inject:
+            image["inject-error"] = inject
+    node = {"driver": "raw", "node-name": "d0", "file": image}
+    return ["-blockdev", json.dumps(node), *device_args(bus, sector_size)]
 
 
 def debug_exit_value(returncode):
@@ -79,8 +102,10 @@ class QemuMachine:
         self.serial_path = os.path.join(self.workdir, "serial.sock")
         self.log_path = log_path or os.path.join(self.workdir, "serial.log")
         self.cmd = [qemu_binary(), *args, "-S",
-                    "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-                    "-serial", f"unix:{self.serial_path},server=on,wait=off"]
+                    "-chardev", f"socket,id=qmp,path={opt_value(self.qmp_path)},server=on,wait=off",
+                    "-mon", "chardev=qmp,mode=control",
+                    "-chardev", f"socket,id=ser0,path={opt_value(self.serial_path)},server=on,"
+                    f"wait=off", "-serial", "chardev:ser0"]
         self.qmp = QMPClient(name)
         self.proc = None
         self.reader = self.writer = None

@@ -8,7 +8,9 @@ COPY_BLOCK = 64 << 20
 
 async def dump_ram(machine, ranges, out_path):
     """Dump every [start, end) range of guest-physical memory into out_path at its address."""
-    directory = os.path.dirname(os.path.abspath(out_path))
+    from ..fileutil import check_output
+    out_path = check_output(out_path, "--ram-dump")     # never replaces a device or a folder
+    directory = os.path.dirname(out_path)
     fd, tmp_out = tempfile.mkstemp(dir=directory, prefix=".ramdump-")
     os.close(fd)
     try:

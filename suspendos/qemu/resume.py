@@ -7,11 +7,13 @@ at the end `refused <reason> <message>`, `failed <message>` or `fault ...`. Afte
 the test host prints its usual lines (@@HOST back, @@HANDOFF, @@RESULT) and exits.
 """
 import asyncio
+import os
 import tempfile
 from pathlib import Path
 
 from ..build.resume import build_resume_loader
 from ..errors import RunError, UsageError
+from ..fileutil import input_size, open_input
 from ..formats.common import SECTOR_SIZE
 from ..formats.status import STATUS
 from ..target.qemu import qemu_target
@@ -62,7 +64,8 @@ def _target_for(memory, disk, bus="ahci", sector_size=512):
     """The target `qemu suspend` built for this disk. A disk too small for this machine's
     worst-case image (truncated, or from a smaller machine) gets the target of a fresh disk,
     which is what `qemu suspend` created: the loader then says what it finds."""
-    size = disk.stat().st_size
+    with open_input(disk, "--disk", block_device=True) as f:
+        size = input_size(f)
     if size % max(SECTOR_SIZE, sector_size):
         raise UsageError(f"--disk: {disk} is not a whole number of {sector_size}-byte sectors")
     from .probe import probe_pci
@@ -136,7 +139,7 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     "after-resume" pause (it pauses there when the suspend took a RAM dump:
     qemu-boot/pause.c)."""
     disk = Path(disk)
-    if not disk.is_file():
+    if not os.path.lexists(disk):
         raise UsageError(f"--disk: {disk} does not exist (suspend to it first)")
     target = _target_for(memory, disk, bus, sector_size)
     ram_ranges = target.saved_ranges()

@@ -1,6 +1,7 @@
 """`suspendos qemu suspend`: build the payload and the test host, boot the QEMU test machine,
 let the payload write the image, and report what it did."""
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -9,11 +10,12 @@ from pathlib import Path
 from ..build.payload import build_payload
 from ..build.testhost import build_test_host
 from ..errors import RunError, UsageError
+from ..fileutil import check_output, input_size, open_input, write_atomic
 from ..formats.common import SECTOR_SIZE
 from ..formats.status import STATUS, SUCCESS
 from ..target.qemu import DEFAULT_FRAMEBUFFER, qemu_target
 from . import protocol
-from .machine import QemuMachine, debug_exit_value, disk_args, machine_args
+from .machine import QemuMachine, debug_exit_value, disk_args, machine_args, module_path
 from .ramdump import dump_ram
 
 GiB = 1 << 30
@@ -257,12 +259,19 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
         if len(parts) != 4 or not all(p.isdigit() for p in parts) or sum(map(int, parts)) != 100:
             raise UsageError(f"--mix: {mix!r} is not Z,R,T,P: four whole percentages summing to 100")
     disk = Path(disk)
-    existing = disk.exists()
-    if existing and disk.stat().st_size % max(SECTOR_SIZE, sector_size):
-        raise UsageError(f"--disk: {disk} is not a whole number of {sector_size}-byte sectors")
+    existing = os.path.lexists(disk)
+    disk_size = None
+    if existing:                    # used as it is: a regular file or a block device
+        with open_input(disk, "--disk", block_device=True) as f:
+            disk_size = input_size(f)
+        if disk_size % max(SECTOR_SIZE, sector_size):
+            raise UsageError(f"--disk: {disk} is not a whole number of {sector_size}-byte "
+                             f"sectors")
+    else:
+        check_output(disk, "--disk")
     if target is None:
-        target = qemu_target(memory, disk.stat().st_size if existing else None, compress,
-                             framebuffer=framebuffer, bus=bus, sector_size=sector_size)
+        target = qemu_target(memory, disk_size, compress, framebuffer=framebuffer,
+                             bus=bus, sector_size=sector_size, size_what=f"--disk: {disk}")
         if plugins:
             _make_room_for_plugins(target, plugins)
     elif compress != "none":
@@ -273,12 +282,15 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
         built = build_payload(target, key=key, selftest=selftest, plugins=plugins)
         (tmp / "payload.blob").write_bytes(built.blob)
         if keep_blob:
-            Path(keep_blob).write_bytes(built.blob)
+            write_atomic(keep_blob, built.blob)
         build_test_host(tmp / "host.elf")
         if not existing:
             sectors = target.disk.sectors or max(e.lba + e.count for e in target.extents)
-            with open(disk, "wb") as f:
-                f.truncate(sectors * target.disk.block_size)
+            fd = os.open(disk, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                os.ftruncate(fd, sectors * target.disk.block_size)
+            finally:
+                os.close(fd)
         pause = {(True, False): " pause=before", (False, True): " pause=after",
                  (True, True): " pause=both"}.get((bool(ram_dump), bool(screenshot)), "")
         fb = target.framebuffer
@@ -293,7 +305,7 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
         from .disks import scale_inject
         args = [*machine_args(memory, cpus),
                 *disk_args(disk, scale_inject(inject, sector_size), bus, sector_size),
-                "-kernel", str(tmp / "host.elf"), "-initrd", str(tmp / "payload.blob"),
+                "-kernel", str(tmp / "host.elf"), "-initrd", module_path(tmp / "payload.blob"),
                 "-append", append]
         ram_ranges = [(m.start, m.end) for m in target.memory if m.type == "ram"]
 
@@ -342,8 +354,7 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
         if screenshot:
             summary["screenshot"] = None
             if shot.exists():
-                from ..fileutil import write_atomic
-                write_atomic(screenshot, shot.read_bytes())
+                write_atomic(screenshot, shot.read_bytes(), what="--screenshot")
                 summary["screenshot"] = str(screenshot)
         ok = (handoff.status in SUCCESS and summary["host_memory_check"] == "passed"
               and summary["host_cpu_check"] == "passed"

@@ -2,6 +2,7 @@
 options. Stored as TOML (README, "Target description"). Every check raises a UsageError whose
 one-line message names the offending field, so the CLI can exit 2 with nothing written.
 """
+import re
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
@@ -19,6 +20,17 @@ FB_FORMATS = ("xrgb8888", "rgb888", "rgb565")
 MIN_RESERVED = 512 * 1024
 BUFFERED_CHUNK_PAGES = 16       # 64 KiB of input per LZ4 / encrypted chunk
 MAX_BUFFERED_CHUNK_PAGES = 64   # buffered chunks are built in scratch
+MAX_PHYSICAL = 1 << 52          # x86-64 MAXPHYADDR is at most 52 (SDM vol. 3A, 4.1.4)
+MAX_SECTORS = 1 << 48           # ATA 48-bit LBA (ACS-3, 4.1): what an AHCI port can address
+AHCI_MMIO_SPAN = 0x2000         # what the payload maps from the ABAR's page: generic host
+                                # control + 32 ports (AHCI 1.3.1, 3: 0x100 + 32 * 0x80)
+# What each driver touches of its BAR: NVMe registers and the doorbells of queues 0 and 1
+# (NVMe 2.0 3.1.4: 0x1000 + 4 * (2 * qid + 1) << CAP.DSTRD, room for DSTRD up to 6); virtio:
+# the common, ISR, device and notify structures, which QEMU places in one 16 KiB BAR.
+DISK_MMIO_SPAN = {"ahci": AHCI_MMIO_SPAN, "nvme": 0x4000, "virtio-blk": 0x4000}
+MAX_TARGET_FILE = 16 << 20
+PCI_RE = re.compile(r"^[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.[0-7]$")
+BPP_OF_FORMAT = {"xrgb8888": 32, "rgb888": 24, "rgb565": 16}
 
 
 @dataclass
@@ -50,14 +62,13 @@ class Disk:
         return self.ahci_base if self.kind == "ahci" else self.bar
 
     def pci_address(self):
-        try:
-            bus, rest = self.pci.split(":")
-            dev, fn = rest.split(".")
-            b, d, f = int(bus, 16), int(dev, 16), int(fn, 16)
-        except ValueError:
+        if not PCI_RE.match(self.pci):
             raise UsageError(f"disk.pci: {self.pci!r} is not bus:dev.fn (e.g. 00:1f.2)")
-        if not (0 <= b <= 255 and 0 <= d <= 31 and 0 <= f <= 7) or "-" in self.pci:
-            raise UsageError(f"disk.pci: {self.pci!r} is out of range")
+        bus, rest = self.pci.split(":")
+        dev, fn = rest.split(".")
+        b, d, f = int(bus, 16), int(dev, 16), int(fn, 16)
+        if d > 31:
+            raise UsageError(f"disk.pci: {self.pci!r} is out of range (device 0-1f)")
         return b, d, f
 
 
@@ -157,6 +168,9 @@ class Target:
                 raise UsageError(f"memory[{i}].type: {m.type!r} is not one of {', '.join(MEMORY_TYPES)}")
             if m.start < 0 or m.end <= m.start:
                 raise UsageError(f"memory[{i}]: end {m.end:#x} must be above start {m.start:#x}")
+            if m.end > MAX_PHYSICAL:
+                raise UsageError(f"memory[{i}]: end {m.end:#x} is beyond any physical address "
+                                 f"(2^52)")
             if last and m.start < last.end:
                 raise UsageError(f"memory[{i}]: {m.start:#x}-{m.end:#x} overlaps "
                                  f"{last.start:#x}-{last.end:#x}")
@@ -166,6 +180,8 @@ class Target:
 
     def _validate_reserved(self):
         r = self.reserved
+        if r.load_address < 0:
+            raise UsageError(f"reserved.load_address: {r.load_address:#x} is negative")
         if r.load_address % PAGE_SIZE or r.size % PAGE_SIZE:
             raise UsageError("reserved: load_address and size must be multiples of 4096")
         if r.size < MIN_RESERVED:
@@ -182,19 +198,24 @@ class Target:
         if d.block_size not in BLOCK_SIZES:
             raise UsageError(f"disk.block_size: {d.block_size} is not 512 or 4096")
         if d.kind == "ahci":
-            if d.ahci_base <= 0 or d.ahci_base % 1024:
+            if d.ahci_base <= 0 or d.ahci_base % 1024 or \
+                    d.ahci_base + AHCI_MMIO_SPAN > MAX_PHYSICAL:
                 raise UsageError(f"disk.ahci_base: {d.ahci_base:#x} is not a 1 KiB-aligned MMIO address")
             if not 0 <= d.port < 32:
                 raise UsageError(f"disk.port: {d.port} is not an AHCI port number (0-31)")
             if d.block_size != 512:
                 raise UsageError("disk.block_size: the AHCI driver handles 512-byte sectors only")
         else:
-            if d.bar <= 0 or d.bar % 4096:
+            if d.bar <= 0 or d.bar % 4096 or d.bar + DISK_MMIO_SPAN[d.kind] > MAX_PHYSICAL:
                 raise UsageError(f"disk.bar: {d.bar:#x} is not a 4 KiB-aligned MMIO address")
             if d.kind == "nvme" and not 0 <= d.namespace < 0xFFFFFFFF:
                 raise UsageError(f"disk.namespace: {d.namespace} is not a namespace id")
-        if d.sectors < 0:
-            raise UsageError("disk.sectors: must not be negative")
+        what = "disk.ahci_base" if d.kind == "ahci" else "disk.bar"
+        page = d.base() & ~(PAGE_SIZE - 1)
+        self._check_mmio(what, page, page + DISK_MMIO_SPAN[d.kind])
+        if not 0 <= d.sectors <= MAX_SECTORS:
+            raise UsageError(f"disk.sectors: must be from 0 to 2^48 (ATA's 48-bit LBA), "
+                             f"got {d.sectors}")
         d.pci_address()
 
     def _validate_extents(self):
@@ -205,6 +226,8 @@ class Target:
         for i, e in ordered:
             if e.lba < 0 or e.count <= 0:
                 raise UsageError(f"extents[{i}]: lba must be >= 0 and count > 0")
+            if e.lba + e.count > MAX_SECTORS:
+                raise UsageError(f"extents[{i}]: sectors beyond 2^48 (ATA's 48-bit LBA)")
             if self.disk.sectors and e.lba + e.count > self.disk.sectors:
                 raise UsageError(f"extents[{i}]: sectors {e.lba}-{e.lba + e.count - 1} lie beyond "
                                  f"the end of the disk ({self.disk.sectors} sectors)")
@@ -227,8 +250,16 @@ class Target:
             raise UsageError(f"framebuffer.format: {fb.format!r} is not one of {', '.join(FB_FORMATS)}")
         if fb.bpp not in (16, 24, 32):
             raise UsageError(f"framebuffer.bpp: {fb.bpp} is not 16, 24 or 32")
-        if fb.width <= 0 or fb.height <= 0 or fb.pitch < fb.width * fb.bpp // 8:
-            raise UsageError("framebuffer: width, height must be positive and pitch >= width*bpp/8")
+        if BPP_OF_FORMAT[fb.format] != fb.bpp:
+            raise UsageError(f"framebuffer.bpp: {fb.format} has {BPP_OF_FORMAT[fb.format]} bits "
+                             f"per pixel, not {fb.bpp}")
+        if not (0 < fb.width <= 0xFFFF and 0 < fb.height <= 0xFFFF
+                and fb.width * fb.bpp // 8 <= fb.pitch <= 0xFFFFFFFF):
+            raise UsageError("framebuffer: width, height must be 1-65535 and pitch >= width*bpp/8")
+        end = fb.address + fb.pitch * fb.height
+        if fb.address <= 0 or end > MAX_PHYSICAL:
+            raise UsageError(f"framebuffer.address: {fb.address:#x} is not a physical address")
+        self._check_mmio("framebuffer", fb.address, end)
 
     def _validate_options(self):
         o = self.options
@@ -236,11 +267,31 @@ class Target:
             raise UsageError(f"options.compress: {o.compress!r} is not one of {', '.join(COMPRESSIONS)}")
         if not 0 <= o.chunk_pages <= image.MAX_CHUNK_PAGES:
             raise UsageError(f"options.chunk_pages: must be 1-{image.MAX_CHUNK_PAGES} (or 0 for the default)")
+        self.check_chunk_pages()
         if not 64 <= o.max_command_kib <= 32768 or o.max_command_kib % 4:
             raise UsageError("options.max_command_kib: must be a multiple of 4 from 64 to 32768")
         for name in ("serial_port", "debug_exit_port"):
             if not 0 <= getattr(o, name) <= 0xFFFF:
                 raise UsageError(f"options.{name}: must be an I/O port number (0-65535)")
+
+    def check_chunk_pages(self, encrypted=False):
+        """Compressed and encrypted chunks are built in the payload's scratch: at most
+        MAX_BUFFERED_CHUNK_PAGES. The build checks again with the key it is given."""
+        pages = self.chunk_pages(encrypted)
+        if (encrypted or self.options.compress != "none") and pages > MAX_BUFFERED_CHUNK_PAGES:
+            raise UsageError(f"options.chunk_pages: {pages} is too large for compressed or "
+                             f"encrypted chunks (at most {MAX_BUFFERED_CHUNK_PAGES})")
+
+    def _check_mmio(self, what, start, end):
+        """A device's registers or framebuffer may not lie in RAM or the reserved region:
+        the payload maps them uncached and writable, and saves RAM read-only."""
+        rs, re_ = self.reserved_range
+        for i, m in enumerate(self.memory):
+            if m.type == "ram" and start < m.end and m.start < end:
+                raise UsageError(f"{what}: {start:#x}-{end:#x} lies inside RAM (memory[{i}], "
+                                 f"{m.start:#x}-{m.end:#x})")
+        if start < re_ and rs < end:
+            raise UsageError(f"{what}: {start:#x}-{end:#x} overlaps the reserved region")
 
     # ---- serialisation -------------------------------------------------------------
     def to_dict(self):
@@ -306,12 +357,9 @@ def loads(text, origin="target"):
     return from_dict(data)
 
 
-def load(path):
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read ({e.strerror})")
+def load(path, what=None):
+    from ..fileutil import read_input
+    raw = read_input(path, what, limit=MAX_TARGET_FILE, kind="target description")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -327,4 +375,4 @@ def save(target, path):
     """Validate, then write atomically: a failed validation leaves nothing behind."""
     from ..fileutil import write_atomic
     target.validate()
-    write_atomic(path, dumps(target).encode())
+    write_atomic(path, dumps(target).encode(), what="-o")

@@ -496,6 +496,11 @@ def mark_swap(area, offset=0):
 def discard_image(area, offset=0):
     """Zero the image header (swap page 1) and give the area its SWAPSPACE2 back.
     Returns 'discarded', or 'no image' when the area carries a plain swap signature."""
+    from ..fileutil import input_size, open_input
+    with open_input(area, block_device=True) as f:  # a swap file or partition, nothing else
+        size = input_size(f)
+    if offset + 2 * PAGE_SIZE > size:
+        raise UsageError(f"--offset: {offset} leaves no swap header in {area} ({size} bytes)")
     try:
         with open(area, "r+b") as f:
             f.seek(offset + PAGE_SIZE - 10)

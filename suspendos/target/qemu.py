@@ -75,11 +75,13 @@ def _disk(pci, bus, sector_size):
 
 
 def qemu_target(memory, disk_size=None, compress="none", pci=None,
-                framebuffer=DEFAULT_FRAMEBUFFER, bus="ahci", sector_size=512):
+                framebuffer=DEFAULT_FRAMEBUFFER, bus="ahci", sector_size=512,
+                size_what="--disk-size"):
     """Build (and validate) the target for a QEMU machine with `memory` bytes of RAM.
     `pci` is suspendos.qemu.probe.probe_pci()'s answer; probed when not given.
     `framebuffer`: the VBE mode (width, height, bpp) the test host sets, or None.
-    `bus`, `sector_size`: the disk (suspendos.qemu.disks); extents count its blocks."""
+    `bus`, `sector_size`: the disk (suspendos.qemu.disks); extents count its blocks.
+    `size_what`: how messages about `disk_size` name it."""
     from ..qemu.disks import check
     check_memory(memory)
     check(bus, sector_size)
@@ -101,10 +103,10 @@ def qemu_target(memory, disk_size=None, compress="none", pci=None,
         sectors = min_sectors
     else:
         if disk_size % sector_size:
-            raise UsageError(f"--disk-size: must be a multiple of {sector_size} bytes")
+            raise UsageError(f"{size_what}: must be a multiple of {sector_size} bytes")
         sectors = disk_size // sector_size
         if sectors < min_sectors:
-            raise UsageError(f"--disk-size: {disk_size} bytes cannot hold the worst-case image "
+            raise UsageError(f"{size_what}: {disk_size} bytes cannot hold the worst-case image "
                              f"(need at least {min_sectors * sector_size} bytes)")
     t.disk.sectors = sectors
     t.extents = [Extent(first, sectors - first - tail)]
