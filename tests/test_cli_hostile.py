@@ -408,7 +408,7 @@ def test_run_errors_are_one_line_with_the_details_in_a_file(tmp_path, monkeypatc
     from suspendos.errors import RunError
     from suspendos.qemu import probe
 
-    def fail(memory):
+    def fail(*args, **kwargs):
         raise RunError("QEMU did not open its QMP socket\n  command: qemu ...\n  serial: x")
     monkeypatch.setattr(probe, "probe_pci", fail)
     assert cli.main(["target", "qemu", "--memory", "64M", "-o", str(tmp_path / "t.toml")]) == 1
