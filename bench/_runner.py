@@ -48,7 +48,9 @@ def results_path(script, given=None):
 
 
 def write_results(path, data):
-    Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
+    """The JSON, with the home folder written as ~ (results name no one's machine)."""
+    text = json.dumps(data, indent=2, default=str).replace(str(Path.home()), "~")
+    Path(path).write_text(text + "\n")
 
 
 def run_cli(args):

@@ -83,7 +83,7 @@ def main(argv=None):
     ]
     if not a.no_issue3:
         units.append(("issue3", lambda rep: [("issue3", suspend(work, "issue3", [])),
-                                             ("issue3-reused", suspend(work, "issue3", [], True))]))
+                                             ("issue3-reused", suspend(work, "issue3", [], reuse=True))]))
     t_start = time.time()
     runs = rotated([u[1] for u in units], a.reps, "e2e",
                    show=("ok", "host_seconds", "host_disk_mb_per_s", "write_mb_per_s"))
