@@ -6,16 +6,19 @@ Boots (q35, ICH9 AHCI, TCG, one CPU; the kernel is suspendos/linuxvm/kernel.py's
   1. capture: the Linux VM's /sys and /proc as a sysroot (linuxvm/capture.py), `target linux`
      on it; the kexec ELF (build/kexec.py) and the resume loader are built for that target.
   2. hibernate: a tmpfs with known content and its md5sums; the swap area marked; `kexec
-     --load-preserve-context --args-none payload.elf`; `kexec -e`. The payload writes the
-     image and returns into the kernel through relocate_kernel; userspace reads the status
-     from the handoff page through /dev/mem (KJ_INIT) and powers off on WRITTEN.
+     --load-preserve-context --mem-min --mem-max (build.kexec.kexec_mem_range) --args-none
+     payload.elf`; `kexec -e -x`. The payload writes the image and returns into the kernel
+     through relocate_kernel; userspace reads the status from the handoff page through
+     /dev/mem (KJ_INIT_BODY) and powers off on WRITTEN. With `ground_truth`, QMP pmemsave
+     dumps RAM while the payload waits before reading it.
      With `inject_error`, blkdebug fails one write inside the extents first: the payload
      returns a failure status, the host checks that no byte outside the extents changed and
      that no image header was written, and userspace loads the ELF again and jumps again.
   3. resume: the resume loader (QEMU -kernel, a multiboot ELF, as in the stage-4 flow) restores
      RAM and returns into relocate_kernel's return point, so `kexec -e` returns in userspace:
      the handoff page now says RESUMED, the md5sums are compared, the machine powers off.
-Serial lines for the host start with @@KJ.
+Serial lines for the host start with @@KJ. kexec-tools prints "kexec failed: ..." after
+every return (it expects `kexec -e` never to return); the status is what counts.
 """
 import asyncio
 import hashlib
