@@ -9,8 +9,8 @@ Why 6.12 and not 6.1 (Debian 12's default kernel): on a preserve-context kexec, 
 GDT before calling relocate_kernel, and 6.1's return path (virtual_mapped in
 arch/x86/kernel/relocate_kernel_64.S) goes back to restore_processor_state() with whatever
 GDT the image left, whose first `loadsegment(ss, __KERNEL_DS)` then faults. Upstream fixed it
-("x86/kexec: Restore GDT on return from ::preserve_context kexec", in 6.12's stable
-series): virtual_mapped reloads the GDT saved by save_processor_state. 6.12.117 has it.
+("x86/kexec: Restore GDT on return from ::preserve_context kexec", in 6.12.5 by Debian's
+changelog): virtual_mapped reloads the GDT saved by save_processor_state. 6.12.117 has it.
 
 The result is cached under ~/.cache/suspendos/kexec (SOS_KEXEC_CACHE overrides), keyed by
 the source package's version and the fragment's hash: a cold cache builds it (minutes), a
