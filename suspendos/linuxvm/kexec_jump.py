@@ -204,7 +204,7 @@ def _handoff(line):
 
 
 async def _capture(memory, kernel, bb, tmp, disk):
-    init = init_prelude(()) + DRAIN + CAPTURE_BODY
+    init = init_prelude(()) + CAPTURE_BODY
     build_initrd(bb, init, tmp / "capture.gz", modules=())
     async with Session(_args(memory, kernel, tmp / "capture.gz", disk), tmp / "capture.log") as s:
         if not await s.expect(r"^@@DONE", 180):
