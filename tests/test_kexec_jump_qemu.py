@@ -4,10 +4,10 @@ it with the resume loader (suspendos/linuxvm/kexec_jump.py), LZ4, on the QEMU te
 The kernel is built from Debian's linux-source-6.12 with CONFIG_KEXEC_JUMP the first time
 (cached in ~/.cache/suspendos/kexec). One blkdebug write error is injected inside the
 extents: the first jump must come back into the kernel with the failure readable from the
-handoff page, nothing written outside the extents and no image header; userspace loads the
-ELF again, the second jump writes the image (equal, page for page, to QEMU's pmemsave of RAM
-while the payload waited before reading it), the resume brings userspace back with its tmpfs
-intact.
+handoff page, nothing written outside the extents and no image header; a `kexec -e` without
+a reload comes back through the re-entry point with NOT_RUN; userspace loads the ELF again,
+the second jump writes the image (equal, page for page, to QEMU's pmemsave of RAM while the
+payload waited before reading it), the resume brings userspace back with its tmpfs intact.
 """
 import shutil
 
@@ -25,6 +25,9 @@ def test_kexec_jump_lz4_fails_once_then_hibernates_and_resumes(tmp_path):
     assert failed["failed_lba"] > 0
     assert failed["outside_extents_unchanged"] is True
     assert failed["image_header"] == "none"
+    # a second `kexec -e` without loading again enters through the re-entry point the stub
+    # left at 0(%rsp), which returns NOT_RUN at once (and the kernel survives it)
+    assert failed["reentry_status"] == STATUS.NOT_RUN
     assert s["written"]["status"] == STATUS.WRITTEN
     assert s["written"]["pages_saved"] > 0
     assert s["image_state"] == "valid"

@@ -1,19 +1,21 @@
 """The kexec-jump test kernel: built from Debian's kernel source with CONFIG_KEXEC_JUMP.
 
 Debian's stock kernels are built without KEXEC_JUMP, so this one is compiled here:
-`apt-get download linux-source-6.12` (bookworm-backports), `make tinyconfig`, the options of
-kexec.config merged in, `make olddefconfig`, every option checked, `make bzImage`.
+`apt-get download linux-source-6.12` (in Debian 12 itself: bookworm-security), `make
+tinyconfig`, the options of kexec.config merged in, `make olddefconfig`, every option
+checked, `make bzImage`.
 
-Why 6.12 and not bookworm's 6.1: on a preserve-context kexec, machine_kexec() loads an empty
+Why 6.12 and not 6.1 (Debian 12's default kernel): on a preserve-context kexec, machine_kexec() loads an empty
 GDT before calling relocate_kernel, and 6.1's return path (virtual_mapped in
 arch/x86/kernel/relocate_kernel_64.S) goes back to restore_processor_state() with whatever
 GDT the image left, whose first `loadsegment(ss, __KERNEL_DS)` then faults. Upstream fixed it
-("x86/kexec: Restore GDT on return from ::preserve_context kexec", in 6.12's stable
-series): virtual_mapped reloads the GDT saved by save_processor_state. 6.12.117 has it.
+("x86/kexec: Restore GDT on return from ::preserve_context kexec", in 6.12.5 by Debian's
+changelog): virtual_mapped reloads the GDT saved by save_processor_state. 6.12.117 has it.
 
 The result is cached under ~/.cache/suspendos/kexec (SOS_KEXEC_CACHE overrides), keyed by
 the source package's version and the fragment's hash: a cold cache builds it (minutes), a
-warm one reuses bzImage. The unpacked source tree is removed after a build.
+warm one reuses bzImage. apt takes the newest 6.12 Debian has, so a Debian security update
+means one new build. The unpacked source tree is removed after a build.
 """
 import fcntl
 import hashlib

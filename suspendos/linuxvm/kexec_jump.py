@@ -6,16 +6,21 @@ Boots (q35, ICH9 AHCI, TCG, one CPU; the kernel is suspendos/linuxvm/kernel.py's
   1. capture: the Linux VM's /sys and /proc as a sysroot (linuxvm/capture.py), `target linux`
      on it; the kexec ELF (build/kexec.py) and the resume loader are built for that target.
   2. hibernate: a tmpfs with known content and its md5sums; the swap area marked; `kexec
-     --load-preserve-context --args-none payload.elf`; `kexec -e`. The payload writes the
-     image and returns into the kernel through relocate_kernel; userspace reads the status
-     from the handoff page through /dev/mem (KJ_INIT) and powers off on WRITTEN.
+     --load-preserve-context --mem-min --mem-max (build.kexec.kexec_mem_range) --args-none
+     payload.elf`; `kexec -e -x`. The payload writes the image and returns into the kernel
+     through relocate_kernel; userspace reads the status from the handoff page through
+     /dev/mem (KJ_INIT_BODY) and powers off on WRITTEN. With `ground_truth`, QMP pmemsave
+     dumps RAM while the payload waits before reading it.
      With `inject_error`, blkdebug fails one write inside the extents first: the payload
      returns a failure status, the host checks that no byte outside the extents changed and
-     that no image header was written, and userspace loads the ELF again and jumps again.
+     that no image header was written; `kexec -e` again without a reload goes through the
+     re-entry point relocate_kernel kept (status NOT_RUN); then userspace loads the ELF again
+     and jumps again.
   3. resume: the resume loader (QEMU -kernel, a multiboot ELF, as in the stage-4 flow) restores
      RAM and returns into relocate_kernel's return point, so `kexec -e` returns in userspace:
      the handoff page now says RESUMED, the md5sums are compared, the machine powers off.
-Serial lines for the host start with @@KJ.
+Serial lines for the host start with @@KJ. kexec-tools prints "kexec failed: ..." after
+every return (it expects `kexec -e` never to return); the status is what counts.
 """
 import asyncio
 import hashlib
@@ -74,7 +79,7 @@ load() {
 status() {
   dd if=/dev/mem of=/handoff.bin bs=4096 skip=%(handoff_pfn)d count=1 2>/dev/null
   st=$(od -A n -t u4 -j %(status_off)d -N 4 /handoff.bin | tr -d ' ')
-  mark "back status=$st handoff=$(od -A n -t x1 -v /handoff.bin | tr -d ' \n')"
+  mark "${1:-back} status=$st handoff=$(od -A n -t x1 -v /handoff.bin | tr -d ' \n')"
 }
 printf SOSIMAGE01 | dd of=/dev/sda1 bs=1 seek=4086 conv=notrunc,fsync 2>/dev/null
 load
@@ -87,6 +92,7 @@ while :; do
     1) mark "poweroff"; poweroff -f; sleep 30 ;;
     2) break ;;
     *) mark "failed"; read answer; [ "$answer" = again ] || break
+       kexec -e -x; status reentry     # without a reload: the re-entry point, NOT_RUN
        kexec -u; load ;;
   esac
 done
@@ -201,7 +207,7 @@ def _handoff(line):
 
 
 async def _capture(memory, kernel, bb, tmp, disk):
-    init = init_prelude(()) + DRAIN + CAPTURE_BODY
+    init = init_prelude(()) + CAPTURE_BODY
     build_initrd(bb, init, tmp / "capture.gz", modules=())
     async with Session(_args(memory, kernel, tmp / "capture.gz", disk), tmp / "capture.log") as s:
         if not await s.expect(r"^@@DONE", 180):
@@ -250,6 +256,10 @@ async def _hibernate(memory, kernel, initrd, tmp, disk, extents, inject, before,
             out["failed"]["image_header"] = open_image_state(disk, extents[0][0])
             log(f"failed run: {h['status_name']} {h['message']!r} at LBA {h['failed_lba']}")
             await s.send("again\n")
+            line = await s.expect(r"^@@KJ reentry ", 120)
+            if not line:
+                raise s.m.failure("the kernel did not come back from the re-entry point")
+            out["failed"]["reentry_status"] = _handoff(line)["status"]
 
 
 async def _resume(memory, loader, tmp, disk):
