@@ -16,7 +16,7 @@ from ..formats.common import SECTOR_SIZE
 from ..formats.status import STATUS
 from ..target.qemu import qemu_target
 from . import protocol
-from .machine import disk_args, machine_args
+from .machine import cpu_args, disk_args, machine_args
 from .suspend import Progress, _mb_per_s, run_guest
 
 PAGE = 4096
@@ -99,6 +99,7 @@ def summarize(handoff, result, exit_value, log):
 def qemu_resume(memory, disk, key=None, show_progress=True, cpus=1):
     """Returns (summary dict, ok). `cpus`: QEMU -smp; the resumed test host starts its APs
     again and checks they park."""
+    cpu_args(cpus)
     disk = Path(disk)
     if not disk.is_file():
         raise UsageError(f"--disk: {disk} does not exist (suspend to it first)")

@@ -13,7 +13,7 @@ from ..formats.common import SECTOR_SIZE
 from ..formats.status import STATUS, SUCCESS
 from ..target.qemu import DEFAULT_FRAMEBUFFER, qemu_target
 from . import protocol
-from .machine import QemuMachine, debug_exit_value, disk_args, machine_args
+from .machine import QemuMachine, cpu_args, debug_exit_value, disk_args, machine_args
 from .ramdump import dump_ram
 
 GiB = 1 << 30
@@ -179,6 +179,7 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
     in that never answers the payload (tests the payload's deadline). `raw_ceiling`: write
     no image; the payload streams a constant buffer through the same driver and extents and
     the summary's mb_per_s is the device's ceiling."""
+    cpu_args(cpus)              # a bad --cpus is refused before the disk is made
     if mix is not None:
         parts = mix.split(",")
         if len(parts) != 4 or not all(p.isdigit() for p in parts) or sum(map(int, parts)) != 100:
