@@ -87,6 +87,7 @@ def main():
     a = ap.parse_args()
     a.workdir.mkdir(parents=True, exist_ok=True)
     key = a.workdir / "key"
+    key.unlink(missing_ok=True)         # `key new` never replaces a file
     subprocess.run(suspendos_cmd() + ["key", "new", "-o", str(key)], check=True,
                    capture_output=True)
     configs = [(m, mode, c) for m in MIXES for mode in MODES for c in CPUS]

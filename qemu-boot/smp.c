@@ -109,11 +109,17 @@ static void snapshot(struct ap_state *s)
 
 static void park(struct sos_cpu_slot *slot, struct ap *ap)
 {
-    for (;;) {
+    /* PAUSE only now and then: under multi-threaded TCG each one takes QEMU's global lock
+     * (see builder/core/smp.h, cpu_relax_step). */
+    for (unsigned spins = 0;; spins++) {
         uint32_t go = SOS_CPU_CMD_GO;
-        if (ap->deaf || !__atomic_compare_exchange_n(&slot->command, &go, SOS_CPU_CMD_ACK, 0,
-                                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            __asm__ volatile("pause" ::: "memory");
+        if (ap->deaf || __atomic_load_n(&slot->command, __ATOMIC_ACQUIRE) != go ||
+            !__atomic_compare_exchange_n(&slot->command, &go, SOS_CPU_CMD_ACK, 0,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            if ((spins & 255) == 255)
+                __asm__ volatile("pause" ::: "memory");
+            else
+                __asm__ volatile("" ::: "memory");
             continue;
         }
         __atomic_store_n(&slot->state, SOS_CPU_CALLED, __ATOMIC_RELEASE);

@@ -63,3 +63,14 @@ def test_a_fault_on_an_ap_ends_the_run_in_order(cli, disk):
     assert s["host_ap_check"] == "passed", s            # the faulting AP went home
     assert open(disk, "rb").read() == before, "the disk changed"
     assert_no_image(cli, disk)
+
+
+@pytest.mark.parametrize("command", ["suspend", "resume"])
+def test_a_bad_cpu_count_is_refused_before_anything_is_written(tmp_path, cli, command):
+    disk = tmp_path / "disk.img"
+    if command == "resume":
+        disk.write_bytes(bytes(4096))
+    p = cli("qemu", command, "--memory", "64M", "--disk", disk, "--cpus", "0")
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0, p.stderr
+    assert "--cpus: 0 is not a CPU count" in p.stderr
+    assert (disk.read_bytes() == bytes(4096)) if command == "resume" else not disk.exists()

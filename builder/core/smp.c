@@ -66,11 +66,12 @@ void payload_ap_main(struct sos_ap_context *ctx)
     __atomic_store_n(&ap->answered, 1, __ATOMIC_RELEASE);
     /* The boot CPU numbers us (ap->cpu) before the first job: wait for a job or leave. */
     uint32_t seen = 0;
+    unsigned spins = 0;
     for (;;) {
         uint32_t g;
         while ((g = __atomic_load_n(&smp.generation, __ATOMIC_ACQUIRE)) == seen &&
                !__atomic_load_n(&smp.leave, __ATOMIC_ACQUIRE))
-            cpu_relax();
+            cpu_relax_step(&spins);
         if (g == seen)
             return;                 /* leave: back through the trampoline to the host */
         seen = g;
@@ -174,10 +175,11 @@ uint32_t smp_wait(void)
         woken++;
     /* No deadline of its own: every AP's share is bounded like ours, and a fault on one
      * sets abort. */
+    unsigned spins = 0;
     while (__atomic_load_n(&smp.done, __ATOMIC_ACQUIRE) < woken) {
         if (__atomic_load_n(&smp.abort, __ATOMIC_ACQUIRE))
             break;
-        cpu_relax();
+        cpu_relax_step(&spins);
     }
     if (__atomic_load_n(&smp.abort, __ATOMIC_ACQUIRE)) {
         kprintf("@@FAIL %x %s\n", h->status, (const char *)h->message);

@@ -47,6 +47,17 @@ uint32_t smp_apic_id(void);
 /* Where the AP trampoline calls in (build/trampoline.py). */
 void payload_ap_main(struct sos_ap_context *ctx);
 
+/* Spin-wait step. PAUSE only every 256th step: under QEMU's multi-threaded TCG each PAUSE
+ * leaves the vCPU's execution loop, which takes QEMU's global lock, so a CPU that paused on
+ * every step would fight the boot CPU's disk MMIO (which needs that lock) for it. On
+ * hardware the occasional PAUSE still keeps the loop polite to a sibling thread. */
+static inline void cpu_relax_step(unsigned *spins)
+{
+    if ((++*spins & 255) == 0)
+        __asm__ volatile("pause" ::: "memory");
+    else
+        __asm__ volatile("" ::: "memory");
+}
 static inline void cpu_relax(void) { __asm__ volatile("pause" ::: "memory"); }
 
 #endif

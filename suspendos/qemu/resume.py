@@ -18,7 +18,7 @@ from ..formats.common import SECTOR_SIZE
 from ..formats.status import STATUS
 from ..target.qemu import qemu_target
 from . import protocol
-from .machine import disk_args, machine_args
+from .machine import cpu_args, disk_args, machine_args
 from .ramdump import dump_ram
 from .suspend import Progress, _mb_per_s, host_clock, run_guest, tsc_fields
 
@@ -138,6 +138,7 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     `host_ram_dump`: the saved RAM once the test host is back from its handoff call, at its
     "after-resume" pause (it pauses there when the suspend took a RAM dump:
     qemu-boot/pause.c)."""
+    cpu_args(cpus)              # a bad --cpus is refused before anything runs
     disk = Path(disk)
     if not os.path.lexists(disk):
         raise UsageError(f"--disk: {disk} does not exist (suspend to it first)")

@@ -15,7 +15,8 @@ from ..formats.common import SECTOR_SIZE
 from ..formats.status import STATUS, SUCCESS
 from ..target.qemu import DEFAULT_FRAMEBUFFER, qemu_target
 from . import protocol
-from .machine import QemuMachine, debug_exit_value, disk_args, machine_args, module_path
+from .machine import (QemuMachine, cpu_args, debug_exit_value, disk_args, machine_args,
+                      module_path)
 from .ramdump import dump_ram
 
 GiB = 1 << 30
@@ -254,6 +255,7 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
     the test host claims in the handoff block (default: none, the payload calibrates)."""
     if power_cut not in (None, *POWER_CUTS):
         raise UsageError(f"power cut {power_cut!r}: one of {', '.join(POWER_CUTS)}")
+    cpu_args(cpus)              # a bad --cpus is refused before the disk is made
     if mix is not None:
         parts = mix.split(",")
         if len(parts) != 4 or not all(p.isdigit() for p in parts) or sum(map(int, parts)) != 100:
