@@ -13,6 +13,11 @@ command -v gdb >/dev/null || need+=(gdb)
 command -v clang >/dev/null || need+=(clang)
 [ -e /usr/include/lz4.h ] || need+=(liblz4-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# The real Debian guest (suspendos/linuxvm/debian.py): built with mmdebstrap, its ext4 root
+# with mkfs.ext4 -d and checked with e2fsck, runs on qcow2 overlays (qemu-img).
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 # The Linux tests fetch Debian's kernel with `apt-get download`: they need package lists too.

@@ -304,6 +304,23 @@ def parser():
     qr.add_argument("--json", action="store_true")
     qr.add_argument("--quiet", action="store_true", help="no progress on stderr")
     qr.set_defaults(func=cmd_qemu_resume)
+    # -- qemu linux: the real Debian guest (logic in suspendos/linuxvm/runner.py) --
+    ql = q.add_parser("linux", help="hibernate a real Debian guest from the inside and resume it")
+    ql.add_argument("--memory", default="1G")
+    ql.add_argument("--cpus", type=int, default=1, help="vCPUs, 1 to 4")
+    ql.add_argument("--disk-bus", choices=("ahci",), default="ahci")
+    ql.add_argument("--swap", choices=("file", "partition"), default="file")
+    ql.add_argument("--compress", choices=("none", "lz4"), default="lz4",
+                    help="swsusp: lz4 means its default LZO, none hibernate=nocompress")
+    ql.add_argument("--dirty-free", help="random data written and deleted first (default 40%% of RAM)")
+    ql.add_argument("--hibernator", choices=("suspendos", "swsusp"), default="suspendos")
+    ql.add_argument("--boot-normally", action="store_true",
+                    help="boot normally instead of resuming: the stale image must be discarded")
+    ql.add_argument("--workdir", help="keep the logs (and with --keep the disk) here")
+    ql.add_argument("--keep", action="store_true", help="keep the run's disk overlay")
+    ql.add_argument("--json", action="store_true")
+    ql.set_defaults(func=lambda a: __import__("suspendos.linuxvm.runner",
+                                              fromlist=["cmd"]).cmd(a))
 
     im = sub.add_parser("image", help="read an image from a disk").add_subparsers(
         dest="what", required=True)
