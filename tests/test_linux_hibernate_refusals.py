@@ -195,3 +195,22 @@ def test_command_line_refusal_is_one_line_exit_2(root, tmp_path):
                        env={**os.environ, "SOS_CACHE_DIR": str(tmp_path / "cache")})
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and "memmap=2M$0x10000000" in r.stderr
+
+
+def test_prepare_builds_blob_and_module_once(root, tmp_path, capsys):
+    """--prepare: the blob for the target and suspendos.ko for the kernel (Debian's 6.1
+    headers as /lib/modules/RELEASE/build), cached; the second run builds nothing."""
+    from suspendos.linuxvm import Debian
+    debian = Debian(headers=True)
+    (root / "lib/modules" / debian.abi).mkdir(parents=True)
+    os.symlink(debian.headers, root / "lib/modules" / debian.abi / "build")
+    h = Host(sysroot=str(root), cache_dir=tmp_path / "cache", release=debian.abi, euid=0)
+    assert hibernate(Request(swap="/dev/sda1", prepare=True, json=True), h) == 0
+    out = json.loads(capsys.readouterr().out)
+    blob, ko = Path(out["blob"]), Path(out["module"])
+    assert blob.read_bytes()[:8] == b"SOSBLOB\0" and ko.name == "suspendos.ko"
+    assert blob.parent == ko.parent.parent == tmp_path / "cache"
+    stamps = (blob.stat().st_mtime_ns, ko.stat().st_mtime_ns)
+    assert hibernate(Request(swap="/dev/sda1", prepare=True, json=True), h) == 0
+    assert json.loads(capsys.readouterr().out) == out
+    assert (blob.stat().st_mtime_ns, ko.stat().st_mtime_ns) == stamps
