@@ -10,10 +10,13 @@ the resume loader, on the QEMU test machine (q35, ICH9 AHCI, TCG).
    'resumed', md5sums match, the scratch partition writes and reads back, the shell answers.
 Two vCPUs (the module takes the second offline and brings it back after the return), and
 64 MiB of stale random data in free memory: the image leaves the buddy allocator's free
-pages out, and every page it holds equals QEMU's dump.
+pages out, and every page it holds equals QEMU's dump. Before that, in the same boot, a blob
+whose extents are far too small for the compressed image: the payload stops with image_full
+(no header), Linux goes on with both CPUs.
 Debian's packages come through apt-get download (cached in ~/.cache/suspendos/linux).
 """
 import asyncio
+import copy
 import shutil
 
 from suspendos.build.payload import build_payload
@@ -24,6 +27,7 @@ from suspendos.linuxvm.capture import CAPTURE_INIT, parse_capture
 from suspendos.linuxvm.vm import Session, hib_init
 from suspendos.qemu.machine import DEBUG_EXIT_PORT, disk_args, machine_args
 from suspendos.qemu.ramdump import dump_ram
+from suspendos.target.description import Extent
 from suspendos.target.linux import SUSPENDOS_SWAP_MAGIC, discard_image, linux_target
 
 MEMORY = 512 << 20
@@ -56,15 +60,20 @@ async def _capture(debian, tmp, disk):
     parse_capture(lines, tmp / "sysroot")
 
 
-async def _hibernate(debian, tmp, disk, blob, ko, ram_ranges):
+async def _hibernate(debian, tmp, disk, blob, small, ko, ram_ranges):
     init = hib_init(INIT_PRELUDE, dirty_mib=DIRTY_MIB)
-    build_initrd(debian, init, tmp / "hib.gz", {"blob": blob, "lib/modules/suspendos.ko": ko})
+    build_initrd(debian, init, tmp / "hib.gz", {"blob": blob, "blob.small": small,
+                                                "lib/modules/suspendos.ko": ko})
 
     async def ground_truth(machine):
         await dump_ram(machine, ram_ranges, tmp / "ram.bin")
 
     async with Session(_linux_args(debian, tmp / "hib.gz", disk), tmp / "hib.log") as s:
         assert await s.expect(r"^@@LINUX md5 ", 240)
+        small = await s.expect(r"^@@LINUX small rc", 240)
+        assert small.startswith("@@LINUX small rc=1 status=failed 0x120 "), small
+        cpus = await s.expect(r"^@@LINUX small cpus", 30)
+        assert cpus == f"@@LINUX small cpus online 0-{CPUS - 1}", cpus
         assert await s.expect(r"^@@LINUX hibernating", 60)
         line = await s.expect(r"^@@LINUX back|^@@PAYLOAD done", 240, on_pause=ground_truth)
         assert line == "@@PAYLOAD done status=1", f"the payload did not write the image: {line}"
@@ -102,9 +111,14 @@ def test_linux_hibernate_and_resume(tmp_path):
     assert [(e.lba, e.count) for e in target.extents] == [(part[0] + 8, part[1] - 8)]
     target.options.debug_exit_port = DEBUG_EXIT_PORT     # loader refusals end QEMU
     blob = build_payload(target).blob
+    # a swap area far smaller than the compressed image: image_full, no header, Linux goes on
+    small = copy.deepcopy(target)
+    small.extents = [Extent(part[0] + 8, 16 << 11)]
+    small.options.compress, small.options.smaller_than_ram = "lz4", True
+    small_blob = build_payload(small).blob
     ram_ranges = [(m.start, m.end) for m in target.memory if m.type == "ram"]
 
-    lines = asyncio.run(_hibernate(debian, tmp_path, disk, blob, ko, ram_ranges))
+    lines = asyncio.run(_hibernate(debian, tmp_path, disk, blob, small_blob, ko, ram_ranges))
     assert not any(l.startswith("@@LINUX error") for l in lines), lines[-30:]
 
     # the image against QEMU's own view of RAM while the payload waited

@@ -2,7 +2,9 @@
 
 The hibernate init (HIB_INIT) fills a tmpfs with the swsusp baseline's mix, records md5sums,
 optionally fills free memory with stale data (a deleted file of random bytes), marks the swap
-area (SOSIMAGE01 over SWAPSPACE2), loads the blob into /dev/suspendos and triggers it. After
+area (SOSIMAGE01 over SWAPSPACE2), optionally first tries /blob.small (extents too small:
+the payload must stop with image_full and Linux go on), loads the blob into /dev/suspendos
+and triggers it. After
 a resume it reports the module's statistics, the online CPUs and a process run on the last
 CPU, puts SWAPSPACE2 back, compares the md5sums, writes, syncs and
 reads back the scratch partition, and leaves a shell on the console. Lines for the tool
@@ -31,6 +33,13 @@ md5sum /mnt/t/zero /mnt/t/rand /mnt/t/text /mnt/t/marker > /md5.before
 mark "md5 $(md5sum < /md5.before | cut -d' ' -f1)"
 free -m
 printf SOSIMAGE01 | dd of=/dev/sda1 bs=1 seek=4086 conv=notrunc,fsync 2>/dev/null
+if [ -f /blob.small ]; then       # first a blob whose extents are too small: it must fail cleanly
+  cat /blob.small > /dev/suspendos || mark "error loading the small blob"
+  echo "go serial=0x3f8" > /sys/class/misc/suspendos/hibernate
+  rc=$?
+  mark "small rc=$rc status=$(cat /sys/class/misc/suspendos/status)"
+  mark "small cpus online $(cat /sys/devices/system/cpu/online)"
+fi
 cat /blob > /dev/suspendos || mark "error loading the blob"
 sync
 mark "hibernating"
