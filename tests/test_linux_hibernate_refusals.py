@@ -214,3 +214,44 @@ def test_prepare_builds_blob_and_module_once(root, tmp_path, capsys):
     assert hibernate(Request(swap="/dev/sda1", prepare=True, json=True), h) == 0
     assert json.loads(capsys.readouterr().out) == out
     assert (blob.stat().st_mtime_ns, ko.stat().st_mtime_ns) == stamps
+
+
+def test_after_a_resume_everything_is_put_back(root, tmp_path, monkeypatch, capsys):
+    """The run itself, with the module's files faked in the sysroot: swapoff, the area marked
+    for the handoff, then SWAPSPACE2 back, swapon, the offline CPU online, one JSON line."""
+    from suspendos.linuxhost import hibernate as hib
+    (root / "proc/swaps").write_text(SWAPS_HEAD + "/dev/sda1 partition 655356 1000 -2\n")
+    sysfs = root / "sys/class/misc/suspendos"
+    sysfs.mkdir(parents=True)
+    (sysfs / "stats").write_text("status=0x2 pages_saved=71920 free_pages_skipped=58510 "
+                                 "zero_pages=17000 bytes_written=224395264 free_ranges=12 "
+                                 "error=0\n")
+    (sysfs / "status").write_text("resumed 0x2 71920 \n")
+    for n, online in ((0, None), (1, "0")):
+        d = root / f"sys/devices/system/cpu/cpu{n}"
+        d.mkdir(parents=True)
+        if online:
+            (d / "online").write_text(online)
+    ran, seen = [], {}
+    h = host(root, tmp_path)
+    monkeypatch.setattr(h, "run", lambda cmd: ran.append(cmd) or (0, ""))
+    monkeypatch.setattr(hib.kmodule, "cached_module", lambda host: tmp_path / "suspendos.ko")
+    monkeypatch.setattr(hib.kmodule, "load", lambda host, ko: "loaded")
+    real = hib.handoff
+
+    def handoff(host, blob, serial):
+        seen["signature"] = tl.read_swap_magic(root / "dev/sda1")
+        return real(host, blob, serial)
+    monkeypatch.setattr(hib, "handoff", handoff)
+    assert hibernate(Request(swap="/dev/sda1", json=True), h) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"status": "resumed", "payload_status": "resumed", "swap": "/dev/sda1",
+                   "pages_saved": 71920, "free_pages_skipped": 58510, "zero_pages": 17000,
+                   "bytes_written": 224395264, "cpus_online": 2,
+                   "message": "resumed 0x2 71920"}
+    assert seen["signature"] == tl.SUSPENDOS_SWAP_MAGIC
+    assert tl.read_swap_magic(root / "dev/sda1") == b"SWAPSPACE2"
+    assert ran == [["swapoff", "/dev/sda1"], ["swapon", "/dev/sda1"]]
+    assert (root / "sys/devices/system/cpu/cpu1/online").read_text() == "1"
+    assert (sysfs / "hibernate").read_text() == "go\n"
+    assert (root / "dev/suspendos").read_bytes()[:8] == b"SOSBLOB\0"

@@ -17,7 +17,6 @@ safely is refused before anything is touched: one line naming the fix, exit 2.
 import hashlib
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,11 +186,6 @@ def plan(host, req):
 
 
 # ---- running it ----------------------------------------------------------------------------
-def _run(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode:
-        raise UsageError(f"{' '.join(cmd)} failed: {(r.stderr or r.stdout).strip()}")
-
 
 def cpus_online(host):
     """Bring every CPU that can go offline back online; returns how many are online."""
@@ -261,20 +255,22 @@ def hibernate(req, host=None):
         if not req.json:
             print(f"note: {n}")
     kmodule.load(host, ko)
-    swapped_off = False
-    if state["active"]:
-        _run(["swapoff", swap])
-        swapped_off = True
-    marked = False
+    swapped_off = marked = False
+    area = host.area(swap)
     try:
-        tl.mark_swap(swap)
+        if state["active"]:
+            rc, why = host.run(["swapoff", swap])
+            if rc:
+                raise UsageError(f"swapoff {swap} failed: {why}")
+            swapped_off = True
+        tl.mark_swap(area)
         marked = True
         err, stats, status = handoff(host, blob, req.serial)
     finally:
         if marked:
-            tl.discard_image(swap)
+            tl.discard_image(area)
         if swapped_off:
-            subprocess.run(["swapon", swap], capture_output=True)
+            host.run(["swapon", swap])
         cpus = cpus_online(host)
     code = stats.get("status", 0)
     result = {"status": "resumed" if code == STATUS.RESUMED else

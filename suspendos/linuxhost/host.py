@@ -2,6 +2,7 @@
 its kernel release, who runs it, and the caches. Everything else reads the system through
 this, so the refusals can be tested against a synthetic sysroot."""
 import os
+import subprocess
 from pathlib import Path
 
 from ..errors import UsageError
@@ -82,9 +83,13 @@ class Host:
         return out
 
     def online_cpus(self):
-        text = self.read("/sys/devices/system/cpu/online", "cpus").strip()
-        n = 0
-        for part in text.split(","):
-            a, _, b = part.partition("-")
-            n += int(b or a) - int(a) + 1
-        return n
+        return sum(self.cpus().values())
+
+    def area(self, swap):
+        """The swap partition or file as a path to open (inside the sysroot for tests)."""
+        return swap if self.live else self.sys.path(swap)
+
+    def run(self, cmd):
+        """A system command (swapoff, swapon); (exit status, its stderr)."""
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        return r.returncode, (r.stderr or r.stdout).strip()
