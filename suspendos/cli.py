@@ -240,6 +240,7 @@ def cmd_install_resume(a):
 
 
 def _port(text):
+    import argparse
     try:
         v = int(text, 0)
     except ValueError:
@@ -250,6 +251,7 @@ def _port(text):
 
 
 def add_linux_host_parsers(sub):
+    import argparse
     h = sub.add_parser("hibernate", help="hibernate this Linux machine (as root; docs/LINUX.md)")
     h.add_argument("--swap", help="the swap partition or file for the image (default: the only "
                    "one in /proc/swaps)")

@@ -31,7 +31,7 @@ def sources():
 
 def kbuild(kdir, work, files=None):
     """Build suspendos.ko in `work` against the kernel build tree `kdir`; returns its path."""
-    work = Path(work)
+    work = Path(work).resolve()          # kbuild wants an absolute M=
     work.mkdir(parents=True, exist_ok=True)
     for name, data in (files or sources()).items():
         if not (work / name).exists() or (work / name).read_bytes() != data:
