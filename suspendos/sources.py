@@ -6,7 +6,7 @@ from pathlib import Path
 from .errors import BuildError
 
 PARTS = {"builder": "builder", "drivers": "drivers", "plugins": "plugins",
-         "qemu-boot": "qemu_boot"}
+         "qemu-boot": "qemu_boot", "linux": "linux"}
 
 
 @functools.cache

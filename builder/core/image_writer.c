@@ -61,12 +61,42 @@ static uint64_t bitmap_bytes(uint32_t pages)
     return ((pages + 7) / 8 + 7) & ~7ull;
 }
 
+/* The zero bitmap, and the free bitmap after it in chunks with free pages. */
+static uint64_t bitmaps_bytes(uint32_t pages, int with_free)
+{
+    return bitmap_bytes(pages) * (with_free ? 2 : 1);
+}
+
+static uint64_t compact_header_size(uint32_t pages, int with_free)
+{
+    return (sizeof(struct sos_chunk_header) + bitmaps_bytes(pages, with_free) +
+            SOS_CHUNK_ALIGN - 1) & ~(uint64_t)(SOS_CHUNK_ALIGN - 1);
+}
+
 uint64_t chunk_header_size(uint32_t pages, int raw_zero_copy)
 {
     if (raw_zero_copy)
         return SOS_RAW_CHUNK_HEADER;
-    return (sizeof(struct sos_chunk_header) + bitmap_bytes(pages) + SOS_CHUNK_ALIGN - 1) &
-           ~(uint64_t)(SOS_CHUNK_ALIGN - 1);
+    return compact_header_size(pages, 1);      /* the largest a compact header gets */
+}
+
+/*
+ * The page filter: the pages the host's allocator has free at the handoff
+ * (handoff.free_list: sorted, disjoint ranges). They are neither read nor written, only
+ * marked in the chunk's free bitmap. Pages come in ascending address order, so the index
+ * only moves forward; a list that is not sorted only makes the filter miss pages (they
+ * are then saved, which is always safe).
+ */
+struct free_filter {
+    const struct sos_mem_range *r;
+    uint32_t count, index;
+};
+
+static int page_is_free(struct free_filter *f, uint64_t addr)
+{
+    while (f->index < f->count && f->r[f->index].end <= addr)
+        f->index++;
+    return f->index < f->count && f->r[f->index].start <= addr;
 }
 
 /* A random image id: RDRAND where the CPU has it (CPUID.01H:ECX bit 30), mixed with TSC. */
@@ -97,17 +127,25 @@ struct chunk {
     uint32_t count, data_pages;
     const uint8_t *pages[SOS_MAX_CHUNK_PAGES];  /* the data pages, in order */
     uint8_t bitmap[SOS_MAX_CHUNK_PAGES / 8];
+    uint32_t free_pages;                        /* left out: free in the host (filter) */
+    uint8_t free_bitmap[SOS_MAX_CHUNK_PAGES / 8];
 };
+
+static struct free_filter free_filter;
 
 static struct chunk cur;
 
 static void gather(struct page_cursor *pc, struct chunk *c)
 {
     memset(c->bitmap, 0, bitmap_bytes(c->count));
-    c->data_pages = 0;
+    memset(c->free_bitmap, 0, bitmap_bytes(c->count));
+    c->data_pages = c->free_pages = 0;
     for (uint32_t i = 0; i < c->count; i++) {
         uint64_t page = next_page(pc);
-        if (page_is_zero((const uint64_t *)(uintptr_t)page))
+        if (page_is_free(&free_filter, page)) {
+            c->free_bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
+            c->free_pages++;
+        } else if (page_is_zero((const uint64_t *)(uintptr_t)page))
             c->bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
         else
             c->pages[c->data_pages++] = (const uint8_t *)(uintptr_t)page;
@@ -128,12 +166,18 @@ static void fill_header(struct sos_chunk_header *ch, const struct chunk *c, uint
     ch->stored_size = stored;
     ch->data_xxh64 = data_hash;
     memcpy((uint8_t *)ch + sizeof *ch, c->bitmap, bitmap_bytes(c->count));
+    if (c->free_pages) {
+        ch->flags |= SOS_CHUNKF_FREE;
+        memcpy((uint8_t *)ch + sizeof *ch + bitmap_bytes(c->count), c->free_bitmap,
+               bitmap_bytes(c->count));
+    }
 }
 
 static void seal_header(struct sos_chunk_header *ch)
 {
     ch->header_xxh64 = 0;
-    ch->header_xxh64 = xxh64(ch, sizeof *ch + bitmap_bytes(ch->page_count), 0);
+    ch->header_xxh64 = xxh64(ch, sizeof *ch + bitmaps_bytes(ch->page_count,
+                                                            ch->flags & SOS_CHUNKF_FREE), 0);
 }
 
 /* Raw, zero-copy: [512-byte header from scratch][the data pages, straight from RAM]. */
@@ -176,8 +220,8 @@ static void make_nonce(uint8_t nonce[12], const uint8_t image_id[16], uint64_t i
 static void seal_chunk(struct sos_chunk_header *ch, uint8_t *data, const uint8_t image_id[16],
                        const uint8_t key[32])
 {
-    uint8_t aad[16 + sizeof *ch + SOS_MAX_CHUNK_PAGES / 8];
-    uint64_t hlen = sizeof *ch + bitmap_bytes(ch->page_count);
+    uint8_t aad[16 + sizeof *ch + 2 * (SOS_MAX_CHUNK_PAGES / 8)];
+    uint64_t hlen = sizeof *ch + bitmaps_bytes(ch->page_count, ch->flags & SOS_CHUNKF_FREE);
     uint8_t nonce[12];
     ch->flags |= SOS_CHUNKF_ENCRYPTED;
     memcpy(aad, image_id, 16);
@@ -192,7 +236,7 @@ static uint32_t write_buffered_chunk(struct stream *s, struct chunk *c, int comp
                                      uint8_t *staging, const uint8_t *image_id,
                                      const uint8_t *key)
 {
-    uint64_t hsize = chunk_header_size(c->count, 0);
+    uint64_t hsize = compact_header_size(c->count, c->free_pages != 0);
     uint32_t raw = c->data_pages * SOS_PAGE_SIZE;
     uint8_t *out = stream_reserve(s, hsize + raw + SOS_CHUNK_ALIGN);
     if (!out)
@@ -310,7 +354,9 @@ uint32_t write_image(struct ahci *disk)
     /* 2b. The chunks. */
     struct page_cursor pc = { ranges, info->memory_count, 0, ranges[0].start };
     struct progress prog = { pages_total, pages_total / 50 + 1, 0 };
-    uint64_t done = 0, zero = 0;
+    uint64_t done = 0, zero = 0, free = 0;
+    const struct sos_mem_range *free_list = (const void *)(uintptr_t)h->free_list;
+    free_filter = (struct free_filter){ free_list, free_list ? h->free_count : 0, 0 };
     cur.index = 0;
     while (done < pages_total) {
         cur.first_page = done;
@@ -323,11 +369,13 @@ uint32_t write_image(struct ahci *disk)
         if (rc)
             return rc;
         done += cur.count;
-        zero += cur.count - cur.data_pages;
+        zero += cur.count - cur.data_pages - cur.free_pages;
+        free += cur.free_pages;
         cur.index++;
-        h->pages_saved = done;
+        h->pages_saved = done - free;
+        h->pages_free = free;
         h->zero_pages = zero;
-        h->raw_bytes = (done - zero) * SOS_PAGE_SIZE;
+        h->raw_bytes = (done - zero - free) * SOS_PAGE_SIZE;
         h->chunks = cur.index;
         h->bytes_written = s.bytes_written;
         report_progress(&prog, done);
@@ -346,6 +394,8 @@ uint32_t write_image(struct ahci *disk)
     hdr->version = SOS_IMAGE_VERSION;
     hdr->header_size = sizeof *hdr;
     hdr->state = SOS_IMAGE_VALID;
+    hdr->flags = h->free_fill == SOS_FREE_FILL_ZERO ? SOS_IMAGEF_FREE_ZERO :
+                 h->free_fill == SOS_FREE_FILL_POISON ? SOS_IMAGEF_FREE_POISON : 0;
     hdr->compression = info->compression;
     hdr->checksum = SOS_CHECKSUM_XXH64;
     hdr->encryption = info->encryption;
@@ -361,9 +411,10 @@ uint32_t write_image(struct ahci *disk)
     hdr->chunk_count = cur.index;
     hdr->data_end = data_end;
     hdr->pages_total = pages_total;
-    hdr->pages_data = pages_total - zero;
+    hdr->pages_data = pages_total - zero - free;
     hdr->pages_zero = zero;
-    hdr->raw_bytes = (pages_total - zero) * SOS_PAGE_SIZE;
+    hdr->pages_free = free;
+    hdr->raw_bytes = (pages_total - zero - free) * SOS_PAGE_SIZE;
     hdr->stored_bytes = data_end - chunks_offset;
     hdr->tables_xxh64 = tables_hash;
     memcpy(&hdr->context, (const void *)&h->context, sizeof hdr->context);

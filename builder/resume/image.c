@@ -226,7 +226,8 @@ static void check_header(uint64_t disk_sectors)
         h->ranges_offset != SOS_IMAGE_HEADER_BLOCK + ext_bytes ||
         h->chunks_offset != align_up(SOS_IMAGE_HEADER_BLOCK + ext_bytes + rng_bytes, PAGE) ||
         h->chunk_count != (pages + h->chunk_pages - 1) / h->chunk_pages ||
-        h->pages_data + h->pages_zero != pages || h->data_end < h->chunks_offset ||
+        h->pages_data + h->pages_zero + h->pages_free != pages ||
+        h->data_end < h->chunks_offset ||
         h->stored_bytes != h->data_end - h->chunks_offset ||
         h->data_end > info->image_sectors * SECTOR)
         refuse(REFUSE_HEADER_DAMAGED, "header fields disagree (tables at %lu/%lu, chunks at "
@@ -316,8 +317,8 @@ void image_open(struct ahci *disk, uint64_t disk_sectors)
     im.cap = (uint64_t)(scratch_end - p) & ~(uint64_t)(SECTOR - 1);
     im.end = align_up(h->data_end, SECTOR);
     kprintf("@@RESUME image pages=%lu data=%lu zero=%lu chunks=%lu bytes=%lu compression=%u "
-            "encryption=%u\n", h->pages_total, h->pages_data, h->pages_zero, h->chunk_count,
-            h->data_end, h->compression, h->encryption);
+            "encryption=%u free=%lu\n", h->pages_total, h->pages_data, h->pages_zero,
+            h->chunk_count, h->data_end, h->compression, h->encryption, h->pages_free);
 }
 
 const struct sos_cpu_context *image_context(void)
@@ -330,10 +331,17 @@ const struct sos_cpu_context *image_context(void)
 struct chunk {
     uint64_t offset, next;                      /* image offsets: header, next chunk */
     uint64_t index, first_page;
-    uint32_t zero;
+    uint32_t zero, free;
     struct sos_chunk_header h;                  /* copies of what was read */
     uint8_t bitmap[MAX_BITMAP];
+    uint8_t free_bitmap[MAX_BITMAP];            /* SOS_CHUNKF_FREE: pages left out */
 };
+
+/* The zero bitmap and, in chunks with free pages, the free bitmap after it. */
+static uint64_t bitmaps_bytes(uint32_t pages, uint32_t flags)
+{
+    return bitmap_bytes(pages) * ((flags & SOS_CHUNKF_FREE) ? 2 : 1);
+}
 
 /* Physical range of a chunk's pages, for messages ("[first, last page end)"). */
 static void chunk_where(const struct chunk *c, uint64_t *from, uint64_t *to)
@@ -369,28 +377,40 @@ static void check_chunk_header(const uint8_t *p, struct chunk *c)
     if (h->page_count != expect)
         chunk_bad(c, "page count differs from the header's chunk size");
     uint64_t blen = bitmap_bytes(h->page_count);
+    int has_free = (h->flags & SOS_CHUNKF_FREE) != 0;
     memcpy(c->bitmap, p + CHUNK_FIXED, blen);
+    memset(c->free_bitmap, 0, blen);
+    if (has_free)
+        memcpy(c->free_bitmap, p + CHUNK_FIXED + blen, blen);
     uint64_t sum = h->header_xxh64;
     struct xxh64_state st;
     h->header_xxh64 = 0;
     xxh64_reset(&st, 0);
     xxh64_update(&st, h, CHUNK_FIXED);
     xxh64_update(&st, c->bitmap, blen);
+    if (has_free)
+        xxh64_update(&st, c->free_bitmap, blen);
     h->header_xxh64 = sum;
     if (xxh64_digest(&st) != sum)
         chunk_bad(c, "header checksum mismatch");
     if (h->index != c->index || h->first_page != c->first_page)
         chunk_bad(c, "index or first page out of sequence");
-    uint64_t compact = align_up(CHUNK_FIXED + blen, SOS_CHUNK_ALIGN);
+    uint64_t compact = align_up(CHUNK_FIXED + bitmaps_bytes(h->page_count, h->flags),
+                                SOS_CHUNK_ALIGN);
     if (h->header_size != SOS_RAW_CHUNK_HEADER && h->header_size != compact)
         chunk_bad(c, "bad header size");
-    if (h->flags != (ih->encryption ? SOS_CHUNKF_ENCRYPTED : 0))
+    if ((h->flags & ~(uint32_t)SOS_CHUNKF_FREE) != (ih->encryption ? SOS_CHUNKF_ENCRYPTED : 0))
         chunk_bad(c, "encryption flag differs from the image's");
-    c->zero = 0;
-    for (uint32_t i = 0; i < h->page_count; i++)
-        c->zero += (c->bitmap[i / 8] >> (i % 8)) & 1;
-    if (h->data_pages != h->page_count - c->zero)
-        chunk_bad(c, "data page count disagrees with the zero bitmap");
+    c->zero = c->free = 0;
+    for (uint32_t i = 0; i < h->page_count; i++) {
+        uint32_t z = (c->bitmap[i / 8] >> (i % 8)) & 1, f = (c->free_bitmap[i / 8] >> (i % 8)) & 1;
+        if (z && f)
+            chunk_bad(c, "a page is both zero and free");
+        c->zero += z;
+        c->free += f;
+    }
+    if (h->data_pages != h->page_count - c->zero - c->free)
+        chunk_bad(c, "data page count disagrees with the zero and free bitmaps");
     uint64_t raw = (uint64_t)h->data_pages * PAGE;
     if (h->encoding == SOS_CHUNK_RAW ? h->stored_size != raw
         : h->encoding != SOS_CHUNK_LZ4 || ih->compression != SOS_COMPRESS_LZ4 ||
@@ -418,7 +438,8 @@ static void next_chunk_header(struct chunk *c)
         chunk_bad(c, "missing: the image's data ends before it");
     const uint8_t *p = get(c->offset, CHUNK_FIXED);
     uint32_t pages = ((const struct sos_chunk_header *)p)->page_count;
-    uint64_t need = CHUNK_FIXED + bitmap_bytes(pages <= SOS_MAX_CHUNK_PAGES ? pages : 0);
+    uint32_t flags = ((const struct sos_chunk_header *)p)->flags;
+    uint64_t need = CHUNK_FIXED + bitmaps_bytes(pages <= SOS_MAX_CHUNK_PAGES ? pages : 0, flags);
     if (c->offset + need > im.hdr->data_end)
         need = CHUNK_FIXED;
     check_chunk_header(get(c->offset, need), c);
@@ -437,7 +458,7 @@ static const uint8_t *open_chunk(struct chunk *c, uint8_t *out)
     if (xxh64(data, h->stored_size, 0) != h->data_xxh64)
         chunk_bad(c, "data checksum mismatch");
     if (h->flags & SOS_CHUNKF_ENCRYPTED) {
-        uint8_t aad[16 + CHUNK_FIXED + MAX_BITMAP], nonce[AEAD_NONCE_SIZE];
+        uint8_t aad[16 + CHUNK_FIXED + 2 * MAX_BITMAP], nonce[AEAD_NONCE_SIZE];
         struct sos_chunk_header *a = (struct sos_chunk_header *)(aad + 16);
         uint64_t blen = bitmap_bytes(h->page_count);
         memcpy(aad, im.hdr->image_id, 16);
@@ -446,6 +467,9 @@ static const uint8_t *open_chunk(struct chunk *c, uint8_t *out)
         a->data_xxh64 = 0;
         a->header_xxh64 = 0;
         memcpy(aad + 16 + CHUNK_FIXED, c->bitmap, blen);
+        if (h->flags & SOS_CHUNKF_FREE)
+            memcpy(aad + 16 + CHUNK_FIXED + blen, c->free_bitmap, blen);
+        blen = bitmaps_bytes(h->page_count, h->flags);
         make_nonce(nonce, c->index);
         if (aead_open(im.key, nonce, aad, 16 + CHUNK_FIXED + blen, data, h->stored_size,
                       h->tag))
@@ -491,12 +515,27 @@ static int is_zero_page(const struct chunk *c, uint32_t i)
     return (c->bitmap[i / 8] >> (i % 8)) & 1;
 }
 
+/* A page free in the host at the handoff: not in the image. Left as this boot left it,
+ * unless the host's allocator expects its free pages zeroed or poisoned (image flags). */
+static int free_page(const struct chunk *c, uint32_t i, uint64_t addr)
+{
+    if (!((c->free_bitmap[i / 8] >> (i % 8)) & 1))
+        return 0;
+    if (im.hdr->flags & SOS_IMAGEF_FREE_ZERO)
+        fast_zero((void *)(uintptr_t)addr, PAGE);
+    else if (im.hdr->flags & SOS_IMAGEF_FREE_POISON)
+        memset((void *)(uintptr_t)addr, SOS_FREE_POISON_BYTE, PAGE);
+    return 1;
+}
+
 /* Zero-copy: the data pages by DMA straight into RAM, then hashed where they landed. */
 static void restore_streamed(struct chunk *c, struct cursor *k)
 {
     unsigned n = 0;
     for (uint32_t i = 0; i < c->h.page_count; i++) {
         uint64_t a = page_address(c->first_page + i, k);
+        if (free_page(c, i, a))
+            continue;
         if (is_zero_page(c, i)) {
             fast_zero((void *)(uintptr_t)a, PAGE);
         } else if (n && sg[n - 1].addr + sg[n - 1].bytes == a &&
@@ -528,7 +567,7 @@ static void restore_buffered(struct chunk *c, struct cursor *k)
     uint8_t *direct = 0;
     for (uint32_t i = 0; i < c->h.page_count; i++) {
         where[i] = page_address(c->first_page + i, k);
-        if (is_zero_page(c, i))
+        if (is_zero_page(c, i) || ((c->free_bitmap[i / 8] >> (i % 8)) & 1))
             continue;
         if (!seen++)
             expect = where[i];          /* page 0 is saved RAM too: no 0 sentinel */
@@ -540,6 +579,8 @@ static void restore_buffered(struct chunk *c, struct cursor *k)
     const uint8_t *src = open_chunk(c, direct ? direct : im.out);
     int in_place = direct && src == direct;     /* zero pages lie outside that span */
     for (uint32_t i = 0; i < c->h.page_count; i++) {
+        if (free_page(c, i, where[i]))
+            continue;
         if (is_zero_page(c, i)) {
             fast_zero((void *)(uintptr_t)where[i], PAGE);
         } else {
@@ -557,7 +598,7 @@ static void pass(int restoring)
     struct sos_handoff *h = sos_run.handoff;
     struct chunk c = { .offset = ih->chunks_offset };
     struct cursor k = { 0, 0 };
-    uint64_t zero = 0;
+    uint64_t zero = 0, free = 0;
     im.restoring = restoring;
     resume_progress(0, ih->pages_total);
     for (c.index = 0; c.index < ih->chunk_count; c.index++) {
@@ -573,18 +614,21 @@ static void pass(int restoring)
                 restore_streamed(&c, &k);
             else
                 restore_buffered(&c, &k);
-            h->pages_saved = c.first_page + c.h.page_count;
+            h->pages_saved = c.first_page + c.h.page_count - (free + c.free);
+            h->pages_free = free + c.free;
             h->zero_pages += c.zero;
             h->raw_bytes += (uint64_t)c.h.data_pages * PAGE;
             h->chunks = c.index + 1;
         }
         zero += c.zero;
+        free += c.free;
         c.first_page += c.h.page_count;
         c.offset = c.next;
         h->bytes_written = im.bytes_read;      /* a resume's handoff: bytes read */
         resume_progress(c.first_page, ih->pages_total);
     }
-    if (c.first_page != ih->pages_total || c.offset != ih->data_end || zero != ih->pages_zero)
+    if (c.first_page != ih->pages_total || c.offset != ih->data_end || zero != ih->pages_zero ||
+        free != ih->pages_free)
         refuse(REFUSE_HEADER_DAMAGED, "the chunks end at page %lu, byte %lu with %lu zero "
                "pages; the header says %lu, %lu, %lu", c.first_page, c.offset, zero,
                ih->pages_total, ih->data_end, ih->pages_zero);

@@ -11,7 +11,7 @@ from .common import Constants, magic32, offset_of, u16, u32, u64
 from .context import CpuContext
 
 HANDOFF_MAGIC = magic32("SOSH")
-HANDOFF_REVISION = 1
+HANDOFF_REVISION = 2
 
 HANDOFF_FLAGS = Constants(
     "SOS_HANDOFF_", "Bits of handoff.flags, set by the host.",
@@ -19,6 +19,14 @@ HANDOFF_FLAGS = Constants(
     PAUSE_BEFORE_RETURN=1 << 1,  # same, after the header is written
     QUIET=1 << 2,                # no log lines on serial
 )
+
+FREE_FILL = Constants(
+    "SOS_FREE_FILL_", "handoff.free_fill: what the host's allocator expects in its free pages.",
+    NONE=0,                      # anything: free pages are neither written nor restored
+    ZERO=1,                      # zeroes (Linux init_on_free): the resume zero-fills them
+    POISON=2,                    # 0xaa bytes (Linux page_poison): the resume fills them so
+)
+FREE_POISON_BYTE = 0xAA
 
 Handoff = c.Struct(
     "magic" / u32,
@@ -32,6 +40,9 @@ Handoff = c.Struct(
     "memmap" / u64,               # the host's usable RAM: MemRange[memmap_count], or 0
     "memmap_count" / u32,         # (the payload refuses to save memory that is not RAM)
     "_pad2" / c.Bytes(4),
+    "free_list" / u64,            # pages the host's allocator has free: MemRange[free_count],
+    "free_count" / u32,           # sorted and disjoint, or 0; the image leaves them out
+    "free_fill" / u32,            # FREE_FILL: how the resume must leave them
     # payload returns
     "status" / u32,
     "fault_vector" / u32,
@@ -50,8 +61,8 @@ Handoff = c.Struct(
     "tsc_end" / u64,
     "tsc_hz_used" / u64,
     "draw_tsc" / u64,             # time spent in plugins
+    "pages_free" / u64,           # pages of the memory list left out as free (free_list)
     "message" / c.Bytes(64),      # NUL-terminated, names what failed
-    "_pad1" / c.Bytes(8),
     "context" / CpuContext,       # the host's state, saved by the trampoline
 )
 
@@ -59,11 +70,11 @@ Handoff = c.Struct(
 def new_handoff():
     return dict(magic=HANDOFF_MAGIC, revision=HANDOFF_REVISION, size=Handoff.sizeof(),
                 flags=0, serial_port=0, _pad0=b"\0\0", tsc_hz=0, memmap=0, memmap_count=0,
-                _pad2=bytes(4), status=0, fault_vector=0,
+                _pad2=bytes(4), free_list=0, free_count=0, free_fill=0, status=0, fault_vector=0,
                 fault_error_code=0, fault_rip=0, fault_address=0, failed_lba=0, detail=0,
                 pages_total=0, pages_saved=0, zero_pages=0, bytes_written=0, raw_bytes=0,
                 chunks=0, tsc_start=0, tsc_end=0, tsc_hz_used=0, draw_tsc=0,
-                message=bytes(64), _pad1=bytes(8), context=empty_context())
+                pages_free=0, message=bytes(64), context=empty_context())
 
 
 def empty_context():

@@ -33,6 +33,7 @@ dump $pci/resource $pci/class $pci/vendor $pci/device
 for g in /sys/class/graphics/*; do g=$(readlink -f $g); dump $g/virtual_size $g/bits_per_pixel $g/stride $g/name; done
 echo "@@HEAD dev/sda1 $(dd if=/dev/sda1 bs=4096 count=1 2>/dev/null | od -A n -t x1 -v | tr -d ' \n')"
 echo "@@DONE"
+sleep 1     # let the console drain: shutdown messages would land inside the lines above
 poweroff -f
 """
 

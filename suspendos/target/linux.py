@@ -193,6 +193,10 @@ def disk_of(sysmap, part):
     """(Disk, partition start, partition size, whole-disk name) for block device `part`."""
     real = sysmap.realpath(f"/sys/class/block/{part}")
     parts = real.split("/")
+    if sysmap.exists(f"{real}/dm") or part.startswith(("dm-", "md")):
+        raise UsageError(f"disk: {part} is a device-mapper or md device (LVM, dm-crypt, RAID): "
+                         "the image is written to the disk directly; put the swap partition or "
+                         "file on a plain partition of an AHCI disk")
     if not sysmap.exists(f"{real}/partition"):
         raise UsageError(f"--swap: {part} is a whole disk, not a partition (give the swap partition)")
     try:
@@ -237,8 +241,8 @@ def read_swap_magic(path):
         return f.read(10)
 
 
-def check_swap_signature(sysmap, dev, name):
-    path = dev if sysmap.live else sysmap.path(f"/dev/{name}")
+def check_swap_signature(sysmap, dev, name, path=None):
+    path = path or (dev if sysmap.live else sysmap.path(f"/dev/{name}"))
     try:
         magic = read_swap_magic(path)
     except OSError as e:
@@ -254,7 +258,13 @@ FIEMAP_FLAG_SYNC = 1
 FIEMAP_EXTENT_LAST = 0x1
 FIEMAP_BAD = {0x2: "unknown location", 0x4: "delayed allocation", 0x8: "encoded",
               0x80: "encrypted", 0x100: "not aligned", 0x200: "inline data",
-              0x400: "tail-packed", 0x2000: "shared"}
+              0x400: "tail-packed", 0x800: "unwritten (preallocated) blocks",
+              0x2000: "shared"}
+FIEMAP_UNWRITTEN = 0x800
+# Filesystems whose files stay where FIEMAP says, written in place: the payload writes the
+# sectors directly. btrfs (copy-on-write, checksums, RAID profiles), network and FUSE
+# filesystems, and everything else are refused.
+SWAP_FILE_FS = ("ext4", "ext3", "ext2", "xfs")
 
 
 def fiemap(path, count=512):
@@ -290,6 +300,11 @@ def file_extents(path, part_start, file_size, mapping=None):
     end = file_size // PAGE_SIZE * PAGE_SIZE
     for lo, ph, ln, fl in sorted(mapping):
         bad = [w for bit, w in FIEMAP_BAD.items() if fl & bit]
+        if fl & FIEMAP_UNWRITTEN:
+            mib = -(-file_size // (1 << 20))
+            raise UsageError(f"--swap: {path} has unwritten (fallocated) blocks at offset {lo}: "
+                             f"write it out once: swapoff {path}; dd if=/dev/zero of={path} "
+                             f"bs=1M count={mib} conv=notrunc,fsync; mkswap {path}; swapon {path}")
         if bad:
             raise UsageError(f"--swap: {path} has an extent with {bad[0]} at offset {lo}")
         if lo > pos and pos < end:
@@ -323,17 +338,48 @@ def swap_target(sysmap, swap):
         if pages < 2:
             raise UsageError(f"--swap: {swap} is too small")
         return disk, [Extent(start + SECTORS_PER_PAGE, (pages - 1) * SECTORS_PER_PAGE)], name
-    if not sysmap.live:
-        raise UsageError(f"--swap: {swap} is not a block device in the sysroot")
-    st = os.stat(swap)
+    swap = os.path.abspath(swap) if sysmap.live else swap
+    path = swap if sysmap.live else sysmap.path(swap)
+    if not os.path.exists(path):
+        raise UsageError(f"--swap: {swap} does not exist")
+    st = os.stat(path)
     import stat as st_mod
     if not st_mod.S_ISREG(st.st_mode):
         raise UsageError(f"--swap: {swap} is neither a block device nor a regular file")
-    part = os.path.basename(sysmap.realpath(f"/sys/dev/block/{os.major(st.st_dev)}:"
-                                            f"{os.minor(st.st_dev)}"))
+    fstype, majmin = file_backing(sysmap, swap, st)
+    if fstype not in SWAP_FILE_FS:
+        raise UsageError(f"--swap: {swap} is on {fstype}, where a file's blocks are not written "
+                         f"in place (only {', '.join(SWAP_FILE_FS)}); use a swap partition or a "
+                         "file on ext4")
+    if not sysmap.exists(f"/sys/dev/block/{majmin}"):
+        raise UsageError(f"--swap: {swap} is on device {majmin}, which is not a block device "
+                         "(network or virtual filesystem)")
+    part = os.path.basename(sysmap.realpath(f"/sys/dev/block/{majmin}"))
     disk, start, _, _ = disk_of(sysmap, part)
-    check_swap_signature(sysmap, swap, part)
-    return disk, file_extents(swap, start, st.st_size), os.path.basename(swap)
+    check_swap_signature(sysmap, swap, part, path)
+    return disk, file_extents(swap, start, st.st_size, fiemap(path)), os.path.basename(swap)
+
+
+def file_backing(sysmap, path, st):
+    """(filesystem type, "major:minor" of its device) of the mount holding `path`, from
+    /proc/self/mountinfo (proc(5)): the entry with the file's device, else the longest
+    mount point that is a prefix of the path."""
+    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    best = None
+    for line in sysmap.read("/proc/self/mountinfo", "--swap").splitlines():
+        left, sep, right = line.partition(" - ")
+        f, r = left.split(), right.split()
+        if not sep or len(f) < 5 or len(r) < 2:
+            continue
+        point = f[4].replace("\\040", " ")
+        if sysmap.live and f[2] == dev:
+            return r[0], f[2]
+        if (path + "/").startswith(point.rstrip("/") + "/") and (
+                best is None or len(point) > len(best[0])):
+            best = (point, r[0], f[2])
+    if best is None:
+        raise UsageError(f"--swap: no mount in /proc/self/mountinfo holds {path}")
+    return best[1], best[2]
 
 
 # ---- framebuffer -------------------------------------------------------------------------
@@ -365,7 +411,8 @@ def framebuffer(sysmap):
 
 
 # ---- the target --------------------------------------------------------------------------
-def linux_target(swap=None, sysroot=None, compress="none", with_framebuffer=True):
+def linux_target(swap=None, sysroot=None, compress="none", with_framebuffer=True,
+                 smaller_than_ram=False):
     sysmap = System(sysroot)
     memory, source = firmware_memory(sysmap)
     reserved = reserved_region(sysmap, memory)
@@ -376,7 +423,8 @@ def linux_target(swap=None, sysroot=None, compress="none", with_framebuffer=True
         if sysmap.exists("/proc/sys/kernel/hostname") else "linux"
     host = re.sub(r"[^A-Za-z0-9_.-]", "", host) or "linux"
     t = Target(name=f"linux-{host}-{what}", memory=memory, reserved=reserved, disk=disk,
-               extents=extents, framebuffer=fb, options=Options(compress=compress))
+               extents=extents, framebuffer=fb,
+               options=Options(compress=compress, smaller_than_ram=smaller_than_ram))
     return t.validate()
 
 
