@@ -143,8 +143,11 @@ PHYS = 4 * MiB          # where in sda2 (16 MiB) the file is
 GOOD = [(0, PHYS, 8 * MiB, tl.FIEMAP_EXTENT_LAST)]
 
 
-def test_swap_file_plan(root, tmp_path, monkeypatch):
-    sw = swap_file(root, monkeypatch, GOOD)
+@pytest.mark.parametrize("flags", [0, tl.FIEMAP_UNWRITTEN])    # fallocate + mkswap
+def test_swap_file_plan(root, tmp_path, monkeypatch, flags):
+    sw = swap_file(root, monkeypatch, [(0, PHYS, 4096, 0),
+                                       (4096, PHYS + 4096, 8 * MiB - 4096,
+                                        tl.FIEMAP_EXTENT_LAST | flags)])
     target, swap, *_ = plan(host(root, tmp_path), Request(swap=sw, compress="lz4"))
     start = int((root / "sys/class/block/sda2/start").read_text())
     assert [(e.lba, e.count) for e in target.extents] == \
@@ -154,8 +157,8 @@ def test_swap_file_plan(root, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("flags, words", [
-    (0x800, "unwritten (fallocated) blocks at offset 0: write it out once: swapoff /swapfile"),
-    (0x2000, "shared"), (0x8, "encoded"), (0x200, "inline data")])
+    (0x2000, "shared"), (0x8, "encoded"), (0x200, "inline data"), (0x4, "delayed allocation"),
+    (0x2, "unknown location")])
 def test_swap_file_extent_kinds(root, tmp_path, monkeypatch, flags, words):
     sw = swap_file(root, monkeypatch, [(0, PHYS, 8 * MiB, tl.FIEMAP_EXTENT_LAST | flags)])
     assert words in refusal(root, tmp_path, Request(swap=sw, compress="lz4"))

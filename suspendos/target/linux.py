@@ -258,8 +258,12 @@ FIEMAP_FLAG_SYNC = 1
 FIEMAP_EXTENT_LAST = 0x1
 FIEMAP_BAD = {0x2: "unknown location", 0x4: "delayed allocation", 0x8: "encoded",
               0x80: "encrypted", 0x100: "not aligned", 0x200: "inline data",
-              0x400: "tail-packed", 0x800: "unwritten (preallocated) blocks",
-              0x2000: "shared"}
+              0x400: "tail-packed", 0x2000: "shared"}
+# Unwritten (fallocated) extents are accepted: their blocks are allocated and stay where
+# FIEMAP says; only reads through the filesystem return zeros for them, and nothing reads
+# the image that way (the payload, the loader and the initramfs check use the sectors).
+# The kernel's own swap code (iomap_swapfile_activate) and swsusp's resume_offset take them
+# too; `fallocate` + `mkswap` is how distributions make swap files.
 FIEMAP_UNWRITTEN = 0x800
 # Filesystems whose files stay where FIEMAP says, written in place: the payload writes the
 # sectors directly. btrfs (copy-on-write, checksums, RAID profiles), network and FUSE
@@ -300,11 +304,6 @@ def file_extents(path, part_start, file_size, mapping=None):
     end = file_size // PAGE_SIZE * PAGE_SIZE
     for lo, ph, ln, fl in sorted(mapping):
         bad = [w for bit, w in FIEMAP_BAD.items() if fl & bit]
-        if fl & FIEMAP_UNWRITTEN:
-            mib = -(-file_size // (1 << 20))
-            raise UsageError(f"--swap: {path} has unwritten (fallocated) blocks at offset {lo}: "
-                             f"write it out once: swapoff {path}; dd if=/dev/zero of={path} "
-                             f"bs=1M count={mib} conv=notrunc,fsync; mkswap {path}; swapon {path}")
         if bad:
             raise UsageError(f"--swap: {path} has an extent with {bad[0]} at offset {lo}")
         if lo > pos and pos < end:
