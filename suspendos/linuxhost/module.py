@@ -5,7 +5,6 @@ and loaded (again, when a different build is loaded)."""
 import hashlib
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from ..errors import BuildError, UsageError
@@ -16,9 +15,21 @@ MODULE_FILES = ("suspendos.c", "suspendos_linux.h", "Kbuild")
 
 def abi_header():
     """suspendos_abi.h for kernel code: the generated header with <linux/types.h>."""
-    text = subprocess.run([sys.executable, "-m", "suspendos.formats.cheader"], check=True,
-                          capture_output=True, text=True).stdout
+    from ..formats import cheader
+    text = cheader.generate() + "\n"
     return text.replace("#include <stdint.h>", "#include <linux/types.h>").encode()
+
+
+def _cache_key(release):
+    """What the module is built from: its sources and the format declarations the ABI
+    header is generated from (hashed without generating it: this runs under the clock)."""
+    from .. import __version__
+    h = hashlib.sha256(f"{__version__}\0{release}\0".encode())
+    src = source_dir("linux")
+    formats = Path(__file__).resolve().parent.parent / "formats"
+    for p in [src / f for f in MODULE_FILES] + sorted(formats.glob("*.py")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def sources():
@@ -53,13 +64,11 @@ def cached_module(host):
     if not shutil.which("make") or not shutil.which("gcc"):
         raise UsageError("module: make and gcc are needed to build suspendos.ko "
                          "(apt install build-essential)")
-    files = sources()
-    key = hashlib.sha256(b"".join(n.encode() + b"\0" + d for n, d in sorted(files.items())))
-    work = host.cache / f"module-{host.release}-{key.hexdigest()[:16]}"
+    work = host.cache / f"module-{host.release}-{_cache_key(host.release)}"
     ko = work / "suspendos.ko"
     if ko.exists():
         return ko
-    return kbuild(kdir, work, files)
+    return kbuild(kdir, work)
 
 
 def srcversion(ko):
