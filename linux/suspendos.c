@@ -23,11 +23,15 @@
 #include <linux/io.h>
 #include <linux/ioport.h>
 #include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/mmzone.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/nodemask.h>
 #include <linux/pm.h>
 #include <linux/reboot.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/stop_machine.h>
 #include <linux/suspend.h>
 #include <linux/syscore_ops.h>
@@ -49,10 +53,29 @@ static DEFINE_MUTEX(sos_lock);
 static u8 *blob;
 static size_t blob_len, blob_cap;
 static char last_status[160] = "none";
+static char last_stats[200] = "none";
+
+/*
+ * The pages free in the buddy allocator at the handoff, as sorted, merged physical ranges
+ * (handoff.free_list): the payload leaves them out of the image. The array is allocated
+ * before quiescing (physically contiguous: the payload reads it by physical address) and
+ * lists itself, since it means nothing after the return. The walk happens inside
+ * stop_machine with interrupts off, right before the entry call, so nothing allocates in
+ * between. When the array is full the smaller blocks are simply saved (largest orders are
+ * walked first).
+ */
+struct sos_free {
+	struct sos_mem_range *r;
+	unsigned long pa;
+	unsigned int order, cap, count;
+	u64 pages;                       /* free pages listed (the array's own included) */
+};
 
 struct sos_run {
 	u64 entry;
 	struct sos_handoff *handoff;     /* at its identity-mapped physical address */
+	struct sos_handoff *ho_map;      /* the same through the kernel's mapping */
+	struct sos_free free;
 	unsigned long pgd_pa;
 	u32 status;
 	int error;
@@ -108,6 +131,100 @@ static int build_tables(struct pt_pool *pool, u64 base, u64 size, unsigned long 
 	return 0;
 }
 
+/* ---- free pages -------------------------------------------------------------------------- */
+#define FREE_MAX_ORDER 8                 /* 1 MiB: 65536 ranges */
+
+static int free_alloc(struct sos_free *f)
+{
+	int order;
+
+	for (order = FREE_MAX_ORDER; order >= 0; order--) {
+		unsigned long va = __get_free_pages(GFP_KERNEL | __GFP_NOWARN | __GFP_NORETRY, order);
+
+		if (va) {
+			f->r = (void *)va;
+			f->pa = __pa(va);
+			f->order = order;
+			f->cap = (PAGE_SIZE << order) / sizeof(*f->r);
+			return 0;
+		}
+	}
+	return -ENOMEM;
+}
+
+static void free_add(struct sos_free *f, u64 start, u64 end)
+{
+	if (f->count < f->cap) {
+		f->r[f->count].start = start;
+		f->r[f->count].end = end;
+		f->count++;
+		f->pages += (end - start) >> PAGE_SHIFT;
+	}
+}
+
+static int free_cmp(const void *a, const void *b)
+{
+	const struct sos_mem_range *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Called with interrupts off on the one running CPU (stop_machine). */
+static void free_collect(struct sos_free *f)
+{
+	int order, nid, z, mt;
+	unsigned int i, n;
+
+	f->count = 0;
+	f->pages = 0;
+	free_add(f, f->pa, f->pa + (PAGE_SIZE << f->order));
+	for (order = MAX_ORDER - 1; order >= 0 && f->count < f->cap; order--) {
+		for_each_online_node(nid) {
+			pg_data_t *pgdat = NODE_DATA(nid);
+
+			for (z = 0; z < MAX_NR_ZONES; z++) {
+				struct zone *zone = &pgdat->node_zones[z];
+				struct page *page;
+
+				if (!populated_zone(zone))
+					continue;
+				spin_lock(&zone->lock);
+				for (mt = 0; mt < MIGRATE_TYPES; mt++)
+					list_for_each_entry(page, &zone->free_area[order].free_list[mt],
+							    buddy_list) {
+						u64 start = (u64)page_to_pfn(page) << PAGE_SHIFT;
+
+						if (f->count == f->cap)
+							break;
+						free_add(f, start, start + (PAGE_SIZE << order));
+					}
+				spin_unlock(&zone->lock);
+			}
+		}
+	}
+	sort(f->r, f->count, sizeof(*f->r), free_cmp, NULL);
+	for (i = 1, n = f->count ? 1 : 0; i < f->count; i++) {
+		if (f->r[i].start <= f->r[n - 1].end) {
+			if (f->r[i].end > f->r[n - 1].end)
+				f->r[n - 1].end = f->r[i].end;
+		} else {
+			f->r[n++] = f->r[i];
+		}
+	}
+	f->count = n;
+}
+
+/* What the kernel expects in free pages: the resume must leave them so. Page poisoning
+ * takes precedence over init_on_free in 6.1 (mm/page_alloc.c turns the latter off). */
+static u32 free_fill(void)
+{
+	if (page_poisoning_enabled_static())
+		return SOS_FREE_FILL_POISON;
+	if (want_init_on_free())
+		return SOS_FREE_FILL_ZERO;
+	return SOS_FREE_FILL_NONE;
+}
+
 /* ---- the handoff, on one CPU with interrupts off --------------------------------------- */
 struct sos_saved_msrs {
 	u64 sysenter_cs, sysenter_esp, sysenter_eip, tsc_aux;
@@ -125,6 +242,12 @@ static int sos_handoff_cpu(void *data)
 	if (error) {
 		run->error = error;
 		return 0;
+	}
+	if (run->free.r) {
+		free_collect(&run->free);
+		run->ho_map->free_list = run->free.pa;
+		run->ho_map->free_count = run->free.count;
+		run->ho_map->free_fill = free_fill();
 	}
 	kernel_fpu_begin();       /* no live user FPU state in the registers across the call */
 	if (x86_platform.save_sched_clock_state)
@@ -216,11 +339,12 @@ static int load_blob(struct sos_run *run, const struct sos_linux_request *req, v
 		memunmap(map);
 		return -EINVAL;
 	}
-	ho->flags = req->flags;
+	ho->flags = req->flags & ~(SOS_LINUX_NO_POWEROFF | SOS_LINUX_SAVE_FREE);
 	ho->serial_port = req->serial_port;
 	ho->tsc_hz = (u64)tsc_khz * 1000;
 	run->entry = h.entry;
 	run->handoff = (struct sos_handoff *)(unsigned long)h.handoff;
+	run->ho_map = ho;
 	*map_out = map;
 	*size_out = h.reserved_size;
 	return 0;
@@ -277,6 +401,8 @@ static int sos_hibernate(struct sos_linux_request *req)
 	error = load_blob(&run, req, &map, &size);
 	if (error)
 		goto out_pool;
+	if (!(req->flags & SOS_LINUX_SAVE_FREE) && free_alloc(&run.free))
+		pr_warn("suspendos: no memory for the free-page list: free pages are saved\n");
 	error = build_tables(pool, h->load_base, h->reserved_size, &run.pgd_pa);
 	if (error)
 		goto out_map;
@@ -313,6 +439,11 @@ static int sos_hibernate(struct sos_linux_request *req)
 	ho = map + ((unsigned long)run.handoff - h->load_base);
 	req->status = run.status;
 	req->pages_saved = ho->pages_saved;
+	req->pages_free = ho->pages_free;
+	req->zero_pages = ho->zero_pages;
+	/* After a resume the loader's numbers: detail = the image's size on disk. */
+	req->image_bytes = run.status == SOS_STATUS_RESUMED ? ho->detail : ho->bytes_written;
+	req->free_ranges = run.free.count;
 	memcpy(req->message, ho->message, sizeof(req->message));
 	req->message[sizeof(req->message) - 1] = 0;
 	if (!error && run.status == SOS_STATUS_WRITTEN && !(req->flags & SOS_LINUX_NO_POWEROFF)) {
@@ -333,6 +464,8 @@ out_cpus:
 		add_cpu(cpu);
 out_map:
 	memunmap(map);
+	if (run.free.r)
+		free_pages((unsigned long)run.free.r, run.free.order);
 out_pool:
 	for (i = 0; i < pool->count; i++)
 		if (pool->pages[i])
@@ -357,6 +490,11 @@ static int run_request(struct sos_linux_request *req)
 			 req->status == SOS_STATUS_RESUMED ? "resumed" :
 			 req->status == SOS_STATUS_WRITTEN ? "written" : "failed",
 			 req->status, req->pages_saved, req->message);
+	snprintf(last_stats, sizeof(last_stats),
+		 "status=%#x pages_saved=%llu free_pages_skipped=%llu zero_pages=%llu "
+		 "bytes_written=%llu free_ranges=%u error=%d",
+		 req->status, req->pages_saved, req->pages_free, req->zero_pages,
+		 req->image_bytes, req->free_ranges, error);
 	mutex_unlock(&sos_lock);
 	return error;
 }
@@ -444,6 +582,8 @@ static ssize_t hibernate_store(struct device *dev, struct device_attribute *attr
 			req.flags |= SOS_HANDOFF_PAUSE_BEFORE_RETURN;
 		else if (!strcmp(word, "nopoweroff"))
 			req.flags |= SOS_LINUX_NO_POWEROFF;
+		else if (!strcmp(word, "savefree"))
+			req.flags |= SOS_LINUX_SAVE_FREE;
 		else
 			error = -EINVAL;
 	}
@@ -459,9 +599,16 @@ static ssize_t status_show(struct device *dev, struct device_attribute *attr, ch
 	return sysfs_emit(buf, "%s\n", last_status);
 }
 
+static ssize_t stats_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%s\n", last_stats);
+}
+
 static DEVICE_ATTR_WO(hibernate);
 static DEVICE_ATTR_RO(status);
-static struct attribute *sos_attrs[] = { &dev_attr_hibernate.attr, &dev_attr_status.attr, NULL };
+static DEVICE_ATTR_RO(stats);
+static struct attribute *sos_attrs[] = { &dev_attr_hibernate.attr, &dev_attr_status.attr,
+					 &dev_attr_stats.attr, NULL };
 ATTRIBUTE_GROUPS(sos);
 
 static const struct file_operations sos_fops = {

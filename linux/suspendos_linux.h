@@ -7,6 +7,7 @@
 
 #define SOS_MAX_RESERVED_MIB 64          /* the largest reserved region the module maps */
 #define SOS_LINUX_NO_POWEROFF 0x80000000u /* request flag: return after 'written' (tests) */
+#define SOS_LINUX_SAVE_FREE 0x40000000u   /* request flag: save free pages too (comparisons) */
 
 struct sos_linux_request {
 	__u32 flags;          /* in: SOS_HANDOFF_PAUSE_* for the payload, SOS_LINUX_NO_POWEROFF */
@@ -14,7 +15,12 @@ struct sos_linux_request {
 	__u16 _pad0;
 	__u32 status;         /* out: the payload's status (SOS_STATUS_*) */
 	__u32 _pad1;
-	__u64 pages_saved;    /* out */
+	__u64 pages_saved;    /* out: pages written or recorded as zero */
+	__u64 pages_free;     /* out: pages left out, free in the buddy allocator */
+	__u64 zero_pages;     /* out */
+	__u64 image_bytes;    /* out: the image's bytes on disk */
+	__u32 free_ranges;    /* out: entries of the free list given to the payload */
+	__u32 _pad2;
 	char message[64];     /* out: the payload's message */
 };
 

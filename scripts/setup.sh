@@ -18,6 +18,11 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 for p in make flex bison bc xz-utils libelf-dev libssl-dev; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
+# The real Debian guest (suspendos/linuxvm/debian.py): built with mmdebstrap, its ext4 root
+# with mkfs.ext4 -d and checked with e2fsck, runs on qcow2 overlays (qemu-img).
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 # The Linux tests fetch Debian's kernel with `apt-get download`: they need package lists too.

@@ -258,6 +258,67 @@ def cmd_image_discard(a):
     print(f"{a.area}: {discard_image(a.area, a.offset)}")
 
 
+# ---- this Linux machine (suspendos/linuxhost) -------------------------------------------------
+def _linux_host(a):
+    from .linuxhost.host import Host
+    return Host(sysroot=a.sysroot)
+
+
+def cmd_hibernate(a):
+    from .linuxhost.hibernate import Request, hibernate
+    return hibernate(Request(swap=a.swap, compress=a.compress, prepare=a.prepare,
+                             dry_run=a.dry_run, json=a.json, serial=a.serial), _linux_host(a))
+
+
+def cmd_install_resume(a):
+    from .linuxhost.install import InstallRequest, install_resume
+    return install_resume(InstallRequest(swap=a.swap, no_grub=a.no_grub, boot_dir=a.boot_dir),
+                          _linux_host(a))
+
+
+def _port(text):
+    import argparse
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number")
+    if not 0 <= v <= 0xFFFF:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number")
+    return v
+
+
+def add_linux_host_parsers(sub):
+    import argparse
+    h = sub.add_parser("hibernate", help="hibernate this Linux machine (as root; docs/LINUX.md)")
+    h.add_argument("--swap", help="the swap partition or file for the image (default: the only "
+                   "one in /proc/swaps)")
+    h.add_argument("--compress", choices=("none", "lz4"), default="none")
+    h.add_argument("--prepare", action="store_true",
+                   help="capture the target and build the blob and module (cached), then stop")
+    h.add_argument("--dry-run", action="store_true",
+                   help="print the plan and the target; touch nothing")
+    h.add_argument("--json", action="store_true", help="one JSON line")
+    h.add_argument("--serial", type=_port, default=0,
+                   help="I/O port of a 16550 UART for the payload's log (default: none)")
+    h.add_argument("--sysroot", help=argparse.SUPPRESS)     # tests: read /sys, /proc here
+    h.set_defaults(func=cmd_hibernate)
+    r = sub.add_parser("install-resume", help="install the resume loader, its GRUB entry and "
+                       "the initramfs check that discards an image not resumed")
+    r.add_argument("--swap", help="the swap partition or file (default: the only active one)")
+    r.add_argument("--no-grub", action="store_true", help="no GRUB menu entry")
+    r.add_argument("--boot-dir", default="/boot", help="where the resume loader goes")
+    r.add_argument("--sysroot", help=argparse.SUPPRESS)
+    r.set_defaults(func=cmd_install_resume)
+
+
+def linux_host_main(argv):
+    import argparse
+    p = argparse.ArgumentParser(prog="suspendos")
+    add_linux_host_parsers(p.add_subparsers(dest="command", required=True))
+    a = p.parse_args(argv)
+    return a.func(a) or 0
+
+
 def cmd_bench_compress(argv):
     from .bench_compress import main as bench_main
     return bench_main(argv)
@@ -384,6 +445,23 @@ def parser():
                     help="fail one write inside the extents first (blkdebug), then jump again")
     qk.add_argument("--json", action="store_true")
     qk.set_defaults(func=cmd_qemu_kexec_jump)
+    # -- qemu linux: the real Debian guest (logic in suspendos/linuxvm/runner.py) --
+    ql = q.add_parser("linux", help="hibernate a real Debian guest from the inside and resume it")
+    ql.add_argument("--memory", default="1G")
+    ql.add_argument("--cpus", type=int, default=1, help="vCPUs, 1 to 4")
+    ql.add_argument("--disk-bus", choices=("ahci",), default="ahci")
+    ql.add_argument("--swap", choices=("file", "partition"), default="file")
+    ql.add_argument("--compress", choices=("none", "lz4"), default="lz4",
+                    help="swsusp: lz4 means its default LZO, none hibernate=nocompress")
+    ql.add_argument("--dirty-free", help="random data written and deleted first (default 40%% of RAM)")
+    ql.add_argument("--hibernator", choices=("suspendos", "swsusp"), default="suspendos")
+    ql.add_argument("--boot-normally", action="store_true",
+                    help="boot normally instead of resuming: the stale image must be discarded")
+    ql.add_argument("--workdir", help="keep the logs (and with --keep the disk) here")
+    ql.add_argument("--keep", action="store_true", help="keep the run's disk overlay")
+    ql.add_argument("--json", action="store_true")
+    ql.set_defaults(func=lambda a: __import__("suspendos.linuxvm.runner",
+                                              fromlist=["cmd"]).cmd(a))
 
     im = sub.add_parser("image", help="read an image from a disk").add_subparsers(
         dest="what", required=True)
@@ -402,6 +480,8 @@ def parser():
     idc.add_argument("--offset", type=byte_offset, default=0,
                      help="byte offset of the swap area in AREA")
     idc.set_defaults(func=cmd_image_discard, writes=("area",))
+    add_linux_host_parsers(sub)
+
     bn = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     bc = bn.add_parser("compress", add_help=False,
                        help="our LZ4 against liblz4 (suspendos bench compress --help)")
@@ -469,6 +549,8 @@ def main(argv=None):
     try:
         if argv[:2] == ["bench", "compress"]:     # its options are its own module's
             return cmd_bench_compress(argv[2:])
+        if argv[:1] in (["hibernate"], ["install-resume"]):   # runs under the clock: none of
+            return linux_host_main(argv)                      # the other commands' imports
         args = parser().parse_args(argv)
         _check_paths(args)
         return args.func(args) or 0

@@ -8,9 +8,15 @@ the resume loader, on the QEMU test machine (q35, ICH9 AHCI, TCG).
 3. host: the image verifies page by page against the dump; the swap signature is ours;
 4. resume boot: the resume loader restores RAM and returns into Linux: the module says
    'resumed', md5sums match, the scratch partition writes and reads back, the shell answers.
+Two vCPUs (the module takes the second offline and brings it back after the return), and
+64 MiB of stale random data in free memory: the image leaves the buddy allocator's free
+pages out, and every page it holds equals QEMU's dump. Before that, in the same boot, a blob
+whose extents are far too small for the compressed image: the payload stops with image_full
+(no header), Linux goes on with both CPUs.
 Debian's packages come through apt-get download (cached in ~/.cache/suspendos/linux).
 """
 import asyncio
+import copy
 import shutil
 
 from suspendos.build.payload import build_payload
@@ -21,18 +27,28 @@ from suspendos.linuxvm.capture import CAPTURE_INIT, parse_capture
 from suspendos.linuxvm.vm import Session, hib_init
 from suspendos.qemu.machine import DEBUG_EXIT_PORT, disk_args, machine_args
 from suspendos.qemu.ramdump import dump_ram
+from suspendos.target.description import Extent
 from suspendos.target.linux import SUSPENDOS_SWAP_MAGIC, discard_image, linux_target
 
 MEMORY = 512 << 20
 RESERVED = "2M$0x10000000"
 SWAP_MIB = 640
 APPEND = f"console=ttyS0 memmap={RESERVED} no5lvl loglevel=6"
+CPUS = 2
+DIRTY_MIB = 64
+
+
+def _machine():
+    """The test machine with CPUS vCPUs (one host thread each)."""
+    args = machine_args(MEMORY)
+    args[args.index("-accel") + 1] = "tcg,thread=multi"
+    return [*args, "-smp", str(CPUS)]
 
 assert shutil.which("qemu-system-x86_64"), "no QEMU (scripts/setup.sh installs it)"
 
 
 def _linux_args(debian, initrd, disk):
-    return [*machine_args(MEMORY), *disk_args(disk), "-kernel", str(debian.vmlinuz),
+    return [*_machine(), *disk_args(disk), "-kernel", str(debian.vmlinuz),
             "-initrd", str(initrd), "-append", APPEND]
 
 
@@ -44,15 +60,20 @@ async def _capture(debian, tmp, disk):
     parse_capture(lines, tmp / "sysroot")
 
 
-async def _hibernate(debian, tmp, disk, blob, ko, ram_ranges):
-    init = hib_init(INIT_PRELUDE)
-    build_initrd(debian, init, tmp / "hib.gz", {"blob": blob, "lib/modules/suspendos.ko": ko})
+async def _hibernate(debian, tmp, disk, blob, small, ko, ram_ranges):
+    init = hib_init(INIT_PRELUDE, dirty_mib=DIRTY_MIB)
+    build_initrd(debian, init, tmp / "hib.gz", {"blob": blob, "blob.small": small,
+                                                "lib/modules/suspendos.ko": ko})
 
     async def ground_truth(machine):
         await dump_ram(machine, ram_ranges, tmp / "ram.bin")
 
     async with Session(_linux_args(debian, tmp / "hib.gz", disk), tmp / "hib.log") as s:
         assert await s.expect(r"^@@LINUX md5 ", 240)
+        small = await s.expect(r"^@@LINUX small rc", 240)
+        assert small.startswith("@@LINUX small rc=1 status=failed 0x120 "), small
+        cpus = await s.expect(r"^@@LINUX small cpus", 30)
+        assert cpus == f"@@LINUX small cpus online 0-{CPUS - 1}", cpus
         assert await s.expect(r"^@@LINUX hibernating", 60)
         line = await s.expect(r"^@@LINUX back|^@@PAYLOAD done", 240, on_pause=ground_truth)
         assert line == "@@PAYLOAD done status=1", f"the payload did not write the image: {line}"
@@ -63,17 +84,20 @@ async def _hibernate(debian, tmp, disk, blob, ko, ram_ranges):
 
 
 async def _resume(tmp, disk, loader):
-    args = [*machine_args(MEMORY), *disk_args(disk), "-kernel", str(loader)]
+    args = [*_machine(), *disk_args(disk), "-kernel", str(loader)]
     async with Session(args, tmp / "resume.log") as s:
         back = await s.expect(r"^@@LINUX back", 240)
         assert back, "the machine did not come back into Linux"
+        stats = await s.expect(r"^@@LINUX stats", 30)
+        cpus = await s.expect(r"^@@LINUX cpus online", 30)
+        ran = await s.expect(r"^@@LINUX ran on cpu", 30)
         md5 = await s.expect(r"^@@LINUX md5", 120)
         disk_line = await s.expect(r"^@@LINUX disk", 60)
         sig = [l for l in s.lines if "swap signature" in l]
         assert await s.expect(r"^@@LINUX shell", 30)
         await s.send("echo shell-$((6*7))\n")
         answer = await s.expect(r"^shell-42", 30)
-        return back, md5, disk_line, sig, answer, s.lines
+        return back, (stats, cpus, ran), md5, disk_line, sig, answer, s.lines
 
 
 def test_linux_hibernate_and_resume(tmp_path):
@@ -87,9 +111,14 @@ def test_linux_hibernate_and_resume(tmp_path):
     assert [(e.lba, e.count) for e in target.extents] == [(part[0] + 8, part[1] - 8)]
     target.options.debug_exit_port = DEBUG_EXIT_PORT     # loader refusals end QEMU
     blob = build_payload(target).blob
+    # a swap area far smaller than the compressed image: image_full, no header, Linux goes on
+    small = copy.deepcopy(target)
+    small.extents = [Extent(part[0] + 8, 16 << 11)]
+    small.options.compress, small.options.smaller_than_ram = "lz4", True
+    small_blob = build_payload(small).blob
     ram_ranges = [(m.start, m.end) for m in target.memory if m.type == "ram"]
 
-    lines = asyncio.run(_hibernate(debian, tmp_path, disk, blob, ko, ram_ranges))
+    lines = asyncio.run(_hibernate(debian, tmp_path, disk, blob, small_blob, ko, ram_ranges))
     assert not any(l.startswith("@@LINUX error") for l in lines), lines[-30:]
 
     # the image against QEMU's own view of RAM while the payload waited
@@ -97,13 +126,22 @@ def test_linux_hibernate_and_resume(tmp_path):
         f.seek(part[0] * 512 + 4086)
         assert f.read(10) == SUSPENDOS_SWAP_MAGIC
     img = open_image(disk, lba=part[0] + 8)
-    assert img.info()["state"] == "valid"
-    print(img.verify(ram=tmp_path / "ram.bin"))
+    info = img.info()
+    assert info["state"] == "valid"
+    # free pages left out: at least the deleted file's worth (the dirtied pages are free)
+    assert info["pages_free"] * 4096 >= DIRTY_MIB << 20, info["pages_free"]
+    assert info["pages_data"] + info["pages_zero"] + info["pages_free"] == info["pages"]
+    print(img.verify(ram=tmp_path / "ram.bin"))     # every page the image holds
 
     build_resume_loader(target, tmp_path / "resume.elf")
-    back, md5, disk_line, sig, answer, rlines = asyncio.run(
+    back, (stats, cpus, ran), md5, disk_line, sig, answer, rlines = asyncio.run(
         _resume(tmp_path, disk, tmp_path / "resume.elf"))
     assert "status=resumed" in back, back
+    fields = dict(kv.split("=") for kv in stats.split()[2:])
+    assert int(fields["free_pages_skipped"]) == info["pages_free"], stats
+    assert int(fields["pages_saved"]) == info["pages_data"] + info["pages_zero"], stats
+    assert cpus == f"@@LINUX cpus online 0-{CPUS - 1}", cpus
+    assert ran == f"@@LINUX ran on cpu {CPUS - 1} of {CPUS - 1}", ran
     assert md5 == "@@LINUX md5 ok", rlines[-40:]
     assert disk_line == "@@LINUX disk ok"
     assert sig and sig[-1].endswith("SWAPSPACE2")

@@ -70,12 +70,43 @@ static uint64_t bitmap_bytes(uint32_t pages)
     return ((pages + 7) / 8 + 7) & ~7ull;
 }
 
+/* The zero bitmap, and the free bitmap after it in chunks with free pages. */
+static uint64_t bitmaps_bytes(uint32_t pages, int with_free)
+{
+    return bitmap_bytes(pages) * (with_free ? 2 : 1);
+}
+
+static uint64_t compact_header_size(uint32_t pages, int with_free)
+{
+    return (sizeof(struct sos_chunk_header) + bitmaps_bytes(pages, with_free) +
+            SOS_CHUNK_ALIGN - 1) & ~(uint64_t)(SOS_CHUNK_ALIGN - 1);
+}
+
 uint64_t chunk_header_size(uint32_t pages, int raw_zero_copy)
 {
     if (raw_zero_copy)
         return raw_header;
-    return (sizeof(struct sos_chunk_header) + bitmap_bytes(pages) + SOS_CHUNK_ALIGN - 1) &
-           ~(uint64_t)(SOS_CHUNK_ALIGN - 1);
+    return compact_header_size(pages, 1);      /* the largest a compact header gets */
+}
+
+/*
+ * The page filter: the pages the host's allocator has free at the handoff
+ * (handoff.free_list: sorted, disjoint ranges). They are neither read nor written, only
+ * marked in the chunk's free bitmap. Pages come in ascending address order, so a filter's
+ * index only moves forward: the planner keeps one for the whole run and gives each job the
+ * index at its first page, so the CPUs filter their chunks independently. A list that is
+ * not sorted only makes the filter miss pages (they are then saved, which is always safe).
+ */
+struct free_filter {
+    const struct sos_mem_range *r;
+    uint32_t count, index;
+};
+
+static int page_is_free(struct free_filter *f, uint64_t addr)
+{
+    while (f->index < f->count && f->r[f->index].end <= addr)
+        f->index++;
+    return f->index < f->count && f->r[f->index].start <= addr;
 }
 
 /* A random image id: RDRAND where the CPU has it (CPUID.01H:ECX bit 30), mixed with TSC. */
@@ -106,15 +137,21 @@ struct chunk {
     uint32_t count, data_pages;
     const uint8_t *pages[SOS_MAX_CHUNK_PAGES];  /* the data pages, in order */
     uint8_t bitmap[SOS_MAX_CHUNK_PAGES / 8];
+    uint32_t free_pages;                        /* left out: free in the host (filter) */
+    uint8_t free_bitmap[SOS_MAX_CHUNK_PAGES / 8];
 };
 
-static void gather(struct page_cursor *pc, struct chunk *c)
+static void gather(struct page_cursor *pc, struct free_filter *ff, struct chunk *c)
 {
     memset(c->bitmap, 0, bitmap_bytes(c->count));
-    c->data_pages = 0;
+    memset(c->free_bitmap, 0, bitmap_bytes(c->count));
+    c->data_pages = c->free_pages = 0;
     for (uint32_t i = 0; i < c->count; i++) {
         uint64_t page = next_page(pc);
-        if (page_is_zero((const uint64_t *)(uintptr_t)page))
+        if (page_is_free(ff, page)) {
+            c->free_bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
+            c->free_pages++;
+        } else if (page_is_zero((const uint64_t *)(uintptr_t)page))
             c->bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
         else
             c->pages[c->data_pages++] = (const uint8_t *)(uintptr_t)page;
@@ -135,12 +172,18 @@ static void fill_header(struct sos_chunk_header *ch, const struct chunk *c, uint
     ch->stored_size = stored;
     ch->data_xxh64 = data_hash;
     memcpy((uint8_t *)ch + sizeof *ch, c->bitmap, bitmap_bytes(c->count));
+    if (c->free_pages) {
+        ch->flags |= SOS_CHUNKF_FREE;
+        memcpy((uint8_t *)ch + sizeof *ch + bitmap_bytes(c->count), c->free_bitmap,
+               bitmap_bytes(c->count));
+    }
 }
 
 static void seal_header(struct sos_chunk_header *ch)
 {
     ch->header_xxh64 = 0;
-    ch->header_xxh64 = xxh64(ch, sizeof *ch + bitmap_bytes(ch->page_count), 0);
+    ch->header_xxh64 = xxh64(ch, sizeof *ch + bitmaps_bytes(ch->page_count,
+                                                            ch->flags & SOS_CHUNKF_FREE), 0);
 }
 
 /* Raw, zero-copy: [512-byte header from scratch][the data pages, straight from RAM].
@@ -189,8 +232,8 @@ static void make_nonce(uint8_t nonce[12], const uint8_t image_id[16], uint64_t i
 static void seal_chunk(struct sos_chunk_header *ch, uint8_t *data, const uint8_t image_id[16],
                        const uint8_t key[32])
 {
-    uint8_t aad[16 + sizeof *ch + SOS_MAX_CHUNK_PAGES / 8];
-    uint64_t hlen = sizeof *ch + bitmap_bytes(ch->page_count);
+    uint8_t aad[16 + sizeof *ch + 2 * (SOS_MAX_CHUNK_PAGES / 8)];
+    uint64_t hlen = sizeof *ch + bitmaps_bytes(ch->page_count, ch->flags & SOS_CHUNKF_FREE);
     uint8_t nonce[12];
     ch->flags |= SOS_CHUNKF_ENCRYPTED;
     memcpy(aad, image_id, 16);
@@ -206,7 +249,7 @@ static uint64_t build_buffered_chunk(struct chunk *c, int compress, uint8_t *out
                                      uint8_t *staging, uint8_t *lz4_work,
                                      const uint8_t *image_id, const uint8_t *key)
 {
-    uint64_t hsize = chunk_header_size(c->count, 0);
+    uint64_t hsize = compact_header_size(c->count, c->free_pages != 0);
     uint32_t raw = c->data_pages * SOS_PAGE_SIZE;
     uint8_t *data = out + hsize;
     uint32_t stored = 0, encoding = SOS_CHUNK_RAW;
@@ -256,6 +299,7 @@ struct job {
     struct chunk c;
     uint32_t range_index;       /* the page cursor at the chunk's first page */
     uint64_t addr;
+    uint32_t free_index;        /* the free filter's index at the chunk's first page */
     uint8_t *out;
     uint64_t out_len;
 };
@@ -265,6 +309,8 @@ struct job {
 static struct {
     const struct sos_mem_range *ranges;
     uint32_t range_count;
+    const struct sos_mem_range *free_list;      /* handoff.free_list, sorted */
+    uint32_t free_count;
     int compress, buffered;
     const uint8_t *image_id, *key;
     uint8_t *staging, *lz4_work;        /* per CPU: chunk_pages pages, LZ4_WORK_SIZE */
@@ -284,7 +330,8 @@ static void prepare_jobs(unsigned cpu, unsigned cpus, void *arg)
     while ((i = __atomic_fetch_add(&batch.next, 1, __ATOMIC_RELAXED)) < batch.count) {
         struct job *j = &batch.jobs[i];
         struct page_cursor pc = { batch.ranges, batch.range_count, j->range_index, j->addr };
-        gather(&pc, &j->c);
+        struct free_filter ff = { batch.free_list, batch.free_count, j->free_index };
+        gather(&pc, &ff, &j->c);
         if (batch.buffered)
             j->out_len = build_buffered_chunk(&j->c, batch.compress, j->out, staging, work,
                                               batch.image_id, batch.key);
@@ -296,6 +343,7 @@ static void prepare_jobs(unsigned cpu, unsigned cpus, void *arg)
 /* Assigns the next chunks to a set of jobs: index, first page, count, cursor. */
 struct planner {
     struct page_cursor *pc;
+    struct free_filter *ff;
     uint64_t pages_total;
     uint32_t chunk_pages;
     uint64_t planned, chunk_index;
@@ -314,6 +362,8 @@ static uint32_t plan_set(struct planner *p, struct job *set, uint32_t per_set)
         j->c.count = left < p->chunk_pages ? (uint32_t)left : p->chunk_pages;
         j->range_index = p->pc->index;
         j->addr = p->pc->addr;
+        page_is_free(p->ff, p->pc->addr);   /* the first free range not below the chunk */
+        j->free_index = p->ff->index;
         skip_pages(p->pc, j->c.count);
         p->planned += j->c.count;
     }
@@ -443,15 +493,18 @@ uint32_t write_image(void)
      * boot CPU joining once it has written) while the boot CPU writes the current one. */
     struct page_cursor pc = { ranges, info->memory_count, 0, ranges[0].start };
     struct progress prog = { pages_total, pages_total / 50 + 1, 0 };
-    uint64_t done = 0, zero = 0;
+    uint64_t done = 0, zero = 0, free = 0;
     uint64_t disk_tsc = 0, compute_tsc = 0;
     batch.ranges = ranges;
     batch.range_count = info->memory_count;
+    batch.free_list = (const struct sos_mem_range *)(uintptr_t)h->free_list;
+    batch.free_count = batch.free_list ? h->free_count : 0;
+    struct free_filter plan_ff = { batch.free_list, batch.free_count, 0 };
     batch.compress = compress;
     batch.buffered = buffered;
     batch.image_id = image_id;
     batch.key = encrypt ? key : 0;
-    struct planner pl = { &pc, pages_total, chunk_pages, 0, 0 };
+    struct planner pl = { &pc, &plan_ff, pages_total, chunk_pages, 0, 0 };
     uint32_t count[3] = { plan_set(&pl, jobs, per_set), 0, 0 };
     count[1] = plan_set(&pl, jobs + per_set, per_set);
     uint64_t t0 = rdtsc();      /* the first set: prepared before anything is written */
@@ -483,10 +536,12 @@ uint32_t write_image(void)
                 return rc;
             }
             done += j->c.count;
-            zero += j->c.count - j->c.data_pages;
-            h->pages_saved = done;
+            zero += j->c.count - j->c.data_pages - j->c.free_pages;
+            free += j->c.free_pages;
+            h->pages_saved = done - free;
+            h->pages_free = free;
             h->zero_pages = zero;
-            h->raw_bytes = (done - zero) * SOS_PAGE_SIZE;
+            h->raw_bytes = (done - zero - free) * SOS_PAGE_SIZE;
             h->chunks = j->c.index + 1;
             h->bytes_written = s.bytes_written;
             report_progress(&prog, done);
@@ -522,6 +577,8 @@ uint32_t write_image(void)
     memset(hdr, 0, SOS_IMAGE_HEADER_BLOCK);
     memcpy(hdr->magic, SOS_IMAGE_MAGIC, SOS_IMAGE_MAGIC_LEN);
     hdr->version = SOS_IMAGE_VERSION;
+    hdr->flags = h->free_fill == SOS_FREE_FILL_ZERO ? SOS_IMAGEF_FREE_ZERO :
+                 h->free_fill == SOS_FREE_FILL_POISON ? SOS_IMAGEF_FREE_POISON : 0;
     hdr->header_size = sizeof *hdr;
     hdr->state = SOS_IMAGE_VALID;
     hdr->compression = info->compression;
@@ -540,9 +597,10 @@ uint32_t write_image(void)
     hdr->chunk_count = pl.chunk_index;
     hdr->data_end = data_end;
     hdr->pages_total = pages_total;
-    hdr->pages_data = pages_total - zero;
+    hdr->pages_data = pages_total - zero - free;
     hdr->pages_zero = zero;
-    hdr->raw_bytes = (pages_total - zero) * SOS_PAGE_SIZE;
+    hdr->pages_free = (uint32_t)free;
+    hdr->raw_bytes = (pages_total - zero - free) * SOS_PAGE_SIZE;
     hdr->stored_bytes = data_end - chunks_offset;
     hdr->tables_xxh64 = tables_hash;
     memcpy(&hdr->context, (const void *)&h->context, sizeof hdr->context);

@@ -256,7 +256,9 @@ void image_open(uint64_t disk_sectors)
     im.out = p;
     im.out_cap = h->compression == SOS_COMPRESS_LZ4 ? (uint64_t)h->chunk_pages * PAGE : 0;
     p += im.out_cap;
-    uint64_t biggest = align_up(CHUNK_FIXED + bitmap_bytes(h->chunk_pages), SOS_CHUNK_ALIGN) +
+    uint64_t biggest = align_up(CHUNK_FIXED + parse_bitmaps_bytes(h->chunk_pages,
+                                                                  SOS_CHUNKF_FREE),
+                                SOS_CHUNK_ALIGN) +
                        (uint64_t)h->chunk_pages * PAGE + SOS_CHUNK_ALIGN + SECTOR;
     if (h->compression == SOS_COMPRESS_NONE && h->encryption == SOS_ENCRYPT_NONE)
         biggest = 4 * PAGE;
@@ -267,8 +269,8 @@ void image_open(uint64_t disk_sectors)
     im.cap = (uint64_t)(scratch_end - p) & ~(uint64_t)(SECTOR - 1);
     im.end = align_up(h->data_end, SECTOR);
     kprintf("@@RESUME image pages=%lu data=%lu zero=%lu chunks=%lu bytes=%lu compression=%u "
-            "encryption=%u\n", h->pages_total, h->pages_data, h->pages_zero, h->chunk_count,
-            h->data_end, h->compression, h->encryption);
+            "encryption=%u free=%u\n", h->pages_total, h->pages_data, h->pages_zero,
+            h->chunk_count, h->data_end, h->compression, h->encryption, h->pages_free);
 }
 
 const struct sos_cpu_context *image_context(void)
@@ -315,7 +317,9 @@ static void next_chunk_header(struct parsed_chunk *c)
         chunk_bad(c, "missing: the image's data ends before it");
     const uint8_t *p = get(c->offset, CHUNK_FIXED);
     uint32_t pages = ((const struct sos_chunk_header *)p)->page_count;
-    uint64_t need = CHUNK_FIXED + bitmap_bytes(pages <= SOS_MAX_CHUNK_PAGES ? pages : 0);
+    uint32_t flags = ((const struct sos_chunk_header *)p)->flags;
+    uint64_t need = CHUNK_FIXED + parse_bitmaps_bytes(pages <= SOS_MAX_CHUNK_PAGES ? pages : 0,
+                                                      flags);
     if (c->offset + need > im.hdr->data_end)
         need = CHUNK_FIXED;
     const char *what = parse_chunk_header(get(c->offset, need), need, im.hdr, c);
@@ -336,7 +340,7 @@ static const uint8_t *open_chunk(struct parsed_chunk *c, uint8_t *out)
     if (xxh64(data, h->stored_size, 0) != h->data_xxh64)
         chunk_bad(c, "data checksum mismatch");
     if (h->flags & SOS_CHUNKF_ENCRYPTED) {
-        uint8_t aad[16 + CHUNK_FIXED + MAX_BITMAP], nonce[AEAD_NONCE_SIZE];
+        uint8_t aad[16 + CHUNK_FIXED + 2 * MAX_BITMAP], nonce[AEAD_NONCE_SIZE];
         struct sos_chunk_header *a = (struct sos_chunk_header *)(aad + 16);
         uint64_t blen = bitmap_bytes(h->page_count);
         memcpy(aad, im.hdr->image_id, 16);
@@ -345,6 +349,9 @@ static const uint8_t *open_chunk(struct parsed_chunk *c, uint8_t *out)
         a->data_xxh64 = 0;
         a->header_xxh64 = 0;
         memcpy(aad + 16 + CHUNK_FIXED, c->bitmap, blen);
+        if (h->flags & SOS_CHUNKF_FREE)
+            memcpy(aad + 16 + CHUNK_FIXED + blen, c->free_bitmap, blen);
+        blen = parse_bitmaps_bytes(h->page_count, h->flags);
         make_nonce(nonce, c->index);
         if (aead_open(im.key, nonce, aad, 16 + CHUNK_FIXED + blen, data, h->stored_size,
                       h->tag))
@@ -390,12 +397,27 @@ static int is_zero_page(const struct parsed_chunk *c, uint32_t i)
     return (c->bitmap[i / 8] >> (i % 8)) & 1;
 }
 
+/* A page free in the host at the handoff: not in the image. Left as this boot left it,
+ * unless the host's allocator expects its free pages zeroed or poisoned (image flags). */
+static int free_page(const struct parsed_chunk *c, uint32_t i, uint64_t addr)
+{
+    if (!((c->free_bitmap[i / 8] >> (i % 8)) & 1))
+        return 0;
+    if (im.hdr->flags & SOS_IMAGEF_FREE_ZERO)
+        fast_zero((void *)(uintptr_t)addr, PAGE);
+    else if (im.hdr->flags & SOS_IMAGEF_FREE_POISON)
+        memset((void *)(uintptr_t)addr, SOS_FREE_POISON_BYTE, PAGE);
+    return 1;
+}
+
 /* Zero-copy: the data pages by DMA straight into RAM, then hashed where they landed. */
 static void restore_streamed(struct parsed_chunk *c, struct cursor *k)
 {
     unsigned n = 0;
     for (uint32_t i = 0; i < c->h.page_count; i++) {
         uint64_t a = page_address(c->first_page + i, k);
+        if (free_page(c, i, a))
+            continue;
         if (is_zero_page(c, i)) {
             fast_zero((void *)(uintptr_t)a, PAGE);
         } else if (n && sg[n - 1].addr + sg[n - 1].bytes == a &&
@@ -427,7 +449,7 @@ static void restore_buffered(struct parsed_chunk *c, struct cursor *k)
     uint8_t *direct = 0;
     for (uint32_t i = 0; i < c->h.page_count; i++) {
         where[i] = page_address(c->first_page + i, k);
-        if (is_zero_page(c, i))
+        if (is_zero_page(c, i) || ((c->free_bitmap[i / 8] >> (i % 8)) & 1))
             continue;
         if (!seen++)
             expect = where[i];          /* page 0 is saved RAM too: no 0 sentinel */
@@ -439,6 +461,8 @@ static void restore_buffered(struct parsed_chunk *c, struct cursor *k)
     const uint8_t *src = open_chunk(c, direct ? direct : im.out);
     int in_place = direct && src == direct;     /* zero pages lie outside that span */
     for (uint32_t i = 0; i < c->h.page_count; i++) {
+        if (free_page(c, i, where[i]))
+            continue;
         if (is_zero_page(c, i)) {
             fast_zero((void *)(uintptr_t)where[i], PAGE);
         } else {
@@ -456,7 +480,7 @@ static void pass(int restoring)
     struct sos_handoff *h = sos_run.handoff;
     struct parsed_chunk c = { .offset = ih->chunks_offset };
     struct cursor k = { 0, 0 };
-    uint64_t zero = 0;
+    uint64_t zero = 0, free = 0;
     im.restoring = restoring;
     resume_progress(0, ih->pages_total);
     for (c.index = 0; c.index < ih->chunk_count; c.index++) {
@@ -472,21 +496,24 @@ static void pass(int restoring)
                 restore_streamed(&c, &k);
             else
                 restore_buffered(&c, &k);
-            h->pages_saved = c.first_page + c.h.page_count;
+            h->pages_saved = c.first_page + c.h.page_count - (free + c.free);
+            h->pages_free = free + c.free;
             h->zero_pages += c.zero;
             h->raw_bytes += (uint64_t)c.h.data_pages * PAGE;
             h->chunks = c.index + 1;
         }
         zero += c.zero;
+        free += c.free;
         c.first_page += c.h.page_count;
         c.offset = c.next;
         h->bytes_written = im.bytes_read;      /* a resume's handoff: bytes read */
         resume_progress(c.first_page, ih->pages_total);
     }
-    if (c.first_page != ih->pages_total || c.offset != ih->data_end || zero != ih->pages_zero)
-        refuse(REFUSE_HEADER_DAMAGED, "the chunks end at page %lu, byte %lu with %lu zero "
-               "pages; the header says %lu, %lu, %lu", c.first_page, c.offset, zero,
-               ih->pages_total, ih->data_end, ih->pages_zero);
+    if (c.first_page != ih->pages_total || c.offset != ih->data_end || zero != ih->pages_zero ||
+        free != ih->pages_free)
+        refuse(REFUSE_HEADER_DAMAGED, "the chunks end at page %lu, byte %lu with %lu zero and "
+               "%lu free pages; the header says %lu, %lu, %lu, %u", c.first_page, c.offset,
+               zero, free, ih->pages_total, ih->data_end, ih->pages_zero, ih->pages_free);
 }
 
 void image_verify(void)

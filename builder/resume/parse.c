@@ -29,6 +29,11 @@ uint64_t parse_bitmap_bytes(uint32_t pages)
     return align_up(((uint64_t)pages + 7) / 8, 8);
 }
 
+uint64_t parse_bitmaps_bytes(uint32_t pages, uint32_t flags)
+{
+    return parse_bitmap_bytes(pages) * ((flags & SOS_CHUNKF_FREE) ? 2 : 1);
+}
+
 uint64_t parse_header_hash(const struct sos_image_header *h)
 {
     struct sos_image_header copy;
@@ -97,7 +102,8 @@ int parse_header(const struct sos_image_header *h, const struct image_expect *e,
         h->ranges_offset != SOS_IMAGE_HEADER_BLOCK + ext_bytes ||
         h->chunks_offset != align_up(SOS_IMAGE_HEADER_BLOCK + ext_bytes + rng_bytes, PAGE) ||
         h->chunk_count != (pages + h->chunk_pages - 1) / h->chunk_pages ||
-        h->pages_data + h->pages_zero != pages || h->pages_data > pages ||
+        (uint64_t)h->pages_data + h->pages_zero + h->pages_free != pages ||
+        h->pages_data > pages || h->pages_zero > pages || h->pages_free > pages ||
         h->data_end < h->chunks_offset || h->stored_bytes != h->data_end - h->chunks_offset ||
         h->data_end > e->capacity)
         return bad(err, REFUSE_HEADER_DAMAGED, "header fields disagree (tables at %lu/%lu, "
@@ -149,30 +155,44 @@ const char *parse_chunk_header(const uint8_t *p, uint64_t avail,
     if (h->page_count != expect)
         return "page count differs from the header's chunk size";
     uint64_t blen = parse_bitmap_bytes(h->page_count);
-    if (blen > sizeof c->bitmap || avail < CHUNK_FIXED + blen)
+    int has_free = (h->flags & SOS_CHUNKF_FREE) != 0;
+    if (blen > sizeof c->bitmap ||
+        avail < CHUNK_FIXED + parse_bitmaps_bytes(h->page_count, h->flags))
         return "runs past the image's data end";
     memcpy(c->bitmap, p + CHUNK_FIXED, blen);
+    memset(c->free_bitmap, 0, sizeof c->free_bitmap);
+    if (has_free)
+        memcpy(c->free_bitmap, p + CHUNK_FIXED + blen, blen);
     uint64_t sum = h->header_xxh64;
     struct xxh64_state st;
     h->header_xxh64 = 0;
     xxh64_reset(&st, 0);
     xxh64_update(&st, h, CHUNK_FIXED);
     xxh64_update(&st, c->bitmap, blen);
+    if (has_free)
+        xxh64_update(&st, c->free_bitmap, blen);
     h->header_xxh64 = sum;
     if (xxh64_digest(&st) != sum)
         return "header checksum mismatch";
     if (h->index != c->index || h->first_page != c->first_page)
         return "index or first page out of sequence";
-    uint64_t compact = align_up(CHUNK_FIXED + blen, SOS_CHUNK_ALIGN);
+    uint64_t compact = align_up(CHUNK_FIXED + parse_bitmaps_bytes(h->page_count, h->flags),
+                                SOS_CHUNK_ALIGN);
     if (h->header_size != parse_raw_header_size(ih) && h->header_size != compact)
         return "bad header size";
-    if (h->flags != (ih->encryption ? SOS_CHUNKF_ENCRYPTED : 0))
+    if ((h->flags & ~(uint32_t)SOS_CHUNKF_FREE) != (ih->encryption ? SOS_CHUNKF_ENCRYPTED : 0))
         return "encryption flag differs from the image's";
-    c->zero = 0;
-    for (uint32_t i = 0; i < h->page_count; i++)
-        c->zero += (c->bitmap[i / 8] >> (i % 8)) & 1;
-    if (h->data_pages != h->page_count - c->zero)
-        return "data page count disagrees with the zero bitmap";
+    c->zero = c->free = 0;
+    for (uint32_t i = 0; i < h->page_count; i++) {
+        uint32_t z = (c->bitmap[i / 8] >> (i % 8)) & 1;
+        uint32_t f = (c->free_bitmap[i / 8] >> (i % 8)) & 1;
+        if (z && f)
+            return "a page is both zero and free";
+        c->zero += z;
+        c->free += f;
+    }
+    if (h->data_pages != h->page_count - c->zero - c->free)
+        return "data page count disagrees with the zero and free bitmaps";
     uint64_t raw = (uint64_t)h->data_pages * PAGE;
     if (h->encoding == SOS_CHUNK_RAW ? h->stored_size != raw
         : h->encoding != SOS_CHUNK_LZ4 || ih->compression != SOS_COMPRESS_LZ4 ||

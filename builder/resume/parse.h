@@ -36,11 +36,15 @@ struct parsed_chunk {
     uint64_t offset, next;                      /* image offsets: header, next chunk */
     uint64_t index, first_page;
     uint32_t zero;                              /* zero pages (bits set in the bitmap) */
+    uint32_t free;                              /* free pages (SOS_CHUNKF_FREE), left out */
     struct sos_chunk_header h;
     uint8_t bitmap[PARSE_MAX_BITMAP];
+    uint8_t free_bitmap[PARSE_MAX_BITMAP];      /* all clear without SOS_CHUNKF_FREE */
 };
 
 uint64_t parse_bitmap_bytes(uint32_t pages);
+/* The zero bitmap and, in chunks with free pages (SOS_CHUNKF_FREE), the free one after it. */
+uint64_t parse_bitmaps_bytes(uint32_t pages, uint32_t flags);
 uint64_t parse_header_hash(const struct sos_image_header *h);
 /* The logical block an image was written in (block_size 0: an image from before the
  * field, 512), and the size of its raw chunks' header: one block (image_writer.c). */

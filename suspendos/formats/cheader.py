@@ -49,6 +49,7 @@ def _values():
         "SOS_HANDOFF_MAGIC": handoff.HANDOFF_MAGIC,
         "SOS_HANDOFF_REVISION": handoff.HANDOFF_REVISION,
         "SOS_MAX_CPUS": smp.MAX_CPUS,
+        "SOS_FREE_POISON_BYTE": handoff.FREE_POISON_BYTE,
         "SOS_PAYLOAD_INFO_MAGIC": payload_info.PAYLOAD_INFO_MAGIC,
         "SOS_PAYLOAD_INFO_REVISION": payload_info.PAYLOAD_INFO_REVISION,
         "SOS_BLOB_VERSION": blob.BLOB_VERSION,

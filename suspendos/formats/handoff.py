@@ -12,7 +12,7 @@ from .context import CpuContext
 from .smp import MAX_CPUS, CpuSlot
 
 HANDOFF_MAGIC = magic32("SOSH")
-HANDOFF_REVISION = 2
+HANDOFF_REVISION = 3
 
 HANDOFF_FLAGS = Constants(
     "SOS_HANDOFF_", "Bits of handoff.flags, set by the host.",
@@ -35,6 +35,14 @@ TSC_SOURCE = Constants(
     FALLBACK=3,                  # neither: TIMER_FALLBACK_HZ, times are not to be trusted
 )
 
+FREE_FILL = Constants(
+    "SOS_FREE_FILL_", "handoff.free_fill: what the host's allocator expects in its free pages.",
+    NONE=0,                      # anything: free pages are neither written nor restored
+    ZERO=1,                      # zeroes (Linux init_on_free): the resume zero-fills them
+    POISON=2,                    # 0xaa bytes (Linux page_poison): the resume fills them so
+)
+FREE_POISON_BYTE = 0xAA
+
 Handoff = c.Struct(
     "magic" / u32,
     "revision" / u16,
@@ -47,6 +55,9 @@ Handoff = c.Struct(
     "memmap" / u64,               # the host's usable RAM: MemRange[memmap_count], or 0
     "memmap_count" / u32,         # (the payload refuses to save memory that is not RAM)
     "_pad2" / c.Bytes(4),
+    "free_list" / u64,            # pages the host's allocator has free: MemRange[free_count],
+    "free_count" / u32,           # sorted and disjoint, or 0; the image leaves them out
+    "free_fill" / u32,            # FREE_FILL: how the resume must leave them
     # payload returns
     "status" / u32,
     "fault_vector" / u32,
@@ -65,6 +76,7 @@ Handoff = c.Struct(
     "tsc_end" / u64,
     "tsc_hz_used" / u64,
     "draw_tsc" / u64,             # time spent in plugins
+    "pages_free" / u64,           # pages of the memory list left out as free (free_list)
     "message" / c.Bytes(64),      # NUL-terminated, names what failed
     "tsc_source" / u32,           # TSC_SOURCE: how tsc_hz_used was obtained
     "_pad1" / c.Bytes(4),
@@ -76,6 +88,7 @@ Handoff = c.Struct(
     "disk_tsc" / u64,             # boot CPU in the chunk writes: issuing, waiting for the disk
     "compute_tsc" / u64,          # boot CPU preparing chunks or waiting for the other CPUs
     "cpus" / c.Array(MAX_CPUS, CpuSlot),
+    "_pad3" / c.Bytes(8),         # the FXSAVE area in the context starts 16-byte aligned
     "context" / CpuContext,       # the host's state, saved by the trampoline
 )
 
@@ -83,13 +96,14 @@ Handoff = c.Struct(
 def new_handoff():
     return dict(magic=HANDOFF_MAGIC, revision=HANDOFF_REVISION, size=Handoff.sizeof(),
                 flags=0, serial_port=0, _pad0=b"\0\0", tsc_hz=0, memmap=0, memmap_count=0,
-                _pad2=bytes(4), status=0, fault_vector=0,
+                _pad2=bytes(4), free_list=0, free_count=0, free_fill=0, status=0, fault_vector=0,
                 fault_error_code=0, fault_rip=0, fault_address=0, failed_lba=0, detail=0,
                 pages_total=0, pages_saved=0, zero_pages=0, bytes_written=0, raw_bytes=0,
                 chunks=0, tsc_start=0, tsc_end=0, tsc_hz_used=0, draw_tsc=0,
-                message=bytes(64), tsc_source=0, _pad1=bytes(4), cpu_count=0, cpus_used=0,
-                cpus_missing=0, fault_cpu=0, disk_tsc=0, compute_tsc=0,
-                cpus=[empty_slot() for _ in range(MAX_CPUS)], context=empty_context())
+                pages_free=0, message=bytes(64), tsc_source=0, _pad1=bytes(4), cpu_count=0,
+                cpus_used=0, cpus_missing=0, fault_cpu=0, disk_tsc=0, compute_tsc=0,
+                cpus=[empty_slot() for _ in range(MAX_CPUS)], _pad3=bytes(8),
+                context=empty_context())
 
 
 def empty_slot():

@@ -10,7 +10,12 @@ extents in order. Layout:
 
 A chunk covers page_count consecutive pages of the saved-page sequence (the memory list's
 pages in order), starting at first_page. Bit i of the zero bitmap set means page i is all
-zeros and not stored. The stored data is the remaining pages, raw or LZ4-compressed (one LZ4
+zeros and not stored. A chunk with CHUNK_FLAGS.FREE has a second bitmap of the same size
+right after the zero bitmap: bit i set means page i was free in the host's page allocator
+at the handoff, so it is neither stored nor restored (zero bit clear; with the image flag
+FREE_ZERO or FREE_POISON the resume fills it with zeros or 0xaa bytes, because the host's
+allocator expects that of free pages). data_pages = page_count - zero - free pages; the
+header checksum (and the AEAD associated data) covers both bitmaps. The stored data is the remaining pages, raw or LZ4-compressed (one LZ4
 block), optionally encrypted; data_xxh64 covers the stored bytes as they are on disk.
 
 Raw chunks have header_size = one logical block (512, or 4096 on 4096-byte-block disks) and
@@ -47,7 +52,9 @@ RAW_CHUNK_HEADER = SECTOR_SIZE   # raw chunks keep their data sector-aligned (ze
 
 IMAGE_STATE = Constants("SOS_IMAGE_", "ImageHeader.state.", VALID=1, RESUMED=2)
 CHUNK_ENCODING = Constants("SOS_CHUNK_", "ChunkHeader.encoding.", RAW=0, LZ4=1)
-CHUNK_FLAGS = Constants("SOS_CHUNKF_", "ChunkHeader.flags.", ENCRYPTED=1)
+CHUNK_FLAGS = Constants("SOS_CHUNKF_", "ChunkHeader.flags.", ENCRYPTED=1, FREE=2)
+IMAGE_FLAGS = Constants("SOS_IMAGEF_", "ImageHeader.flags: how free pages are restored.",
+                        FREE_ZERO=1, FREE_POISON=2)
 
 ImageHeader = c.Struct(
     "magic" / c.Const(IMAGE_MAGIC),
@@ -78,7 +85,7 @@ ImageHeader = c.Struct(
     "key_check" / c.Bytes(16),   # AEAD tag over the header; proves the key (encrypted images)
     "header_xxh64" / u64,        # over this struct with this field zero
     "block_size" / u32,          # the disk's logical block size; 0 in older images: 512
-    "_pad0" / c.Bytes(4),
+    "pages_free" / u32,          # pages left out: free in the host's allocator (free bitmaps)
     "context" / CpuContext,
 )
 
@@ -104,10 +111,15 @@ def bitmap_bytes(page_count):
     return align_up((page_count + 7) // 8, 8)
 
 
-def chunk_header_size(page_count, encoding):
+def bitmaps_bytes(page_count, flags):
+    """The zero bitmap, and the free bitmap after it when the chunk has CHUNK_FLAGS.FREE."""
+    return bitmap_bytes(page_count) * (2 if flags & CHUNK_FLAGS.FREE else 1)
+
+
+def chunk_header_size(page_count, encoding, flags=0):
     if encoding == CHUNK_ENCODING.RAW:
         return RAW_CHUNK_HEADER
-    return align_up(ChunkHeader.sizeof() + bitmap_bytes(page_count), CHUNK_ALIGN)
+    return align_up(ChunkHeader.sizeof() + bitmaps_bytes(page_count, flags), CHUNK_ALIGN)
 
 
 def tables_size(extent_count, range_count):

@@ -198,7 +198,9 @@ class Image:
 
     # ---- chunks -----------------------------------------------------------------------
     def chunks(self, check_data=True):
-        """Yield (chunk header, [(page address, page bytes or None for zero)])."""
+        """Yield (chunk header, [(page address, page bytes or None for zero)]). Pages the
+        chunk's free bitmap marks (free in the host at the handoff) are not in the image and
+        not in the list."""
         h = self.header
         pos, next_page = h.chunks_offset, 0
         hsize = fmt.ChunkHeader.sizeof()
@@ -210,9 +212,10 @@ class Image:
                 raise FormatError(f"{where}: not a chunk header (damaged or misplaced)")
             if not 0 < c.page_count <= h.chunk_pages or c.first_page != next_page:
                 raise FormatError(f"{where}: page numbering broken")
-            if c.header_size < hsize + fmt.bitmap_bytes(c.page_count):
+            blen = fmt.bitmap_bytes(c.page_count)
+            if c.header_size < hsize + fmt.bitmaps_bytes(c.page_count, c.flags):
                 raise FormatError(f"{where}: header size {c.header_size} too small")
-            full = raw + self.read(pos + hsize, fmt.bitmap_bytes(c.page_count))
+            full = raw + self.read(pos + hsize, fmt.bitmaps_bytes(c.page_count, c.flags))
             off = fmt.offset_of(fmt.ChunkHeader, "header_xxh64")
             check = bytearray(full)
             check[off:off + 8] = bytes(8)
@@ -221,10 +224,14 @@ class Image:
             span = f"{where}, physical {first:#x}-{last:#x}"
             if xxhash.xxh64(bytes(check)).intdigest() != c.header_xxh64:
                 raise FormatError(f"{span}: header checksum mismatch")
-            bitmap = full[hsize:]
+            bitmap = full[hsize:hsize + blen]
             zero = [bool(bitmap[i // 8] >> (i % 8) & 1) for i in range(c.page_count)]
-            if c.data_pages != zero.count(False):
-                raise FormatError(f"{span}: bitmap and data page count disagree")
+            free_map = full[hsize + blen:] if c.flags & fmt.CHUNK_FLAGS.FREE else bytes(blen)
+            free = [bool(free_map[i // 8] >> (i % 8) & 1) for i in range(c.page_count)]
+            if any(z and f for z, f in zip(zero, free)):
+                raise FormatError(f"{span}: a page is marked both zero and free")
+            if c.data_pages != c.page_count - zero.count(True) - free.count(True):
+                raise FormatError(f"{span}: bitmaps and data page count disagree")
             if c.stored_size > c.data_pages * PAGE_SIZE + fmt.CHUNK_ALIGN:
                 raise FormatError(f"{span}: stored size {c.stored_size} exceeds its pages")
             stored = self.read(pos + c.header_size, c.stored_size)
@@ -236,6 +243,8 @@ class Image:
             pages, k = [], 0
             for i in range(c.page_count):
                 addr = self.page_address(c.first_page + i)
+                if free[i]:
+                    continue
                 if zero[i]:
                     pages.append((addr, None))
                 else:
@@ -285,6 +294,7 @@ class Image:
             "pages": h.pages_total,
             "pages_data": h.pages_data,
             "pages_zero": h.pages_zero,
+            "pages_free": h.pages_free,
             "bytes_on_disk": h.data_end,
             "raw_bytes": h.raw_bytes,
             "stored_bytes": h.stored_bytes,
@@ -302,7 +312,8 @@ class Image:
         saved = sum(e - s for s, e in self.ranges)
         lines = [f"image at LBA {i['lba']}: {i['state']}, id {i['image_id']}",
                  f"  {i['pages']} pages ({saved >> 20} MiB) in {len(self.ranges)} ranges: "
-                 f"{i['pages_data']} stored, {i['pages_zero']} zero",
+                 f"{i['pages_data']} stored, {i['pages_zero']} zero, "
+                 f"{i['pages_free']} free (left out)",
                  f"  {i['chunks']} chunks, compression {i['compression']}, encryption "
                  f"{i['encryption']}, {i['bytes_on_disk']} bytes on disk",
                  "  extents: " + ", ".join(f"LBA {l}+{n}" for l, n in self.extents)]
@@ -333,7 +344,9 @@ class Image:
         finally:
             if ram_f:
                 ram_f.close()
-        return (f"ok: {self.header.chunk_count} chunks, {pages} pages, every checksum "
+        free = (f" ({self.header.pages_free} free pages left out)"
+                if self.header.pages_free else "")
+        return (f"ok: {self.header.chunk_count} chunks, {pages} pages{free}, every checksum "
                 f"matches" + (f"; every page equals {ram}" if ram else ""))
 
     def write_raw(self, out):

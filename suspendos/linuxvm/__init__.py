@@ -17,11 +17,10 @@ import re
 import stat
 import struct
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
-from ..errors import BuildError, UsageError
+from ..errors import UsageError
 
 # The AHCI driver stack of Debian's 6.1 kernel, in load order (no modules.dep in the deb).
 AHCI_MODULES = ["crypto/crct10dif_common", "crypto/crct10dif_generic", "lib/crc-t10dif",
@@ -167,26 +166,8 @@ class Debian:
 
 def build_module(debian, out_dir=None):
     """kbuild linux/suspendos.c against the headers; returns the .ko path."""
-    from ..sources import source_dir
-    src = source_dir("linux")
-    work = Path(out_dir or debian.cache / f"module-{debian.abi}").resolve()     # kbuild: M= absolute
-    work.mkdir(parents=True, exist_ok=True)
-    for f in ("suspendos.c", "suspendos_linux.h", "Kbuild"):
-        if (src / f).exists():
-            data = (src / f).read_bytes()
-            if not (work / f).exists() or (work / f).read_bytes() != data:
-                (work / f).write_bytes(data)
-    abi = subprocess.run([sys.executable, "-m", "suspendos.formats.cheader"], check=True,
-                         capture_output=True, text=True).stdout
-    abi = abi.replace("#include <stdint.h>", "#include <linux/types.h>").encode()
-    if not (work / "suspendos_abi.h").exists() or (work / "suspendos_abi.h").read_bytes() != abi:
-        (work / "suspendos_abi.h").write_bytes(abi)
-    r = subprocess.run(["make", "-C", str(debian.headers), f"M={work}", "modules"],
-                       capture_output=True, text=True)
-    ko = work / "suspendos.ko"
-    if r.returncode or not ko.exists():
-        raise BuildError(f"kbuild of linux/suspendos.c failed:\n{(r.stdout + r.stderr)[-3000:]}")
-    return ko
+    from ..linuxhost.module import kbuild
+    return kbuild(debian.headers, Path(out_dir or debian.cache / f"module-{debian.abi}"))
 
 
 # ---- initramfs (newc cpio) ---------------------------------------------------------------

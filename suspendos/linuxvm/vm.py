@@ -1,8 +1,12 @@
 """Run the Linux test VM and talk to it over serial (tests/test_linux_qemu.py).
 
 The hibernate init (HIB_INIT) fills a tmpfs with the swsusp baseline's mix, records md5sums,
-marks the swap area (SOSIMAGE01 over SWAPSPACE2), loads the blob into /dev/suspendos and
-triggers it. After a resume it puts SWAPSPACE2 back, compares the md5sums, writes, syncs and
+optionally fills free memory with stale data (a deleted file of random bytes), marks the swap
+area (SOSIMAGE01 over SWAPSPACE2), optionally first tries /blob.small (extents too small:
+the payload must stop with image_full and Linux go on), loads the blob into /dev/suspendos
+and triggers it. After
+a resume it reports the module's statistics, the online CPUs and a process run on the last
+CPU, puts SWAPSPACE2 back, compares the md5sums, writes, syncs and
 reads back the scratch partition, and leaves a shell on the console. Lines for the tool
 start with @@LINUX.
 """
@@ -22,16 +26,30 @@ dd if=/dev/urandom of=/mnt/t/rand bs=1M count=%(rand_mib)d 2>/dev/null
 seq 1 %(seq)d > /mnt/t/chunk
 for k in 1 2 3 4 5 6 7 8 9 10; do cat /mnt/t/chunk; done > /mnt/t/text; rm /mnt/t/chunk
 echo "written-before-hibernate $(cat /proc/sys/kernel/random/uuid)" > /mnt/t/marker
+if [ %(dirty_mib)d -gt 0 ]; then  # stale data in free memory: what the image must leave out
+  dd if=/dev/urandom of=/mnt/t/junk bs=1M count=%(dirty_mib)d 2>/dev/null; rm /mnt/t/junk
+fi
 md5sum /mnt/t/zero /mnt/t/rand /mnt/t/text /mnt/t/marker > /md5.before
 mark "md5 $(md5sum < /md5.before | cut -d' ' -f1)"
 free -m
 printf SOSIMAGE01 | dd of=/dev/sda1 bs=1 seek=4086 conv=notrunc,fsync 2>/dev/null
+if [ -f /blob.small ]; then       # first a blob whose extents are too small: it must fail cleanly
+  cat /blob.small > /dev/suspendos || mark "error loading the small blob"
+  echo "go serial=0x3f8" > /sys/class/misc/suspendos/hibernate
+  rc=$?
+  mark "small rc=$rc status=$(cat /sys/class/misc/suspendos/status)"
+  mark "small cpus online $(cat /sys/devices/system/cpu/online)"
+fi
 cat /blob > /dev/suspendos || mark "error loading the blob"
 sync
 mark "hibernating"
 echo "go %(go)s" > /sys/class/misc/suspendos/hibernate
 rc=$?
 mark "back rc=$rc status=$(cat /sys/class/misc/suspendos/status)"
+mark "stats $(cat /sys/class/misc/suspendos/stats)"
+mark "cpus online $(cat /sys/devices/system/cpu/online)"
+last=$(ls -d /sys/devices/system/cpu/cpu[0-9]* | sed 's#.*/cpu##' | sort -n | tail -1)
+mark "ran on cpu $(taskset -c $last awk '{print $39}' /proc/self/stat) of $last"
 printf SWAPSPACE2 | dd of=/dev/sda1 bs=1 seek=4086 conv=notrunc,fsync 2>/dev/null
 mark "swap signature $(dd if=/dev/sda1 bs=1 skip=4086 count=10 2>/dev/null)"
 md5sum /mnt/t/zero /mnt/t/rand /mnt/t/text /mnt/t/marker > /md5.after
@@ -46,9 +64,10 @@ exec sh
 """
 
 
-def hib_init(prelude, zero_mib=64, rand_mib=64, seq=1000000, go="serial=0x3f8 pause=before"):
+def hib_init(prelude, zero_mib=64, rand_mib=64, seq=1000000, go="serial=0x3f8 pause=before",
+             dirty_mib=0):
     return prelude + HIB_INIT_BODY % {"zero_mib": zero_mib, "rand_mib": rand_mib, "seq": seq,
-                                      "go": go}
+                                      "go": go, "dirty_mib": dirty_mib}
 
 
 class Session:

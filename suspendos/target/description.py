@@ -95,6 +95,10 @@ class Options:
     max_command_kib: int = 4096     # largest single AHCI command
     serial_port: int = 0x3f8
     debug_exit_port: int = 0        # QEMU isa-debug-exit: where the resume loader reports
+    # The extents may hold less than the worst-case image (a swap area smaller than RAM):
+    # the pages in use must fit (suspendos hibernate checks); if the image still runs out
+    # of extents the payload stops with image-full and writes no header.
+    smaller_than_ram: bool = False
 
 
 @dataclass
@@ -238,7 +242,7 @@ class Target:
             raise UsageError("extents[0]: the first extent must hold the 4 KiB image header "
                              "and the extent table")
         need, have = self.worst_case_image(), self.image_capacity()
-        if have < need:
+        if have < need and not self.options.smaller_than_ram:
             raise UsageError(f"extents: {have} bytes are too small for the worst-case image of "
                              f"{need} bytes ({need // self.disk.block_size} sectors)")
 
@@ -316,6 +320,8 @@ def _make(cls, data, where):
             continue
         value = data[name]
         want = int if f.type in ("int", int) else str if f.type in ("str", str) else None
+        if f.type in ("bool", bool) and not isinstance(value, bool):
+            raise UsageError(f"{where}.{name}: expected true or false, got {value!r}")
         if want is int and (not isinstance(value, int) or isinstance(value, bool)):
             raise UsageError(f"{where}.{name}: expected an integer, got {value!r}")
         if want is str and not isinstance(value, str):

@@ -200,6 +200,10 @@ def disk_of(sysmap, part):
     start and size in 512-byte units, as sysfs counts them whatever the block size."""
     real = sysmap.realpath(f"/sys/class/block/{part}")
     parts = real.split("/")
+    if sysmap.exists(f"{real}/dm") or part.startswith(("dm-", "md")):
+        raise UsageError(f"disk: {part} is a device-mapper or md device (LVM, dm-crypt, RAID): "
+                         "the image is written to the disk directly; put the swap partition or "
+                         "file on a plain partition of an AHCI, NVMe or virtio disk")
     if not sysmap.exists(f"{real}/partition"):
         raise UsageError(f"--swap: {part} is a whole disk, not a partition (give the swap partition)")
     whole = parts[parts.index("block") + 1] if "block" in parts else parts[-2]
@@ -312,8 +316,8 @@ def read_swap_magic(path):
         return f.read(10)
 
 
-def check_swap_signature(sysmap, dev, name):
-    path = dev if sysmap.live else sysmap.path(f"/dev/{name}")
+def check_swap_signature(sysmap, dev, name, path=None):
+    path = path or (dev if sysmap.live else sysmap.path(f"/dev/{name}"))
     try:
         magic = read_swap_magic(path)
     except OSError as e:
@@ -330,6 +334,16 @@ FIEMAP_EXTENT_LAST = 0x1
 FIEMAP_BAD = {0x2: "unknown location", 0x4: "delayed allocation", 0x8: "encoded",
               0x80: "encrypted", 0x100: "not aligned", 0x200: "inline data",
               0x400: "tail-packed", 0x2000: "shared"}
+# Unwritten (fallocated) extents are accepted: their blocks are allocated and stay where
+# FIEMAP says; only reads through the filesystem return zeros for them, and nothing reads
+# the image that way (the payload, the loader and the initramfs check use the sectors).
+# The kernel's own swap code (iomap_swapfile_activate) and swsusp's resume_offset take them
+# too; `fallocate` + `mkswap` is how distributions make swap files.
+FIEMAP_UNWRITTEN = 0x800
+# Filesystems whose files stay where FIEMAP says, written in place: the payload writes the
+# sectors directly. btrfs (copy-on-write, checksums, RAID profiles), network and FUSE
+# filesystems, and everything else are refused.
+SWAP_FILE_FS = ("ext4", "ext3", "ext2", "xfs")
 
 
 def fiemap(path, count=512):
@@ -407,18 +421,49 @@ def swap_target(sysmap, swap):
                              f"{disk.block_size}-byte block")
         return disk, [Extent((start + SECTORS_PER_PAGE) // per,
                              (pages - 1) * SECTORS_PER_PAGE // per)], name
-    if not sysmap.live:
-        raise UsageError(f"--swap: {swap} is not a block device in the sysroot")
-    st = os.stat(swap)
+    swap = os.path.abspath(swap) if sysmap.live else swap
+    path = swap if sysmap.live else sysmap.path(swap)
+    if not os.path.exists(path):
+        raise UsageError(f"--swap: {swap} does not exist")
+    st = os.stat(path)
     import stat as st_mod
     if not st_mod.S_ISREG(st.st_mode):
         raise UsageError(f"--swap: {swap} is neither a block device nor a regular file")
-    part = os.path.basename(sysmap.realpath(f"/sys/dev/block/{os.major(st.st_dev)}:"
-                                            f"{os.minor(st.st_dev)}"))
+    fstype, majmin = file_backing(sysmap, swap, st)
+    if fstype not in SWAP_FILE_FS:
+        raise UsageError(f"--swap: {swap} is on {fstype}, where a file's blocks are not written "
+                         f"in place (only {', '.join(SWAP_FILE_FS)}); use a swap partition or a "
+                         "file on ext4")
+    if not sysmap.exists(f"/sys/dev/block/{majmin}"):
+        raise UsageError(f"--swap: {swap} is on device {majmin}, which is not a block device "
+                         "(network or virtual filesystem)")
+    part = os.path.basename(sysmap.realpath(f"/sys/dev/block/{majmin}"))
     disk, start, _, _ = disk_of(sysmap, part)
-    check_swap_signature(sysmap, swap, part)
-    return (disk, file_extents(swap, start, st.st_size, block_size=disk.block_size),
+    check_swap_signature(sysmap, swap, part, path)
+    return (disk, file_extents(swap, start, st.st_size, fiemap(path), block_size=disk.block_size),
             os.path.basename(swap))
+
+
+def file_backing(sysmap, path, st):
+    """(filesystem type, "major:minor" of its device) of the mount holding `path`, from
+    /proc/self/mountinfo (proc(5)): the entry with the file's device, else the longest
+    mount point that is a prefix of the path."""
+    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    best = None
+    for line in sysmap.read("/proc/self/mountinfo", "--swap").splitlines():
+        left, sep, right = line.partition(" - ")
+        f, r = left.split(), right.split()
+        if not sep or len(f) < 5 or len(r) < 2:
+            continue
+        point = f[4].replace("\\040", " ")
+        if sysmap.live and f[2] == dev:
+            return r[0], f[2]
+        if (path + "/").startswith(point.rstrip("/") + "/") and (
+                best is None or len(point) > len(best[0])):
+            best = (point, r[0], f[2])
+    if best is None:
+        raise UsageError(f"--swap: no mount in /proc/self/mountinfo holds {path}")
+    return best[1], best[2]
 
 
 # ---- framebuffer -------------------------------------------------------------------------
@@ -450,7 +495,8 @@ def framebuffer(sysmap):
 
 
 # ---- the target --------------------------------------------------------------------------
-def linux_target(swap=None, sysroot=None, compress="none", with_framebuffer=True):
+def linux_target(swap=None, sysroot=None, compress="none", with_framebuffer=True,
+                 smaller_than_ram=False):
     sysmap = System(sysroot)
     memory, source = firmware_memory(sysmap)
     reserved = reserved_region(sysmap, memory)
@@ -461,7 +507,8 @@ def linux_target(swap=None, sysroot=None, compress="none", with_framebuffer=True
         if sysmap.exists("/proc/sys/kernel/hostname") else "linux"
     host = re.sub(r"[^A-Za-z0-9_.-]", "", host) or "linux"
     t = Target(name=f"linux-{host}-{what}", memory=memory, reserved=reserved, disk=disk,
-               extents=extents, framebuffer=fb, options=Options(compress=compress))
+               extents=extents, framebuffer=fb,
+               options=Options(compress=compress, smaller_than_ram=smaller_than_ram))
     return t.validate()
 
 

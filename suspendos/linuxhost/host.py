@@ -1,0 +1,95 @@
+"""The machine `suspendos hibernate` runs on: its files (live, or a sysroot copy for tests),
+its kernel release, who runs it, and the caches. Everything else reads the system through
+this, so the refusals can be tested against a synthetic sysroot."""
+import os
+import subprocess
+from pathlib import Path
+
+from ..errors import UsageError
+from ..target.linux import System
+
+DEFAULT_CACHE = "/var/cache/suspendos"
+
+
+class Host:
+    def __init__(self, sysroot=None, euid=None, release=None, cache_dir=None, etc_dir=None):
+        self.sys = System(sysroot)
+        self.sysroot = sysroot
+        self.euid = os.geteuid() if euid is None else euid
+        self.release = release or os.uname().release
+        self.cache = Path(cache_dir or os.environ.get("SOS_CACHE_DIR", DEFAULT_CACHE))
+        self.etc = Path(etc_dir or (self.sys.path("/etc") if sysroot else "/etc"))
+
+    @property
+    def live(self):
+        return self.sys.live
+
+    def read(self, path, what):
+        return self.sys.read(path, what)
+
+    def cmdline(self):
+        return self.read("/proc/cmdline", "kernel command line").split()
+
+    def meminfo(self):
+        """/proc/meminfo in bytes."""
+        out = {}
+        for line in self.read("/proc/meminfo", "memory").splitlines():
+            name, _, rest = line.partition(":")
+            words = rest.split()
+            if words:
+                out[name] = int(words[0]) * (1024 if words[1:] == ["kB"] else 1)
+        for need in ("MemTotal", "MemFree", "MemAvailable"):
+            if need not in out:
+                raise UsageError(f"memory: /proc/meminfo has no {need}")
+        return out
+
+    def swaps(self):
+        """[(name, type, size bytes, used bytes)] of /proc/swaps."""
+        if not self.sys.exists("/proc/swaps"):
+            return []
+        out = []
+        for line in self.read("/proc/swaps", "swap").splitlines()[1:]:
+            w = line.split()
+            if len(w) >= 4:
+                out.append((w[0].replace("\\040", " "), w[1], int(w[2]) * 1024,
+                            int(w[3]) * 1024))
+        return out
+
+    def cpu_flags(self):
+        for line in self.read("/proc/cpuinfo", "cpu").splitlines():
+            if line.startswith("flags"):
+                return set(line.partition(":")[2].split())
+        return set()
+
+    def lockdown(self):
+        """The kernel lockdown mode ("none", "integrity", "confidentiality")."""
+        p = "/sys/kernel/security/lockdown"
+        if not self.sys.exists(p):
+            return "none"
+        text = self.read(p, "lockdown")
+        return text[text.find("[") + 1:text.find("]")] if "[" in text else "none"
+
+    def kbuild_dir(self):
+        return self.sys.path(f"/lib/modules/{self.release}/build")
+
+    def cpus(self):
+        """{cpu number: online?} from sysfs; CPUs without an `online` file cannot go offline."""
+        base = self.sys.path("/sys/devices/system/cpu")
+        out = {}
+        for d in base.glob("cpu[0-9]*"):
+            n = int(d.name[3:])
+            f = d / "online"
+            out[n] = f.read_text().strip() == "1" if f.exists() else True
+        return out
+
+    def online_cpus(self):
+        return sum(self.cpus().values())
+
+    def area(self, swap):
+        """The swap partition or file as a path to open (inside the sysroot for tests)."""
+        return swap if self.live else self.sys.path(swap)
+
+    def run(self, cmd):
+        """A system command (swapoff, swapon); (exit status, its stderr)."""
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        return r.returncode, (r.stderr or r.stdout).strip()

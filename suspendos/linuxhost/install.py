@@ -1,0 +1,114 @@
+"""`suspendos install-resume`: what a machine needs so that an image is either resumed or
+discarded, never resumed late.
+
+- /etc/suspendos/resume.conf: where the swap area's signature and the image header are
+  (guard.py), read by the initramfs check and compared by `suspendos hibernate`;
+- the initramfs-tools hook (initramfs/hook -> /etc/initramfs-tools/hooks/suspendos) and the
+  check (initramfs/local-premount -> .../scripts/local-premount/suspendos), then
+  update-initramfs -u;
+- the resume loader (a multiboot kernel) in /boot, and unless --no-grub a GRUB menu entry
+  that boots it (/etc/grub.d/42_suspendos, then update-grub).
+"""
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from ..fileutil import write_atomic
+from . import guard
+from .hibernate import Request, capture, check_kernel, swap_path
+from .host import Host
+
+HERE = Path(__file__).resolve().parent / "initramfs"
+LOADER_NAME = "suspendos-resume.elf"
+
+GRUB_SCRIPT = """#!/bin/sh
+# suspendos install-resume: a menu entry that resumes a suspendos image (docs/LINUX.md).
+# Choose it only after a suspendos hibernate; a normal boot discards the image instead.
+cat <<'EOF'
+menuentry 'Resume from suspendos hibernation' --class suspendos {
+	insmod part_msdos
+	insmod part_gpt
+	insmod ext2
+	search --no-floppy --file --set=root %(loader)s
+	multiboot %(loader)s
+}
+EOF
+"""
+
+
+@dataclass
+class InstallRequest:
+    swap: str = None
+    no_grub: bool = False
+    boot_dir: str = "/boot"
+
+
+def _boot_relative(host, boot):
+    """The loader's path as GRUB sees it: relative to the filesystem holding /boot."""
+    boot = Path(boot)
+    if str(boot) == "/boot" and host.live:
+        import os
+        root_dev = os.stat("/").st_dev
+        return "/boot/" + LOADER_NAME if os.stat("/boot").st_dev == root_dev else "/" + LOADER_NAME
+    return "/" + LOADER_NAME
+
+
+def install_resume(req, host=None):
+    host = host or Host()
+    check_kernel(host)
+    target = capture(host, Request(swap=req.swap))
+    swap = swap_path(host, Request(swap=req.swap))
+    conf_text, values = guard.render(host, swap, target)
+    etc = host.etc
+    real_etc = str(etc) == "/etc"
+    done = []
+
+    boot = Path(req.boot_dir)
+    if not boot.is_dir():
+        raise UsageError(f"--boot-dir: {boot} is not a directory")
+    from ..build.resume import build_resume_loader
+    build_resume_loader(target, boot / LOADER_NAME)
+    done.append(f"resume loader {boot / LOADER_NAME}")
+
+    conf = guard.conf_path(host)
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(conf, conf_text.encode())
+    done.append(f"{conf} (swap {swap}, devices {values['SOS_DEVICES']})")
+    for src, dst in (("hook", "initramfs-tools/hooks/suspendos"),
+                     ("local-premount", "initramfs-tools/scripts/local-premount/suspendos")):
+        path = etc / dst
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, (HERE / src).read_bytes())
+        path.chmod(0o755)
+        done.append(str(path))
+    if real_etc:
+        if not shutil.which("update-initramfs"):
+            raise UsageError("update-initramfs not found: the stale-image check needs "
+                             "initramfs-tools (apt install initramfs-tools)")
+        r = subprocess.run(["update-initramfs", "-u", "-k", host.release],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise UsageError(f"update-initramfs failed: {(r.stderr or r.stdout).strip()[-300:]}")
+        done.append(f"update-initramfs -u -k {host.release}")
+    else:
+        done.append(f"update-initramfs not run ({etc} is not /etc)")
+
+    if not req.no_grub:
+        script = etc / "grub.d" / "42_suspendos"
+        script.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(script, (GRUB_SCRIPT % {"loader": _boot_relative(host, boot)}).encode())
+        script.chmod(0o755)
+        done.append(str(script))
+        if real_etc:
+            if not shutil.which("update-grub"):
+                raise UsageError("update-grub not found: use --no-grub and boot "
+                                 f"{boot / LOADER_NAME} with your boot loader's multiboot")
+            r = subprocess.run(["update-grub"], capture_output=True, text=True)
+            if r.returncode:
+                raise UsageError(f"update-grub failed: {(r.stderr or r.stdout).strip()[-300:]}")
+            done.append("update-grub")
+    for line in done:
+        print(f"installed: {line}")
+    return 0

@@ -1,0 +1,354 @@
+"""A real Debian 12 guest built from Debian's packages: systemd, udev, ext4 root, a swap file
+made with fallocate + mkswap, Debian's kernel and its headers, gcc, and the suspendos wheel of
+the tree under test in a venv (/opt/suspendos, `suspendos` on root's PATH).
+
+Three cached layers under ~/.cache/suspendos/debian (SOS_DEBIAN_CACHE overrides), each keyed
+by a hash of its inputs so a change rebuilds only what depends on it:
+
+  base-KEY/root.tar    mmdebstrap --variant=minbase of PACKAGES + the kernel ABI (~70 s)
+  wheels-KEY/          the suspendos wheel of this tree and its dependencies (pip wheel)
+  guest-KEY/           the tar unpacked, the venv installed and suspendos.ko built inside it
+                       (chroot), the guest's config files written, then an MBR disk whose
+                       partition 1 is the root made by `mkfs.ext4 -d` (nothing mounted) and
+                       partition 2 a swap partition (mkswap); vmlinuz and initrd.img copied
+                       out of /boot; then one provisioning boot makes /swapfile the
+                       distribution way (fallocate + mkswap, in the guest: mkfs.ext4 -d
+                       would copy a file of zeros as holes) and records its resume_offset.
+
+SOS_DEBIAN_GUEST=DIR uses a built guest directory as it is (while developing the runner,
+whose own changes would otherwise rebuild the guest). Runs never write to the cached disk: each gets a qcow2 overlay (`overlay()`), so it starts
+from the same clean system without copying gigabytes. Building needs root (chroot, device
+nodes in the tree); CI runs as root.
+"""
+import asyncio
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from ..errors import BuildError, UsageError
+from . import kernel_abi
+from .guest import GUEST_FILES
+
+SUITE = "bookworm"
+PACKAGES = ["systemd-sysv", "udev", "kmod", "e2fsprogs", "util-linux", "procps", "python3",
+            "python3-venv", "initramfs-tools", "gcc", "make", "binutils"]
+MiB = 1 << 20
+SECTOR = 512
+ROOT_START_LBA = 2048                  # partition 1 (root, ext4) at 1 MiB
+ROOT_MIB = 3584
+SWAP_PART_MIB = 1024                   # partition 2 (swap partition variant)
+SWAP_FILE_MIB = 1024                   # /swapfile on the root
+ROOT_DEV, SWAP_PART_DEV, SWAP_FILE = "/dev/sda1", "/dev/sda2", "/swapfile"
+# What every boot of the guest gets on its kernel command line, whichever hibernator runs:
+# the region suspendos needs kept from Linux, 4-level paging, the same log level.
+RESERVED = "2M$0x10000000"
+BASE_APPEND = f"root={ROOT_DEV} console=ttyS0,115200 memmap={RESERVED} no5lvl loglevel=7"
+BUILD_LOG = "build.log"
+
+
+def cache_root():
+    d = Path(os.environ.get("SOS_DEBIAN_CACHE",
+                            Path.home() / ".cache" / "suspendos" / "debian"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _key(*parts):
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _run(cmd, what, log=None, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if log:
+        with open(log, "a") as f:
+            f.write(f"$ {' '.join(map(str, cmd))}\n{r.stdout}{r.stderr}\n")
+    if r.returncode:
+        raise BuildError(f"{what} failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-2000:]}")
+    return r.stdout
+
+
+def _publish(tmp, final):
+    """Move a finished build directory into place (another process may have won the race)."""
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+# ---- layer 1: the Debian base ------------------------------------------------------------
+def base_tar(abi, log=print):
+    pkgs = PACKAGES + [f"linux-image-{abi}", f"linux-headers-{abi}"]
+    d = cache_root() / f"base-{_key(SUITE, *sorted(pkgs))}"
+    if (d / "root.tar").exists():
+        return d / "root.tar"
+    if not shutil.which("mmdebstrap"):
+        raise UsageError("mmdebstrap is not installed (Debian: apt-get install mmdebstrap)")
+    tmp = Path(tempfile.mkdtemp(prefix=d.name + ".", dir=d.parent))
+    log(f"debian: mmdebstrap {SUITE} minbase + {len(pkgs)} packages (about a minute)")
+    t0 = time.monotonic()
+    # MODULES=dep cannot see the guest's hardware from a chroot; `most` is Debian's default.
+    _run(["mmdebstrap", "--variant=minbase", f"--include={','.join(pkgs)}",
+          SUITE, str(tmp / "root.tar")], "mmdebstrap", tmp / BUILD_LOG)
+    (tmp / "inputs.json").write_text(json.dumps(
+        {"suite": SUITE, "packages": pkgs, "seconds": round(time.monotonic() - t0, 1)}))
+    return _publish(tmp, d) / "root.tar"
+
+
+# ---- layer 2: wheels ---------------------------------------------------------------------
+def _wheel_digest(path):
+    """A hash of a wheel's contents (names and bytes), not of the zip (it holds mtimes)."""
+    h = hashlib.sha256()
+    with zipfile.ZipFile(path) as z:
+        for name in sorted(z.namelist()):
+            h.update(name.encode() + b"\0" + z.read(name))
+    return h.hexdigest()[:16]
+
+
+def build_wheels(work, log=print):
+    """The suspendos wheel of this tree (and its dependencies' wheels, cached by the
+    dependency list). Returns (dir with all wheels, digest of the suspendos wheel)."""
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / "setup.cfg").exists():
+        raise UsageError("the guest is built from a source tree of suspendos (setup.cfg not found)")
+    out = Path(work) / "wheels"
+    out.mkdir(parents=True, exist_ok=True)
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(repo)],
+         "pip wheel suspendos")
+    wheel = sorted(out.glob("suspendos-*.whl"))[-1]
+    reqs = _install_requires(repo / "setup.cfg")
+    deps = cache_root() / f"wheels-{_key(sys.version_info[:2], *reqs)}"
+    if not deps.exists():
+        log("debian: pip wheel of the dependencies for the guest")
+        tmp = Path(tempfile.mkdtemp(prefix=deps.name + ".", dir=deps.parent))
+        _run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(tmp), *reqs],
+             "pip wheel (dependencies)")
+        _publish(tmp, deps)
+    for w in deps.glob("*.whl"):
+        shutil.copy(w, out / w.name)
+    return out, _wheel_digest(wheel)
+
+
+def _install_requires(setup_cfg):
+    import configparser
+    cp = configparser.ConfigParser()
+    cp.read(setup_cfg)
+    return [l.strip() for l in cp["options"]["install_requires"].splitlines() if l.strip()]
+
+
+# ---- layer 3: the guest disk -------------------------------------------------------------
+class Guest:
+    """A built, provisioned guest: its disk (never written by runs), kernel, initrd and what
+    the provisioning boot found."""
+
+    def __init__(self, d):
+        self.dir = Path(d)
+        self.disk = self.dir / "disk.raw"
+        self.vmlinuz = self.dir / "vmlinuz"
+        self.initrd = self.dir / "initrd.img"
+        info = json.loads((self.dir / "guest.json").read_text())
+        self.info = info
+        self.abi = info["abi"]
+        self.swapfile_offset = info.get("swapfile_resume_offset")
+
+    def overlay(self, path):
+        """A qcow2 overlay on the cached disk for one run (copy-on-write, starts clean)."""
+        path = Path(path)
+        path.unlink(missing_ok=True)
+        _run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(self.disk),
+              str(path)], "qemu-img create")
+        return path
+
+
+def _mbr(path, parts):
+    import struct
+
+    def ent(typ, start, size):
+        return struct.pack("<B3sB3sII", 0, b"\xfe\xff\xff", typ, b"\xfe\xff\xff", start, size)
+    mbr = bytearray(SECTOR)
+    mbr[440:444] = b"SOS1"                   # disk signature
+    for i, (typ, start, size) in enumerate(parts):
+        mbr[446 + 16 * i:462 + 16 * i] = ent(typ, start, size)
+    mbr[510:512] = b"\x55\xaa"
+    with open(path, "r+b") as f:
+        f.write(mbr)
+
+
+def _configure(root, abi):
+    """The guest's own files: fstab, hostname, machine-id, the console unit and scripts."""
+    (root / "etc/hostname").write_text("sosguest\n")
+    (root / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 sosguest\n")
+    (root / "etc/machine-id").write_text(hashlib.md5(abi.encode()).hexdigest() + "\n")
+    (root / "etc/fstab").write_text(
+        "# <file system> <mount point> <type> <options> <dump> <pass>\n"
+        f"{ROOT_DEV} / ext4 errors=remount-ro 0 1\n"
+        f"{SWAP_FILE} none swap sw,nofail 0 0\n")
+    for rel, (mode, text) in GUEST_FILES.items():
+        p = root / rel.lstrip("/")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        p.chmod(mode)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / "sos-console.service"
+    if not link.is_symlink():
+        link.symlink_to("/etc/systemd/system/sos-console.service")
+    # the console is ours: no login prompt competing for ttyS0
+    # and no periodic jobs that would only make boots slower and timings noisier
+    for unit in ("serial-getty@ttyS0.service", "getty@tty1.service", "e2scrub_reap.service",
+                 "e2scrub_all.timer", "fstrim.timer", "apt-daily.timer",
+                 "apt-daily-upgrade.timer", "dpkg-db-backup.timer"):
+        m = root / "etc/systemd/system" / unit
+        if not m.is_symlink():
+            m.symlink_to("/dev/null")
+
+
+def _module_sources(dst):
+    """linux/ and the generated suspendos_abi.h, as build_module() lays them out."""
+    from ..sources import source_dir
+    src = source_dir("builder").parent / "linux"
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in ("suspendos.c", "suspendos_linux.h", "Kbuild"):
+        shutil.copy(src / f, dst / f)
+    abi_h = _run([sys.executable, "-m", "suspendos.formats.cheader"], "cheader")
+    (dst / "suspendos_abi.h").write_text(abi_h.replace("#include <stdint.h>",
+                                                       "#include <linux/types.h>"))
+
+
+def _guest_files_digest():
+    h = hashlib.sha256()
+    for rel, (mode, text) in sorted(GUEST_FILES.items()):
+        h.update(f"{rel}\0{mode}\0{text}\0".encode())
+    from ..sources import source_dir
+    for f in ("suspendos.c", "suspendos_linux.h", "Kbuild"):
+        p = source_dir("builder").parent / "linux" / f
+        h.update(p.read_bytes() if p.exists() else b"")
+    return h.hexdigest()[:16]
+
+
+def build_guest(abi=None, log=print):
+    """The cached guest for this tree (built when missing). Returns a Guest."""
+    if os.geteuid() != 0:
+        raise UsageError("building the Debian guest needs root (chroot and device nodes)")
+    for tool in ("mkfs.ext4", "qemu-img", "mkswap", "tar"):
+        if not shutil.which(tool):
+            raise UsageError(f"{tool} is not installed (scripts/setup.sh installs it)")
+    if os.environ.get("SOS_DEBIAN_GUEST"):     # development: reuse a built guest as is
+        return Guest(os.environ["SOS_DEBIAN_GUEST"])
+    abi = abi or kernel_abi()
+    t0 = time.monotonic()
+    tar = base_tar(abi, log)
+    with tempfile.TemporaryDirectory(prefix="sos-guest-") as work:
+        work = Path(work)
+        wheels, wheel_digest = build_wheels(work, log)
+        key = _key(tar.parent.name, wheel_digest, _guest_files_digest(), ROOT_MIB,
+                   SWAP_PART_MIB, SWAP_FILE_MIB, BASE_APPEND)
+        d = cache_root() / f"guest-{key}"
+        if (d / "guest.json").exists():
+            return Guest(d)
+        log(f"debian: building guest {d.name} (kernel {abi}, suspendos {wheel_digest})")
+        tmp = Path(tempfile.mkdtemp(prefix=d.name + ".", dir=d.parent))
+        try:
+            _assemble(tar, wheels, abi, work, tmp)
+            info = {"abi": abi, "base": tar.parent.name, "wheel": wheel_digest,
+                    "append": BASE_APPEND, "root_mib": ROOT_MIB, "swap_part_mib": SWAP_PART_MIB,
+                    "swap_file_mib": SWAP_FILE_MIB,
+                    "assemble_seconds": round(time.monotonic() - t0, 1)}
+            (tmp / "guest.json").write_text(json.dumps(info))
+            t1 = time.monotonic()
+            info.update(asyncio.run(_provision(Guest(tmp), tmp)))
+            info["provision_seconds"] = round(time.monotonic() - t1, 1)
+            (tmp / "guest.json").write_text(json.dumps(info, indent=1))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log(f"debian: guest ready in {time.monotonic() - t0:.0f} s")
+        return Guest(_publish(tmp, d))
+
+
+def _assemble(tar, wheels, abi, work, out):
+    root = work / "root"
+    root.mkdir()
+    blog = out / BUILD_LOG
+    _run(["tar", "-xf", str(tar), "-C", str(root), "--numeric-owner"], "tar -x", blog)
+    # the suspendos venv, from wheels only (the guest has no network, neither has the chroot)
+    shutil.copytree(wheels, root / "tmp/wheels")
+    _run(["chroot", str(root), "python3", "-m", "venv", "/opt/suspendos"], "venv", blog)
+    _run(["chroot", str(root), "/opt/suspendos/bin/pip", "install", "-q", "--no-index",
+          "--find-links", "/tmp/wheels", "suspendos"], "pip install (guest)", blog)
+    shutil.rmtree(root / "tmp/wheels")
+    os.symlink("/opt/suspendos/bin/suspendos", root / "usr/local/sbin/suspendos")
+    # suspendos.ko for the guest's kernel, built in the guest's own tree with its headers
+    msrc = root / "opt/suspendos/linux"
+    _module_sources(msrc)
+    _run(["chroot", str(root), "make", "-C", f"/lib/modules/{abi}/build",
+          "M=/opt/suspendos/linux", "modules"], "kbuild suspendos.ko (guest)", blog)
+    kdir = root / f"lib/modules/{abi}/extra"
+    kdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(msrc / "suspendos.ko", kdir / "suspendos.ko")
+    _run(["chroot", str(root), "depmod", abi], "depmod", blog)
+    _configure(root, abi)
+    for name, dst in ((f"vmlinuz-{abi}", "vmlinuz"), (f"initrd.img-{abi}", "initrd.img")):
+        shutil.copy(root / "boot" / name, out / dst)
+    # the disk: MBR, p1 = ext4 root filled from the tree, p2 = swap partition
+    disk = out / "disk.raw"
+    root_sectors = ROOT_MIB * MiB // SECTOR
+    swap_start = ROOT_START_LBA + root_sectors
+    swap_sectors = SWAP_PART_MIB * MiB // SECTOR
+    with open(disk, "wb") as f:
+        f.truncate((swap_start + swap_sectors + 2048) * SECTOR)
+    _mbr(disk, [(0x83, ROOT_START_LBA, root_sectors), (0x82, swap_start, swap_sectors)])
+    _run(["mkfs.ext4", "-q", "-F", "-L", "sosroot", "-E",
+          f"offset={ROOT_START_LBA * SECTOR}", "-d", str(root), str(disk),
+          f"{ROOT_MIB * 1024}k"], "mkfs.ext4 -d", blog)
+    swap = work / "swap.part"
+    with open(swap, "wb") as f:
+        f.truncate(swap_sectors * SECTOR)
+    _run(["mkswap", "-L", "sosswap", str(swap)], "mkswap", blog)
+    with open(swap, "rb") as s, open(disk, "r+b") as f:
+        f.seek(swap_start * SECTOR)
+        f.write(s.read(4096))
+
+
+async def _provision(guest, tmp):
+    """First boot: make /swapfile (fallocate + mkswap, as Debian's wiki says), note its
+    resume_offset (the physical block of its first page, from filefrag), power off."""
+    from .realvm import GuestVM
+    async with GuestVM(guest, guest.disk, memory=512 * MiB, cpus=1,
+                       log_path=tmp / "provision.log") as vm:
+        await vm.ready()
+        await vm.run(f"fallocate -l {SWAP_FILE_MIB}M {SWAP_FILE} && chmod 600 {SWAP_FILE} && "
+                     f"mkswap -L sosswapfile {SWAP_FILE} >/dev/null && swapon {SWAP_FILE} && "
+                     f"swapoff {SWAP_FILE}", timeout=300)
+        off = await vm.run("sos-swapfile-offset " + SWAP_FILE, timeout=60)
+        frag = await vm.run("filefrag -v " + SWAP_FILE, timeout=60)
+        await vm.poweroff()
+    # the file's extents on the partition, in 4 KiB blocks: (physical start, length)
+    extents = [(int(m.group(1)), int(m.group(2))) for m in re.finditer(
+        r"^\s*\d+:\s+\d+\.\.\s*\d+:\s+(\d+)\.\.\s*\d+:\s+(\d+):", frag, re.M)]
+    return {"swapfile_resume_offset": int(re.findall(r"\d+", off)[-1]),
+            "swapfile_extents": extents}
+
+
+def main(argv=None):
+    """python -m suspendos.linuxvm.debian: build (or find) the guest and print where it is."""
+    t0 = time.monotonic()
+    g = build_guest()
+    print(json.dumps({"dir": str(g.dir), "seconds": round(time.monotonic() - t0, 1),
+                      **g.info}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

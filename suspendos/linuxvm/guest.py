@@ -1,0 +1,155 @@
+"""Files the Debian guest carries for the runner (suspendos/linuxvm/realvm.py): a console on
+ttyS0 that the host types commands into, and small scripts for the working set and its check.
+
+Lines meant for the host start with @@. Everything here runs as root inside the guest.
+"""
+
+CONSOLE_UNIT = """[Unit]
+Description=suspendos runner console on ttyS0 (a shell the test host types into)
+After=multi-user.target systemd-user-sessions.service
+
+[Service]
+Type=idle
+ExecStart=/usr/local/sbin/sos-console
+StandardInput=tty
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/ttyS0
+TTYReset=yes
+TTYVHangup=yes
+Restart=no
+# an interactive bash ignores SIGTERM; SIGHUP ends it (and what it started) at shutdown
+KillSignal=SIGHUP
+TimeoutStopSec=10
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# No echo, no line editing, no prompt: the host sees only what commands print.
+CONSOLE = """#!/bin/sh
+stty -echo 2>/dev/null
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+cd /root
+echo "@@GUEST ready uptime=$(cut -d' ' -f1 /proc/uptime) cpus=$(nproc)"
+exec /bin/bash --noediting --rcfile /usr/local/sbin/sos-console.rc -i
+"""
+CONSOLE_RC = """PS1= PS2= PS4=
+HISTFILE=/dev/null
+"""
+
+SWAPFILE_OFFSET = """#!/bin/sh
+# resume_offset for swsusp: the physical block (in pages, the ext4 block size here) of the
+# file's first page (Documentation/power/swsusp-and-swap-files.rst).
+filefrag -v "$1" | awk '$1 == "0:" { sub(/\\.\\..*/, "", $4); print $4; exit }'
+"""
+
+# A process that keeps a counter and a random token in its memory only; SIGUSR1 makes it
+# report them, so the host can tell it ran on after the resume (same pid, same token, higher
+# count).
+COUNTER = """#!/usr/bin/python3
+import os, secrets, signal, time
+token = secrets.token_hex(8)
+count = 0
+def report(*_):
+    with open("/run/sos-counter.state", "w") as f:
+        f.write(f"{os.getpid()} {token} {count}\\n")
+signal.signal(signal.SIGUSR1, report)
+report()
+while True:
+    count += 1
+    time.sleep(0.05)
+"""
+
+# The working set: a tmpfs with known content, the counter, a file on the ext4 root.
+WORKSET = """#!/bin/bash
+set -e
+mkdir -p /mnt/ws
+mountpoint -q /mnt/ws || mount -t tmpfs -o size=256m tmpfs /mnt/ws
+head -c 32M /dev/urandom > /mnt/ws/rand
+dd if=/dev/zero of=/mnt/ws/zero bs=1M count=16 status=none
+seq 1 400000 > /mnt/ws/text
+echo "marker $(cat /proc/sys/kernel/random/uuid)" > /mnt/ws/marker
+head -c 16M /dev/urandom > /root/ext4-file
+sync
+md5sum /mnt/ws/* /root/ext4-file > /run/sos-md5.before
+rm -f /run/sos-counter.state
+setsid /usr/local/sbin/sos-counter </dev/null >/dev/null 2>&1 &
+echo $! > /run/sos-counter.pid
+# it reports once when its handler is in place (python starts slowly under TCG)
+for i in $(seq 600); do [ -s /run/sos-counter.state ] && break; sleep 0.1; done
+sleep 1
+kill -USR1 $(cat /run/sos-counter.pid); sleep 0.5
+cp /run/sos-counter.state /run/sos-counter.before
+echo "@@WORKSET md5=$(md5sum < /run/sos-md5.before | cut -c1-32) counter=$(cat /run/sos-counter.before)"
+"""
+
+# Free memory full of stale data: SIZE MiB of random bytes in a file, then the file deleted.
+DIRTY = """#!/bin/bash
+set -e
+mkdir -p /mnt/dirty
+mountpoint -q /mnt/dirty || mount -t tmpfs -o size=$(( $1 + 16 ))m tmpfs /mnt/dirty
+head -c $1M /dev/urandom > /mnt/dirty/stale
+rm /mnt/dirty/stale
+umount /mnt/dirty
+echo "@@DIRTY mib=$1 memfree_kib=$(awk '/MemFree/ {print $2}' /proc/meminfo)"
+"""
+
+# After a resume: the md5s again (the ext4 file read back from the disk), the counter, the CPUs.
+CHECK = """#!/bin/bash
+sync; echo 3 > /proc/sys/vm/drop_caches
+md5sum /mnt/ws/* /root/ext4-file > /run/sos-md5.after 2>&1
+cmp -s /run/sos-md5.before /run/sos-md5.after && md5=true || md5=false
+pid=$(cat /run/sos-counter.pid)
+cont=false
+if kill -USR1 "$pid" 2>/dev/null; then
+  sleep 0.3
+  read p0 t0 c0 < /run/sos-counter.before
+  read p1 t1 c1 < /run/sos-counter.state
+  [ "$p0" = "$p1" ] && [ "$t0" = "$t1" ] && [ "$c1" -gt "$c0" ] && cont=true
+fi
+online=$(grep -c ^processor /proc/cpuinfo)
+present=$(cat /sys/devices/system/cpu/present)
+# every online CPU runs something: one busy loop pinned to each
+ran=0
+for c in $(seq 0 $(( $(nproc --all) - 1 ))); do
+  taskset -c $c true 2>/dev/null && ran=$((ran + 1))
+done
+echo "@@CHECK {\\"md5_match\\": $md5, \\"process_continued\\": $cont, \\"cpus_online\\": $online, \\"cpus_ran\\": $ran, \\"cpus_present\\": \\"$present\\"}"
+"""
+
+# Until `suspendos hibernate` exists in the package: the steps it stands for, by hand (the
+# flow of tests/test_linux_qemu.py). $1 = the swap area, /root/blob = the payload the host
+# built for the target this guest printed. Prints one JSON line after any return.
+HAND_HIBERNATE = """#!/bin/bash
+area=$1
+swapoff "$area" 2>/dev/null
+modprobe suspendos || { echo '{"status": "error", "message": "modprobe suspendos"}'; exit 1; }
+printf SOSIMAGE01 | dd of="$area" bs=1 seek=4086 conv=notrunc,fsync status=none
+cat /root/blob > /dev/suspendos || { echo '{"status": "error", "message": "blob refused"}'; exit 1; }
+sync
+echo "go serial=0x3f8" > /sys/class/misc/suspendos/hibernate
+rc=$?
+read st code pages rest < /sys/class/misc/suspendos/status
+printf SWAPSPACE2 | dd of="$area" bs=1 seek=4086 conv=notrunc,fsync status=none
+swapon "$area"
+echo "{\\"status\\": \\"$st\\", \\"rc\\": $rc, \\"pages_saved\\": ${pages:-0}, \\"cpus_online\\": $(nproc), \\"by_hand\\": true}"
+"""
+
+# Baked into the guest image (debian.py): the console itself.
+GUEST_FILES = {
+    "/etc/systemd/system/sos-console.service": (0o644, CONSOLE_UNIT),
+    "/usr/local/sbin/sos-console": (0o755, CONSOLE),
+    "/usr/local/sbin/sos-console.rc": (0o644, CONSOLE_RC),
+}
+
+# Typed into the guest by the runner at every boot (realvm.GuestVM.install_scripts), so
+# changing them does not rebuild the guest.
+RUNTIME_FILES = {
+    "/usr/local/sbin/sos-hand-hibernate": (0o755, HAND_HIBERNATE),
+    "/usr/local/sbin/sos-swapfile-offset": (0o755, SWAPFILE_OFFSET),
+    "/usr/local/sbin/sos-counter": (0o755, COUNTER),
+    "/usr/local/sbin/sos-workset": (0o755, WORKSET),
+    "/usr/local/sbin/sos-dirty": (0o755, DIRTY),
+    "/usr/local/sbin/sos-check": (0o755, CHECK),
+}

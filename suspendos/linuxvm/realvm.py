@@ -1,0 +1,130 @@
+"""One boot of the Debian guest (suspendos/linuxvm/debian.py) under QEMU, driven through its
+serial console: the host types a command line, the guest's shell runs it and ends with an
+`@@RC<n> <status>` line. Every serial line is kept with the host clock (seconds since QEMU
+was started), so phases can be timed from the host alone.
+
+The machine is the project's test machine (machine_args: q35, ICH9 AHCI, TCG, -cpu max) with
+`-smp N` and multi-threaded TCG, the guest's disk (a qcow2 overlay, or the raw disk itself
+while provisioning) on AHCI port 0.
+"""
+import asyncio
+import re
+import time
+
+from ..errors import RunError
+from ..qemu.machine import QemuMachine, machine_args
+from .debian import BASE_APPEND
+
+BOOT_DEADLINE = 300.0     # s from QEMU start to the console's ready line (TCG, loaded host)
+
+
+def guest_args(memory, cpus, disk, kernel, initrd=None, append=None):
+    args = machine_args(memory)
+    i = args.index("-accel")
+    # several vCPUs that really run in parallel: multi-threaded TCG (QEMU-NOTES)
+    args[i:i + 2] = ["-accel", "tcg,thread=multi", "-smp", str(cpus)]
+    fmt = "qcow2" if str(disk).endswith(".qcow2") else "raw"
+    args += ["-drive", f"if=none,id=d0,file={disk},format={fmt},cache=writeback",
+             "-device", "ide-hd,drive=d0,bus=ide.0", "-kernel", str(kernel)]
+    if initrd:
+        args += ["-initrd", str(initrd)]
+    if append is not None:
+        args += ["-append", append]
+    return args
+
+
+class GuestVM:
+    """A running boot of the guest. `kernel=None` boots Debian's kernel and initrd with
+    BASE_APPEND + `append`; any other kernel (the resume loader) is booted alone."""
+
+    def __init__(self, guest, disk, memory, cpus, log_path=None, append="", kernel=None):
+        if kernel is None:
+            args = guest_args(memory, cpus, disk, guest.vmlinuz, guest.initrd,
+                              f"{BASE_APPEND} {append}".strip())
+        else:
+            args = guest_args(memory, cpus, disk, kernel)
+        self.m = QemuMachine(args, log_path=log_path)
+        self.lines = []           # (host seconds since start, line)
+        self.t0 = None
+        self.seq = 0
+
+    async def __aenter__(self):
+        self.t0 = time.monotonic()
+        await self.m.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.m.stop()
+
+    def now(self):
+        return time.monotonic() - self.t0
+
+    async def expect(self, pattern, timeout):
+        """The first new line matching `pattern` as (host time, match); None if QEMU ended."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = await self.m.readline(deadline)
+            except asyncio.TimeoutError:
+                raise self.m.failure(f"no line matching {pattern!r} within {timeout:.0f} s")
+            if line is None:
+                return None
+            t = self.now()
+            self.lines.append((t, line))
+            mt = rx.search(line)
+            if mt:
+                return t, mt
+
+    async def ready(self, timeout=BOOT_DEADLINE):
+        r = await self.expect(r"^@@GUEST ready", timeout)
+        if not r:
+            raise self.m.failure("the guest ended before its console was ready")
+        await self.install_scripts()
+        return r[0]
+
+    async def install_scripts(self):
+        """Write the runner's scripts (guest.RUNTIME_FILES) into the guest over the console."""
+        import base64
+        from .guest import RUNTIME_FILES
+        for path, (mode, text) in RUNTIME_FILES.items():
+            b64 = base64.encodebytes(text.encode()).decode()
+            await self.run(f"base64 -d > {path} <<'SOSEOF'\n{b64}SOSEOF\n"
+                           f"chmod {mode:o} {path}", 60)
+
+    async def send(self, text):
+        await self.m.send_serial(text.encode())
+
+    async def run(self, command, timeout=120, check=True):
+        """Run one shell command line; returns its output (kernel log lines left out)."""
+        self.seq += 1
+        tag = f"@@RC{self.seq}"
+        start = len(self.lines)
+        await self.send(f"{{ {command.strip()} ; }} 2>&1; echo {tag} $?\n")
+        r = await self.expect(rf"^{tag} (\d+)", timeout)
+        if not r:
+            raise self.m.failure(f"the guest ended while running: {command}")
+        out = "\n".join(l for _, l in self.lines[start:-1] if not _kernel_line(l))
+        if check and r[1].group(1) != "0":
+            raise RunError(f"in the guest, `{command}` exited {r[1].group(1)}:\n{out[-2000:]}")
+        return out
+
+    async def poweroff(self, timeout=180):
+        # as `systemctl poweroff` does without logind (minbase has no D-Bus): the orderly
+        # shutdown through the manager's private socket
+        await self.send("systemctl start poweroff.target --job-mode=replace-irreversibly "
+                        "--no-block\n")
+        return await self.wait_exit(timeout)
+
+    async def wait_exit(self, timeout):
+        """Read (and keep) lines until QEMU exits; returns its exit code."""
+        while await self.expect(r"(?!)", timeout) is not None:
+            pass
+        try:
+            return await self.m.wait(time.monotonic() + 30)
+        except asyncio.TimeoutError:
+            raise self.m.failure("QEMU did not exit after its serial output ended")
+
+
+def _kernel_line(line):
+    return bool(re.match(r"^\[\s*\d+\.\d+\]", line))

@@ -1,0 +1,369 @@
+"""`suspendos qemu linux`: hibernate the real Debian guest from the inside and bring it back.
+
+One run, on a qcow2 overlay of the cached guest (suspendos/linuxvm/debian.py):
+
+1. hibernate boot: Debian's kernel + initrd; the chosen swap area is the only one active; the
+   working set (a tmpfs with known content and its md5s, a process that keeps a counter in
+   its memory, a file written to the ext4 root); free memory dirtied (SIZE of random data in
+   a file, the file deleted); then the hibernator runs from the guest's shell:
+   * swsusp: the kernel's own, `echo disk > /sys/power/state` with /sys/power/disk =
+     shutdown (S5, as ours), resume= (and resume_offset= for the swap file, from filefrag)
+     on the command line; LZO unless `--compress none` (then `hibernate=nocompress`);
+   * suspendos: `suspendos hibernate` (the package's command, in the guest's venv).
+   hibernate_seconds: host clock from the guest's line just before the command to QEMU's exit.
+2. resume boot: swsusp: the same kernel and command line (its initramfs resumes); suspendos:
+   the resume loader as -kernel. resume_seconds: host clock from QEMU's start to the first
+   line the resumed userspace prints. Then the checks (md5s with the page cache dropped, the
+   counter process, CPUs), and a clean `systemctl poweroff`.
+   `--boot-normally`: this boot is a normal boot instead, and must find the image discarded.
+3. e2fsck -fn of the root, on the host, on the disk after QEMU exited (the overlay converted
+   to raw; cheaper than a third boot, and nothing is mounted).
+
+Every boot gets the same base command line (debian.BASE_APPEND: memmap=, no5lvl, loglevel).
+"""
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import RunError, UsageError
+from . import debian
+from .realvm import GuestVM
+
+MiB = 1 << 20
+PAGE = 4096
+HIBERNATE_DEADLINE = 900.0   # s from the hibernate command to QEMU's exit (TCG, loaded host)
+RESUME_DEADLINE = 600.0      # s from QEMU's start to the resumed userspace's first line
+
+
+def _log(msg):
+    import sys
+    print(f"qemu linux: {msg}", file=sys.stderr, flush=True)
+
+
+class Scenario:
+    def __init__(self, memory, cpus, swap="file", compress="lz4", dirty_free=None,
+                 hibernator="suspendos", boot_normally=False, disk_bus="ahci", workdir=None,
+                 keep=False, log=_log):
+        if not 1 <= cpus <= 4:
+            raise UsageError("--cpus: 1 to 4")
+        if memory < 512 * MiB or memory % MiB:
+            raise UsageError("--memory: at least 512M, a whole number of MiB")
+        if disk_bus != "ahci":
+            raise UsageError("--disk-bus: only ahci (the module's polled driver for Linux)")
+        if swap not in ("file", "partition"):
+            raise UsageError("--swap: file or partition")
+        if hibernator not in ("suspendos", "swsusp"):
+            raise UsageError("--hibernator: suspendos or swsusp")
+        self.memory, self.cpus, self.swap, self.compress = memory, cpus, swap, compress
+        self.dirty = dirty_free if dirty_free is not None else memory * 2 // 5
+        if self.dirty < 0 or self.dirty > memory * 3 // 4:
+            raise UsageError("--dirty-free: between 0 and 3/4 of --memory")
+        self.hibernator, self.boot_normally = hibernator, boot_normally
+        self.log = log
+        self.keep = keep
+        self.work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sos-qlinux-"))
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.result = {"hibernator": hibernator, "cpus": cpus, "memory_mib": memory // MiB,
+                       "swap": swap, "compress": compress, "dirty_free_mib": self.dirty // MiB}
+
+    # ---- what each hibernator needs on the command line ----------------------------------
+    def swap_area(self):
+        return debian.SWAP_FILE if self.swap == "file" else debian.SWAP_PART_DEV
+
+    def append(self, guest):
+        if self.hibernator != "swsusp":
+            return ""
+        extra = []
+        if self.swap == "file":
+            extra += [f"resume={debian.ROOT_DEV}", f"resume_offset={guest.swapfile_offset}"]
+        else:
+            extra += [f"resume={debian.SWAP_PART_DEV}"]
+        if self.compress == "none":
+            extra.append("hibernate=nocompress")
+        return " ".join(extra)
+
+    # ---- the run -------------------------------------------------------------------------
+    def run(self):
+        t0 = time.monotonic()
+        guest = debian.build_guest(log=self.log)
+        self.guest = guest
+        self.result["guest"] = guest.dir.name
+        self.disk = guest.overlay(self.work / "disk.qcow2")
+        try:
+            asyncio.run(self._hibernate_boot())
+            asyncio.run(self._second_boot())
+            self._fsck_and_measure()
+        finally:
+            self.result["run_seconds"] = round(time.monotonic() - t0, 1)
+            if not self.keep:
+                for f in ("disk.qcow2", "disk.raw"):
+                    (self.work / f).unlink(missing_ok=True)
+        r = self.result
+        ok = (r.get("status") == "resumed" and r.get("md5_match") and r.get("process_continued")
+              and r.get("fsck") == "clean" and r.get("cpus_online") == self.cpus)
+        if self.boot_normally:
+            ok = r.get("stale_image") == "discarded" and r.get("fsck") == "clean"
+        return r, bool(ok)
+
+    async def _hibernate_boot(self):
+        g, r = self.guest, self.result
+        async with GuestVM(g, self.disk, self.memory, self.cpus, self.work / "hibernate.log",
+                           append=self.append(g)) as vm:
+            r["boot_seconds"] = round(await vm.ready(), 2)
+            area = self.swap_area()
+            await vm.run(f"swapoff -a; swapon {area} && cat /proc/swaps", 120)
+            out = await vm.run("sos-workset", 300)
+            r["workset"] = _line(out, "@@WORKSET")
+            if self.dirty:
+                out = await vm.run(f"sos-dirty {self.dirty // MiB}", 600)
+                r["dirty"] = _line(out, "@@DIRTY")
+            if self.hibernator == "swsusp":
+                await self._swsusp_prepare(vm)
+                cmd = "echo disk > /sys/power/state"
+            else:
+                cmd = await self._ours_prepare(vm)
+            # the line just before the command, then the command, then the first line back
+            await vm.send(f"sync; echo @@HIBERNATE-GO; {cmd}; echo \"@@BACK rc=$?\"\n")
+            go = await vm.expect(r"^@@HIBERNATE-GO", 300)
+            if not go:
+                raise RunError("the guest ended before hibernating")
+            back = await vm.expect(r"^@@BACK|^\{.*\"status\"", HIBERNATE_DEADLINE)
+            if back:
+                raise RunError(f"the hibernator returned without powering off: {back[1].string}"
+                               f" (see {self.work / 'hibernate.log'})")
+            code = await vm.wait_exit(60)
+            r["hibernate_seconds"] = round(vm.now() - go[0], 2)
+            r["hibernate_exit_code"] = code
+            r["hibernate_phases"] = _phases(vm.lines, go[0], self.hibernator)
+
+    async def _swsusp_prepare(self, vm):
+        want = f"resume={debian.ROOT_DEV}" if self.swap == "file" else \
+            f"resume={debian.SWAP_PART_DEV}"
+        out = await vm.run("echo shutdown > /sys/power/disk; cat /sys/power/resume "
+                           "/sys/power/resume_offset /sys/power/disk; cat /proc/cmdline")
+        if want not in out:
+            raise RunError(f"swsusp: {want} missing from the guest's command line:\n{out}")
+        dev = out.split()[0]
+        if dev in ("0:0", ""):
+            raise RunError(f"swsusp: the kernel has no resume device:\n{out}")
+        self.result["swsusp_resume"] = " ".join(out.split()[:2])
+
+    async def _ours_prepare(self, vm):
+        """`suspendos hibernate --prepare`, then the plan (the target) for the loader; by hand
+        (target linux in the guest, blob and loader built here) while the package has no
+        `hibernate` command."""
+        c, area = self.compress, self.swap_area()
+        has = await vm.run("suspendos hibernate --help >/dev/null 2>&1 && echo yes || echo no")
+        if has.strip().endswith("yes"):
+            swap = f"--swap {area} --compress {c}"
+            await vm.run(f"suspendos hibernate {swap} --prepare", 900)
+            plan = await vm.run(f"suspendos hibernate {swap} --dry-run --json", 300)
+            self.plan = json.loads(plan[plan.index("{"):])
+            self._build_loader(self.plan["target_toml"])
+            self.result["hibernate_command"] = "suspendos hibernate"
+            return f"suspendos hibernate {swap} --json"
+        self.result["hibernate_command"] = "by hand (module + target linux + build)"
+        toml = await vm.run(f"swapoff {area}; suspendos target linux --swap {area} "
+                            f"--compress {c} --no-framebuffer -o /root/t.toml && "
+                            "cat /root/t.toml", 600)
+        target = self._build_loader(toml)
+        from ..build.payload import build_payload
+        import base64
+        import hashlib
+        blob = build_payload(target).blob
+        b64 = base64.encodebytes(blob).decode()
+        out = await vm.run(f"base64 -d > /root/blob <<'SOSEOF'\n{b64}SOSEOF\n"
+                           "md5sum < /root/blob", 300)
+        if hashlib.md5(blob).hexdigest() not in out:
+            raise RunError(f"the blob did not reach the guest intact: {out[-300:]}")
+        return f"sos-hand-hibernate {area}"
+
+    def _build_loader(self, toml):
+        from ..build.resume import build_resume_loader
+        from ..qemu.machine import DEBUG_EXIT_PORT
+        from ..target import loads
+        target = loads(toml)
+        target.options.debug_exit_port = DEBUG_EXIT_PORT     # loader refusals end QEMU
+        self.loader = self.work / "resume.elf"
+        build_resume_loader(target, self.loader)
+        return target
+
+    async def _second_boot(self):
+        g, r = self.guest, self.result
+        if self.boot_normally:
+            kernel, append = None, ""
+        elif self.hibernator == "swsusp":
+            kernel, append = None, self.append(g)
+        else:
+            kernel, append = self.loader, ""
+        async with GuestVM(g, self.disk, self.memory, self.cpus, self.work / "resume.log",
+                           append=append, kernel=kernel) as vm:
+            if self.boot_normally:
+                await self._normal_boot_checks(vm)
+            else:
+                back = await vm.expect(r"^@@BACK|^\{.*\"status\"", RESUME_DEADLINE)
+                if not back:
+                    raise RunError(f"the guest did not come back (see {self.work / 'resume.log'})")
+                r["resume_seconds"] = round(back[0], 2)
+                r["resume_phases"] = _resume_phases(vm.lines, self.hibernator)
+                if back[1].string.startswith("{"):
+                    ours = json.loads(back[1].string)
+                    r["hibernate_report"] = ours
+                    r["status"] = ours.get("status")
+                    for k in ("pages_saved", "free_pages_skipped", "bytes_written"):
+                        if k in ours:
+                            r[k] = ours[k]
+                    await vm.expect(r"^@@BACK", 120)
+                else:
+                    rc = re.search(r"rc=(\d+)", back[1].string).group(1)
+                    r["status"] = "resumed" if rc == "0" else f"failed rc={rc}"
+                    r.update(_swsusp_counts(vm.lines))
+                out = await vm.run("sos-check", 300)
+                r.update(json.loads(_line(out, "@@CHECK").split(" ", 1)[1]))
+            r["poweroff_exit_code"] = await vm.poweroff()
+
+    async def _normal_boot_checks(self, vm):
+        r = self.result
+        await vm.ready()
+        area = self.swap_area()
+        if self.swap == "file":
+            sig = f"dd if={area} bs=1 skip=4086 count=10 2>/dev/null"
+        else:
+            sig = f"dd if={area} bs=1 skip=4086 count=10 2>/dev/null"
+        out = await vm.run(f"{sig}; echo; swapon --show=NAME --noheadings; "
+                           "journalctl -b -o cat | grep -i -E 'suspendos|stale' | tail -5", 120)
+        r["swap_signature_after_boot"] = out.splitlines()[0] if out else ""
+        r["stale_image"] = "discarded" if "SWAPSPACE2" in out.splitlines()[0] else "present"
+        r["normal_boot_log"] = out.splitlines()[1:]
+
+    # ---- after QEMU: fsck on the host, bytes on the swap area ----------------------------
+    def _fsck_and_measure(self):
+        r = self.result
+        raw = self.work / "disk.raw"
+        subprocess.run(["qemu-img", "convert", "-O", "raw", str(self.disk), str(raw)],
+                       check=True, capture_output=True)
+        fs = f"{raw}?offset={debian.ROOT_START_LBA * 512}"
+        p = subprocess.run(["e2fsck", "-fn", fs], capture_output=True, text=True)
+        r["fsck"] = "clean" if p.returncode == 0 else f"errors (e2fsck exit {p.returncode})"
+        r["fsck_where"] = "host, e2fsck -fn on the disk after QEMU exited"
+        if p.returncode:
+            r["fsck_output"] = (p.stdout + p.stderr)[-1500:]
+        r["bytes_on_disk"] = self._swap_bytes(raw)
+
+    def _swap_bytes(self, raw):
+        """Non-zero 4 KiB pages of the swap area after the header page (the disk starts
+        zeroed, so this is what the hibernator wrote), in bytes."""
+        g = self.guest
+        if self.swap == "file":
+            base = debian.ROOT_START_LBA * 512
+            runs = [(base + p * PAGE, n * PAGE) for p, n in g.info["swapfile_extents"]]
+        else:
+            start = (debian.ROOT_START_LBA + debian.ROOT_MIB * MiB // 512) * 512
+            runs = [(start, debian.SWAP_PART_MIB * MiB)]
+        zero = bytes(PAGE)
+        total, skip = 0, PAGE          # the swap header page is not the image
+        with open(raw, "rb") as f:
+            for off, length in runs:
+                f.seek(off)
+                left = length
+                while left:
+                    chunk = f.read(min(left, 4 * MiB))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+                    for i in range(0, len(chunk), PAGE):
+                        if skip:
+                            skip -= PAGE
+                            continue
+                        if chunk[i:i + PAGE] != zero:
+                            total += PAGE
+        return total
+
+
+def _line(out, tag):
+    for l in out.splitlines():
+        if l.startswith(tag):
+            return l
+    raise RunError(f"no {tag} line in the guest's output:\n{out[-1500:]}")
+
+
+# Serial lines that mark swsusp's phases (kernel/power/hibernate.c, swap.c, 6.1)
+SWSUSP_HIB = [("freeze", r"Freezing user space processes|Syncing filesystems"),
+              ("snapshot", r"PM: hibernation: Creating image|Creating hibernation image|"
+                           r"PM: hibernation: Preallocating"),
+              ("write", r"PM: Using \d+ thread|PM: Compressing and saving|PM: Saving image data"),
+              ("poweroff", r"PM: Image saving done|reboot: Power down")]
+SWSUSP_RES = [("kernel", r"Linux version"),
+              ("read", r"PM: Loading and decompressing|PM: Loading image data|Reading image"),
+              ("restore", r"PM: Image loading done|PM: hibernation: Read"),
+              ("userspace", r"^@@BACK")]
+
+
+def _phases(lines, t_go, hibernator):
+    """Host seconds from the hibernate command to each phase marker seen on the console."""
+    marks = SWSUSP_HIB if hibernator == "swsusp" else [
+        ("module", r"suspendos"), ("payload", r"^@@PAYLOAD start"),
+        ("written", r"^@@PAYLOAD done")]
+    out = {}
+    for name, pat in marks:
+        for t, l in lines:
+            if t >= t_go and re.search(pat, l):
+                out[name] = round(t - t_go, 2)
+                break
+    return out
+
+
+def _resume_phases(lines, hibernator):
+    marks = SWSUSP_RES if hibernator == "swsusp" else [
+        ("loader", r"^@@RESUME"), ("verified", r"^@@RESUME verified"),
+        ("restored", r"^@@RESUME restored"), ("userspace", r"^\{.*\"status\"|^@@BACK")]
+    out = {}
+    for name, pat in marks:
+        for t, l in lines:
+            if re.search(pat, l):
+                out[name] = round(t, 2)
+                break
+    return out
+
+
+def _swsusp_counts(lines):
+    out = {}
+    for _, l in lines:
+        m = re.search(r"Read (\d+) kbytes in ([\d.]+) seconds", l)
+        if m:
+            out["pages_saved"] = int(m.group(1)) // 4
+            out["swsusp_read_seconds"] = float(m.group(2))
+    return out
+
+
+def run_scenario(**kw):
+    return Scenario(**kw).run()
+
+
+def cmd(a):
+    """`suspendos qemu linux` (argparse in cli.py)."""
+    import sys
+    from ..sizes import parse_size
+    memory = parse_size(a.memory, "--memory")
+    dirty = parse_size(a.dirty_free, "--dirty-free") if a.dirty_free else None
+    r, ok = run_scenario(memory=memory, cpus=a.cpus, swap=a.swap, compress=a.compress,
+                         dirty_free=dirty, hibernator=a.hibernator,
+                         boot_normally=a.boot_normally, disk_bus=a.disk_bus,
+                         workdir=a.workdir, keep=a.keep)
+    if a.json:
+        print(json.dumps(r, indent=2))
+    else:
+        for k in ("status", "stale_image", "cpus_online", "md5_match", "process_continued",
+                  "fsck", "pages_saved", "free_pages_skipped", "bytes_on_disk",
+                  "hibernate_seconds", "resume_seconds"):
+            if k in r:
+                print(f"{k}: {r[k]}")
+    if not ok:
+        print("suspendos: qemu linux: the run did not pass (see the JSON)", file=sys.stderr)
+        return 1
+    return 0
