@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from linux_vs_swsusp import loadavg, med  # noqa: E402
 
+from suspendos.linuxvm.debian import build_guest  # noqa: E402
 from suspendos.linuxvm.runner import run_scenario  # noqa: E402
 from suspendos.sizes import parse_size  # noqa: E402
 
@@ -79,6 +81,11 @@ def main(argv=None):
         if c not in CASES:
             raise SystemExit(f"unknown case {c}")
     memory = parse_size(a.memory, "--memory")
+    # one guest for every run (built now if needed): edits to the tree while the benchmark
+    # runs must not give later runs another guest
+    guest = build_guest(log=log)
+    os.environ["SOS_DEBIAN_GUEST"] = str(guest.dir)
+    log(f"guest {guest.dir.name}")
     runs = []
     for rep in range(1, a.reps + 1):
         k = (rep - 1) % len(cases)
@@ -102,7 +109,7 @@ def main(argv=None):
             a.json.parent.mkdir(parents=True, exist_ok=True)
             a.json.write_text(json.dumps(
                 {"memory": a.memory, "cpus": a.cpus, "swap": a.swap, "reps": a.reps,
-                 "summary": summary, "ours_over_swsusp": ratios, "runs": runs}, indent=2))
+                 "guest": guest.dir.name, "summary": summary, "ours_over_swsusp": ratios, "runs": runs}, indent=2))
     print(json.dumps({"summary": summary, "ours_over_swsusp": ratios}, indent=2))
     return 0
 

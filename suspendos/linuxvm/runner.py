@@ -24,6 +24,7 @@ Every boot gets the same base command line (debian.BASE_APPEND: memmap=, no5lvl,
 import asyncio
 import json
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -65,6 +66,7 @@ class Scenario:
         self.hibernator, self.boot_normally = hibernator, boot_normally
         self.log = log
         self.keep = keep
+        self.own_work = not workdir        # a temporary folder: removed after a passing run
         self.work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sos-qlinux-"))
         self.work.mkdir(parents=True, exist_ok=True)
         self.result = {"hibernator": hibernator, "cpus": cpus, "memory_mib": memory // MiB,
@@ -97,6 +99,8 @@ class Scenario:
             asyncio.run(self._hibernate_boot())
             asyncio.run(self._second_boot())
             self._fsck_and_measure()
+        except RunError as e:
+            raise RunError(f"{e}\n  serial logs: {self.work}") from None
         finally:
             self.result["run_seconds"] = round(time.monotonic() - t0, 1)
             if not self.keep:
@@ -107,6 +111,10 @@ class Scenario:
               and r.get("fsck") == "clean" and r.get("cpus_online") == self.cpus)
         if self.boot_normally:
             ok = r.get("stale_image") == "discarded" and r.get("fsck") == "clean"
+        if ok and self.own_work and not self.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+        else:
+            r["logs"] = str(self.work)
         return r, bool(ok)
 
     async def _hibernate_boot(self):
