@@ -13,7 +13,9 @@ by a hash of its inputs so a change rebuilds only what depends on it:
                        partition 2 a swap partition (mkswap); vmlinuz and initrd.img copied
                        out of /boot; then one provisioning boot makes /swapfile the
                        distribution way (fallocate + mkswap, in the guest: mkfs.ext4 -d
-                       would copy a file of zeros as holes) and records its resume_offset.
+                       would copy a file of zeros as holes), writes it out once (dd: what
+                       `suspendos hibernate` asks of fallocated swap files) and records its
+                       resume_offset and extents.
 
 SOS_DEBIAN_GUEST=DIR uses a built guest directory as it is (while developing the runner,
 whose own changes would otherwise rebuild the guest). Runs never write to the cached disk: each gets a qcow2 overlay (`overlay()`), so it starts
@@ -215,26 +217,10 @@ def _configure(root, abi):
             m.symlink_to("/dev/null")
 
 
-def _module_sources(dst):
-    """linux/ and the generated suspendos_abi.h, as build_module() lays them out."""
-    from ..sources import source_dir
-    src = source_dir("builder").parent / "linux"
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in ("suspendos.c", "suspendos_linux.h", "Kbuild"):
-        shutil.copy(src / f, dst / f)
-    abi_h = _run([sys.executable, "-m", "suspendos.formats.cheader"], "cheader")
-    (dst / "suspendos_abi.h").write_text(abi_h.replace("#include <stdint.h>",
-                                                       "#include <linux/types.h>"))
-
-
 def _guest_files_digest():
     h = hashlib.sha256()
     for rel, (mode, text) in sorted(GUEST_FILES.items()):
         h.update(f"{rel}\0{mode}\0{text}\0".encode())
-    from ..sources import source_dir
-    for f in ("suspendos.c", "suspendos_linux.h", "Kbuild"):
-        p = source_dir("builder").parent / "linux" / f
-        h.update(p.read_bytes() if p.exists() else b"")
     return h.hexdigest()[:16]
 
 
@@ -278,6 +264,13 @@ def build_guest(abi=None, log=print):
         return Guest(_publish(tmp, d))
 
 
+PREBUILD_MODULE = """
+import sys
+from suspendos.linuxhost import host, module
+print(module.cached_module(host.Host(release=sys.argv[1])))
+"""
+
+
 def _assemble(tar, wheels, abi, work, out):
     root = work / "root"
     root.mkdir()
@@ -290,15 +283,10 @@ def _assemble(tar, wheels, abi, work, out):
           "--find-links", "/tmp/wheels", "suspendos"], "pip install (guest)", blog)
     shutil.rmtree(root / "tmp/wheels")
     os.symlink("/opt/suspendos/bin/suspendos", root / "usr/local/sbin/suspendos")
-    # suspendos.ko for the guest's kernel, built in the guest's own tree with its headers
-    msrc = root / "opt/suspendos/linux"
-    _module_sources(msrc)
-    _run(["chroot", str(root), "make", "-C", f"/lib/modules/{abi}/build",
-          "M=/opt/suspendos/linux", "modules"], "kbuild suspendos.ko (guest)", blog)
-    kdir = root / f"lib/modules/{abi}/extra"
-    kdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(msrc / "suspendos.ko", kdir / "suspendos.ko")
-    _run(["chroot", str(root), "depmod", abi], "depmod", blog)
+    # suspendos.ko for the guest's kernel, built once here (in the guest's own tree, with its
+    # headers and gcc) into the cache `suspendos hibernate` looks in, as it would build it
+    _run(["chroot", str(root), "/opt/suspendos/bin/python", "-c", PREBUILD_MODULE, abi],
+         "kbuild suspendos.ko (guest)", blog)
     _configure(root, abi)
     for name, dst in ((f"vmlinuz-{abi}", "vmlinuz"), (f"initrd.img-{abi}", "initrd.img")):
         shutil.copy(root / "boot" / name, out / dst)
@@ -332,6 +320,12 @@ async def _provision(guest, tmp):
         await vm.run(f"fallocate -l {SWAP_FILE_MIB}M {SWAP_FILE} && chmod 600 {SWAP_FILE} && "
                      f"mkswap -L sosswapfile {SWAP_FILE} >/dev/null && swapon {SWAP_FILE} && "
                      f"swapoff {SWAP_FILE}", timeout=300)
+        # fallocate leaves the blocks unwritten; `suspendos hibernate` refuses those (a read
+        # through ext4 gives zeros whatever the disk holds) and names this fix: write the
+        # file out once. Both hibernators then use the same, fully written swap file.
+        await vm.run(f"dd if=/dev/zero of={SWAP_FILE} bs=1M count={SWAP_FILE_MIB} "
+                     f"conv=notrunc,fsync status=none && mkswap -L sosswapfile {SWAP_FILE} "
+                     f">/dev/null && swapon {SWAP_FILE} && swapoff {SWAP_FILE}", timeout=900)
         off = await vm.run("sos-swapfile-offset " + SWAP_FILE, timeout=60)
         frag = await vm.run("filefrag -v " + SWAP_FILE, timeout=60)
         await vm.poweroff()

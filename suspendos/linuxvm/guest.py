@@ -118,24 +118,6 @@ done
 echo "@@CHECK {\\"md5_match\\": $md5, \\"process_continued\\": $cont, \\"cpus_online\\": $online, \\"cpus_ran\\": $ran, \\"cpus_present\\": \\"$present\\"}"
 """
 
-# Until `suspendos hibernate` exists in the package: the steps it stands for, by hand (the
-# flow of tests/test_linux_qemu.py). $1 = the swap area, /root/blob = the payload the host
-# built for the target this guest printed. Prints one JSON line after any return.
-HAND_HIBERNATE = """#!/bin/bash
-area=$1
-swapoff "$area" 2>/dev/null
-modprobe suspendos || { echo '{"status": "error", "message": "modprobe suspendos"}'; exit 1; }
-printf SOSIMAGE01 | dd of="$area" bs=1 seek=4086 conv=notrunc,fsync status=none
-cat /root/blob > /dev/suspendos || { echo '{"status": "error", "message": "blob refused"}'; exit 1; }
-sync
-echo "go serial=0x3f8" > /sys/class/misc/suspendos/hibernate
-rc=$?
-read st code pages rest < /sys/class/misc/suspendos/status
-printf SWAPSPACE2 | dd of="$area" bs=1 seek=4086 conv=notrunc,fsync status=none
-swapon "$area"
-echo "{\\"status\\": \\"$st\\", \\"rc\\": $rc, \\"pages_saved\\": ${pages:-0}, \\"cpus_online\\": $(nproc), \\"by_hand\\": true}"
-"""
-
 # Baked into the guest image (debian.py): the console itself.
 GUEST_FILES = {
     "/etc/systemd/system/sos-console.service": (0o644, CONSOLE_UNIT),
@@ -146,7 +128,6 @@ GUEST_FILES = {
 # Typed into the guest by the runner at every boot (realvm.GuestVM.install_scripts), so
 # changing them does not rebuild the guest.
 RUNTIME_FILES = {
-    "/usr/local/sbin/sos-hand-hibernate": (0o755, HAND_HIBERNATE),
     "/usr/local/sbin/sos-swapfile-offset": (0o755, SWAPFILE_OFFSET),
     "/usr/local/sbin/sos-counter": (0o755, COUNTER),
     "/usr/local/sbin/sos-workset": (0o755, WORKSET),

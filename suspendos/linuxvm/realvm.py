@@ -37,9 +37,10 @@ class GuestVM:
     """A running boot of the guest. `kernel=None` boots Debian's kernel and initrd with
     BASE_APPEND + `append`; any other kernel (the resume loader) is booted alone."""
 
-    def __init__(self, guest, disk, memory, cpus, log_path=None, append="", kernel=None):
+    def __init__(self, guest, disk, memory, cpus, log_path=None, append="", kernel=None,
+                 initrd=None):
         if kernel is None:
-            args = guest_args(memory, cpus, disk, guest.vmlinuz, guest.initrd,
+            args = guest_args(memory, cpus, disk, guest.vmlinuz, initrd or guest.initrd,
                               f"{BASE_APPEND} {append}".strip())
         else:
             args = guest_args(memory, cpus, disk, kernel)

@@ -66,6 +66,7 @@ class Scenario:
         self.hibernator, self.boot_normally = hibernator, boot_normally
         self.log = log
         self.keep = keep
+        self.own_work = not workdir        # a temporary folder: removed after a passing run
         self.work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sos-qlinux-"))
         self.work.mkdir(parents=True, exist_ok=True)
         self.result = {"hibernator": hibernator, "cpus": cpus, "memory_mib": memory // MiB,
@@ -98,6 +99,8 @@ class Scenario:
             asyncio.run(self._hibernate_boot())
             asyncio.run(self._second_boot())
             self._fsck_and_measure()
+        except RunError as e:
+            raise RunError(f"{e}\n  serial logs: {self.work}") from None
         finally:
             self.result["run_seconds"] = round(time.monotonic() - t0, 1)
             if not self.keep:
@@ -108,6 +111,10 @@ class Scenario:
               and r.get("fsck") == "clean" and r.get("cpus_online") == self.cpus)
         if self.boot_normally:
             ok = r.get("stale_image") == "discarded" and r.get("fsck") == "clean"
+        if ok and self.own_work and not self.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+        else:
+            r["logs"] = str(self.work)
         return r, bool(ok)
 
     async def _hibernate_boot(self):
@@ -126,6 +133,13 @@ class Scenario:
                 await self._swsusp_prepare(vm)
                 cmd = "echo disk > /sys/power/state"
             else:
+                if self.boot_normally:
+                    # the stale-image guard: initramfs hook + check, initramfs rebuilt in the
+                    # guest (the next boot's initrd is then read back from the disk)
+                    out = await vm.run(f"suspendos install-resume --no-grub --swap "
+                                       f"{self.swap_area()}", 1800)
+                    r["install_resume"] = [l for l in out.splitlines()
+                                           if l.startswith("installed")]
                 cmd = await self._ours_prepare(vm)
             # the line just before the command, then the command, then the first line back
             await vm.send(f"sync; echo @@HIBERNATE-GO; {cmd}; echo \"@@BACK rc=$?\"\n")
@@ -154,36 +168,22 @@ class Scenario:
         self.result["swsusp_resume"] = " ".join(out.split()[:2])
 
     async def _ours_prepare(self, vm):
-        """`suspendos hibernate --prepare`, then the plan (the target) for the loader; by hand
-        (target linux in the guest, blob and loader built here) while the package has no
-        `hibernate` command."""
-        c, area = self.compress, self.swap_area()
-        has = await vm.run("suspendos hibernate --help >/dev/null 2>&1 && echo yes || echo no")
-        if has.strip().endswith("yes"):
-            swap = f"--swap {area} --compress {c}"
-            await vm.run(f"suspendos hibernate {swap} --prepare", 900)
-            plan = await vm.run(f"suspendos hibernate {swap} --dry-run --json", 300)
-            self.plan = json.loads(plan[plan.index("{"):])
-            self._build_loader(self.plan["target_toml"])
-            self.result["hibernate_command"] = "suspendos hibernate"
-            return f"suspendos hibernate {swap} --json"
-        self.result["hibernate_command"] = "by hand (module + target linux + build)"
-        toml = await vm.run(f"swapoff {area}; suspendos target linux --swap {area} "
-                            f"--compress {c} --no-framebuffer -o /root/t.toml && "
-                            "cat /root/t.toml", 600)
-        target = self._build_loader(toml)
-        from ..build.payload import build_payload
-        import base64
-        import hashlib
-        blob = build_payload(target).blob
-        b64 = base64.encodebytes(blob).decode()
-        out = await vm.run(f"base64 -d > /root/blob <<'SOSEOF'\n{b64}SOSEOF\n"
-                           "md5sum < /root/blob", 300)
-        if hashlib.md5(blob).hexdigest() not in out:
-            raise RunError(f"the blob did not reach the guest intact: {out[-300:]}")
-        return f"sos-hand-hibernate {area}"
+        """`suspendos hibernate --prepare` (blob and module built and cached in the guest,
+        outside the timed window), then the plan's target, for which the resume loader is
+        built here. Returns the command the guest runs."""
+        swap = f"--swap {self.swap_area()} --compress {self.compress}"
+        out = await vm.run(f"suspendos hibernate {swap} --prepare --json", 1200)
+        prep = json.loads(out[out.index("{"):])
+        plan = await vm.run(f"suspendos hibernate {swap} --dry-run --json", 300)
+        self.plan = json.loads(plan[plan.index("{"):])
+        self.result["plan_notes"] = self.plan.get("notes")
+        if prep.get("target_toml") != self.plan["target_toml"]:
+            raise RunError("the guest's target changed between --prepare and --dry-run")
+        self._build_loader(self.plan["target_toml"])
+        return f"suspendos hibernate {swap} --serial 0x3f8 --json"
 
     def _build_loader(self, toml):
+        """The resume loader for the target the guest printed, booted with -kernel."""
         from ..build.resume import build_resume_loader
         from ..qemu.machine import DEBUG_EXIT_PORT
         from ..target import loads
@@ -195,14 +195,17 @@ class Scenario:
 
     async def _second_boot(self):
         g, r = self.guest, self.result
+        initrd = None
         if self.boot_normally:
             kernel, append = None, ""
+            if self.hibernator == "suspendos":
+                initrd = self._initrd_from_disk()
         elif self.hibernator == "swsusp":
             kernel, append = None, self.append(g)
         else:
             kernel, append = self.loader, ""
         async with GuestVM(g, self.disk, self.memory, self.cpus, self.work / "resume.log",
-                           append=append, kernel=kernel) as vm:
+                           append=append, kernel=kernel, initrd=initrd) as vm:
             if self.boot_normally:
                 await self._normal_boot_checks(vm)
             else:
@@ -228,25 +231,51 @@ class Scenario:
             r["poweroff_exit_code"] = await vm.poweroff()
 
     async def _normal_boot_checks(self, vm):
+        """A normal boot after a hibernation: the initramfs check must have discarded the
+        image before the root was mounted, and the area must be swap again."""
         r = self.result
         await vm.ready()
         area = self.swap_area()
-        if self.swap == "file":
-            sig = f"dd if={area} bs=1 skip=4086 count=10 2>/dev/null"
-        else:
-            sig = f"dd if={area} bs=1 skip=4086 count=10 2>/dev/null"
-        out = await vm.run(f"{sig}; echo; swapon --show=NAME --noheadings; "
-                           "journalctl -b -o cat | grep -i -E 'suspendos|stale' | tail -5", 120)
-        r["swap_signature_after_boot"] = out.splitlines()[0] if out else ""
-        r["stale_image"] = "discarded" if "SWAPSPACE2" in out.splitlines()[0] else "present"
-        r["normal_boot_log"] = out.splitlines()[1:]
+        out = await vm.run(f"dd if={area} bs=1 skip=4086 count=10 2>/dev/null; echo; "
+                           f"swapon --show=NAME --noheadings", 120)
+        sig = out.splitlines()[0].strip() if out else ""
+        said = [l for _, l in vm.lines if "suspendos: discarded" in l]
+        r["swap_signature_after_boot"] = sig
+        r["stale_image_message"] = said[0] if said else None
+        r["swap_active_after_boot"] = area in out.splitlines()[1:] if self.swap == "file" \
+            else None
+        r["stale_image"] = "discarded" if sig == "SWAPSPACE2" and said else \
+            ("present" if sig == "SOSIMAGE01" else f"unclear ({sig!r})")
+        out = await vm.run("sos-check", 300)
+        check = json.loads(_line(out, "@@CHECK").split(" ", 1)[1])
+        r["cpus_online"] = check["cpus_online"]
+
+    def _raw(self):
+        """The run's disk as a raw file (the overlay flattened), for tools that read ext4."""
+        raw = self.work / "disk.raw"
+        raw.unlink(missing_ok=True)
+        subprocess.run(["qemu-img", "convert", "-O", "raw", str(self.disk), str(raw)],
+                       check=True, capture_output=True)
+        return raw
+
+    def _initrd_from_disk(self):
+        """/boot/initrd.img as the guest left it (install-resume rebuilt it), read from the
+        ext4 root with debugfs (nothing mounted)."""
+        raw = self._raw()
+        out = self.work / "initrd.img"
+        name = f"/boot/initrd.img-{self.guest.abi}"
+        p = subprocess.run(["debugfs", "-R", f"dump {name} {out}",
+                            f"{raw}?offset={debian.ROOT_START_LBA * 512}"],
+                           capture_output=True, text=True)
+        raw.unlink()
+        if p.returncode or not out.exists() or not out.stat().st_size:
+            raise RunError(f"debugfs could not read {name}: {p.stderr.strip()[-300:]}")
+        return out
 
     # ---- after QEMU: fsck on the host, bytes on the swap area ----------------------------
     def _fsck_and_measure(self):
         r = self.result
-        raw = self.work / "disk.raw"
-        subprocess.run(["qemu-img", "convert", "-O", "raw", str(self.disk), str(raw)],
-                       check=True, capture_output=True)
+        raw = self._raw()
         fs = f"{raw}?offset={debian.ROOT_START_LBA * 512}"
         p = subprocess.run(["e2fsck", "-fn", fs], capture_output=True, text=True)
         r["fsck"] = "clean" if p.returncode == 0 else f"errors (e2fsck exit {p.returncode})"
@@ -294,8 +323,8 @@ def _line(out, tag):
 
 # Serial lines that mark swsusp's phases (kernel/power/hibernate.c, swap.c, 6.1)
 SWSUSP_HIB = [("freeze", r"Freezing user space processes|Syncing filesystems"),
-              ("snapshot", r"PM: hibernation: Creating image|Creating hibernation image|"
-                           r"PM: hibernation: Preallocating"),
+              ("preallocate", r"PM: hibernation: Preallocating"),
+              ("snapshot", r"PM: hibernation: Creating image"),
               ("write", r"PM: Using \d+ thread|PM: Compressing and saving|PM: Saving image data"),
               ("poweroff", r"PM: Image saving done|reboot: Power down")]
 SWSUSP_RES = [("kernel", r"Linux version"),

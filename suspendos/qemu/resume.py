@@ -172,7 +172,9 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
             run_guest(args, target, memory, progress=progress, on_line=log,
                       on_pause=pause if (ram_dump or on_pause or host_ram_dump or on_release)
                       else None,
-                      stop_at_pause=False,    # a held read would make QMP stop hang
+                      # QMP stop would hang on a read blkdebug holds: the guest spins at its
+                      # pauses instead, except for on_release, which stops and restarts it
+                      stop_at_pause=on_release is not None and inject is None,
                       before_cont=stall_first_read if inject == "read-stall" else None))
     outcome = log.outcome
     if not outcome and exit_value is not None and EXIT_REFUSED < exit_value <= EXIT_FAULT:

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""A real Debian 12 guest hibernated from the inside, suspendos against the kernel's own
+hibernation (swsusp), on the same guest, same data, same kernel command line (issue 11).
+
+    python bench/linux_real.py [--reps 5] [--memory 1G] [--cpus 2] [--swap file]
+                               [--cases swsusp-lzo,ours-lz4,swsusp-nocompress,ours-none]
+                               [--json bench/results/linux_real.json] [--workdir DIR]
+
+Every case is one `suspendos qemu linux` run (suspendos/linuxvm/runner.py) on a new qcow2
+overlay of the cached guest: boot, working set (tmpfs + md5s, a counter process, a file on
+ext4), free memory dirtied (40 % of RAM of random data written to a file, then deleted),
+hibernate from the guest's shell, resume, checks, clean power-off, e2fsck -fn on the host.
+
+Same for both: the guest disk (debian.py), the QEMU machine (q35, ICH9 AHCI, TCG, -smp N,
+multi-threaded TCG), the base command line (memmap= for suspendos' region on both, no5lvl,
+loglevel=7 on both); swsusp adds only resume=/resume_offset= and, for nocompress,
+`hibernate=nocompress`; /sys/power/disk = shutdown (S5, as ours powers off).
+
+Timers are host clocks only: hibernate_seconds = the guest's line just before the command
+to QEMU's exit; resume_seconds = QEMU's start to the first line the resumed userspace
+prints. The per-phase split is the host time at which each phase's console line arrived
+(runner._phases / _resume_phases). bytes_on_disk = non-zero 4 KiB pages of the swap area
+after the run (the disk starts zeroed). Repetitions are interleaved, the case order rotated
+by one each repetition; the host's load average is recorded with each run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from linux_vs_swsusp import loadavg, med  # noqa: E402
+
+from suspendos.linuxvm.debian import build_guest  # noqa: E402
+from suspendos.linuxvm.runner import run_scenario  # noqa: E402
+from suspendos.sizes import parse_size  # noqa: E402
+
+CASES = {"swsusp-lzo": ("swsusp", "lz4"), "ours-lz4": ("suspendos", "lz4"),
+         "swsusp-nocompress": ("swsusp", "none"), "ours-none": ("suspendos", "none")}
+KEYS = ("hibernate_seconds", "resume_seconds", "bytes_on_disk", "pages_saved",
+        "free_pages_skipped", "boot_seconds")
+
+
+def log(msg):
+    print(f"[linux_real] {msg}", file=sys.stderr, flush=True)
+
+
+def summarize(runs):
+    s = {}
+    for c in CASES:
+        rs = [r for r in runs if r["case"] == c]
+        if rs:
+            s[c] = {k: med(r.get(k) for r in rs) for k in KEYS}
+            s[c]["ok"] = f"{sum(r['ok'] for r in rs)}/{len(rs)}"
+    ratios = {}
+    for ours in ("ours-lz4", "ours-none"):
+        for base in ("swsusp-lzo", "swsusp-nocompress"):
+            if ours in s and base in s:
+                ratios[f"{ours} / {base}"] = {
+                    k: round(s[ours][k] / s[base][k], 3) if s[ours][k] and s[base][k] else None
+                    for k in ("hibernate_seconds", "resume_seconds", "bytes_on_disk")}
+    return s, ratios
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--memory", default="1G")
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--swap", default="file", choices=("file", "partition"))
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "linux_real.json")
+    ap.add_argument("--workdir", type=Path)
+    a = ap.parse_args(argv)
+    cases = a.cases.split(",")
+    for c in cases:
+        if c not in CASES:
+            raise SystemExit(f"unknown case {c}")
+    memory = parse_size(a.memory, "--memory")
+    # one guest for every run (built now if needed): edits to the tree while the benchmark
+    # runs must not give later runs another guest
+    guest = build_guest(log=log)
+    os.environ["SOS_DEBIAN_GUEST"] = str(guest.dir)
+    log(f"guest {guest.dir.name}")
+    runs = []
+    for rep in range(1, a.reps + 1):
+        k = (rep - 1) % len(cases)
+        for c in cases[k:] + cases[:k]:
+            hib, comp = CASES[c]
+            la, t0 = loadavg(), time.time()
+            wd = (a.workdir / f"r{rep}-{c}") if a.workdir else None
+            try:
+                r, ok = run_scenario(memory=memory, cpus=a.cpus, swap=a.swap, compress=comp,
+                                     hibernator=hib, workdir=wd, log=log)
+            except Exception as e:      # noqa: BLE001 - recorded, the benchmark goes on
+                r, ok = {"error": f"{type(e).__name__}: {str(e)[:2000]}"}, False
+            r.update(case=c, rep=rep, ok=ok, load_before=round(la, 2),
+                     load_after=round(loadavg(), 2),
+                     started=time.strftime("%H:%M:%S", time.gmtime(t0)))
+            runs.append(r)
+            log(f"rep {rep} {c}: ok={ok} hibernate {r.get('hibernate_seconds')} s, resume "
+                f"{r.get('resume_seconds')} s, {r.get('bytes_on_disk')} bytes on disk, "
+                f"load {la:.1f}")
+            summary, ratios = summarize(runs)
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps(
+                {"memory": a.memory, "cpus": a.cpus, "swap": a.swap, "reps": a.reps,
+                 "guest": guest.dir.name, "summary": summary, "ours_over_swsusp": ratios, "runs": runs}, indent=2))
+    print(json.dumps({"summary": summary, "ours_over_swsusp": ratios}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
