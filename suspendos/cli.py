@@ -482,6 +482,8 @@ def parser():
     idc.set_defaults(func=cmd_image_discard, writes=("area",))
     add_linux_host_parsers(sub)
 
+    sub.add_parser("demo", add_help=False, help="the main job: hibernate a QEMU machine, check "
+                   "every page, resume it (suspendos demo --help)")
     bn = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     bc = bn.add_parser("compress", add_help=False,
                        help="our LZ4 against liblz4 (suspendos bench compress --help)")
@@ -549,6 +551,9 @@ def main(argv=None):
     try:
         if argv[:2] == ["bench", "compress"]:     # its options are its own module's
             return cmd_bench_compress(argv[2:])
+        if argv[:1] == ["demo"]:                  # the main job (suspendos/demo.py)
+            from .demo import main as demo_main
+            return demo_main(argv[1:])
         if argv[:1] in (["hibernate"], ["install-resume"]):   # runs under the clock: none of
             return linux_host_main(argv)                      # the other commands' imports
         args = parser().parse_args(argv)
