@@ -20,44 +20,35 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runner import run_cli, suspendos_cmd  # noqa: E402
 
 MIXES = {"default": None, "e2e": "70,6,7,17"}
 MODES = ("lz4", "lz4+key")
 CPUS = (1, 2)
 
 
-def suspendos_cmd():
-    exe = Path(sys.executable).parent / "suspendos"
-    return [str(exe)] if exe.exists() else [shutil.which("suspendos") or "suspendos"]
-
-
 def run(args):
+    """One `suspendos` run through the shared runner (bench/_runner.py); a failure ends the
+    benchmark with its message."""
     load = os.getloadavg()[0]
-    t0 = time.monotonic()
-    p = subprocess.run(suspendos_cmd() + [str(a) for a in args], capture_output=True, text=True,
-                       timeout=3600)
-    wall = time.monotonic() - t0
-    try:
-        out = json.loads(p.stdout)
-    except json.JSONDecodeError:
-        raise SystemExit(f"suspendos {' '.join(map(str, args))} gave no JSON:\n{p.stderr}")
-    out.update(wall_seconds=round(wall, 2), load1=round(load, 2), exit=p.returncode)
-    if p.returncode:
-        raise SystemExit(f"suspendos {' '.join(map(str, args))} failed:\n{p.stderr}")
+    out = run_cli([str(a) for a in args])
+    if not out.get("ok"):
+        raise SystemExit(f"{out['command']} failed: {out.get('error') or out.get('message')}")
+    out.update(wall_seconds=out["host_wall_s"], load1=round(load, 2), exit=0)
     return out
 
 
-def suspend(work, memory, mix, mode, cpus, key, extra=()):
+def suspend_case(work, memory, mix, mode, cpus, key, extra=()):
     disk = work / "disk.img"
     disk.unlink(missing_ok=True)
-    args = ["qemu", "suspend", "--memory", memory, "--disk", disk, "--cpus", cpus, "--json",
-            "--quiet", *(["--mix", mix] if mix else []), *extra]
+    args = ["qemu", "suspend", "--memory", memory, "--disk", disk, "--cpus", cpus,
+            *(["--mix", mix] if mix else []), *extra]
     if mode.startswith("lz4"):
         args += ["--compress", "lz4"]
     if mode.endswith("+key"):
@@ -65,9 +56,8 @@ def suspend(work, memory, mix, mode, cpus, key, extra=()):
     return run(args)
 
 
-def resume(work, memory, mode, cpus, key):
-    args = ["qemu", "resume", "--memory", memory, "--disk", work / "disk.img", "--cpus", cpus,
-            "--json", "--quiet"]
+def resume_case(work, memory, mode, cpus, key):
+    args = ["qemu", "resume", "--memory", memory, "--disk", work / "disk.img", "--cpus", cpus]
     if mode.endswith("+key"):
         args += ["--key", key]
     return run(args)
@@ -97,17 +87,17 @@ def main():
         order = configs[rep % len(configs):] + configs[:rep % len(configs)]
         for mix, mode, cpus in order:
             name = f"{mix}/{mode}/cpus{cpus}"
-            s = suspend(a.workdir, a.memory, MIXES[mix], mode, cpus, key)
-            r = resume(a.workdir, a.memory, mode, cpus, key)
+            s = suspend_case(a.workdir, a.memory, MIXES[mix], mode, cpus, key)
+            r = resume_case(a.workdir, a.memory, mode, cpus, key)
             runs["suspend"].setdefault(name, []).append(s)
             runs["resume"].setdefault(name, []).append(r)
             print(f"rep {rep} {name}: suspend {s['seconds']} s (wall {s['wall_seconds']}), "
                   f"resume {r['seconds']} s (wall {r['wall_seconds']}), load {s['load1']}",
                   file=sys.stderr)
-        c = suspend(a.workdir, a.memory, None, "none", 1, key, ["--raw-ceiling"])
+        c = suspend_case(a.workdir, a.memory, None, "none", 1, key, ["--raw-ceiling"])
         runs["ceiling"].append(c)
         for cpus in CPUS:
-            runs["none"][cpus].append(suspend(a.workdir, a.memory, None, "none", cpus, key))
+            runs["none"][cpus].append(suspend_case(a.workdir, a.memory, None, "none", cpus, key))
         print(f"rep {rep}: ceiling {c['mb_per_s']} MB/s, uncompressed "
               f"{runs['none'][1][-1]['mb_per_s']} / {runs['none'][2][-1]['mb_per_s']} MB/s",
               file=sys.stderr)

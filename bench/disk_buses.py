@@ -15,38 +15,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runner import run_cli  # noqa: E402
 
 BUSES = ("ahci", "nvme", "virtio")
 
 
-def suspendos_cmd():
-    exe = Path(sys.executable).parent / "suspendos"
-    return [str(exe)] if exe.exists() else [shutil.which("suspendos") or "suspendos"]
-
-
 def run(args):
-    t = time.monotonic()
-    p = subprocess.run([*suspendos_cmd(), *args], capture_output=True, text=True, timeout=3600)
-    wall = time.monotonic() - t
-    try:
-        out = json.loads(p.stdout)
-    except json.JSONDecodeError:
-        raise SystemExit(f"suspendos {' '.join(args)} failed: {p.stderr.strip()}")
-    if p.returncode:
-        raise SystemExit(f"suspendos {' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
-    return wall, out
+    """One `suspendos` run through the shared runner (bench/_runner.py): (host wall seconds,
+    its JSON); a failure ends the benchmark with its message."""
+    out = run_cli(args)
+    if not out.get("ok"):
+        raise SystemExit(f"{out['command']} failed: {out.get('error') or out.get('message')}")
+    return out["host_wall_s"], out
 
 
 def one_round(work: Path, memory: str, bus: str):
     disk = work / f"{bus}.img"
     disk.unlink(missing_ok=True)
-    flags = ["--memory", memory, "--disk", str(disk), "--json", "--quiet", "--disk-bus", bus]
+    flags = ["--memory", memory, "--disk", str(disk), "--disk-bus", bus]
     s_wall, s = run(["qemu", "suspend", *flags, "--compress", "none"])
     r_wall, r = run(["qemu", "resume", *flags])
     disk.unlink(missing_ok=True)
