@@ -66,6 +66,29 @@ def summarize(runs):
     return s, ratios
 
 
+def markdown(data):
+    """The BENCHMARKS.md tables for a result file (python bench/linux_real.py --markdown F)."""
+    s, ratios = data["summary"], data["ours_over_swsusp"]
+    out = ["| case | runs ok | hibernate s | resume s | bytes on disk (MB) | pages saved | "
+           "free pages left out |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for c, v in s.items():
+        mb = f"{v['bytes_on_disk'] / 1e6:.1f}" if v["bytes_on_disk"] else "-"
+        out.append(f"| {c} | {v['ok']} | {v['hibernate_seconds']} | {v['resume_seconds']} | "
+                   f"{mb} | {v['pages_saved']} | {v['free_pages_skipped'] or '-'} |")
+    out += ["", "| ours ÷ swsusp (medians) | hibernate_seconds | resume_seconds | bytes on disk |",
+            "| --- | --- | --- | --- |"]
+    for k, v in ratios.items():
+        out.append(f"| {k} | {v['hibernate_seconds']} | {v['resume_seconds']} | "
+                   f"{v['bytes_on_disk']} |")
+    out += ["", "| run | load | hibernate phases (s after the command) | resume phases (s after "
+            "QEMU start) |", "| --- | --- | --- | --- |"]
+    for r in data["runs"]:
+        ph = ", ".join(f"{k} {t}" for k, t in (r.get("hibernate_phases") or {}).items())
+        rp = ", ".join(f"{k} {t}" for k, t in (r.get("resume_phases") or {}).items())
+        out.append(f"| r{r['rep']} {r['case']} | {r['load_before']} | {ph} | {rp} |")
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=5)
@@ -75,7 +98,14 @@ def main(argv=None):
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "linux_real.json")
     ap.add_argument("--workdir", type=Path)
+    ap.add_argument("--first-rep", type=int, default=1, help="number the repetitions from here "
+                    "(continuing an interrupted benchmark; the case order follows the number)")
+    ap.add_argument("--merge", type=Path, help="a previous JSON whose runs are kept")
+    ap.add_argument("--markdown", type=Path, help="only print the tables for this result file")
     a = ap.parse_args(argv)
+    if a.markdown:
+        print(markdown(json.loads(a.markdown.read_text())))
+        return 0
     cases = a.cases.split(",")
     for c in cases:
         if c not in CASES:
@@ -86,8 +116,8 @@ def main(argv=None):
     guest = build_guest(log=log)
     os.environ["SOS_DEBIAN_GUEST"] = str(guest.dir)
     log(f"guest {guest.dir.name}")
-    runs = []
-    for rep in range(1, a.reps + 1):
+    runs = json.loads(a.merge.read_text())["runs"] if a.merge else []
+    for rep in range(a.first_rep, a.first_rep + a.reps):
         k = (rep - 1) % len(cases)
         for c in cases[k:] + cases[:k]:
             hib, comp = CASES[c]
