@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fuzz_rss import rss_limit_mb
 
 import atheris  # noqa: F401,E402  (a test dependency: setup.cfg [test])
 
@@ -33,7 +34,8 @@ def runs(tmp_path_factory):
         elif which == "blob":
             corpus = []     # the harness builds a real blob as its seed
         cmd = [sys.executable, str(HARNESS), which, f"-max_total_time={SECONDS}",
-               "-timeout=10", "-rss_limit_mb=3000", f"-artifact_prefix={base}/{which}-",
+               "-timeout=10", f"-rss_limit_mb={rss_limit_mb(3000)}", "-malloc_limit_mb=3000",
+               f"-artifact_prefix={base}/{which}-",
                *corpus]
         procs[which] = subprocess.Popen(cmd, env=env, cwd=base, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fuzz_rss import rss_limit_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("suspendos_fuzz_build", ROOT / "tests/fuzz/build.py")
@@ -41,7 +42,8 @@ def runs(tmp_path_factory):
         art.mkdir()
         log = open(base / f"{name}.log", "w+")
         cmd = [str(exe), f"-max_total_time={FUZZ_SECONDS}", f"-runs={MAX_RUNS}",
-               "-timeout=10", "-rss_limit_mb=2048", "-max_len=8192", "-print_final_stats=1",
+               "-timeout=10", f"-rss_limit_mb={rss_limit_mb(2048)}", "-malloc_limit_mb=2048",
+               "-max_len=8192", "-print_final_stats=1",
                f"-artifact_prefix={art}/", str(new), str(fuzzbuild.CORPUS / name)]
         procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log, art)
     out = {}
