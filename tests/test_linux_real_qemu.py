@@ -5,7 +5,11 @@ working set's md5s (the ext4 file read back from disk), that the counter process
 how many CPUs are online, and e2fsck -fn of the root afterwards.
 
 The guest is built once and cached (~/.cache/suspendos/debian); cold, the first test pays
-for it (mmdebstrap, the venv, the module, one provisioning boot).
+for it (mmdebstrap, the venv, the module, one provisioning boot). Measured on a shared 2-core
+machine at load 12-15: swsusp 709 s, suspendos 777 s (including a guest-layer rebuild of
+~350 s); a scenario took 127-197 s at load 5-8 (bench/results/linux_real.json run_seconds).
+The --boot-normally test is the slow one: `install-resume` builds the loader and the
+initramfs inside the guest under TCG.
 """
 import shutil
 
