@@ -42,7 +42,9 @@ def examples(n):
     return max(1, int(n * float(os.environ.get("SUSPENDOS_FUZZ_SCALE", "1"))))
 
 EXTRACT = os.environ.get("SUSPENDOS_FUZZ_EXTRACT") == "1"   # also fuzz extract (slow)
-SETTINGS = settings(deadline=timedelta(seconds=30 if EXTRACT else 3),
+# The deadline guards against a parser that hangs or loops on bad input; it is not a
+# speed claim, so it is generous enough for a loaded 2-core machine.
+SETTINGS = settings(deadline=timedelta(seconds=120 if EXTRACT else 30),
                     max_examples=examples(120),
                     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
