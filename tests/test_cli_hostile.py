@@ -489,10 +489,7 @@ def test_extract_writes_secrets_0600_and_leaves_nothing_on_failure(image, tmp_pa
 # ---- the demo's own claim ----------------------------------------------------------------
 def test_demo_accepts_only_an_already_resumed_refusal():
     """The demo once took any failure of the second resume as the refusal it must be."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("demo", ROOT / "scripts" / "demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    from suspendos import demo
 
     def proc(rc, summary, err=""):
         return subprocess.CompletedProcess([], rc, json.dumps(summary) if summary else "", err)
