@@ -145,6 +145,8 @@ def cmd_qemu_suspend(a):
 def cmd_qemu_kexec_jump(a):
     from .linuxvm.kexec_jump import kexec_jump
     memory = parse_size(a.memory, "--memory")
+    from .target.qemu import check_memory
+    check_memory(memory)
     s = kexec_jump(memory, a.compress, inject_error=a.inject_write_error,
                    log=lambda m: print(m, file=sys.stderr))
     if a.json:

@@ -50,6 +50,14 @@ def main(argv=None):
     ap.add_argument("--seed", default=1, type=int)
     ap.add_argument("--keep", help="keep the disk image and dumps in this folder")
     a = ap.parse_args(argv)
+    from .errors import UsageError
+    from .sizes import parse_size
+    from .target.qemu import check_memory
+    try:                                # a bad size is one line and exit 2, before any work
+        check_memory(parse_size(a.memory, "--memory"))
+    except UsageError as e:
+        print(f"suspendos demo: error: {e}", file=sys.stderr)
+        return 2
     work = a.keep or tempfile.mkdtemp(prefix="suspendos-demo-")
     os.makedirs(work, exist_ok=True)
     disk, ram = os.path.join(work, "disk.img"), os.path.join(work, "ram.bin")

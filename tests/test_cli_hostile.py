@@ -501,3 +501,12 @@ def test_demo_accepts_only_an_already_resumed_refusal():
                 proc(2, None, "suspendos: error: --disk: no such file")):
         with pytest.raises(SystemExit):
             demo.check_second_resume(bad)
+
+
+@pytest.mark.parametrize("args", [("qemu", "kexec-jump", "--memory", "99999999999G"),
+                                  ("demo", "--memory", "1T"), ("demo", "--memory", "abc")])
+def test_a_bad_memory_size_is_one_line_before_any_work(args, tmp_path):
+    """kexec-jump once crashed in struct.pack, the demo reported its first step's failure."""
+    p = run_cli(*args, cwd=tmp_path)
+    assert p.returncode == 2 and len(p.stderr.splitlines()) == 1 and "--memory" in p.stderr
+    assert not any(tmp_path.iterdir())
