@@ -25,6 +25,7 @@
  * seen with the current phase has its data in memory before it (4.6.2 ordering).
  */
 #include "disk.h"
+#include "disk_queue.h"
 #include "nvme_regs.h"
 #include "pci.h"
 #include "printf.h"
@@ -348,7 +349,8 @@ static uint64_t build_prps(struct cursor *c, uint64_t max, uint64_t *list, uint6
     return total;
 }
 
-static int transfer(uint64_t lba, const struct disk_sg *sg, unsigned n, int write, int wait)
+/* disk_queue.h: issue the commands of one transfer without waiting for them. */
+int queue_issue(uint64_t lba, const struct disk_sg *sg, unsigned n, int write)
 {
     const char *op = write ? "WRITE" : "READ";
     int rc = drain_to(0);
@@ -388,32 +390,15 @@ static int transfer(uint64_t lba, const struct disk_sg *sg, unsigned n, int writ
     if (!issued && !nv.pending_rc)
         return fail(SOS_STATUS_DISK_BAD_REQUEST, op, lba, 0, "%s at LBA %lu: empty transfer",
                     op, lba);
-    if (!wait && !nv.pending_rc)
-        return 0;
-    rc = drain_to(0);
-    if (!rc) {
-        rc = nv.pending_rc;
-        nv.pending_rc = 0;
-    }
-    return rc;
+    return 0;
 }
 
-int disk_write(uint64_t lba, const struct disk_sg *sg, unsigned n)
+int queue_failed(void)
 {
-    return transfer(lba, sg, n, 1, 1);
+    return nv.pending_rc != 0;
 }
 
-int disk_read(uint64_t lba, const struct disk_sg *sg, unsigned n)
-{
-    return transfer(lba, sg, n, 0, 1);
-}
-
-int disk_write_async(uint64_t lba, const struct disk_sg *sg, unsigned n)
-{
-    return transfer(lba, sg, n, 1, 0);
-}
-
-int disk_wait(void)
+int queue_drain(void)
 {
     int rc = drain_to(0);
     if (!rc) {

@@ -17,6 +17,7 @@
  * every close; after a restore bus mastering is also turned off (disk.h).
  */
 #include "disk.h"
+#include "disk_queue.h"
 #include "virtio_regs.h"
 #include "pci.h"
 #include "printf.h"
@@ -255,7 +256,8 @@ static void submit(int k, uint32_t type, const char *op, uint64_t lba, const str
     wr16(vb.notify, (uint32_t)vb.notify_off * vb.notify_mult, 0);   /* queue 0 (4.1.5.2) */
 }
 
-static int transfer(uint64_t lba, const struct disk_sg *sg, unsigned n, int write, int wait)
+/* disk_queue.h: issue the commands of one transfer without waiting for them. */
+int queue_issue(uint64_t lba, const struct disk_sg *sg, unsigned n, int write)
 {
     static struct disk_sg piece[QMAX];
     const char *op = write ? "WRITE" : "READ";
@@ -322,32 +324,15 @@ static int transfer(uint64_t lba, const struct disk_sg *sg, unsigned n, int writ
     if (!issued && !vb.pending_rc)
         return fail(SOS_STATUS_DISK_BAD_REQUEST, op, lba, 0, "%s at LBA %lu: empty transfer",
                     op, lba);
-    if (!wait && !vb.pending_rc)
-        return 0;
-    rc = drain_to(0);
-    if (!rc) {
-        rc = vb.pending_rc;
-        vb.pending_rc = 0;
-    }
-    return rc;
+    return 0;
 }
 
-int disk_write(uint64_t lba, const struct disk_sg *sg, unsigned n)
+int queue_failed(void)
 {
-    return transfer(lba, sg, n, 1, 1);
+    return vb.pending_rc != 0;
 }
 
-int disk_read(uint64_t lba, const struct disk_sg *sg, unsigned n)
-{
-    return transfer(lba, sg, n, 0, 1);
-}
-
-int disk_write_async(uint64_t lba, const struct disk_sg *sg, unsigned n)
-{
-    return transfer(lba, sg, n, 1, 0);
-}
-
-int disk_wait(void)
+int queue_drain(void)
 {
     int rc = drain_to(0);
     if (!rc) {

@@ -88,8 +88,8 @@ def link(objects, script_text, out, workdir):
 
 
 # The driver files each [disk] kind links (drivers/disk.h): only the one the target needs.
-DISK_DRIVERS = {"ahci": ("ahci.c", "ahci_disk.c"), "nvme": ("nvme.c",),
-                "virtio-blk": ("virtio_blk.c",)}
+DISK_DRIVERS = {"ahci": ("ahci.c", "ahci_disk.c"), "nvme": ("nvme.c", "disk_queue.c"),
+                "virtio-blk": ("virtio_blk.c", "disk_queue.c")}
 
 
 def driver_sources(kind="ahci"):
