@@ -1,9 +1,10 @@
 /*
  * Polled 16550 UART. Register offsets and bits as the PC16550D datasheet names them.
- * Transmit waits are bounded by a spin count: a missing UART must not hang the caller.
+ * Transmit waits have a deadline: a missing or wedged UART must not hang the caller.
  */
 #include "serial.h"
 #include "port_io.h"
+#include "timer.h"
 
 #define UART_THR 0      /* transmit holding (DLAB=0) */
 #define UART_RBR 0      /* receive buffer (DLAB=0) */
@@ -18,9 +19,44 @@
 #define LSR_THRE 0x20   /* transmit holding register empty */
 #define LCR_DLAB 0x80
 #define LCR_8N1  0x03
-#define TX_SPIN_LIMIT 100000
+/* How long to wait for THRE before writing anyway. A real 16550 at 115200 baud empties its
+ * 16-byte FIFO in 1.4 ms, but QEMU's keeps THRE clear while its output backend cannot take
+ * more (a busy host, a slow reader), and writing into a full FIFO drops a byte (PC16550D
+ * "FIFO mode": the transmitter FIFO holds 16). So the deadline is generous, on the TSC once
+ * timer_init has run; before that a spin count stands in for the clock. After one wait
+ * times out the UART counts as wedged and is not waited for again until THRE shows, so a
+ * dead UART costs one deadline, not one per byte. */
+#define TX_DEADLINE_US 2000000
+#define TX_SPIN_LIMIT  2000000
 
 static uint16_t serial_port;
+static int tx_wedged;
+
+static int tx_ready(void)
+{
+    return inb(serial_port + UART_LSR) & LSR_THRE;
+}
+
+static void wait_tx_ready(void)
+{
+    if (tx_ready()) {
+        tx_wedged = 0;
+        return;
+    }
+    if (tx_wedged)
+        return;
+    if (timer_calibrated()) {
+        uint64_t deadline = timer_deadline_us(TX_DEADLINE_US);
+        while (!timer_expired(deadline))
+            if (tx_ready())
+                return;
+    } else {
+        for (unsigned spin = 0; spin < TX_SPIN_LIMIT; spin++)
+            if (tx_ready())
+                return;
+    }
+    tx_wedged = 1;
+}
 
 void serial_init(uint16_t port)
 {
@@ -40,9 +76,7 @@ void serial_putc(char c)
 {
     if (!serial_port)
         return;
-    for (unsigned spin = 0; spin < TX_SPIN_LIMIT; spin++)
-        if (inb(serial_port + UART_LSR) & LSR_THRE)
-            break;
+    wait_tx_ready();
     outb(serial_port + UART_THR, (uint8_t)c);
 }
 
