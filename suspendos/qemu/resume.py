@@ -37,8 +37,12 @@ class LoaderLog:
         self.phase = "reading image"
         self.outcome = None          # ("refused", reason, message) / ("failed", message) / ...
         self.times = {}
+        self.cpu_lines = []          # the loader's @@CPUS / @@CPU lines: APs used, left out
 
     def __call__(self, key, fields, line):
+        if key in ("CPU", "CPUS"):
+            self.cpu_lines.append(line.strip())
+            return True
         if key == "PROGRESS" and len(fields) == 2:
             self.progress.show(self.phase, int(fields[0]) * 100 // max(1, int(fields[1])))
             return True
@@ -197,6 +201,8 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     summary["target"] = target.name
     summary["cpus"] = cpus
     summary["cpus_used"] = handoff.cpus_used or 1
+    summary["cpus_missing"] = handoff.cpus_missing
+    summary["cpu_log"] = log.cpu_lines
     summary["host_ap_check"] = "passed" if result.get("aps", "ok") == "ok" else "failed"
     if error:
         summary["host_error"] = error
