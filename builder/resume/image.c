@@ -235,8 +235,6 @@ static void start_cpus(const struct boot_info *boot, uint8_t **p, uint8_t *end,
     if (n > SOS_MAX_CPUS)
         n = SOS_MAX_CPUS;
     im.cpu_out[0] = im.out;
-    if (!n)
-        kprintf("@@CPU the loader's scratch leaves no room for APs: one CPU\n");
     /* CPU c (1..): stack [*p + (c-1)*stride, + CPUS_AP_STACK), then its LZ4 output. */
     uint8_t *base = *p;
     unsigned cpus = cpus_start(boot, n, base - stride + CPUS_AP_STACK, stride);
