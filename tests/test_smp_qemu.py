@@ -1,7 +1,8 @@
 """Several CPUs under real QEMU (-smp N, multi-threaded TCG): the test host hands its APs to
 the payload and checks each is parked with its state intact afterwards; the image still
 equals QEMU's own dump of guest RAM and resumes through the loader on every CPU (which
-still refuses a damaged image, naming the first bad chunk, before writing RAM); an AP that never answers is left out and
+still refuses a damaged image, naming the first bad chunk, before writing RAM, and leaves
+out an AP that never answers); an AP that never answers is left out and
 the run says so; a fault on an AP ends the run in order, naming the CPU."""
 import json
 
@@ -44,9 +45,14 @@ def test_ground_truth_and_resume_with_several_cpus(tmp_path, cli, cpus):
     for offset in flips:
         _flip(disk, offset)
     before = _digest(disk)
+    deaf = ["--inject", "ap-deaf:2"] if cpus == 3 else []   # and one AP that never answers
     p = cli("qemu", "resume", "--memory", "256M", "--disk", disk, "--cpus", cpus,
-            "--key", key, "--json", "--quiet", timeout=900)
-    assert_refused(p, json.loads(p.stdout), "chunk-damaged", f"chunk {first} ", disk, before)
+            "--key", key, "--json", "--quiet", *deaf, timeout=900)
+    r = json.loads(p.stdout)
+    assert_refused(p, r, "chunk-damaged", f"chunk {first} ", disk, before)
+    if deaf:
+        assert "@@CPU apic 2 did not answer in time (1000 ms): left out" in r["cpu_log"], r
+        assert "@@CPUS used=2 missing=1 start_page=0x8000" in r["cpu_log"], r
     for offset in flips:
         _flip(disk, offset)
 

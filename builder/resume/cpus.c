@@ -41,6 +41,22 @@ static struct {
 } run = { .cpus = 1 };
 
 static uint8_t page_copy[PAGE];
+static uint32_t deaf = ~0u;         /* tests: the APIC id of an AP that never answers */
+
+void cpus_options(const char *cmdline)
+{
+    static const char word[] = "ap-deaf=";
+    for (const char *p = cmdline; *p; p++) {
+        if ((p != cmdline && p[-1] != ' ') || memcmp(p, word, sizeof word - 1))
+            continue;
+        uint32_t id = 0;
+        const char *d = p + sizeof word - 1;
+        for (; *d >= '0' && *d <= '9' && id < 1u << 24; d++)
+            id = id * 10 + (uint32_t)(*d - '0');
+        if (d != p + sizeof word - 1 && (!*d || *d == ' '))
+            deaf = id;
+    }
+}
 
 static void relax(unsigned *spins)
 {
@@ -70,6 +86,9 @@ static void ap_main(void *arg)
         "movw %%ax, %%ss\n\t"
         "lidt %1"
         :: "m"(gdtr), "m"(run.idtr) : "rax", "memory");
+    if (apic_self_id() == deaf)         /* started, but never answers: the boot CPU's */
+        for (;;)                        /* deadline and INIT are what is tested */
+            __asm__ volatile("pause");
     __atomic_store_n(&run.answered, cpu, __ATOMIC_RELEASE);
     uint32_t seen = 0;
     unsigned spins = 0;

@@ -21,6 +21,9 @@
 
 typedef void (*cpus_job)(unsigned cpu, void *arg);
 
+/* The loader's command line: "ap-deaf=ID" makes the AP with that APIC id start but never
+ * answer (the tests' way to check the deadline; qemu resume --inject ap-deaf:ID). */
+void cpus_options(const char *cmdline);
 /* madt.c: the local APIC ids of the other enabled CPUs (not `self`), at most `max`;
  * *source names where they came from: "madt", "fw_cfg" or "none". */
 unsigned cpus_find(uint32_t self, uint32_t *ids, unsigned max, const char **source);

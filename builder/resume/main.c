@@ -252,6 +252,7 @@ void resume_main(uint32_t magic, uint32_t mbi)
      * lives in low RAM (and the multiboot structures right after our image). */
     multiboot_read(magic, mbi, &boot);
     resume_pause_init(boot.cmdline);
+    cpus_options(boot.cmdline);
 
     memset(h, 0, sizeof *h);
     h->magic = SOS_HANDOFF_MAGIC;
