@@ -6,8 +6,9 @@
  * (SDM vol. 3, 9.9.1 and 9.8.5) and into a C function on a stack of the caller's.
  *
  * Both xAPIC (memory-mapped ICR) and x2APIC (ICR as MSR 0x830) mode are handled, chosen by
- * IA32_APIC_BASE.EXTD on the calling CPU. One AP at a time: the start page holds the
- * parameters of the AP being started.
+ * IA32_APIC_BASE.EXTD on the calling CPU (xAPIC: the caller's page tables must map the
+ * local APIC page 1:1, uncached, SDM vol. 3 10.4.1). One AP at a time: the start page holds
+ * the parameters of the AP being started.
  *
  * Used by the QEMU test host (qemu-boot/smp.c) and the resume loader (builder/resume/).
  * Needs drivers/timer.c calibrated (timer_init) for the deadlines.
