@@ -111,6 +111,11 @@ unsigned cpus_discover(void)
     return run.found_count;
 }
 
+unsigned cpus_found(void)
+{
+    return run.found_count;
+}
+
 static uint32_t start_page(const struct boot_info *boot)
 {
     uint64_t self = sos_run.info->load_base, self_end = self + sos_run.info->reserved_size;
@@ -137,11 +142,8 @@ unsigned cpus_start(const struct boot_info *boot, unsigned n, uint8_t *stacks, u
         n = run.found_count;
     h->cpus_used = 1;
     h->cpus_missing = 0;
-    if (!n) {
-        if (run.found_count)
-            kprintf("@@CPU the loader's scratch leaves no room for APs: one CPU\n");
+    if (!n)
         return 1;
-    }
     uint32_t page = start_page(boot);
     if (!page) {
         kprintf("@@CPU no RAM page below 0xA0000 to start APs from: one CPU\n");

@@ -30,6 +30,7 @@ unsigned cpus_find(uint32_t self, uint32_t *ids, unsigned max, const char **sour
 
 /* How many APs this machine has (cpus_find), remembered for cpus_start. */
 unsigned cpus_discover(void);
+unsigned cpus_found(void);
 /* Start up to `n` of them; AP i gets the stack ending at stacks + (i + 1) * stride.
  * Fills handoff cpus_used / cpus_missing; returns the CPUs in the run, the boot CPU
  * included. Needs the multiboot memory map (for the start page) and the timer. */

@@ -234,6 +234,14 @@ static void start_cpus(const struct boot_info *boot, uint8_t **p, uint8_t *end,
     unsigned n = room > keep ? (unsigned)((room - keep) / stride) : 0;
     if (n > SOS_MAX_CPUS)
         n = SOS_MAX_CPUS;
+    if (!n && cpus_found())
+        kprintf("@@CPU the loader's scratch leaves no room for APs: one CPU\n");
+    /* Raw chunks go by DMA straight into their pages: nothing for the APs to do. */
+    if (im.hdr->compression == SOS_COMPRESS_NONE && im.hdr->encryption == SOS_ENCRYPT_NONE &&
+        n && cpus_found()) {
+        kprintf("@@CPU an uncompressed, unencrypted image is streamed: one CPU\n");
+        n = 0;
+    }
     im.cpu_out[0] = im.out;
     /* CPU c (1..): stack [*p + (c-1)*stride, + CPUS_AP_STACK), then its LZ4 output. */
     uint8_t *base = *p;
@@ -521,6 +529,7 @@ struct item {
 
 struct batch {
     uint8_t *buf;
+    uint64_t base, len;                         /* image bytes [base, base + len) in buf */
     unsigned n;
     uint32_t next_item;                         /* the CPUs' work counter */
     struct parsed_chunk stop;                   /* the chunk after the batch */
@@ -531,21 +540,35 @@ struct batch {
 
 static struct batch batches[2];
 
-/* Read from c's sector on into b (as much as fits) and check the headers of the whole
- * chunks there, in order, until one is missing, wrong, streamed, or the batch is full.
- * c becomes b->stop. Boot CPU only. */
-static void fill(struct batch *b, struct parsed_chunk *c, struct cursor *k)
+/* Image bytes from c's sector on into b (as much as fits: what `prev` already holds past
+ * its last chunk is copied, the rest read), then the headers of the whole chunks there
+ * checked in order, until one is missing, wrong, streamed, or the batch is full. c becomes
+ * b->stop. Boot CPU only; `prev` may be b itself, or the batch the CPUs are working on
+ * (they touch only its chunks, which lie before c). */
+static void fill(struct batch *b, struct parsed_chunk *c, struct cursor *k,
+                 const struct batch *prev)
 {
     const struct sos_image_header *ih = im.hdr;
-    uint64_t base = c->offset & ~(uint64_t)(SECTOR - 1), len = im.half;
+    uint64_t base = c->offset & ~(uint64_t)(SECTOR - 1), len = im.half, have = 0;
     if (len > im.end - base)
         len = im.end - base;
+    if (prev && base >= prev->base && base < prev->base + prev->len) {
+        have = prev->base + prev->len - base;
+        if (have > len)
+            have = len;
+        memmove(b->buf, prev->buf + (base - prev->base), have);
+    }
     b->n = 0;
     b->stop_bad = 0;
     b->stop_streamed = 0;
     b->next_item = 0;
-    if (c->index < ih->chunk_count && c->offset + CHUNK_FIXED <= ih->data_end)
-        read_buffer(base, b->buf, len);
+    b->base = base;
+    b->len = have;
+    if (len > have && c->index < ih->chunk_count && c->offset + CHUNK_FIXED <= ih->data_end) {
+        read_buffer(base + have, b->buf + have, len - have);
+        b->len = len;
+    }
+    len = b->len;
     while (c->index < ih->chunk_count && b->n < BATCH_MAX) {
         if (c->offset + CHUNK_FIXED > ih->data_end) {
             b->stop_bad = "missing: the image's data ends before it";
@@ -689,7 +712,8 @@ static void pass_parallel(int restoring)
     im.restoring = restoring;
     im.len = 0;                                 /* the one-CPU window holds nothing now */
     resume_progress(0, ih->pages_total);
-    fill(cur, &c, &k);
+    batches[0].len = batches[1].len = 0;
+    fill(cur, &c, &k, 0);
     for (;;) {
         if (restoring && cur->n)
             resume_ram_touched = 1;
@@ -698,7 +722,7 @@ static void pass_parallel(int restoring)
                     cur->stop.index < ih->chunk_count;
         struct parsed_chunk n = cur->stop;
         if (ahead)
-            fill(nxt, &n, &k);                  /* the disk works while the APs decode */
+            fill(nxt, &n, &k, cur);             /* the disk works while the APs decode */
         batch_job(0, cur);
         cpus_wait();
         for (unsigned i = 0; i < cur->n; i++) {
@@ -722,6 +746,7 @@ static void pass_parallel(int restoring)
             chunk_bad(&c, cur->stop_bad);
         if (cur->stop_streamed) {               /* the one-CPU way, through the window */
             im.len = 0;
+            batches[0].len = batches[1].len = 0;    /* the window overwrites them */
             if (!restoring) {
                 if (stream_hash(c.offset + c.h.header_size, c.h.stored_size) != c.h.data_xxh64)
                     chunk_bad(&c, "data checksum mismatch");
@@ -749,7 +774,7 @@ static void pass_parallel(int restoring)
             cur = nxt;
             nxt = t;
         } else {
-            fill(cur, &c, &k);
+            fill(cur, &c, &k, cur);
         }
     }
     if (c.first_page != ih->pages_total || c.offset != ih->data_end || zero != ih->pages_zero ||
