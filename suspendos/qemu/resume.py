@@ -212,6 +212,11 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     summary["cpus"] = cpus
     summary["cpus_used"] = handoff.cpus_used or 1
     summary["cpus_missing"] = handoff.cpus_missing
+    # the boot CPU in the two passes: reading the image, and the rest (checking, decoding,
+    # writing pages, waiting for the APs)
+    hz = handoff.tsc_hz_used or 1
+    summary["disk_seconds"] = round(handoff.disk_tsc / hz, 4)
+    summary["compute_seconds"] = round(handoff.compute_tsc / hz, 4)
     summary["cpu_log"] = log.cpu_lines
     summary["host_ap_check"] = "passed" if result.get("aps", "ok") == "ok" else "failed"
     if error:
