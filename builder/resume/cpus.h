@@ -21,8 +21,9 @@
 
 typedef void (*cpus_job)(unsigned cpu, void *arg);
 
-/* The loader's command line: "ap-deaf=ID" makes the AP with that APIC id start but never
- * answer (the tests' way to check the deadline; qemu resume --inject ap-deaf:ID). */
+/* The loader's command line, for the tests (qemu resume --inject ap-deaf:ID / ap-fault:ID):
+ * "ap-deaf=ID" makes the AP with that APIC id start but never answer, "ap-fault=ID" makes
+ * it take a #GP in its first job. */
 void cpus_options(const char *cmdline);
 /* madt.c: the local APIC ids of the other enabled CPUs (not `self`), at most `max`;
  * *source names where they came from: "madt", "fw_cfg" or "none". */
