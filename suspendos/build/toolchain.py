@@ -58,7 +58,7 @@ def include_dirs(workdir):
 # writer and the stream, stay -O2).
 COLD_SOURCES = {("core", "main"), ("core", "smp"), ("core", "raw_ceiling"), ("core", "fault"),
                 ("core", "plugin_host"), ("drivers", "printf"), ("drivers", "ahci"),
-                ("drivers", "ahci_disk")}
+                ("drivers", "ahci_disk"), ("core", "vector")}
 
 
 def compile_all(sources, workdir, extra_flags=(), includes=None):
