@@ -3,8 +3,9 @@
  *
  * The host's x87/SSE/AVX state belongs to the host: Linux may hold a task's user registers
  * in them, the test host fills them with canaries. Everything else in the payload is built
- * -mgeneral-regs-only; only ChaCha20's keystream functions (chacha20_simd.h) use xmm or
- * ymm registers, and only after vector_enter on that CPU:
+ * -mgeneral-regs-only; only ChaCha20's keystream functions (chacha20_simd.h) and LZ4's
+ * long-match counter (lz4.c, AVX2) use xmm or ymm registers, and only after vector_enter on
+ * that CPU:
  *
  *  1. save: when the host runs with CR4.OSXSAVE, XSAVE of every component the payload's
  *     instructions can change: x87, SSE and AVX, plus ZMM_Hi256 when the host has AVX-512
@@ -22,6 +23,7 @@
  */
 #include "vector.h"
 #include "chacha20poly1305.h"
+#include "lz4.h"
 #include "printf.h"
 #include "string.h"
 #include "suspendos_abi.h"
@@ -117,6 +119,7 @@ int vector_enter(unsigned cpu)
     if (cpu == 0 && vec_path < 0) {
         vec_path = choose_path();
         chacha20_use(vec_path);
+        lz4_use(vec_path == CHACHA20_AVX2 ? LZ4_AVX2 : LZ4_SCALAR);
         kprintf("@@VECTOR path=%s\n", vec_path == CHACHA20_AVX2 ? "avx2" :
                 vec_path == CHACHA20_SSE2 ? "sse2" : "scalar");
     }
