@@ -19,7 +19,8 @@
  * The path is the boot CPU's choice (CPUID is the same on every CPU of the machine): AVX2
  * when CPUID offers XSAVE, AVX and AVX2 and the save area fits; SSE2 (part of x86-64) when
  * CR4.OSFXSR is set and CR0.EM and CR0.TS are clear (else SSE instructions fault, SDM vol.
- * 3 2.5); scalar otherwise. The resume loader does not call this: it stays scalar.
+ * 3 2.5); scalar otherwise. The resume loader uses it too (its boot CPU only): it verifies
+ * and decrypts with the chosen path, and leaves before it loads the saved CPU context.
  */
 #include "vector.h"
 #include "chacha20poly1305.h"
@@ -55,7 +56,12 @@ struct vec_cpu {
     uint8_t entered, set_osxsave, set_xcr0;
 } __attribute__((aligned(64)));
 
-static struct vec_cpu vec_cpus[SOS_MAX_CPUS + 1];
+/* One save area per CPU that may run payload code; the resume loader, on its boot CPU
+ * only, builds with VECTOR_CPUS=1. */
+#ifndef VECTOR_CPUS
+#define VECTOR_CPUS (SOS_MAX_CPUS + 1)
+#endif
+static struct vec_cpu vec_cpus[VECTOR_CPUS];
 static int vec_path = -1;           /* chosen by the boot CPU */
 
 static void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
@@ -113,7 +119,7 @@ static int choose_path(void)
 
 int vector_enter(unsigned cpu)
 {
-    if (cpu > SOS_MAX_CPUS)
+    if (cpu >= VECTOR_CPUS)
         return CHACHA20_SCALAR;
     struct vec_cpu *v = &vec_cpus[cpu];
     if (cpu == 0 && vec_path < 0) {
@@ -158,7 +164,7 @@ int vector_enter(unsigned cpu)
 
 void vector_leave(unsigned cpu)
 {
-    if (cpu > SOS_MAX_CPUS)
+    if (cpu >= VECTOR_CPUS)
         return;
     struct vec_cpu *v = &vec_cpus[cpu];
     if (!v->entered)

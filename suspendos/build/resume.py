@@ -41,7 +41,8 @@ def loader_sources(kind="ahci"):
     boot = source_dir("qemu-boot")
     return ([*sorted(resume.glob("*.c")), *sorted(resume.glob("*.S")),
              boot / "boot.S", boot / "multiboot.c", core / "isr.S"]
-            + [core / n for n in ("stream.c", "xxh64.c", "lz4.c", "chacha20poly1305.c")]
+            + [core / n for n in ("stream.c", "xxh64.c", "lz4.c", "chacha20poly1305.c",
+                                  "vector.c")]
             + toolchain.driver_sources(kind)
             + [source_dir("builder") / "lib" / "string.c"])
 
@@ -72,7 +73,7 @@ def build_resume_loader(target, out_path, key=None, workdir=None):
         resume = source_dir("builder") / "resume"
         includes = [*toolchain.include_dirs(work), resume, source_dir("qemu-boot")]
         flags = [_mcmodel(target), "-ffunction-sections", "-fdata-sections",
-                 "-DBOOT_MAIN=resume_main",
+                 "-DBOOT_MAIN=resume_main", "-DVECTOR_CPUS=1",
                  f"-DRESUME_SERIAL_PORT={target.options.serial_port:#x}"]
         objects = toolchain.compile_all([*loader_sources(target.disk.kind), _lists_source(work, mem_list, sec_list)],
                                         work, flags, includes=includes)

@@ -37,10 +37,14 @@ class LoaderLog:
         self.phase = "reading image"
         self.outcome = None          # ("refused", reason, message) / ("failed", message) / ...
         self.times = {}
+        self.vector_path = None      # @@VECTOR path=scalar|sse2|avx2 (the loader's choice)
 
     def __call__(self, key, fields, line):
         if key == "PROGRESS" and len(fields) == 2:
             self.progress.show(self.phase, int(fields[0]) * 100 // max(1, int(fields[1])))
+            return True
+        if key == "VECTOR" and fields:
+            self.vector_path = protocol.parse_fields(fields).get("path")
             return True
         if key != "RESUME" or not fields:
             return False
@@ -197,6 +201,7 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     summary["target"] = target.name
     summary["cpus"] = cpus
     summary["cpus_used"] = handoff.cpus_used or 1
+    summary["vector_path"] = log.vector_path
     summary["host_ap_check"] = "passed" if result.get("aps", "ok") == "ok" else "failed"
     if error:
         summary["host_error"] = error
