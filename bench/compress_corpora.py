@@ -15,7 +15,9 @@ liblz4's LZ4_compress_default, same 64 KiB chunks, one process) on
 
 Corpora are made once in WORKDIR (kept for later runs). Each round runs every corpus once,
 so the rounds interleave; the report gives per-corpus medians over rounds of what each
-`bench compress` run reports (itself a median over its 7 repetitions).
+`bench compress` run reports (itself a median over its 7 repetitions, in thread CPU time,
+with our match-length path as the payload picks it on this CPU and a byte-for-byte
+comparison of the blocks).
 """
 from __future__ import annotations
 
@@ -103,6 +105,8 @@ def main(argv=None):
             **{k: round(statistics.median(r[k] for r in rs), 4)
                for k in ("ours_mb_s", "liblz4_mb_s", "speed_ratio", "size_ratio",
                          "ours_bytes", "liblz4_bytes")},
+            "ours_path": rs[0].get("ours_path"),
+            "identical_output_every_round": all(r.get("identical_output") for r in rs),
             "speed_ratio_each_round": [r["speed_ratio"] for r in rs],
             "size_ratio_each_round": [r["size_ratio"] for r in rs],
             **({"zero_page_stats": stats[name]} if name in stats else {})}

@@ -3,7 +3,9 @@
  * AF ZF SF OF) are results, not state, and are not compared; everything else must come
  * back exactly as it was: the System V callee-saved registers and RSP, the system
  * registers and MSRs, the descriptor tables, selectors and task register, the x87 control
- * word, MXCSR and all sixteen xmm registers (the design's trampoline saves FPU/SSE state).
+ * word, MXCSR and all sixteen xmm registers (the design's trampoline saves FPU/SSE state),
+ * and, where the CPU has AVX, XCR0 and the upper halves of the ymm registers (the payload's
+ * vector code saves and restores them, builder/core/vector.c).
  */
 #include "handoff_call.h"
 #include "printf.h"
@@ -35,7 +37,24 @@ static uint64_t load(const struct cpu_snapshot *s, const struct field *f)
     return v & ~f->ignore;
 }
 
-int cpu_compare(const struct cpu_snapshot *before, const struct cpu_snapshot *after)
+int host_avx;
+
+/* CPUID.1:ECX bits 26 (XSAVE) and 28 (AVX); XCR0 bits x87, SSE, AVX (SDM vol. 1 13.3). */
+int cpu_enable_avx(void)
+{
+    uint32_t a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    if (!(c & (1u << 26)) || !(c & (1u << 28)))
+        return host_avx = 0;
+    uint64_t cr4;
+    __asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
+    __asm__ volatile("mov %0, %%cr4" :: "r"(cr4 | (1ull << 18)));
+    __asm__ volatile("xsetbv" :: "c"(0), "a"(7), "d"(0));
+    return host_avx = 1;
+}
+
+int cpu_compare(const struct cpu_snapshot *before, const struct cpu_snapshot *after,
+                int resumed)
 {
     int ok = 1;
     for (unsigned i = 0; i < sizeof fields / sizeof fields[0]; i++) {
@@ -51,6 +70,19 @@ int cpu_compare(const struct cpu_snapshot *before, const struct cpu_snapshot *af
         memcpy(a, after->xmm[n], 16);
         if (a[0] != b[0] || a[1] != b[1]) {
             kprintf("@@CPU xmm%d 0x%016lx%016lx 0x%016lx%016lx\n", n, b[1], b[0], a[1], a[0]);
+            ok = 0;
+        }
+    }
+    if (before->xcr0 != after->xcr0) {
+        kprintf("@@CPU xcr0 0x%lx 0x%lx\n", before->xcr0, after->xcr0);
+        ok = 0;
+    }
+    for (int n = 0; n < 16 && !resumed; n++) {
+        uint64_t b[2], a[2];
+        memcpy(b, before->ymmh[n], 16);
+        memcpy(a, after->ymmh[n], 16);
+        if (a[0] != b[0] || a[1] != b[1]) {
+            kprintf("@@CPU ymm%d.hi 0x%016lx%016lx 0x%016lx%016lx\n", n, b[1], b[0], a[1], a[0]);
             ok = 0;
         }
     }

@@ -15,6 +15,8 @@
 #define MSR_FS_BASE        0xC0000100
 #define MSR_GS_BASE        0xC0000101
 #define MSR_KERNEL_GS_BASE 0xC0000102
+#define CR4_OSXSAVE        (1 << 18)
+#define XCR0_AVX           (1 << 2)
 
 /* Callee-saved GPR canaries (System V AMD64 ABI, section 3.2.1). */
 #define CANARY_RBX 0xC0DE5AFE0000B0B0
@@ -74,7 +76,23 @@ snap_system:
         .irp    n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
         movdqu  %xmm\n, SNAP_XMM+16*\n(%rdi)
         .endr
-        ret
+        /* XCR0 and the ymm upper halves: only while CR4.OSXSAVE (else XGETBV faults) and
+         * XCR0.AVX (else VEX instructions fault) are on; otherwise they stay 0 and differ. */
+        movq    $0, SNAP_XCR0(%rdi)
+        cmpl    $0, host_avx(%rip)
+        je      1f
+        testq   $CR4_OSXSAVE, SNAP_CR4(%rdi)
+        jz      1f
+        xorl    %ecx, %ecx
+        xgetbv
+        movl    %eax, SNAP_XCR0(%rdi)
+        movl    %edx, SNAP_XCR0+4(%rdi)
+        testl   $XCR0_AVX, %eax
+        jz      1f
+        .irp    n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+        vextractf128 $1, %ymm\n, SNAP_YMMH+16*\n(%rdi)
+        .endr
+1:      ret
 
         .globl  handoff_call
 handoff_call:
@@ -99,6 +117,12 @@ handoff_call:
         .irp    n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
         movdqa  xmm_canaries+16*\n(%rip), %xmm\n
         .endr
+        cmpl    $0, host_avx(%rip)
+        je      2f
+        .irp    n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+        vinsertf128 $1, ymmh_canaries+16*\n(%rip), %ymm\n, %ymm\n
+        .endr
+2:
         WRMSR64 MSR_FS_BASE, 0x00007C0DE0F50000
         WRMSR64 MSR_GS_BASE, 0x00007C0DE0650000
         WRMSR64 MSR_KERNEL_GS_BASE, 0x00007C0DE06B0000
@@ -183,6 +207,12 @@ xmm_canaries:
         .set    n, 0
         .rept   16
         .quad   0x584D4D0000C0DE00 + n, 0xA5A5C0DE5AFE0000 + (n << 8)
+        .set    n, n + 1
+        .endr
+ymmh_canaries:
+        .set    n, 0
+        .rept   16
+        .quad   0x594D4D48C0DE0000 + n, 0x5AFEC0DEA5A50000 + (n << 8)
         .set    n, n + 1
         .endr
 mxcsr_canary:

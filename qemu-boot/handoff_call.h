@@ -40,7 +40,9 @@
 #define SNAP_FCW            206
 #define SNAP_MXCSR          208
 #define SNAP_XMM            224     /* xmm0..xmm15, 16 bytes each */
-#define SNAP_SIZE           480
+#define SNAP_XCR0           480     /* 0 when CR4.OSXSAVE is clear */
+#define SNAP_YMMH           496     /* bits 255:128 of ymm0..ymm15, when XCR0 enables them */
+#define SNAP_SIZE           752
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>
@@ -57,6 +59,8 @@ struct cpu_snapshot {
     uint16_t cs, ss, ds, es, fs, gs, tr, fcw;
     uint32_t mxcsr, _pad2[3];
     uint8_t xmm[16][16];
+    uint64_t xcr0, _pad3;
+    uint8_t ymmh[16][16];
 } __attribute__((aligned(16)));
 
 #define SNAP_CHECK(field, OFF) \
@@ -66,12 +70,13 @@ SNAP_CHECK(cr0, SNAP_CR0); SNAP_CHECK(efer, SNAP_EFER); SNAP_CHECK(fmask, SNAP_F
 SNAP_CHECK(gdt_limit, SNAP_GDT_LIMIT); SNAP_CHECK(gdt_base, SNAP_GDT_BASE);
 SNAP_CHECK(idt_limit, SNAP_IDT_LIMIT); SNAP_CHECK(idt_base, SNAP_IDT_BASE);
 SNAP_CHECK(cs, SNAP_CS); SNAP_CHECK(tr, SNAP_TR); SNAP_CHECK(fcw, SNAP_FCW);
-SNAP_CHECK(mxcsr, SNAP_MXCSR); SNAP_CHECK(xmm, SNAP_XMM);
+SNAP_CHECK(mxcsr, SNAP_MXCSR); SNAP_CHECK(xmm, SNAP_XMM); SNAP_CHECK(xcr0, SNAP_XCR0);
+SNAP_CHECK(ymmh, SNAP_YMMH);
 _Static_assert(sizeof(struct cpu_snapshot) == SNAP_SIZE, "cpu_snapshot size");
 
 /*
  * Calls status = entry(handoff) with interrupts disabled, every callee-saved GPR and
- * xmm0-15, MXCSR, the x87 control word and the FS/GS/KERNEL_GS base, STAR/LSTAR/CSTAR/
+ * xmm0-15 (and the upper halves of ymm0-15 when host_avx), MXCSR, the x87 control word and the FS/GS/KERNEL_GS base, STAR/LSTAR/CSTAR/
  * FMASK MSRs set to canaries. `before` gets the state just before the call, `after` the
  * state just after it returns (before anything else runs). It then puts back the host's
  * own stack, GDT, IDT, segments, CR0/CR3/CR4, EFER and RFLAGS from `before`, so the host
@@ -81,8 +86,17 @@ _Static_assert(sizeof(struct cpu_snapshot) == SNAP_SIZE, "cpu_snapshot size");
 uint64_t handoff_call(uint64_t entry, struct sos_handoff *handoff,
                       struct cpu_snapshot *before, struct cpu_snapshot *after);
 
-/* Prints "@@CPU <what> <before> <after>" for every difference; returns 1 when none. */
-int cpu_compare(const struct cpu_snapshot *before, const struct cpu_snapshot *after);
+/* Turns on CR4.OSXSAVE and XCR0's x87|SSE|AVX bits where CPUID offers XSAVE and AVX, so
+ * handoff_call also fills the upper halves of ymm0-15 with canaries and checks them and
+ * XCR0 (the payload may use AVX2 and must give all of it back). 1 when on. */
+int cpu_enable_avx(void);
+extern int host_avx;
+
+/* Prints "@@CPU <what> <before> <after>" for every difference; returns 1 when none. After a
+ * resume (resumed=1) the ymm upper halves are not compared: an image's CPU context holds the
+ * FXSAVE area only (formats/context.py), and a kernel saves its tasks' AVX state in RAM. */
+int cpu_compare(const struct cpu_snapshot *before, const struct cpu_snapshot *after,
+                int resumed);
 #endif
 
 #endif

@@ -33,6 +33,7 @@ struct ap_state {
     uint64_t cr0, cr3, cr4, efer, fs_base, gs_base, rflags;
     uint8_t gdtr[10], idtr[10];
     uint16_t cs, ss, ds;
+    uint8_t xmm[16][16];            /* the payload saves and restores them on APs too */
 };
 
 struct ap {
@@ -76,8 +77,27 @@ unsigned smp_cpu_count(void)
     return n ? n : 1;
 }
 
+#define XMM_EACH(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) \
+    X(13) X(14) X(15)
+
+/* Canaries in xmm0-15 (nothing in this -mgeneral-regs-only host touches them after). */
+static void fill_xmm(uint32_t slot)
+{
+    static uint64_t pat[16][2] __attribute__((aligned(16)));
+    for (int n = 0; n < 16; n++) {
+        pat[n][0] = 0x41505F584D4D0000ull + (slot << 8) + n;
+        pat[n][1] = ~pat[n][0];
+    }
+#define LOAD(n) __asm__ volatile("movdqa %0, %%xmm" #n :: "m"(pat[n]));
+    XMM_EACH(LOAD)
+#undef LOAD
+}
+
 static void snapshot(struct ap_state *s)
 {
+#define STORE(n) __asm__ volatile("movdqu %%xmm" #n ", %0" : "=m"(s->xmm[n]));
+    XMM_EACH(STORE)
+#undef STORE
     __asm__ volatile("mov %%cr0, %0" : "=r"(s->cr0));
     __asm__ volatile("mov %%cr3, %0" : "=r"(s->cr3));
     __asm__ volatile("mov %%cr4, %0" : "=r"(s->cr4));
@@ -129,6 +149,7 @@ static void ap_main(void *arg)
     cpu_tables_load_ap();
     struct sos_cpu_slot *slot = &ap_handoff->cpus[i];
     struct ap *ap = &aps[i];
+    fill_xmm(i);
     snapshot(&ap->before);
     slot->apic_id = lapic_id();
     __atomic_store_n(&slot->state, SOS_CPU_PARKED, __ATOMIC_RELEASE);

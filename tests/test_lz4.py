@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 import random
+import re
 import struct
 import subprocess
 from pathlib import Path
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 ROOT = Path(__file__).resolve().parent.parent
 LZ4_C = ROOT / "builder/core/lz4.c"
 WORK_SIZE = 16384
-SMALL_LIMIT = 65536 + 11  # largest input using the 16-bit table
+SMALL_LIMIT = 65536 + 10  # largest input using the 16-bit table (liblz4: < LZ4_64Klimit)
 
 
 def bound(n: int) -> int:
@@ -44,6 +45,8 @@ def lib(tmp_path_factory):
                                ctypes.c_int, ctypes.c_void_p]
     L.lz4_decompress_safe.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p,
                                       ctypes.c_int]
+    L.lz4_use.argtypes = [ctypes.c_int]
+    L.lz4_use.restype = ctypes.c_int
     assert L.hb_lz4_work_size() == WORK_SIZE
     L.work = ctypes.create_string_buffer(WORK_SIZE)
     return L
@@ -169,6 +172,48 @@ def test_size_parity_with_liblz4(lib):
     ref = sum(len(lz4.block.compress(data[i:i + 65536], store_size=False))
               for i in range(0, len(data), 65536))
     assert ours <= ref * 1.02
+
+
+# ---- byte for byte liblz4's output, on every match-length path --------------------------
+
+def system_lz4_default(data: bytes) -> bytes:
+    """The system liblz4's LZ4_compress_default (Debian liblz4-1; `bench compress` links the
+    same library). python-lz4's wheel carries its own liblz4 build, whose blocks under
+    64 KiB differ from it, so it is not the reference for identity."""
+    S = ctypes.CDLL("liblz4.so.1")
+    S.LZ4_compress_default.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int,
+                                       ctypes.c_int]
+    out = ctypes.create_string_buffer(bound(len(data)))
+    n = S.LZ4_compress_default(data, out, len(data), bound(len(data)))
+    assert n > 0
+    return out.raw[:n]
+
+
+def host_paths() -> list[str]:
+    """scalar everywhere; AVX2 where Linux reports it (then XCR0 has the ymm state on)."""
+    flags = re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M).group(1)
+    return ["scalar"] + (["avx2"] if "avx2" in flags.split() else [])
+
+
+@pytest.mark.parametrize("path", host_paths())
+def test_output_is_liblz4s_byte_for_byte(lib, path):
+    """Every block size, both position tables (the 16-bit one below LZ4_64Klimit = 65547
+    bytes, hash of 4 bytes; the 32-bit one from there, hash of 5 bytes)."""
+    assert lib.lz4_use({"scalar": 0, "avx2": 2}[path]) == {"scalar": 0, "avx2": 2}[path]
+    try:
+        r = random.Random(65547)
+        sizes = [0, 1, 12, 13, 14, 100, 4096, 65535, 65536, 65545, 65546, 65547, 65548, 100000,
+                 300000] + [r.randrange(1, 200000) for _ in range(12)]
+        for n in sizes:
+            ram = b"".join(r.choice([bytes(4096), r.randbytes(4096), (TEXT * 40)[:4096],
+                                     CODE[r.randrange(len(CODE) - 4096):][:4096]])
+                           for _ in range(n // 4096 + 1))[:n]
+            sparse = bytes(b if r.random() < 0.05 else 0 for b in r.randbytes(n))
+            for data in (r.randbytes(n), (TEXT * (n // len(TEXT) + 1))[:n],
+                         CODE[r.randrange(len(CODE) // 2):][:n], sparse, ram):
+                assert compress(lib, data) == system_lz4_default(data), (path, n)
+    finally:
+        lib.lz4_use(0)
 
 
 @FAST

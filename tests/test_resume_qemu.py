@@ -115,6 +115,7 @@ def test_encrypted_cycle_and_wrong_key(tmp_path, cli):
     assert p.returncode == 0, p.stderr
     assert r["status"] == "resumed" and r["host_memory_check"] == "passed", r
     assert r["host_cpu_check"] == "passed"
+    assert r["vector_path"] == "avx2"      # the loader decrypted with the AVX2 keystream
 
 
 # ---- damage: one pristine image per kind, copied for each case ---------------------------

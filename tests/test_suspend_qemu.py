@@ -86,6 +86,9 @@ def test_suspend_matches_qemu_ground_truth(tmp_path, cli, qemu_pci, memory, seed
     s = json.loads(p.stdout)
     assert s["status"] == "written"
     assert s["host_memory_check"] == "passed" and s["host_cpu_check"] == "passed"
+    # QEMU's -cpu max has AVX2 (TCG, QEMU >= 7.2): the payload ran its AVX2 path, and the
+    # host's ymm upper halves and XCR0 were among the registers checked above.
+    assert s["vector_path"] == "avx2" and s["host_avx"] == "on", s
     assert s["pages_saved"] == s["pages_total"] > 0
     assert s["seconds"] > 0 and s["mb_per_s"] > 0
     assert 0.1 < s["zero_pages"] / s["pages_total"] < 0.4     # the test host's mix: ~25 %

@@ -174,7 +174,7 @@ def test_command_line_sets_handoff_flags(host_elf, tmp_path, append, flags):
 @pytest.mark.parametrize("variant, what", [
     ("clobber-rbx", "rbx"), ("clobber-r15", "r15"), ("clobber-xmm6", "xmm6"),
     ("clobber-gsbase", "gs_base"), ("set-df", "rflags"), ("break-idt", "idt_base"),
-    ("bad-rsp", "rsp"),
+    ("bad-rsp", "rsp"), ("clobber-ymm6-high", "ymm6.hi"), ("clobber-xcr0", "xcr0"),
 ])
 def test_cpu_state_not_restored(host_elf, tmp_path, variant, what):
     run = boot(host_elf, tmp_path, fake.make(variant))

@@ -36,6 +36,10 @@ VARIANTS = {
     "clobber-rbx": "xor ebx, ebx; " + _ret(STATUS.WRITTEN),
     "clobber-r15": "mov r15, 1; " + _ret(STATUS.WRITTEN),
     "clobber-xmm6": "pxor xmm6, xmm6; " + _ret(STATUS.WRITTEN),
+    # The host turns AVX on (QEMU -cpu max has it): the upper half of a ymm register, and
+    # XCR0 itself, must come back too.
+    "clobber-ymm6-high": "vinsertf128 ymm6, ymm6, xmm0, 1; " + _ret(STATUS.WRITTEN),
+    "clobber-xcr0": "xor ecx, ecx; xor edx, edx; mov eax, 3; xsetbv; " + _ret(STATUS.WRITTEN),
     "clobber-gsbase": "mov ecx, 0xc0000101; xor eax, eax; xor edx, edx; wrmsr; "
                       + _ret(STATUS.WRITTEN),
     "set-df": "std; " + _ret(STATUS.WRITTEN),

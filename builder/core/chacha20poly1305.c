@@ -33,6 +33,7 @@
  * out-of-line calls are memcpy/memset on tails and for wiping.
  */
 #include "chacha20poly1305.h"
+#include "chacha20_simd.h"
 #include "../lib/le.h"
 
 #include <stddef.h>
@@ -157,10 +158,36 @@ static void chacha_xor_tail(uint32_t st[16], const uint8_t *src, uint8_t *dst, s
     wipe(ks, sizeof ks);
 }
 
-/* 2.4: XOR nblocks whole blocks with the keystream from the current counter on. */
+/* The keystream path in use (CHACHA20_SCALAR until chacha20_use picks another). Set once
+ * by the boot CPU before any other CPU runs ChaCha20, only read afterwards. */
+static int chacha_impl = CHACHA20_SCALAR;
+
+int chacha20_use(int impl)
+{
+    if (impl >= CHACHA20_SCALAR && impl <= CHACHA20_AVX2)
+        chacha_impl = impl;
+    return chacha_impl;
+}
+
+/* 2.4: XOR nblocks whole blocks with the keystream from the current counter on: 8 or 4
+ * blocks at a time in vector registers where chacha_impl allows, the rest one by one.
+ * The counter wraps modulo 2^32 in every path alike (RFC 8439 2.3: a 32-bit word). */
 static __attribute__((noinline)) void chacha_xor_blocks(uint32_t st[16], const uint8_t *src,
                                                         uint8_t *dst, size_t nblocks)
 {
+    const int impl = chacha_impl;
+    if (impl >= CHACHA20_AVX2)
+        for (; nblocks >= 8; nblocks -= 8, src += 8 * CHACHA_BLOCK_SIZE,
+             dst += 8 * CHACHA_BLOCK_SIZE) {
+            chacha_xor8_avx2(st, src, dst);
+            st[CHACHA_COUNTER_WORD] += 8;
+        }
+    if (impl >= CHACHA20_SSE2)
+        for (; nblocks >= 4; nblocks -= 4, src += 4 * CHACHA_BLOCK_SIZE,
+             dst += 4 * CHACHA_BLOCK_SIZE) {
+            chacha_xor4_sse2(st, src, dst);
+            st[CHACHA_COUNTER_WORD] += 4;
+        }
     for (; nblocks; nblocks--, src += CHACHA_BLOCK_SIZE, dst += CHACHA_BLOCK_SIZE)
         chacha_xor64(st, src, dst);
 }
@@ -366,9 +393,15 @@ static void mac_end(struct poly1305 *p, size_t aad_len, size_t ct_len, uint8_t t
 static __attribute__((noinline)) void seal_blocks(struct aead_ctx *c, const uint8_t *src,
                                                   uint8_t *dst, size_t nblocks)
 {
-    for (; nblocks; nblocks--, src += CHACHA_BLOCK_SIZE, dst += CHACHA_BLOCK_SIZE) {
-        chacha_xor64(c->st, src, dst);
-        poly_blocks(&c->mac, dst, CHACHA_BLOCK_SIZE / POLY_BLOCK_SIZE, 1);
+    /* Runs of up to 8 blocks (one AVX2 step; 512 bytes, still in L1 when the MAC reads
+     * them back). */
+    while (nblocks) {
+        size_t n = nblocks < 8 ? nblocks : 8;
+        chacha_xor_blocks(c->st, src, dst, n);
+        poly_blocks(&c->mac, dst, n * (CHACHA_BLOCK_SIZE / POLY_BLOCK_SIZE), 1);
+        nblocks -= n;
+        src += n * CHACHA_BLOCK_SIZE;
+        dst += n * CHACHA_BLOCK_SIZE;
     }
 }
 

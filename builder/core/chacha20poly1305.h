@@ -6,8 +6,9 @@
  * implementation: python's cryptography ChaCha20Poly1305(key).encrypt(nonce,
  * pt, aad) returns exactly our ciphertext || tag, and its decrypt() accepts it.
  *
- * No globals, no allocation, no SSE (-mgeneral-regs-only), reentrant; at
- * most about 550 bytes of stack (tests/test_chacha20poly1305.py measures it
+ * One global (the keystream path, chacha20_use), no allocation, reentrant; no
+ * SSE or AVX outside chacha20_simd.h's functions, which only run when chosen; at
+ * most about 1.6 KiB of stack (AVX2 path; tests/test_chacha20poly1305.py measures it
  * from gcc's call graph). Assumes a little-endian CPU (x86-64). Key material
  * held in our own stack frames (ChaCha20 state, Poly1305 key) is wiped
  * before return.
@@ -56,6 +57,16 @@ int  aead_open_copy(const uint8_t key[32], const uint8_t nonce[12], const uint8_
 void aead_seal_pages(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
                      size_t aad_len, const uint8_t *const *pages, unsigned npages,
                      uint8_t *dst, uint8_t tag[16]);
+
+/* ---- the keystream path ------------------------------------------------ */
+
+/* ChaCha20's keystream: scalar (the default), SSE2 (4 blocks in parallel) or AVX2 (8).
+ * Every path gives the same bytes. chacha20_use(impl) selects one for every later call and
+ * returns the one in use (unchanged for an unknown value). The caller must have made sure
+ * the CPU and its control registers allow it (builder/core/vector.c in the payload); call
+ * it before other CPUs use the AEAD, never while they do. */
+enum { CHACHA20_SCALAR = 0, CHACHA20_SSE2 = 1, CHACHA20_AVX2 = 2 };
+int chacha20_use(int impl);
 
 /* ---- the pieces, for the known-answer tests ---------------------------- */
 

@@ -7,6 +7,7 @@
 #include "plugin_host.h"
 #include "printf.h"
 #include "smp.h"
+#include "vector.h"
 
 struct fault_frame {            /* as isr.S and the CPU left it (SDM vol. 3, 6.14.1) */
     uint64_t vector, error_code, rip, cs, rflags, rsp, ss;
@@ -96,6 +97,7 @@ __attribute__((noreturn)) void unwind_to_host(void)
 {
     /* The trampoline's exit path restores every register from the saved context, so the
      * stack pointer and registers it is entered with do not matter. */
+    vector_leave(0);            /* the host's vector state back (nothing if not entered) */
     uint64_t exit = sos_run.info->trampoline_exit;
     __asm__ volatile("jmp *%0" :: "r"(exit));
     __builtin_unreachable();

@@ -5,17 +5,20 @@
  * ("the spec" below). Section names quoted are the spec's.
  *
  * Compressor: greedy single-pass LZ77, one hash table of recent positions
- * (4-byte sequences, multiplicative hash), skip acceleration over data that
+ * (4-byte sequences, multiplicative hash of 4 bytes, of 5 for blocks over 64 KiB,
+ * so the output is byte for byte liblz4's default), skip acceleration over data that
  * does not match, 8-byte "wild" literal copies, match length counted a word at
  * a time with count-trailing-zeros. Assumes a little-endian CPU (x86-64), as
  * the format's offsets are little-endian and we compare words by xor + ctz.
  *
- * Freestanding: no globals, no allocation, -mgeneral-regs-only safe. Fixed-size
+ * Freestanding: one global (the match-length path, lz4_use), no allocation,
+ * -mgeneral-regs-only safe outside match_len_avx2. Fixed-size
  * __builtin_memcpy calls become plain (unaligned) mov instructions; the only
  * out-of-line calls are memcpy/memset for variable sizes outside hot loops.
  */
 #include "lz4.h"
 
+#include <immintrin.h>
 #include <stddef.h>
 #if __STDC_HOSTED__
 #include <string.h>
@@ -33,9 +36,11 @@
 #define LEN_BYTE_MAX 255   /* an extra length byte of 255 means another byte follows */
 
 /* ---- tuning (ours) ----------------------------------------------------- */
-/* Blocks no larger than this store 16-bit positions: every position fits and
+/* Blocks shorter than this store 16-bit positions: every position fits and
  * every distance back is <= MAX_DISTANCE, so no distance check is needed.
- * The last position ever inserted is src_len - MFLIMIT. */
+ * The last position ever inserted is src_len - MFLIMIT. The same bound as
+ * liblz4's LZ4_64Klimit (its byU16 table below it), so that the table, the hash
+ * and therefore the output are liblz4's for every block size. */
 #define SMALL_LIMIT  (65536 + MFLIMIT - 1)
 #define HASH_LOG_16  13    /* 8192 x uint16_t = LZ4_WORK_SIZE */
 #define HASH_LOG_32  12    /* 4096 x uint32_t = LZ4_WORK_SIZE */
@@ -76,6 +81,60 @@ static ALWAYS_INLINE uint32_t hash4(uint32_t seq, unsigned log)
     return (seq * 2654435761u) >> (32 - log);
 }
 
+/* Multiplicative hash of the 5 low bytes of a little-endian 64-bit load. The 32-bit
+ * position table (blocks of SMALL_LIMIT bytes or more) uses it, as liblz4's 64-bit build does for its
+ * byU32 table (LZ4_hash5), so that blocks of every size parse exactly as liblz4's default
+ * does: the same output bytes. The prime is liblz4's; any odd 5-byte constant would do. */
+static ALWAYS_INLINE uint32_t hash5(uint64_t seq, unsigned log)
+{
+    return (uint32_t)(((seq << 24) * 889523592379ull) >> (64 - log));
+}
+
+/* The match-length path (lz4_use): LZ4_SCALAR until the payload's vector code has saved
+ * the host's state and found AVX2 (builder/core/vector.c). Set once before any CPU
+ * compresses, only read afterwards. */
+static int lz4_path = LZ4_SCALAR;
+
+int lz4_use(int path)
+{
+    if (path == LZ4_SCALAR || path == LZ4_AVX2)
+        lz4_path = path;
+    return lz4_path;
+}
+
+/* match_len's long-match tail with AVX2: 32 bytes per compare (vpcmpeqb + vpmovmskb), the
+ * first differing byte from the mask's lowest clear bit. Reads only below limit, like the
+ * scalar loop; the counted length, and so the output, is the same. Out of line with its
+ * own target attribute, so the rest of the file stays free of vector instructions; only
+ * matches longer than 12 bytes reach it. Long runs are common in RAM (zeroed and repeated
+ * areas inside pages), where it counts about twice as fast. */
+static __attribute__((target("avx2"), noinline)) size_t match_len_avx2(const uint8_t *p,
+                                                                        const uint8_t *m,
+                                                                        const uint8_t *limit)
+{
+    const uint8_t *const start = p;
+    while (p + 32 <= limit) {
+        __m256i a = _mm256_loadu_si256((const __m256i_u *)p);
+        __m256i b = _mm256_loadu_si256((const __m256i_u *)m);
+        uint32_t eq = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, b));
+        if (eq != 0xFFFFFFFFu)
+            return (size_t)(p - start) + (unsigned)__builtin_ctz(~eq);
+        p += 32;
+        m += 32;
+    }
+    while (p + 8 <= limit) {
+        uint64_t diff = load64(p) ^ load64(m);
+        if (diff)
+            return (size_t)(p - start) + ((unsigned)__builtin_ctzll(diff) >> 3);
+        p += 8;
+        m += 8;
+    }
+    if (p + 4 <= limit && load32(p) == load32(m)) { p += 4; m += 4; }
+    if (p + 2 <= limit && load16(p) == load16(m)) { p += 2; m += 2; }
+    if (p < limit && *p == *m) p++;
+    return (size_t)(p - start);
+}
+
 /* Number of equal bytes at p and m, not reading p at or past limit (m < p).
  * 32 bytes per iteration while far from the limit: long matches (zero pages,
  * repeated pages) are the common case in RAM images. */
@@ -91,6 +150,8 @@ static ALWAYS_INLINE size_t match_len(const uint8_t *p, const uint8_t *m,
             return (size_t)((unsigned)__builtin_ctzll(diff) >> 3);
         p += 8;
         m += 8;
+        if (lz4_path == LZ4_AVX2)
+            return 8 + match_len_avx2(p, m, limit);
         while (p + 32 <= limit) {
             uint64_t d0 = load64(p) ^ load64(m);
             uint64_t d1 = load64(p + 8) ^ load64(m + 8);
@@ -144,7 +205,7 @@ static ALWAYS_INLINE uint8_t *write_extra_len(uint8_t *op, size_t rest)
 
 /*
  * The compressor proper; `small` is a compile-time constant selecting the
- * 16-bit position table (blocks up to SMALL_LIMIT) or the 32-bit one.
+ * 16-bit position table (blocks shorter than SMALL_LIMIT) or the 32-bit one.
  *
  * Output space: every check below reserves, beyond what it writes, room for
  * whatever must still follow — at least a 2-byte offset, then the final token
@@ -168,6 +229,7 @@ static ALWAYS_INLINE int compress_generic(const uint8_t *const src, const size_t
     uint32_t *const t32 = work;
     const unsigned hlog = small ? HASH_LOG_16 : HASH_LOG_32;
 
+#define HASH(p)      (small ? hash4(load32(p), hlog) : hash5(load64(p), hlog))
 #define T_GET(h)     (small ? (size_t)t16[h] : (size_t)t32[h])
 #define T_PUT(h, p)  do { if (small) t16[h] = (uint16_t)((p) - base); \
                           else t32[h] = (uint32_t)((p) - base); } while (0)
@@ -178,7 +240,7 @@ static ALWAYS_INLINE int compress_generic(const uint8_t *const src, const size_t
 
     __builtin_memset(work, 0, LZ4_WORK_SIZE); /* every slot -> position 0 */
 
-    T_PUT(hash4(load32(ip), hlog), ip);
+    T_PUT(HASH(ip), ip);
     ip++;
 
     for (;;) {
@@ -190,26 +252,23 @@ static ALWAYS_INLINE int compress_generic(const uint8_t *const src, const size_t
         {
             unsigned step = 1;
             unsigned probes = 1u << SKIP_TRIGGER;
-            uint32_t seq = load32(ip);
+            uint32_t h = HASH(ip);
             for (;;) {
                 const uint8_t *next = ip + step;
-                uint32_t h = hash4(seq, hlog);
-                uint32_t nseq;
                 match = base + T_GET(h);
                 T_PUT(h, ip);
                 step = probes++ >> SKIP_TRIGGER;
                 if (UNLIKELY(next > mflimit)) {
                     if ((small || (size_t)(ip - match) <= MAX_DISTANCE) &&
-                        load32(match) == seq)
+                        load32(match) == load32(ip))
                         break;
                     goto last_literals;
                 }
-                nseq = load32(next); /* next probe's bytes, loaded early */
+                h = HASH(next);     /* the next probe's slot, ahead of this compare */
                 if ((small || (size_t)(ip - match) <= MAX_DISTANCE) &&
-                    load32(match) == seq)
+                    load32(match) == load32(ip))
                     break;
                 ip = next;
-                seq = nseq;
             }
         }
 
@@ -266,14 +325,13 @@ static ALWAYS_INLINE int compress_generic(const uint8_t *const src, const size_t
 
             /* Remember a position inside the match, then try for an
              * immediate next match (no literals) at ip. */
-            T_PUT(hash4(load32(ip - 2), hlog), ip - 2);
+            T_PUT(HASH(ip - 2), ip - 2);
             {
-                uint32_t seq = load32(ip);
-                uint32_t h = hash4(seq, hlog);
+                uint32_t h = HASH(ip);
                 match = base + T_GET(h);
                 T_PUT(h, ip);
                 if ((small || (size_t)(ip - match) <= MAX_DISTANCE) &&
-                    load32(match) == seq) {
+                    load32(match) == load32(ip)) {
                     token = op++;
                     *token = 0;
                     continue;
@@ -307,6 +365,7 @@ last_literals:
         op += lit;
     }
     return (int)(op - dst);
+#undef HASH
 #undef T_GET
 #undef T_PUT
 }
@@ -316,7 +375,7 @@ int lz4_compress(const uint8_t *src, int src_len, uint8_t *dst, int dst_cap,
 {
     if (src_len < 0 || src_len > LZ4_MAX_INPUT_SIZE || dst_cap <= 0)
         return 0;
-    if (src_len <= SMALL_LIMIT)
+    if (src_len < SMALL_LIMIT)
         return compress_generic(src, (size_t)src_len, dst, (size_t)dst_cap, work, 1);
     return compress_generic(src, (size_t)src_len, dst, (size_t)dst_cap, work, 0);
 }

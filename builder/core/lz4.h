@@ -25,6 +25,14 @@
  * succeeds. Same value as liblz4's LZ4_COMPRESSBOUND(n). */
 #define LZ4_COMPRESS_BOUND(n) ((n) + (n) / 255 + 16)
 
+/* The compressor's match-length count: scalar (the default) or AVX2 (32 bytes per
+ * compare). Same output either way. lz4_use(path) selects one for every later call and
+ * returns the one in use (unchanged for an unknown value); the caller must have made sure
+ * the CPU and its XCR0 allow AVX2 (builder/core/vector.c in the payload), and call it
+ * before other CPUs compress, never while they do. */
+enum { LZ4_SCALAR = 0, LZ4_AVX2 = 2 };
+int lz4_use(int path);
+
 /*
  * Compress src[0..src_len) into dst[0..dst_cap) as one LZ4 block.
  * work: LZ4_WORK_SIZE bytes of scratch, 4-byte aligned.

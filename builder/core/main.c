@@ -13,6 +13,7 @@
 #include "serial.h"
 #include "smp.h"
 #include "string.h"
+#include "vector.h"
 #include "timer.h"
 
 /* Filled in by the builder after linking; all zero here so it lands in .data. */
@@ -218,6 +219,7 @@ uint32_t payload_main(struct sos_handoff *h)
     h->tsc_hz_used = timer_hz();
     h->tsc_source = tsc_source(h->tsc_hz);
     kprintf("@@PAYLOAD start tsc_hz=%lu tsc_source=%u\n", h->tsc_hz_used, h->tsc_source);
+    vector_enter(0);            /* the host's vector state saved, the path chosen */
     /* The APs first: taking GO, a host AP's call pushes onto its own stack, which is saved
      * RAM. From here on no CPU writes saved RAM, so the pause below sees what is saved. */
     smp_start();
@@ -231,6 +233,7 @@ uint32_t payload_main(struct sos_handoff *h)
         rc = check_memory(h, info);
     if (rc) {
         smp_stop();
+        vector_leave(0);
         h->tsc_end = rdtsc();
         return h->status;
     }
@@ -248,5 +251,6 @@ uint32_t payload_main(struct sos_handoff *h)
     if (!rc)
         h->status = SOS_STATUS_WRITTEN;
     kprintf("@@PAYLOAD done status=%x\n", h->status);
+    vector_leave(0);
     return h->status;
 }

@@ -10,8 +10,10 @@
 #include "smp.h"
 #include "string.h"
 #include "timer.h"
+#include "vector.h"
 
-/* Each AP's stack: its share of a job needs little (the deepest is the AEAD seal, ~1 KiB). */
+/* Each AP's stack: its share of a job needs little (the deepest is the AEAD seal with the
+ * AVX2 keystream, ~1.6 KiB). */
 #define AP_STACK_SIZE (8 * 1024)
 
 struct ap {
@@ -63,6 +65,7 @@ struct sos_ap_context *smp_this_ap(void)
 void payload_ap_main(struct sos_ap_context *ctx)
 {
     struct ap *ap = (struct ap *)ctx;
+    vector_enter(ctx->index + 1);   /* the host's vector state saved, as on the boot CPU */
     __atomic_store_n(&ap->answered, 1, __ATOMIC_RELEASE);
     /* The boot CPU numbers us (ap->cpu) before the first job: wait for a job or leave. */
     uint32_t seen = 0;
@@ -72,8 +75,10 @@ void payload_ap_main(struct sos_ap_context *ctx)
         while ((g = __atomic_load_n(&smp.generation, __ATOMIC_ACQUIRE)) == seen &&
                !__atomic_load_n(&smp.leave, __ATOMIC_ACQUIRE))
             cpu_relax_step(&spins);
-        if (g == seen)
+        if (g == seen) {
+            vector_leave(ctx->index + 1);
             return;                 /* leave: back through the trampoline to the host */
+        }
         seen = g;
         if (ap->cpu)
             smp.fn(ap->cpu, smp.cpus, smp.arg);
@@ -226,6 +231,7 @@ void smp_stop(void)
 
 __attribute__((noreturn)) void smp_ap_fault_exit(struct sos_ap_context *ap)
 {
+    vector_leave(ap->index + 1);
     __atomic_store_n(&smp.abort, 1, __ATOMIC_RELEASE);
     uint64_t exit = sos_run.info->ap_exit;
     __asm__ volatile("jmp *%0" :: "r"(exit), "D"(ap));

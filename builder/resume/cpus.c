@@ -10,6 +10,7 @@
  */
 #include "apic.h"
 #include "cpus.h"
+#include "vector.h"
 #include "multiboot.h"
 #include "payload.h"
 #include "printf.h"
@@ -95,6 +96,10 @@ static void ap_main(void *arg)
         "movw %%ax, %%ss\n\t"
         "lidt %1"
         :: "m"(gdtr), "m"(run.idtr) : "rax", "memory");
+    /* The boot CPU's vector path (ChaCha20 SSE2/AVX2) is global: this CPU turns on what
+     * that path needs (CR4.OSXSAVE, XCR0) before its first job. It starts from INIT and
+     * ends in INIT, so there is no host state to give back. */
+    vector_enter(cpu);
     if (apic_self_id() == deaf)         /* started, but never answers: the boot CPU's */
         for (;;)                        /* deadline and INIT are what is tested */
             __asm__ volatile("pause");

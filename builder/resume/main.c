@@ -18,6 +18,7 @@
 #include "printf.h"
 #include "serial.h"
 #include "string.h"
+#include "vector.h"
 #include "timer.h"
 
 #ifndef RESUME_SERIAL_PORT
@@ -265,6 +266,7 @@ void resume_main(uint32_t magic, uint32_t mbi)
     check_memory_map(info);
 
     timer_init(0);
+    vector_enter(0);        /* ChaCha20's SSE2/AVX2 path where the CPU allows it */
     cpus_discover();
     h->tsc_hz_used = timer_hz();
     h->tsc_source = timer_calibrated() ? SOS_TSC_PIT : SOS_TSC_FALLBACK;
@@ -284,5 +286,6 @@ void resume_main(uint32_t magic, uint32_t mbi)
     h->status = SOS_STATUS_RESUMED;
     memcpy(&h->context, image_context(), sizeof h->context);
     kprintf("@@RESUME returning rip=0x%lx rsp=0x%lx\n", h->context.rip, h->context.rsp);
+    vector_leave(0);        /* our own XCR0/CR4 first; the context then loads the host's */
     cpu_resume(image_context());
 }

@@ -8,9 +8,10 @@ from ..errors import BuildError
 from ..formats import cheader
 from ..sources import source_dir
 
-# No red zone (exceptions push onto the current stack), no SSE (the payload runs inside the
-# host's FPU state only between the trampoline's FXSAVE and FXRSTOR; general registers keep
-# it simple), no stack protector or PIC (nothing sets them up).
+# No red zone (exceptions push onto the current stack), general registers only (the host's
+# vector state is the host's: only the few functions that carry their own target attribute
+# use xmm/ymm, after builder/core/vector.c has saved it), no stack protector or PIC
+# (nothing sets them up).
 FREESTANDING = ["-ffreestanding", "-nostdlib", "-mno-red-zone", "-fno-stack-protector",
                 "-mgeneral-regs-only", "-fno-pic", "-fno-pie", "-fno-asynchronous-unwind-tables",
                 "-O2", "-g0", "-Wall", "-Wextra", "-Werror=implicit-function-declaration",
@@ -58,7 +59,7 @@ def include_dirs(workdir):
 # writer and the stream, stay -O2).
 COLD_SOURCES = {("core", "main"), ("core", "smp"), ("core", "raw_ceiling"), ("core", "fault"),
                 ("core", "plugin_host"), ("drivers", "printf"), ("drivers", "ahci"),
-                ("drivers", "ahci_disk")}
+                ("drivers", "ahci_disk"), ("core", "vector")}
 
 
 def compile_all(sources, workdir, extra_flags=(), includes=None):

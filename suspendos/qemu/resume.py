@@ -38,6 +38,7 @@ class LoaderLog:
         self.outcome = None          # ("refused", reason, message) / ("failed", message) / ...
         self.times = {}
         self.cpu_lines = []          # the loader's @@CPUS / @@CPU lines: APs used, left out
+        self.vector_path = None      # @@VECTOR path=scalar|sse2|avx2 (the loader's choice)
 
     def __call__(self, key, fields, line):
         if key in ("CPU", "CPUS"):
@@ -45,6 +46,9 @@ class LoaderLog:
             return True
         if key == "PROGRESS" and len(fields) == 2:
             self.progress.show(self.phase, int(fields[0]) * 100 // max(1, int(fields[1])))
+            return True
+        if key == "VECTOR" and fields:
+            self.vector_path = protocol.parse_fields(fields).get("path")
             return True
         if key != "RESUME" or not fields:
             return False
@@ -221,6 +225,7 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     summary["disk_seconds"] = round(handoff.disk_tsc / hz, 4)
     summary["compute_seconds"] = round(handoff.compute_tsc / hz, 4)
     summary["cpu_log"] = log.cpu_lines
+    summary["vector_path"] = log.vector_path
     summary["host_ap_check"] = "passed" if result.get("aps", "ok") == "ok" else "failed"
     if error:
         summary["host_error"] = error
