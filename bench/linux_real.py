@@ -130,7 +130,7 @@ def main(argv=None):
         k = (rep - 1) % len(cases)
         for c in cases[k:] + cases[:k]:
             hib, comp = CASES[c]
-            la, t0 = loadavg(), time.time()
+            la, t0 = loadavg()[0], time.time()      # the 1-minute load average
             wd = (a.workdir / f"r{rep}-{c}") if a.workdir else None
             try:
                 r, ok = run_scenario(memory=memory, cpus=a.cpus, swap=a.swap, compress=comp,
@@ -139,7 +139,7 @@ def main(argv=None):
             except Exception as e:      # noqa: BLE001 - recorded, the benchmark goes on
                 r, ok = {"error": f"{type(e).__name__}: {str(e)[:2000]}"}, False
             r.update(case=c, rep=rep, ok=ok, load_before=round(la, 2),
-                     load_after=round(loadavg(), 2),
+                     load_after=round(loadavg()[0], 2),
                      started=time.strftime("%H:%M:%S", time.gmtime(t0)))
             runs.append(r)
             log(f"rep {rep} {c}: ok={ok} hibernate {r.get('hibernate_seconds')} s, resume "
