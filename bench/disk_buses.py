@@ -123,6 +123,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path, help="only print the tables for this result file")
+    ap.add_argument("--merge", type=Path, help="a previous result file whose runs are kept "
+                    "(this run's repetitions are numbered after them)")
     a = ap.parse_args()
     if a.markdown:
         import json
@@ -135,8 +137,14 @@ def main():
                                         ceiling_unit(a.workdir, a.memory, b))]
     runs = rotated(units, a.reps, "disk_buses",
                    show=("suspend_mb_per_s", "resume_disk_mb_per_s", "ceiling_mb_per_s"))
-    median, ratios = summarize(runs, a.reps)
-    out = {"memory": a.memory, "reps": a.reps, "compress": "none", "median": median,
+    if a.merge:
+        import json
+        old = json.loads(a.merge.read_text())["runs"]
+        first = max(r["rep"] for r in old)
+        runs = old + [dict(r, rep=r["rep"] + first) for r in runs]
+    reps = max(r["rep"] for r in runs)
+    median, ratios = summarize(runs, reps)
+    out = {"memory": a.memory, "reps": reps, "compress": "none", "median": median,
            "ratios": ratios, "load": load_summary(runs), "runs": runs}
     write_results(results_path(__file__, a.json), out)
     log("disk_buses", f"results: {results_path(__file__, a.json)}")
