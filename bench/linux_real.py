@@ -4,7 +4,12 @@ hibernation (swsusp), on the same guest, same data, same kernel command line (is
 
     python bench/linux_real.py [--reps 5] [--memory 1G] [--cpus 2] [--swap file]
                                [--cases swsusp-lzo,ours-lz4,swsusp-nocompress,ours-none]
+                               [--disk-bus ahci|nvme|virtio]
                                [--json bench/results/linux_real.json] [--workdir DIR]
+
+`--disk-bus nvme`: the same guest disk as namespace 1 of QEMU's NVMe controller (root and
+swap on /dev/nvme0n1pN, swsusp's resume= likewise); results default to
+bench/results/linux_real-nvme.json.
 
 Every case is one `suspendos qemu linux` run (suspendos/linuxvm/runner.py) on a new qcow2
 overlay of the cached guest: boot, working set (tmpfs + md5s, a counter process, a file on
@@ -96,7 +101,8 @@ def main(argv=None):
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--swap", default="file", choices=("file", "partition"))
     ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "linux_real.json")
+    ap.add_argument("--disk-bus", default="ahci", choices=("ahci", "nvme", "virtio"))
+    ap.add_argument("--json", type=Path)
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--first-rep", type=int, default=1, help="number the repetitions from here "
                     "(continuing an interrupted benchmark; the case order follows the number)")
@@ -106,6 +112,9 @@ def main(argv=None):
     if a.markdown:
         print(markdown(json.loads(a.markdown.read_text())))
         return 0
+    if a.json is None:
+        a.json = Path(__file__).parent / "results" / (
+            "linux_real.json" if a.disk_bus == "ahci" else f"linux_real-{a.disk_bus}.json")
     cases = a.cases.split(",")
     for c in cases:
         if c not in CASES:
@@ -121,15 +130,16 @@ def main(argv=None):
         k = (rep - 1) % len(cases)
         for c in cases[k:] + cases[:k]:
             hib, comp = CASES[c]
-            la, t0 = loadavg(), time.time()
+            la, t0 = loadavg()[0], time.time()      # the 1-minute load average
             wd = (a.workdir / f"r{rep}-{c}") if a.workdir else None
             try:
                 r, ok = run_scenario(memory=memory, cpus=a.cpus, swap=a.swap, compress=comp,
-                                     hibernator=hib, workdir=wd, log=log)
+                                     hibernator=hib, workdir=wd, log=log,
+                                     disk_bus=a.disk_bus)
             except Exception as e:      # noqa: BLE001 - recorded, the benchmark goes on
                 r, ok = {"error": f"{type(e).__name__}: {str(e)[:2000]}"}, False
             r.update(case=c, rep=rep, ok=ok, load_before=round(la, 2),
-                     load_after=round(loadavg(), 2),
+                     load_after=round(loadavg()[0], 2),
                      started=time.strftime("%H:%M:%S", time.gmtime(t0)))
             runs.append(r)
             log(f"rep {rep} {c}: ok={ok} hibernate {r.get('hibernate_seconds')} s, resume "
@@ -139,6 +149,7 @@ def main(argv=None):
             a.json.parent.mkdir(parents=True, exist_ok=True)
             a.json.write_text(json.dumps(
                 {"memory": a.memory, "cpus": a.cpus, "swap": a.swap, "reps": a.reps,
+                 "disk_bus": a.disk_bus,
                  "guest": guest.dir.name, "summary": summary, "ours_over_swsusp": ratios, "runs": runs}, indent=2))
     print(json.dumps({"summary": summary, "ours_over_swsusp": ratios}, indent=2))
     return 0

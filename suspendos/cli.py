@@ -452,7 +452,8 @@ def parser():
     ql = q.add_parser("linux", help="hibernate a real Debian guest from the inside and resume it")
     ql.add_argument("--memory", default="1G")
     ql.add_argument("--cpus", type=int, default=1, help="vCPUs, 1 to 4")
-    ql.add_argument("--disk-bus", choices=("ahci",), default="ahci")
+    ql.add_argument("--disk-bus", choices=("ahci", "nvme", "virtio"), default="ahci",
+                    help="the guest's disk (root and swap) on this controller (default ahci)")
     ql.add_argument("--swap", choices=("file", "partition"), default="file")
     ql.add_argument("--compress", choices=("none", "lz4"), default="lz4",
                     help="swsusp: lz4 means its default LZO, none hibernate=nocompress")

@@ -64,3 +64,19 @@ def test_linux_real_suspendos_swap_partition_1_cpu_boot_normally(tmp_path):
     assert r["hibernate_exit_code"] == 0 and r["poweroff_exit_code"] == 0, r
     assert r["cpus_online"] == 1
     assert ok
+
+
+def test_linux_real_suspendos_nvme_swap_file_3_cpus_lz4(tmp_path):
+    """`suspendos qemu linux --disk-bus nvme --cpus 3 --swap file --compress lz4`: the same
+    guest disk as namespace 1 of QEMU's NVMe controller, root and swap file on
+    /dev/nvme0n1p1; `target linux` in the guest finds the namespace, the payload and the
+    resume loader drive the controller Linux's nvme driver shut down on freeze, and the
+    kernel's own driver brings it back (the md5s after drop_caches read the disk). Three
+    vCPUs: all online and running after the resume. Measured: 267 s with the guest cached
+    (load 9-10), 733 s when it rebuilt the guest layer first (load 14)."""
+    r, ok = run_scenario(memory=MEMORY, cpus=3, swap="file", compress="lz4",
+                         hibernator="suspendos", disk_bus="nvme", workdir=tmp_path)
+    _check_resumed(r, 3)
+    assert r["target_disk"] == "nvme", r
+    assert r["free_pages_skipped"] > 0 and r["bytes_written"] > 0, r
+    assert ok

@@ -53,6 +53,25 @@ ROOT_DEV, SWAP_PART_DEV, SWAP_FILE = "/dev/sda1", "/dev/sda2", "/swapfile"
 # the region suspendos needs kept from Linux, 4-level paging, the same log level.
 RESERVED = "2M$0x10000000"
 BASE_APPEND = f"root={ROOT_DEV} console=ttyS0,115200 memmap={RESERVED} no5lvl loglevel=7"
+# The same disk image on each bus of `qemu linux --disk-bus` (only QEMU's -device differs):
+# Linux names the partitions by bus, so root= (and swsusp's resume=) follow the bus, while
+# fstab finds the root by its label.
+PARTITIONS = {"ahci": (ROOT_DEV, SWAP_PART_DEV), "nvme": ("/dev/nvme0n1p1", "/dev/nvme0n1p2"),
+              "virtio": ("/dev/vda1", "/dev/vda2")}
+ROOT_LABEL = "sosroot"
+
+
+def root_dev(bus="ahci"):
+    return PARTITIONS[bus][0]
+
+
+def swap_part_dev(bus="ahci"):
+    return PARTITIONS[bus][1]
+
+
+def base_append(bus="ahci"):
+    """BASE_APPEND with root= naming the root partition on `bus`."""
+    return BASE_APPEND.replace(f"root={ROOT_DEV}", f"root={root_dev(bus)}")
 BUILD_LOG = "build.log"
 
 
@@ -195,7 +214,7 @@ def _configure(root, abi):
     (root / "etc/machine-id").write_text(hashlib.md5(abi.encode()).hexdigest() + "\n")
     (root / "etc/fstab").write_text(
         "# <file system> <mount point> <type> <options> <dump> <pass>\n"
-        f"{ROOT_DEV} / ext4 errors=remount-ro 0 1\n"
+        f"LABEL={ROOT_LABEL} / ext4 errors=remount-ro 0 1\n"
         f"{SWAP_FILE} none swap sw,nofail 0 0\n")
     for rel, (mode, text) in GUEST_FILES.items():
         p = root / rel.lstrip("/")
@@ -298,7 +317,7 @@ def _assemble(tar, wheels, abi, work, out):
     with open(disk, "wb") as f:
         f.truncate((swap_start + swap_sectors + 2048) * SECTOR)
     _mbr(disk, [(0x83, ROOT_START_LBA, root_sectors), (0x82, swap_start, swap_sectors)])
-    _run(["mkfs.ext4", "-q", "-F", "-L", "sosroot", "-E",
+    _run(["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-E",
           f"offset={ROOT_START_LBA * SECTOR}", "-d", str(root), str(disk),
           f"{ROOT_MIB * 1024}k"], "mkfs.ext4 -d", blog)
     swap = work / "swap.part"

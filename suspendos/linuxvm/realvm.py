@@ -5,7 +5,8 @@ was started), so phases can be timed from the host alone.
 
 The machine is the project's test machine (machine_args: q35, ICH9 AHCI, TCG, -cpu max) with
 `-smp N` and multi-threaded TCG, the guest's disk (a qcow2 overlay, or the raw disk itself
-while provisioning) on AHCI port 0.
+while provisioning) on AHCI port 0, or with `bus` "nvme" / "virtio" the same disk image as
+namespace 1 of an NVMe controller / a virtio-blk device (qemu/disks.py); root= follows.
 """
 import asyncio
 import re
@@ -13,19 +14,20 @@ import time
 
 from ..errors import RunError
 from ..qemu.machine import QemuMachine, machine_args
-from .debian import BASE_APPEND
+from ..qemu.disks import device_args
+from .debian import base_append
 
 BOOT_DEADLINE = 300.0     # s from QEMU start to the console's ready line (TCG, loaded host)
 
 
-def guest_args(memory, cpus, disk, kernel, initrd=None, append=None):
+def guest_args(memory, cpus, disk, kernel, initrd=None, append=None, bus="ahci"):
     args = machine_args(memory)
     i = args.index("-accel")
     # several vCPUs that really run in parallel: multi-threaded TCG (QEMU-NOTES)
     args[i:i + 2] = ["-accel", "tcg,thread=multi", "-smp", str(cpus)]
     fmt = "qcow2" if str(disk).endswith(".qcow2") else "raw"
     args += ["-drive", f"if=none,id=d0,file={disk},format={fmt},cache=writeback",
-             "-device", "ide-hd,drive=d0,bus=ide.0", "-kernel", str(kernel)]
+             *device_args(bus, 512, "d0"), "-kernel", str(kernel)]
     if initrd:
         args += ["-initrd", str(initrd)]
     if append is not None:
@@ -35,15 +37,16 @@ def guest_args(memory, cpus, disk, kernel, initrd=None, append=None):
 
 class GuestVM:
     """A running boot of the guest. `kernel=None` boots Debian's kernel and initrd with
-    BASE_APPEND + `append`; any other kernel (the resume loader) is booted alone."""
+    BASE_APPEND (root= on `bus`) + `append`; any other kernel (the resume loader) is booted
+    alone."""
 
     def __init__(self, guest, disk, memory, cpus, log_path=None, append="", kernel=None,
-                 initrd=None):
+                 initrd=None, bus="ahci"):
         if kernel is None:
             args = guest_args(memory, cpus, disk, guest.vmlinuz, initrd or guest.initrd,
-                              f"{BASE_APPEND} {append}".strip())
+                              f"{base_append(bus)} {append}".strip(), bus=bus)
         else:
-            args = guest_args(memory, cpus, disk, kernel)
+            args = guest_args(memory, cpus, disk, kernel, bus=bus)
         self.m = QemuMachine(args, log_path=log_path)
         self.lines = []           # (host seconds since start, line)
         self.t0 = None

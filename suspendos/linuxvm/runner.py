@@ -53,8 +53,9 @@ class Scenario:
             raise UsageError("--cpus: 1 to 4")
         if memory < 512 * MiB or memory % MiB:
             raise UsageError("--memory: at least 512M, a whole number of MiB")
-        if disk_bus != "ahci":
-            raise UsageError("--disk-bus: only ahci (the module's polled driver for Linux)")
+        if disk_bus not in debian.PARTITIONS:
+            raise UsageError("--disk-bus: ahci, nvme or virtio")
+        self.disk_bus = disk_bus      # root and swap on that disk (debian.PARTITIONS)
         if swap not in ("file", "partition"):
             raise UsageError("--swap: file or partition")
         if hibernator not in ("suspendos", "swsusp"):
@@ -70,20 +71,22 @@ class Scenario:
         self.work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sos-qlinux-"))
         self.work.mkdir(parents=True, exist_ok=True)
         self.result = {"hibernator": hibernator, "cpus": cpus, "memory_mib": memory // MiB,
-                       "swap": swap, "compress": compress, "dirty_free_mib": self.dirty // MiB}
+                       "swap": swap, "compress": compress, "dirty_free_mib": self.dirty // MiB,
+                       "disk_bus": disk_bus}
 
     # ---- what each hibernator needs on the command line ----------------------------------
     def swap_area(self):
-        return debian.SWAP_FILE if self.swap == "file" else debian.SWAP_PART_DEV
+        return debian.SWAP_FILE if self.swap == "file" else debian.swap_part_dev(self.disk_bus)
 
     def append(self, guest):
         if self.hibernator != "swsusp":
             return ""
         extra = []
         if self.swap == "file":
-            extra += [f"resume={debian.ROOT_DEV}", f"resume_offset={guest.swapfile_offset}"]
+            extra += [f"resume={debian.root_dev(self.disk_bus)}",
+                      f"resume_offset={guest.swapfile_offset}"]
         else:
-            extra += [f"resume={debian.SWAP_PART_DEV}"]
+            extra += [f"resume={debian.swap_part_dev(self.disk_bus)}"]
         if self.compress == "none":
             extra.append("hibernate=nocompress")
         return " ".join(extra)
@@ -120,7 +123,7 @@ class Scenario:
     async def _hibernate_boot(self):
         g, r = self.guest, self.result
         async with GuestVM(g, self.disk, self.memory, self.cpus, self.work / "hibernate.log",
-                           append=self.append(g)) as vm:
+                           append=self.append(g), bus=self.disk_bus) as vm:
             r["boot_seconds"] = round(await vm.ready(), 2)
             area = self.swap_area()
             await vm.run(f"swapoff -a; swapon {area} && cat /proc/swaps", 120)
@@ -156,8 +159,8 @@ class Scenario:
             r["hibernate_phases"] = _phases(vm.lines, go[0], self.hibernator)
 
     async def _swsusp_prepare(self, vm):
-        want = f"resume={debian.ROOT_DEV}" if self.swap == "file" else \
-            f"resume={debian.SWAP_PART_DEV}"
+        want = f"resume={debian.root_dev(self.disk_bus)}" if self.swap == "file" else \
+            f"resume={debian.swap_part_dev(self.disk_bus)}"
         out = await vm.run("echo shutdown > /sys/power/disk; cat /sys/power/resume "
                            "/sys/power/resume_offset /sys/power/disk; cat /proc/cmdline")
         if want not in out:
@@ -179,7 +182,8 @@ class Scenario:
         self.result["plan_notes"] = self.plan.get("notes")
         if prep.get("target_toml") != self.plan["target_toml"]:
             raise RunError("the guest's target changed between --prepare and --dry-run")
-        self._build_loader(self.plan["target_toml"])
+        target = self._build_loader(self.plan["target_toml"])
+        self.result["target_disk"] = target.disk.kind      # the driver the payload links
         return f"suspendos hibernate {swap} --serial 0x3f8 --json"
 
     def _build_loader(self, toml):
@@ -205,7 +209,8 @@ class Scenario:
         else:
             kernel, append = self.loader, ""
         async with GuestVM(g, self.disk, self.memory, self.cpus, self.work / "resume.log",
-                           append=append, kernel=kernel, initrd=initrd) as vm:
+                           append=append, kernel=kernel, initrd=initrd,
+                           bus=self.disk_bus) as vm:
             if self.boot_normally:
                 await self._normal_boot_checks(vm)
             else:
