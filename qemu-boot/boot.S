@@ -94,6 +94,7 @@ long_mode_entry:
 
         .section .rodata
         .align 16
+        .globl boot_gdt, boot_gdt_end           /* the resume loader's APs load it too */
 boot_gdt:
         .quad   0                       /* null */
         .quad   0x00af9a000000ffff      /* 0x08: 64-bit code, DPL 0 */

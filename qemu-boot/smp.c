@@ -3,12 +3,13 @@
  * QEMU), the -smp count; a host for real machines reads the ACPI MADT's processor local
  * APIC entries instead (ACPI 6.5, 5.2.12.2), and Linux has its own CPU masks. With a plain
  * -smp N, QEMU gives the CPUs APIC ids 0 .. N-1, the boot CPU 0.
- * Start: INIT, 10 ms, STARTUP, 200 us, STARTUP through the xAPIC's ICR (Intel SDM vol. 3,
- * 8.4.4.1 and 10.6.1), one AP at a time so they can share the boot variables; each enters
- * ap_start.S at AP_START_PAGE and then ap_main() here, on a stack of its own.
+ * Start: INIT-SIPI-SIPI by drivers/apic.c (Intel SDM vol. 3, 8.4.4.1), one AP at a time;
+ * each enters drivers/ap_start.S at AP_START_PAGE and then ap_main() here, on a stack of
+ * its own.
  * Park: poll the handoff slot for GO; take it with a lock cmpxchg (the payload may withdraw
  * it by the same swap), call slot->entry(slot), then check the AP's own CPU state came back.
  */
+#include "apic.h"
 #include "cpu_tables.h"
 #include "exit_codes.h"
 #include "port_io.h"
@@ -22,21 +23,6 @@
 #define FW_CFG_SIGNATURE  0x00
 #define FW_CFG_NB_CPUS    0x05
 
-#define MSR_APIC_BASE     0x1B          /* IA32_APIC_BASE, SDM vol. 3 10.4.4 */
-#define LAPIC_ICR_LOW     0x300
-#define LAPIC_ICR_HIGH    0x310
-#define ICR_INIT          0x00004500u   /* delivery mode INIT, level assert */
-#define ICR_STARTUP       0x00004600u   /* delivery mode Start Up, vector in bits 7:0 */
-#define ICR_PENDING       (1u << 12)    /* delivery status: send pending */
-
-/* SDM vol. 3 8.4.4.1: 10 ms after INIT, 200 us after each STARTUP. */
-#define INIT_DELAY_US     10000
-#define SIPI_DELAY_US     200
-/* The ICR takes an IPI within microseconds; Linux polls its delivery status for up to
- * about 100 ms (native_safe_apic_wait_icr_idle, arch/x86/kernel/apic/apic.c). */
-#define ICR_DEADLINE_US   100000
-/* An AP reaches ap_main in microseconds on hardware; Linux waits 10 s (smpboot.c). */
-#define AP_START_DEADLINE_US  (10ull * 1000 * 1000)
 /* After the handoff an AP is back in its park loop a few instructions after LEFT. */
 #define AP_PARK_DEADLINE_US   (5ull * 1000 * 1000)
 
@@ -55,9 +41,7 @@ struct ap {
     int deaf;
 };
 
-extern const char ap_start[], ap_start_end[];
-volatile uint64_t ap_boot_stack;        /* read by ap_start.S */
-static volatile uint32_t ap_boot_slot, ap_checked_in;
+static volatile uint32_t ap_checked_in;
 static struct sos_handoff *ap_handoff;
 static struct ap aps[SOS_MAX_CPUS];
 static uint8_t ap_stacks[SOS_MAX_CPUS][AP_STACK_SIZE] __attribute__((aligned(16)));
@@ -68,6 +52,8 @@ static inline uint64_t rdmsr(uint32_t msr)
     __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
     return (uint64_t)hi << 32 | lo;
 }
+
+extern uint8_t boot_pml4[];
 
 static uint32_t lapic_id(void)
 {
@@ -136,10 +122,10 @@ static void park(struct sos_cpu_slot *slot, struct ap *ap)
     }
 }
 
-/* Entered from ap_start.S in long mode, interrupts off, on ap_boot_stack. */
-__attribute__((noreturn)) void ap_main(void)
+/* Entered from drivers/ap_start.S in long mode, interrupts off, on its own stack. */
+static void ap_main(void *arg)
 {
-    uint32_t i = ap_boot_slot;
+    uint32_t i = (uint32_t)(uintptr_t)arg;
     cpu_tables_load_ap();
     struct sos_cpu_slot *slot = &ap_handoff->cpus[i];
     struct ap *ap = &aps[i];
@@ -148,23 +134,6 @@ __attribute__((noreturn)) void ap_main(void)
     __atomic_store_n(&slot->state, SOS_CPU_PARKED, __ATOMIC_RELEASE);
     __atomic_store_n(&ap_checked_in, i + 1, __ATOMIC_RELEASE);
     park(slot, ap);
-    __builtin_unreachable();
-}
-
-static void lapic_write(volatile uint32_t *lapic, unsigned reg, uint32_t v)
-{
-    lapic[reg / 4] = v;
-}
-
-static void send_ipi(volatile uint32_t *lapic, uint32_t apic_id, uint32_t icr)
-{
-    lapic_write(lapic, LAPIC_ICR_HIGH, apic_id << 24);
-    lapic_write(lapic, LAPIC_ICR_LOW, icr);
-    uint64_t deadline = timer_deadline_us(ICR_DEADLINE_US);
-    while (lapic[LAPIC_ICR_LOW / 4] & ICR_PENDING)
-        if (timer_expired(deadline))
-            host_fail(EXIT_AP_STATE, "local APIC: IPI to apic %u still pending after %u us",
-                      apic_id, ICR_DEADLINE_US);
 }
 
 void smp_start_aps(struct sos_handoff *h, int deaf)
@@ -180,29 +149,29 @@ void smp_start_aps(struct sos_handoff *h, int deaf)
     }
     if (!timer_calibrated())
         timer_init(0);
-    if (lapic_id() != 0)
-        host_fail(EXIT_AP_STATE, "the boot CPU's APIC id is %u, not 0", lapic_id());
-    memcpy((void *)(uintptr_t)AP_START_PAGE, ap_start, (size_t)(ap_start_end - ap_start));
-    volatile uint32_t *lapic = (volatile uint32_t *)(uintptr_t)(rdmsr(MSR_APIC_BASE) &
-                                                                 ~0xfffull);
+    if (apic_self_id() != 0)
+        host_fail(EXIT_AP_STATE, "the boot CPU's APIC id is %u, not 0", apic_self_id());
     ap_handoff = h;
     for (unsigned i = 0; i < n; i++) {
         uint32_t id = i + 1;
         aps[i].deaf = (int)id == deaf;
-        ap_boot_slot = i;
-        ap_boot_stack = (uint64_t)(uintptr_t)(ap_stacks[i] + AP_STACK_SIZE);
         __atomic_store_n(&ap_checked_in, 0, __ATOMIC_RELEASE);
-        send_ipi(lapic, id, ICR_INIT);
-        timer_udelay(INIT_DELAY_US);
-        for (int k = 0; k < 2; k++) {
-            send_ipi(lapic, id, ICR_STARTUP | (AP_START_PAGE >> 12));
-            timer_udelay(SIPI_DELAY_US);
-        }
-        uint64_t deadline = timer_deadline_us(AP_START_DEADLINE_US);
+        struct ap_start_request req = {
+            .apic_id = id, .page = AP_START_PAGE, .cr3 = (uint32_t)(uintptr_t)boot_pml4,
+            .stack_top = (uint64_t)(uintptr_t)(ap_stacks[i] + AP_STACK_SIZE),
+            .entry = ap_main, .arg = (void *)(uintptr_t)i, .deadline_us = APIC_AP_DEADLINE_US,
+        };
+        enum apic_start_result rc = apic_start_ap(&req);
+        if (rc)
+            host_fail(EXIT_AP_STATE, "AP with APIC id %u %s", id, rc == APIC_ICR_STUCK ?
+                      "could not be sent an IPI (ICR stuck)" : "did not start within 10 s");
+        /* It has its parameters; wait until it is on our tables and parked, so the next
+         * AP may reuse the start page and the boot variables. */
+        uint64_t deadline = timer_deadline_us(APIC_AP_DEADLINE_US);
         while (__atomic_load_n(&ap_checked_in, __ATOMIC_ACQUIRE) != i + 1)
             if (timer_expired(deadline))
-                host_fail(EXIT_AP_STATE, "AP with APIC id %u did not start within %lu s", id,
-                          AP_START_DEADLINE_US / 1000000);
+                host_fail(EXIT_AP_STATE, "AP with APIC id %u did not check in within 10 s",
+                          id);
         h->cpu_count = i + 1;
     }
     kprintf("@@APS count=%u", n);

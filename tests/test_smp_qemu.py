@@ -1,6 +1,8 @@
 """Several CPUs under real QEMU (-smp N, multi-threaded TCG): the test host hands its APs to
 the payload and checks each is parked with its state intact afterwards; the image still
-equals QEMU's own dump of guest RAM and resumes; an AP that never answers is left out and
+equals QEMU's own dump of guest RAM and resumes through the loader on every CPU (which
+still refuses a damaged image, naming the first bad chunk, before writing RAM, and leaves
+out an AP that never answers); an AP that never answers is left out and
 the run says so; a fault on an AP ends the run in order, naming the CPU."""
 import json
 
@@ -9,6 +11,7 @@ import pytest
 from suspendos.image.reader import open_image
 from test_faults_qemu import assert_no_image, assert_orderly_failure, suspend
 from test_faults_qemu import disk  # noqa: F401  (the fixture: a 64M machine's disk)
+from test_resume_qemu import _chunks, _digest, _flip, assert_refused
 from test_suspend_qemu import compare_with_dump
 
 MiB = 1 << 20
@@ -34,6 +37,25 @@ def test_ground_truth_and_resume_with_several_cpus(tmp_path, cli, cpus):
     assert compare_with_dump(info, ram, tmp_path / "extracted.bin") >= 0.95 * 256 * MiB
     assert "every checksum matches" in img.verify()
 
+    # Two damaged chunks a few apart, most likely in one batch on different CPUs: the
+    # loader names the first, and refuses before writing RAM or disk.
+    chunks = [(i, pos, c) for i, pos, c in _chunks(img) if c.stored_size]
+    (first, pos1, c1), (_, pos2, c2) = chunks[len(chunks) // 2], chunks[len(chunks) // 2 + 3]
+    flips = [pos1 + c1.header_size + c1.stored_size // 2, pos2 + c2.header_size]
+    for offset in flips:
+        _flip(disk, offset)
+    before = _digest(disk)
+    deaf = ["--inject", "ap-deaf:2"] if cpus == 3 else []   # and one AP that never answers
+    p = cli("qemu", "resume", "--memory", "256M", "--disk", disk, "--cpus", cpus,
+            "--key", key, "--json", "--quiet", *deaf, timeout=900)
+    r = json.loads(p.stdout)
+    assert_refused(p, r, "chunk-damaged", f"chunk {first} ", disk, before)
+    if deaf:
+        assert "@@CPU apic 2 did not answer in time (1000 ms): left out" in r["cpu_log"], r
+        assert "@@CPUS used=2 missing=1 start_page=0x8000" in r["cpu_log"], r
+    for offset in flips:
+        _flip(disk, offset)
+
     p = cli("qemu", "resume", "--memory", "256M", "--disk", disk, "--cpus", cpus,
             "--key", key, "--json", "--quiet", timeout=900)
     assert p.returncode == 0, p.stderr
@@ -41,6 +63,10 @@ def test_ground_truth_and_resume_with_several_cpus(tmp_path, cli, cpus):
     assert r["status"] == "resumed" and r["host_exit"] == "ok", r
     assert r["host_memory_check"] == r["host_cpu_check"] == r["host_ap_check"] == "passed"
     assert r["pages_restored"] == s["pages_saved"]
+    # every CPU in the loader: found in the ACPI MADT, started, sent INIT before the return
+    # (the host's own INIT-SIPI-SIPI then parks them: host_ap_check)
+    assert r["cpus_used"] == cpus and r["cpus_missing"] == 0, r
+    assert f"@@CPUS found={cpus} source=madt" in r["cpu_log"], r["cpu_log"]
 
 
 def test_an_ap_that_never_answers_is_left_out(cli, disk):

@@ -24,7 +24,8 @@ EXIT_BAD_RESERVED = 0x18
 
 CFLAGS = ["-ffreestanding", "-nostdlib", "-mno-red-zone", "-fno-stack-protector",
           "-mgeneral-regs-only", "-fno-pic", "-mcmodel=small", "-O2", "-Wall", "-Wextra"]
-LIB_SOURCES = ["drivers/serial.c", "drivers/printf.c", "drivers/timer.c", "builder/lib/string.c"]
+LIB_SOURCES = ["drivers/serial.c", "drivers/printf.c", "drivers/timer.c", "drivers/apic.c",
+               "drivers/ap_start.S", "builder/lib/string.c"]
 
 
 def build_host(outdir):

@@ -117,7 +117,7 @@ static unsigned wake_offline(struct sos_handoff *h, uint32_t n, unsigned cpus)
         ap->woken = 1;
         smp.woken |= 1u << i;
         smp.started |= 1u << i;
-        int sent = ap_wake_start(s->apic_id, &ap->ctx) == 0;
+        int sent = ap_wake_start(s->apic_id, &ap->ctx, SMP_ANSWER_DEADLINE_US) == 0;
         uint64_t deadline = timer_deadline_us(SMP_ANSWER_DEADLINE_US);
         while (sent && !__atomic_load_n(&ap->answered, __ATOMIC_ACQUIRE) &&
                !timer_expired(deadline))
@@ -131,8 +131,8 @@ static unsigned wake_offline(struct sos_handoff *h, uint32_t n, unsigned cpus)
                 kprintf("@@CPU apic %u woken, did not answer within %lu ms: left out\n",
                         s->apic_id, SMP_ANSWER_DEADLINE_US / 1000);
             else
-                kprintf("@@CPU apic %u not woken, the local APIC did not send the IPI: "
-                        "left out\n", s->apic_id);
+                kprintf("@@CPU apic %u woken, did not start within %lu ms: left out\n",
+                        s->apic_id, SMP_ANSWER_DEADLINE_US / 1000);
             h->cpus_missing++;
             continue;
         }

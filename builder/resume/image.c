@@ -13,11 +13,20 @@
  *
  * Reads go through stream.c (image offsets to LBAs over the extents), through one read
  * buffer in scratch; the data of raw chunks in the restore pass bypasses it.
+ *
+ * With several CPUs (cpus.c) both passes go by batches instead: the boot CPU reads as many
+ * whole chunks as fit one half of the read buffer and checks their headers in order, then
+ * every CPU takes chunks of the batch (an atomic counter) and checks, decrypts and decodes
+ * them, each into its own LZ4 output or straight into the chunk's pages; meanwhile the boot
+ * CPU reads the next batch into the other half, then joins in. Verdicts are taken in chunk
+ * order after each batch, so the first bad chunk is the one reported, as with one CPU.
+ * Streamed raw chunks end a batch and go the one-CPU way.
  */
 #include "resume.h"
 #include "payload.h"
 #include "disk.h"
 #include "chacha20poly1305.h"
+#include "cpus.h"
 #include "fastmem.h"
 #include "lz4.h"
 #include "parse.h"
@@ -47,6 +56,8 @@ static struct {
     uint8_t key[AEAD_KEY_SIZE];
     int restoring;
     uint64_t bytes_read;
+    uint8_t *cpu_out[SOS_MAX_CPUS + 1];         /* each CPU's LZ4 output ([0] = out) */
+    uint64_t half;                              /* batch buffer size: cap / 2, or cap */
 } im;
 
 static struct disk_sg sg[SOS_MAX_CHUNK_PAGES + 1];
@@ -213,7 +224,26 @@ static void check_tables(uint64_t disk_sectors)
                "loader's key");
 }
 
-void image_open(uint64_t disk_sectors)
+/* The APs' stacks and LZ4 outputs come out of scratch, after the boot CPU's: as many APs
+ * as leave the read buffer room for four of the biggest chunks (two batch buffers). */
+static void start_cpus(const struct boot_info *boot, uint8_t **p, uint8_t *end,
+                       uint64_t biggest)
+{
+    uint64_t stride = align_up(CPUS_AP_STACK + im.out_cap, PAGE);
+    uint64_t room = (uint64_t)(end - *p), keep = 4 * biggest;
+    unsigned n = room > keep ? (unsigned)((room - keep) / stride) : 0;
+    if (n > SOS_MAX_CPUS)
+        n = SOS_MAX_CPUS;
+    im.cpu_out[0] = im.out;
+    /* CPU c (1..): stack [*p + (c-1)*stride, + CPUS_AP_STACK), then its LZ4 output. */
+    uint8_t *base = *p;
+    unsigned cpus = cpus_start(boot, n, base - stride + CPUS_AP_STACK, stride);
+    for (unsigned c = 1; c < cpus; c++)
+        im.cpu_out[c] = base + (uint64_t)(c - 1) * stride + CPUS_AP_STACK;
+    *p += (uint64_t)(cpus - 1) * stride;
+}
+
+void image_open(uint64_t disk_sectors, const struct boot_info *boot)
 {
     const struct sos_payload_info *info = sos_run.info;
     im.info = info;
@@ -265,9 +295,14 @@ void image_open(uint64_t disk_sectors)
     if (p > scratch_end || (uint64_t)(scratch_end - p) < biggest)
         refuse(REFUSE_UNSUPPORTED, "chunks of %u pages do not fit the loader's scratch "
                "(%lu bytes)", h->chunk_pages, info->scratch_size);
+    start_cpus(boot, &p, scratch_end, biggest);
     im.buf = p;
     im.cap = (uint64_t)(scratch_end - p) & ~(uint64_t)(SECTOR - 1);
     im.end = align_up(h->data_end, SECTOR);
+    /* Two batch buffers when two of the biggest chunks fit each: read while decoding. */
+    im.half = im.cap;
+    if (cpus_in_run() > 1 && (im.cap / 2 & ~(uint64_t)(SECTOR - 1)) >= 2 * biggest)
+        im.half = im.cap / 2 & ~(uint64_t)(SECTOR - 1);
     kprintf("@@RESUME image pages=%lu data=%lu zero=%lu chunks=%lu bytes=%lu compression=%u "
             "encryption=%u free=%u\n", h->pages_total, h->pages_data, h->pages_zero,
             h->chunk_count, h->data_end, h->compression, h->encryption, h->pages_free);
@@ -473,6 +508,257 @@ static void restore_buffered(struct parsed_chunk *c, struct cursor *k)
     }
 }
 
+/* ---- several CPUs: batches --------------------------------------------------------------- */
+
+#define BATCH_MAX 96                            /* chunks in one batch */
+
+struct item {
+    struct parsed_chunk c;
+    uint8_t *p;                                 /* its header in the batch buffer */
+    struct cursor k;                            /* page cursor at or before its first page */
+    const char *bad;                            /* set by the CPU that opened it */
+};
+
+struct batch {
+    uint8_t *buf;
+    unsigned n;
+    uint32_t next_item;                         /* the CPUs' work counter */
+    struct parsed_chunk stop;                   /* the chunk after the batch */
+    const char *stop_bad;                       /* its header is wrong: that, in order */
+    int stop_streamed;                          /* it is a streamed raw chunk */
+    struct item items[BATCH_MAX];
+};
+
+static struct batch batches[2];
+
+/* Read from c's sector on into b (as much as fits) and check the headers of the whole
+ * chunks there, in order, until one is missing, wrong, streamed, or the batch is full.
+ * c becomes b->stop. Boot CPU only. */
+static void fill(struct batch *b, struct parsed_chunk *c, struct cursor *k)
+{
+    const struct sos_image_header *ih = im.hdr;
+    uint64_t base = c->offset & ~(uint64_t)(SECTOR - 1), len = im.half;
+    if (len > im.end - base)
+        len = im.end - base;
+    b->n = 0;
+    b->stop_bad = 0;
+    b->stop_streamed = 0;
+    b->next_item = 0;
+    if (c->index < ih->chunk_count && c->offset + CHUNK_FIXED <= ih->data_end)
+        read_buffer(base, b->buf, len);
+    while (c->index < ih->chunk_count && b->n < BATCH_MAX) {
+        if (c->offset + CHUNK_FIXED > ih->data_end) {
+            b->stop_bad = "missing: the image's data ends before it";
+            break;
+        }
+        uint64_t avail = base + len - c->offset;
+        uint8_t *p = b->buf + (c->offset - base);
+        if (avail < CHUNK_FIXED)
+            break;
+        uint32_t pages = ((const struct sos_chunk_header *)p)->page_count;
+        uint32_t flags = ((const struct sos_chunk_header *)p)->flags;
+        uint64_t need = CHUNK_FIXED +
+                        parse_bitmaps_bytes(pages <= SOS_MAX_CHUNK_PAGES ? pages : 0, flags);
+        if (c->offset + need > ih->data_end)
+            need = CHUNK_FIXED;
+        if (need > avail)
+            break;
+        const char *what = parse_chunk_header(p, need, ih, c);
+        if (what) {
+            b->stop_bad = what;
+            break;
+        }
+        if (streamed(c)) {
+            b->stop_streamed = 1;
+            break;
+        }
+        uint64_t total = c->h.header_size + (uint64_t)c->h.stored_size;
+        if (total > avail) {
+            if (!b->n)
+                b->stop_bad = "larger than the loader's read buffer";
+            break;
+        }
+        struct item *it = &b->items[b->n++];
+        page_address(c->first_page, k);         /* moves the cursor up to this chunk */
+        it->c = *c;
+        it->p = p;
+        it->k = *k;
+        it->bad = 0;
+        c->first_page += c->h.page_count;
+        c->offset = c->next;
+        c->index++;
+    }
+    if (!b->n && !b->stop_bad && !b->stop_streamed && c->index < ih->chunk_count)
+        b->stop_bad = "larger than the loader's read buffer";     /* never loops empty */
+    b->stop = *c;
+}
+
+/* Checks (and in the restore pass decodes and writes) one chunk of a batch; what is
+ * wrong, or 0. Any CPU: touches only the item, its pages and this CPU's LZ4 output. */
+static const char *open_item(struct item *it, unsigned cpu)
+{
+    struct parsed_chunk *c = &it->c;
+    const struct sos_chunk_header *h = &c->h;
+    uint8_t *data = it->p + h->header_size;
+    if (xxh64(data, h->stored_size, 0) != h->data_xxh64)
+        return "data checksum mismatch";
+    if (h->flags & SOS_CHUNKF_ENCRYPTED) {
+        uint8_t aad[16 + CHUNK_FIXED + 2 * MAX_BITMAP], nonce[AEAD_NONCE_SIZE];
+        struct sos_chunk_header *a = (struct sos_chunk_header *)(aad + 16);
+        uint64_t blen = bitmap_bytes(h->page_count);
+        memcpy(aad, im.hdr->image_id, 16);
+        memcpy(a, h, CHUNK_FIXED);
+        memset(a->tag, 0, sizeof a->tag);
+        a->data_xxh64 = 0;
+        a->header_xxh64 = 0;
+        memcpy(aad + 16 + CHUNK_FIXED, c->bitmap, blen);
+        if (h->flags & SOS_CHUNKF_FREE)
+            memcpy(aad + 16 + CHUNK_FIXED + blen, c->free_bitmap, blen);
+        blen = parse_bitmaps_bytes(h->page_count, h->flags);
+        make_nonce(nonce, c->index);
+        if (aead_open(im.key, nonce, aad, 16 + CHUNK_FIXED + blen, data, h->stored_size,
+                      h->tag))
+            return "authentication tag mismatch";
+    }
+    int want = (int)(h->data_pages * PAGE);
+    if (h->encoding == SOS_CHUNK_LZ4 && (uint64_t)want > im.out_cap)
+        return "LZ4 block does not decode to its data pages";
+    if (!im.restoring) {
+        if (h->encoding == SOS_CHUNK_LZ4 &&
+            lz4_decoded_size(data, (int)h->stored_size, want) != want)
+            return "LZ4 block does not decode to its data pages";
+        return 0;
+    }
+    /* Where the data pages go: one contiguous span is decoded in place (restore_buffered). */
+    struct cursor k = it->k;
+    uint64_t expect = 0, seen = 0;
+    int contiguous = h->encoding == SOS_CHUNK_LZ4;
+    for (uint32_t i = 0; i < h->page_count; i++) {
+        uint64_t a = page_address(c->first_page + i, &k);
+        if (is_zero_page(c, i) || ((c->free_bitmap[i / 8] >> (i % 8)) & 1))
+            continue;
+        if (!seen++)
+            expect = a;
+        contiguous &= a == expect;
+        expect += PAGE;
+    }
+    uint8_t *direct = contiguous && seen ? (uint8_t *)(uintptr_t)(expect - seen * PAGE) : 0;
+    const uint8_t *src = data;
+    if (h->encoding == SOS_CHUNK_LZ4) {
+        uint8_t *out = direct ? direct : im.cpu_out[cpu];
+        if (lz4_decompress_safe(data, (int)h->stored_size, out, want) != want)
+            return "LZ4 block does not decode to its data pages";
+        src = out;
+    }
+    int in_place = direct && src == direct;
+    k = it->k;
+    for (uint32_t i = 0; i < h->page_count; i++) {
+        uint64_t a = page_address(c->first_page + i, &k);
+        if (free_page(c, i, a))
+            continue;
+        if (is_zero_page(c, i)) {
+            fast_zero((void *)(uintptr_t)a, PAGE);
+        } else {
+            if (!in_place)
+                copy_page(a, src);
+            src += PAGE;
+        }
+    }
+    return 0;
+}
+
+static void batch_job(unsigned cpu, void *arg)
+{
+    struct batch *b = arg;
+    uint32_t i;
+    while ((i = __atomic_fetch_add(&b->next_item, 1, __ATOMIC_RELAXED)) < b->n)
+        b->items[i].bad = open_item(&b->items[i], cpu);
+}
+
+/* pass() on every CPU. */
+static void pass_parallel(int restoring)
+{
+    const struct sos_image_header *ih = im.hdr;
+    struct sos_handoff *h = sos_run.handoff;
+    struct parsed_chunk c = { .offset = ih->chunks_offset };
+    struct cursor k = { 0, 0 };
+    uint64_t zero = 0, free = 0;
+    struct batch *cur = &batches[0], *nxt = &batches[1];
+    batches[0].buf = im.buf;
+    batches[1].buf = im.buf + (im.half < im.cap ? im.half : 0);
+    im.restoring = restoring;
+    im.len = 0;                                 /* the one-CPU window holds nothing now */
+    resume_progress(0, ih->pages_total);
+    fill(cur, &c, &k);
+    for (;;) {
+        if (restoring && cur->n)
+            resume_ram_touched = 1;
+        cpus_post(batch_job, cur);
+        int ahead = im.half < im.cap && cur->n && !cur->stop_bad && !cur->stop_streamed &&
+                    cur->stop.index < ih->chunk_count;
+        struct parsed_chunk n = cur->stop;
+        if (ahead)
+            fill(nxt, &n, &k);                  /* the disk works while the APs decode */
+        batch_job(0, cur);
+        cpus_wait();
+        for (unsigned i = 0; i < cur->n; i++) {
+            struct parsed_chunk *ci = &cur->items[i].c;
+            if (cur->items[i].bad)
+                chunk_bad(ci, cur->items[i].bad);
+            if (restoring) {
+                h->pages_saved = ci->first_page + ci->h.page_count - (free + ci->free);
+                h->pages_free = free + ci->free;
+                h->zero_pages += ci->zero;
+                h->raw_bytes += (uint64_t)ci->h.data_pages * PAGE;
+                h->chunks = ci->index + 1;
+            }
+            zero += ci->zero;
+            free += ci->free;
+        }
+        c = cur->stop;
+        h->bytes_written = im.bytes_read;
+        resume_progress(c.first_page, ih->pages_total);
+        if (cur->stop_bad)
+            chunk_bad(&c, cur->stop_bad);
+        if (cur->stop_streamed) {               /* the one-CPU way, through the window */
+            im.len = 0;
+            if (!restoring) {
+                if (stream_hash(c.offset + c.h.header_size, c.h.stored_size) != c.h.data_xxh64)
+                    chunk_bad(&c, "data checksum mismatch");
+            } else {
+                resume_ram_touched = 1;
+                restore_streamed(&c, &k);
+                h->pages_saved = c.first_page + c.h.page_count - (free + c.free);
+                h->pages_free = free + c.free;
+                h->zero_pages += c.zero;
+                h->raw_bytes += (uint64_t)c.h.data_pages * PAGE;
+                h->chunks = c.index + 1;
+            }
+            zero += c.zero;
+            free += c.free;
+            c.first_page += c.h.page_count;
+            c.offset = c.next;
+            c.index++;
+            im.len = 0;
+            h->bytes_written = im.bytes_read;
+        }
+        if (c.index >= ih->chunk_count)
+            break;
+        if (ahead) {
+            struct batch *t = cur;
+            cur = nxt;
+            nxt = t;
+        } else {
+            fill(cur, &c, &k);
+        }
+    }
+    if (c.first_page != ih->pages_total || c.offset != ih->data_end || zero != ih->pages_zero ||
+        free != ih->pages_free)
+        refuse(REFUSE_HEADER_DAMAGED, "the chunks end at page %lu, byte %lu with %lu zero and "
+               "%lu free pages; the header says %lu, %lu, %lu, %u", c.first_page, c.offset,
+               zero, free, ih->pages_total, ih->data_end, ih->pages_zero, ih->pages_free);
+}
+
 /* One pass over every chunk: checks only (verify) or checks and writes (restore). */
 static void pass(int restoring)
 {
@@ -520,7 +806,10 @@ void image_verify(void)
 {
     uint64_t start = rdtsc();
     kprintf("@@RESUME verifying\n");
-    pass(0);
+    if (cpus_in_run() > 1)
+        pass_parallel(0);
+    else
+        pass(0);
     kprintf("@@RESUME verified us=%lu bytes=%lu\n", timer_tsc_to_us(rdtsc() - start),
             im.bytes_read);
 }
@@ -540,7 +829,11 @@ void image_restore(void)
 
     kprintf("@@RESUME restoring\n");
     h->pages_total = im.hdr->pages_total;
-    pass(1);                    /* refuse() there becomes restore_failed(): RAM is touched */
+    /* refuse() there becomes restore_failed(): RAM is touched */
+    if (cpus_in_run() > 1)
+        pass_parallel(1);
+    else
+        pass(1);
     h->detail = im.hdr->data_end;          /* a resume's handoff: the image size in bytes */
     kprintf("@@RESUME restored us=%lu bytes=%lu\n", timer_tsc_to_us(rdtsc() - start),
             im.bytes_read - before);

@@ -8,8 +8,10 @@
  */
 #include <stdarg.h>
 #include "resume.h"
+#include "cpus.h"
 #include "payload.h"
 #include "disk.h"
+#include "apic.h"
 #include "failure.h"
 #include "multiboot.h"
 #include "port_io.h"
@@ -50,6 +52,7 @@ static const char *const reason_names[] = {
 static __attribute__((noreturn)) void end(unsigned code)
 {
     uint16_t port = sos_payload_info.debug_exit_port;
+    cpus_stop();                        /* the APs wait for a STARTUP IPI, as after a reset */
     if (port)
         outl(port, code);
     for (;;)
@@ -124,18 +127,30 @@ struct fault_frame {            /* as builder/core/isr.S and the CPU left it */
     uint64_t vector, error_code, rip, cs, rflags, rsp, ss;
 };
 
-__attribute__((noreturn)) void fault_handler(struct fault_frame *f)
+static __attribute__((noreturn)) void fault_end(uint32_t apic, uint64_t vector,
+                                                 uint64_t error, uint64_t rip, uint64_t cr2)
 {
     static int in_fault;
-    uint64_t cr2;
-    __asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
     if (!in_fault++) {
-        kprintf("@@RESUME fault vector=%lu error=0x%lx rip=0x%lx cr2=0x%lx ram=%s\n",
-                f->vector, f->error_code, f->rip, cr2,
+        kprintf("@@RESUME fault vector=%lu error=0x%lx rip=0x%lx cr2=0x%lx cpu=apic%u ram=%s\n",
+                vector, error, rip, cr2, apic,
                 resume_ram_touched ? "partly-restored" : "untouched");
         release_devices();
     }
     end(RESUME_EXIT_FAULT);
+}
+
+__attribute__((noreturn)) void fault_handler(struct fault_frame *f)
+{
+    uint64_t cr2;
+    __asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
+    cpus_fault_on_ap(f->vector, f->error_code, f->rip, cr2);  /* returns on the boot CPU */
+    fault_end(apic_self_id(), f->vector, f->error_code, f->rip, cr2);
+}
+
+void resume_ap_fault(uint32_t apic, uint64_t vector, uint64_t error, uint64_t rip, uint64_t cr2)
+{
+    fault_end(apic, vector, error, rip, cr2);
 }
 
 void resume_progress(uint64_t done, uint64_t total)
@@ -237,6 +252,7 @@ void resume_main(uint32_t magic, uint32_t mbi)
      * lives in low RAM (and the multiboot structures right after our image). */
     multiboot_read(magic, mbi, &boot);
     resume_pause_init(boot.cmdline);
+    cpus_options(boot.cmdline);
 
     memset(h, 0, sizeof *h);
     h->magic = SOS_HANDOFF_MAGIC;
@@ -249,15 +265,17 @@ void resume_main(uint32_t magic, uint32_t mbi)
     check_memory_map(info);
 
     timer_init(0);
+    cpus_discover();
     h->tsc_hz_used = timer_hz();
     h->tsc_source = timer_calibrated() ? SOS_TSC_PIT : SOS_TSC_FALLBACK;
     resume_pause("start");
     uint64_t sectors = open_disk(info);
     h->tsc_start = rdtsc();                 /* from the first image read to the return */
-    image_open(sectors);
+    image_open(sectors, &boot);
     image_verify();
     resume_pause("verified");
     image_restore();
+    cpus_stop();                            /* every AP waits for a STARTUP IPI again */
     image_mark_resumed();
     release_devices();
     resume_pause("after-release");

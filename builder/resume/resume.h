@@ -65,11 +65,17 @@ void refuse(enum resume_reason why, const char *fmt, ...);
 __attribute__((noreturn, format(printf, 1, 2)))
 void restore_failed(const char *fmt, ...);
 
+/* A fault on an AP (cpus.c saw it): report it like one on the boot CPU and end. */
+__attribute__((noreturn))
+void resume_ap_fault(uint32_t apic, uint64_t vector, uint64_t error, uint64_t rip, uint64_t cr2);
+
 /* Set once the restore pass has written the first page of saved RAM. */
 extern int resume_ram_touched;
 
 /* image.c: the two passes over the chunks. They call refuse() / restore_failed(). */
-void image_open(uint64_t disk_sectors);
+struct boot_info;
+/* Also starts the APs (cpus.c) with room for them in scratch. */
+void image_open(uint64_t disk_sectors, const struct boot_info *boot);
 void image_verify(void);
 void image_restore(void);
 void image_mark_resumed(void);

@@ -223,9 +223,9 @@ def _assemble(target, sections, sym, key=None, selftest=0, plugins=()):
         mmio = target.disk.base() & ~(PAGE_SIZE - 1)
         r.append(Region(f"{target.disk.kind} MMIO", mmio, mmio + DISK_MMIO_SPAN[target.disk.kind],
                         "rw-", uncached=True))
-        if target.reserved.ap_start:    # written by the boot CPU, read by the APs' start
-            r.append(Region("AP start page", target.reserved.ap_start,
-                            target.reserved.ap_start + PAGE_SIZE, "rw-"))
+        if target.reserved.ap_start:    # the shared start code runs there under our CR3
+            r.append(Region("AP start page", target.reserved.ap_start,    # (drivers/apic.h)
+                            target.reserved.ap_start + PAGE_SIZE, "rwx"))
             r.append(Region("local APIC", XAPIC_BASE, XAPIC_BASE + PAGE_SIZE, "rw-",
                             uncached=True))
         fb = target.framebuffer

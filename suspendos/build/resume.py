@@ -43,6 +43,7 @@ def loader_sources(kind="ahci"):
              boot / "boot.S", boot / "multiboot.c", core / "isr.S"]
             + [core / n for n in ("stream.c", "xxh64.c", "lz4.c", "chacha20poly1305.c")]
             + toolchain.driver_sources(kind)
+            + [source_dir("drivers") / "apic.c", source_dir("drivers") / "ap_start.S"]
             + [source_dir("builder") / "lib" / "string.c"])
 
 

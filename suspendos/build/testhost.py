@@ -15,6 +15,7 @@ def build_test_host(out_path, workdir=None):
         lib = source_dir("builder") / "lib"
         sources = [*sorted(boot.glob("*.S")), *sorted(boot.glob("*.c")),
                    drivers / "serial.c", drivers / "printf.c", drivers / "timer.c",
+                   drivers / "apic.c", drivers / "ap_start.S",
                    lib / "string.c"]
         incs = [toolchain.abi_header_dir(work), drivers, lib, boot]
         objects = toolchain.compile_all(sources, work, ["-mcmodel=small"], includes=incs)

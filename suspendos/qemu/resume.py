@@ -37,8 +37,12 @@ class LoaderLog:
         self.phase = "reading image"
         self.outcome = None          # ("refused", reason, message) / ("failed", message) / ...
         self.times = {}
+        self.cpu_lines = []          # the loader's @@CPUS / @@CPU lines: APs used, left out
 
     def __call__(self, key, fields, line):
+        if key in ("CPU", "CPUS"):
+            self.cpu_lines.append(line.strip())
+            return True
         if key == "PROGRESS" and len(fields) == 2:
             self.progress.show(self.phase, int(fields[0]) * 100 // max(1, int(fields[1])))
             return True
@@ -105,11 +109,17 @@ def summarize(handoff, result, exit_value, log):
 
 def parse_inject(spec):
     """`qemu resume --inject`: read-error:LBA[,always] -> a blkdebug rule that fails the read
-    covering LBA (once, or every time); read-stall -> the first read never completes."""
+    covering LBA (once, or every time); read-stall -> the first read never completes;
+    ap-deaf:ID -> the loader's word ap-deaf=ID (that AP starts but never answers)."""
     if not spec:
         return None
     if spec == "read-stall":
         return spec
+    if spec.startswith("ap-deaf:"):      # the loader's AP with this APIC id never answers
+        apic = spec.partition(":")[2]
+        if not apic.isdigit():
+            raise UsageError(f"--inject: {spec!r}: ap-deaf takes an APIC id (ap-deaf:2)")
+        return f"ap-deaf={int(apic)}"
     kind, _, rest = spec.partition(":")
     parts = rest.split(",")
     if kind != "read-error" or not parts[0].isdigit() or any(p != "always" for p in parts[1:]):
@@ -155,6 +165,9 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
         if on_pause:
             await on_pause(machine, where)
 
+    deaf = inject if isinstance(inject, str) and inject.startswith("ap-deaf=") else None
+    if deaf:
+        inject = None
     with tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
         loader = Path(tmp) / "resume.elf"
         build_resume_loader(target, loader, key=key)
@@ -163,7 +176,7 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
                 *disk_args(disk, scale_inject(inject, sector_size), bus, sector_size),
                 "-kernel", str(loader)]
         words = (["pause"] if (ram_dump or on_pause) else []) + \
-            (["pause=after-release"] if on_release else [])
+            (["pause=after-release"] if on_release else []) + ([deaf] if deaf else [])
         if words:
             args += ["-append", " ".join(words)]
         progress = Progress(show_progress)
@@ -186,7 +199,8 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
         status, reason, message = outcome
         return {"status": status, "reason": reason, "message": message,
                 "loader_exit": exit_value, "target": target.name,
-                "ram": "untouched" if status == "refused" else "partly restored"}, False
+                "ram": "untouched" if status == "refused" else "partly restored",
+                "cpu_log": log.cpu_lines}, False
     if handoff is None:
         raise RunError(m.failure(f"the resume loader ended without a verdict (QEMU exit "
                                  f"{m.returncode}, guest code {exit_value})").args[0])
@@ -197,6 +211,8 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     summary["target"] = target.name
     summary["cpus"] = cpus
     summary["cpus_used"] = handoff.cpus_used or 1
+    summary["cpus_missing"] = handoff.cpus_missing
+    summary["cpu_log"] = log.cpu_lines
     summary["host_ap_check"] = "passed" if result.get("aps", "ok") == "ok" else "failed"
     if error:
         summary["host_error"] = error
