@@ -436,8 +436,8 @@ def parser():
     qr.add_argument("--ram-dump", help="write the restored RAM (QMP pmemsave, saved ranges, "
                     "offset = address) here, taken before the loader returns")
     qr.add_argument("--inject", help="read-error:LBA[,always]: fail a disk read; read-stall: "
-                    "never complete one (blkdebug); ap-deaf:ID: the loader's AP with that "
-                    "APIC id never answers")
+                    "never complete one (blkdebug); ap-deaf:ID / ap-fault:ID: the loader's AP "
+                    "with that APIC id never answers / faults")
     qr.add_argument("--json", action="store_true")
     qr.add_argument("--quiet", action="store_true", help="no progress on stderr")
     disks.add_arguments(qr)

@@ -2,7 +2,7 @@
 the payload and checks each is parked with its state intact afterwards; the image still
 equals QEMU's own dump of guest RAM and resumes through the loader on every CPU (which
 still refuses a damaged image, naming the first bad chunk, before writing RAM, and leaves
-out an AP that never answers); an AP that never answers is left out and
+out an AP that never answers, and ends in order on a fault on an AP); an AP that never answers is left out and
 the run says so; a fault on an AP ends the run in order, naming the CPU."""
 import json
 
@@ -55,6 +55,17 @@ def test_ground_truth_and_resume_with_several_cpus(tmp_path, cli, cpus):
         assert "@@CPUS used=2 missing=1 start_page=0x8000" in r["cpu_log"], r
     for offset in flips:
         _flip(disk, offset)
+    if cpus == 2:
+        # a fault on the loader's AP ends the run in order, before RAM is written: the boot
+        # CPU names the AP, gives the disk back (unchanged) and stops
+        whole = _digest(disk)
+        p = cli("qemu", "resume", "--memory", "256M", "--disk", disk, "--cpus", cpus,
+                "--key", key, "--json", "--quiet", "--inject", "ap-fault:1", timeout=900)
+        r = json.loads(p.stdout)
+        assert p.returncode == 1 and r["status"] == "loader-fault", r
+        assert "vector=13" in r["message"] and "cpu=apic1" in r["message"], r
+        assert r["ram"] == "untouched", r
+        assert _digest(disk) == whole, "the disk changed"
 
     p = cli("qemu", "resume", "--memory", "256M", "--disk", disk, "--cpus", cpus,
             "--key", key, "--json", "--quiet", timeout=900)

@@ -42,20 +42,29 @@ static struct {
 
 static uint8_t page_copy[PAGE];
 static uint32_t deaf = ~0u;         /* tests: the APIC id of an AP that never answers */
+static uint32_t faulty = ~0u;       /* tests: the APIC id of an AP that faults in its job */
+
+/* The number after `word` ("ap-deaf=") as a whole word of the command line, or ~0u. */
+static uint32_t option(const char *cmdline, const char *word, size_t len)
+{
+    uint32_t found = ~0u;
+    for (const char *p = cmdline; *p; p++) {
+        if ((p != cmdline && p[-1] != ' ') || memcmp(p, word, len))
+            continue;
+        uint32_t id = 0;
+        const char *d = p + len;
+        for (; *d >= '0' && *d <= '9' && id < 1u << 24; d++)
+            id = id * 10 + (uint32_t)(*d - '0');
+        if (d != p + len && (!*d || *d == ' '))
+            found = id;
+    }
+    return found;
+}
 
 void cpus_options(const char *cmdline)
 {
-    static const char word[] = "ap-deaf=";
-    for (const char *p = cmdline; *p; p++) {
-        if ((p != cmdline && p[-1] != ' ') || memcmp(p, word, sizeof word - 1))
-            continue;
-        uint32_t id = 0;
-        const char *d = p + sizeof word - 1;
-        for (; *d >= '0' && *d <= '9' && id < 1u << 24; d++)
-            id = id * 10 + (uint32_t)(*d - '0');
-        if (d != p + sizeof word - 1 && (!*d || *d == ' '))
-            deaf = id;
-    }
+    deaf = option(cmdline, "ap-deaf=", 8);
+    faulty = option(cmdline, "ap-fault=", 9);
 }
 
 static void relax(unsigned *spins)
@@ -97,6 +106,8 @@ static void ap_main(void *arg)
         while ((g = __atomic_load_n(&run.generation, __ATOMIC_ACQUIRE)) == seen)
             relax(&spins);
         seen = g;
+        if (apic_self_id() == faulty)   /* a non-canonical address: #GP on this AP */
+            *(volatile uint64_t *)0x8000000000000000ull = 0;
         run.fn(cpu, run.arg);
         __atomic_add_fetch(&run.done, 1, __ATOMIC_RELEASE);
     }
@@ -108,6 +119,11 @@ unsigned cpus_discover(void)
     run.ids[0] = apic_self_id();
     run.found_count = cpus_find(run.ids[0], run.found, SOS_MAX_CPUS, &source);
     kprintf("@@CPUS found=%u source=%s\n", run.found_count + 1, source);
+    return run.found_count;
+}
+
+unsigned cpus_found(void)
+{
     return run.found_count;
 }
 
@@ -137,11 +153,8 @@ unsigned cpus_start(const struct boot_info *boot, unsigned n, uint8_t *stacks, u
         n = run.found_count;
     h->cpus_used = 1;
     h->cpus_missing = 0;
-    if (!n) {
-        if (run.found_count)
-            kprintf("@@CPU the loader's scratch leaves no room for APs: one CPU\n");
+    if (!n)
         return 1;
-    }
     uint32_t page = start_page(boot);
     if (!page) {
         kprintf("@@CPU no RAM page below 0xA0000 to start APs from: one CPU\n");

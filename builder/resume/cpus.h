@@ -21,8 +21,9 @@
 
 typedef void (*cpus_job)(unsigned cpu, void *arg);
 
-/* The loader's command line: "ap-deaf=ID" makes the AP with that APIC id start but never
- * answer (the tests' way to check the deadline; qemu resume --inject ap-deaf:ID). */
+/* The loader's command line, for the tests (qemu resume --inject ap-deaf:ID / ap-fault:ID):
+ * "ap-deaf=ID" makes the AP with that APIC id start but never answer, "ap-fault=ID" makes
+ * it take a #GP in its first job. */
 void cpus_options(const char *cmdline);
 /* madt.c: the local APIC ids of the other enabled CPUs (not `self`), at most `max`;
  * *source names where they came from: "madt", "fw_cfg" or "none". */
@@ -30,6 +31,7 @@ unsigned cpus_find(uint32_t self, uint32_t *ids, unsigned max, const char **sour
 
 /* How many APs this machine has (cpus_find), remembered for cpus_start. */
 unsigned cpus_discover(void);
+unsigned cpus_found(void);
 /* Start up to `n` of them; AP i gets the stack ending at stacks + (i + 1) * stride.
  * Fills handoff cpus_used / cpus_missing; returns the CPUs in the run, the boot CPU
  * included. Needs the multiboot memory map (for the start page) and the timer. */

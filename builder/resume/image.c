@@ -110,10 +110,12 @@ static void read_failed(void)
 
 static void read_image(uint64_t pos, const struct disk_sg *v, unsigned n, uint64_t bytes)
 {
+    uint64_t t = rdtsc();
     im.s.pos = pos;
     if (stream_read(&im.s, v, n, bytes))
         read_failed();
     im.bytes_read += bytes;
+    sos_run.handoff->disk_tsc += rdtsc() - t;   /* a resume's handoff: the boot CPU reading */
 }
 
 static void read_buffer(uint64_t pos, void *dst, uint64_t bytes)
@@ -234,6 +236,14 @@ static void start_cpus(const struct boot_info *boot, uint8_t **p, uint8_t *end,
     unsigned n = room > keep ? (unsigned)((room - keep) / stride) : 0;
     if (n > SOS_MAX_CPUS)
         n = SOS_MAX_CPUS;
+    if (!n && cpus_found())
+        kprintf("@@CPU the loader's scratch leaves no room for APs: one CPU\n");
+    /* Raw chunks go by DMA straight into their pages: nothing for the APs to do. */
+    if (im.hdr->compression == SOS_COMPRESS_NONE && im.hdr->encryption == SOS_ENCRYPT_NONE &&
+        n && cpus_found()) {
+        kprintf("@@CPU an uncompressed, unencrypted image is streamed: one CPU\n");
+        n = 0;
+    }
     im.cpu_out[0] = im.out;
     /* CPU c (1..): stack [*p + (c-1)*stride, + CPUS_AP_STACK), then its LZ4 output. */
     uint8_t *base = *p;
@@ -521,6 +531,7 @@ struct item {
 
 struct batch {
     uint8_t *buf;
+    uint64_t base, len;                         /* image bytes [base, base + len) in buf */
     unsigned n;
     uint32_t next_item;                         /* the CPUs' work counter */
     struct parsed_chunk stop;                   /* the chunk after the batch */
@@ -531,21 +542,35 @@ struct batch {
 
 static struct batch batches[2];
 
-/* Read from c's sector on into b (as much as fits) and check the headers of the whole
- * chunks there, in order, until one is missing, wrong, streamed, or the batch is full.
- * c becomes b->stop. Boot CPU only. */
-static void fill(struct batch *b, struct parsed_chunk *c, struct cursor *k)
+/* Image bytes from c's sector on into b (as much as fits: what `prev` already holds past
+ * its last chunk is copied, the rest read), then the headers of the whole chunks there
+ * checked in order, until one is missing, wrong, streamed, or the batch is full. c becomes
+ * b->stop. Boot CPU only; `prev` may be b itself, or the batch the CPUs are working on
+ * (they touch only its chunks, which lie before c). */
+static void fill(struct batch *b, struct parsed_chunk *c, struct cursor *k,
+                 const struct batch *prev)
 {
     const struct sos_image_header *ih = im.hdr;
-    uint64_t base = c->offset & ~(uint64_t)(SECTOR - 1), len = im.half;
+    uint64_t base = c->offset & ~(uint64_t)(SECTOR - 1), len = im.half, have = 0;
     if (len > im.end - base)
         len = im.end - base;
+    if (prev && base >= prev->base && base < prev->base + prev->len) {
+        have = prev->base + prev->len - base;
+        if (have > len)
+            have = len;
+        memmove(b->buf, prev->buf + (base - prev->base), have);
+    }
     b->n = 0;
     b->stop_bad = 0;
     b->stop_streamed = 0;
     b->next_item = 0;
-    if (c->index < ih->chunk_count && c->offset + CHUNK_FIXED <= ih->data_end)
-        read_buffer(base, b->buf, len);
+    b->base = base;
+    b->len = have;
+    if (len > have && c->index < ih->chunk_count && c->offset + CHUNK_FIXED <= ih->data_end) {
+        read_buffer(base + have, b->buf + have, len - have);
+        b->len = len;
+    }
+    len = b->len;
     while (c->index < ih->chunk_count && b->n < BATCH_MAX) {
         if (c->offset + CHUNK_FIXED > ih->data_end) {
             b->stop_bad = "missing: the image's data ends before it";
@@ -689,7 +714,8 @@ static void pass_parallel(int restoring)
     im.restoring = restoring;
     im.len = 0;                                 /* the one-CPU window holds nothing now */
     resume_progress(0, ih->pages_total);
-    fill(cur, &c, &k);
+    batches[0].len = batches[1].len = 0;
+    fill(cur, &c, &k, 0);
     for (;;) {
         if (restoring && cur->n)
             resume_ram_touched = 1;
@@ -698,7 +724,7 @@ static void pass_parallel(int restoring)
                     cur->stop.index < ih->chunk_count;
         struct parsed_chunk n = cur->stop;
         if (ahead)
-            fill(nxt, &n, &k);                  /* the disk works while the APs decode */
+            fill(nxt, &n, &k, cur);             /* the disk works while the APs decode */
         batch_job(0, cur);
         cpus_wait();
         for (unsigned i = 0; i < cur->n; i++) {
@@ -722,6 +748,7 @@ static void pass_parallel(int restoring)
             chunk_bad(&c, cur->stop_bad);
         if (cur->stop_streamed) {               /* the one-CPU way, through the window */
             im.len = 0;
+            batches[0].len = batches[1].len = 0;    /* the window overwrites them */
             if (!restoring) {
                 if (stream_hash(c.offset + c.h.header_size, c.h.stored_size) != c.h.data_xxh64)
                     chunk_bad(&c, "data checksum mismatch");
@@ -749,7 +776,7 @@ static void pass_parallel(int restoring)
             cur = nxt;
             nxt = t;
         } else {
-            fill(cur, &c, &k);
+            fill(cur, &c, &k, cur);
         }
     }
     if (c.first_page != ih->pages_total || c.offset != ih->data_end || zero != ih->pages_zero ||
@@ -802,14 +829,24 @@ static void pass(int restoring)
                zero, free, ih->pages_total, ih->data_end, ih->pages_zero, ih->pages_free);
 }
 
+/* The boot CPU's time in a pass that was not reading: checking, decoding, writing pages,
+ * waiting for the other CPUs (handoff.compute_tsc; disk_tsc counts the reads). */
+static void account_compute(uint64_t start, uint64_t disk_at_start)
+{
+    struct sos_handoff *h = sos_run.handoff;
+    uint64_t spent = rdtsc() - start, disk = h->disk_tsc - disk_at_start;
+    h->compute_tsc += spent > disk ? spent - disk : 0;
+}
+
 void image_verify(void)
 {
-    uint64_t start = rdtsc();
+    uint64_t start = rdtsc(), disk0 = sos_run.handoff->disk_tsc;
     kprintf("@@RESUME verifying\n");
     if (cpus_in_run() > 1)
         pass_parallel(0);
     else
         pass(0);
+    account_compute(start, disk0);
     kprintf("@@RESUME verified us=%lu bytes=%lu\n", timer_tsc_to_us(rdtsc() - start),
             im.bytes_read);
 }
@@ -817,7 +854,7 @@ void image_verify(void)
 void image_restore(void)
 {
     struct sos_handoff *h = sos_run.handoff;
-    uint64_t start = rdtsc(), before = im.bytes_read;
+    uint64_t start = rdtsc(), before = im.bytes_read, disk0 = h->disk_tsc;
 
     /* The header once more, before the first page is written: an image that changed
      * since the verify pass is still refused with RAM untouched. */
@@ -834,6 +871,7 @@ void image_restore(void)
         pass_parallel(1);
     else
         pass(1);
+    account_compute(start, disk0);
     h->detail = im.hdr->data_end;          /* a resume's handoff: the image size in bytes */
     kprintf("@@RESUME restored us=%lu bytes=%lu\n", timer_tsc_to_us(rdtsc() - start),
             im.bytes_read - before);

@@ -110,16 +110,17 @@ def summarize(handoff, result, exit_value, log):
 def parse_inject(spec):
     """`qemu resume --inject`: read-error:LBA[,always] -> a blkdebug rule that fails the read
     covering LBA (once, or every time); read-stall -> the first read never completes;
-    ap-deaf:ID -> the loader's word ap-deaf=ID (that AP starts but never answers)."""
+    ap-deaf:ID / ap-fault:ID -> the loader's word ap-deaf=ID / ap-fault=ID (that AP starts
+    but never answers / takes a #GP in its first job)."""
     if not spec:
         return None
     if spec == "read-stall":
         return spec
-    if spec.startswith("ap-deaf:"):      # the loader's AP with this APIC id never answers
-        apic = spec.partition(":")[2]
+    if spec.startswith(("ap-deaf:", "ap-fault:")):   # the loader's AP with this APIC id
+        kind, _, apic = spec.partition(":")         # never answers / faults in its job
         if not apic.isdigit():
-            raise UsageError(f"--inject: {spec!r}: ap-deaf takes an APIC id (ap-deaf:2)")
-        return f"ap-deaf={int(apic)}"
+            raise UsageError(f"--inject: {spec!r}: {kind} takes an APIC id ({kind}:2)")
+        return f"{kind}={int(apic)}"
     kind, _, rest = spec.partition(":")
     parts = rest.split(",")
     if kind != "read-error" or not parts[0].isdigit() or any(p != "always" for p in parts[1:]):
@@ -165,7 +166,8 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
         if on_pause:
             await on_pause(machine, where)
 
-    deaf = inject if isinstance(inject, str) and inject.startswith("ap-deaf=") else None
+    deaf = inject if isinstance(inject, str) and inject.startswith(("ap-deaf=", "ap-fault=")) \
+        else None
     if deaf:
         inject = None
     with tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
@@ -199,7 +201,8 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
         status, reason, message = outcome
         return {"status": status, "reason": reason, "message": message,
                 "loader_exit": exit_value, "target": target.name,
-                "ram": "untouched" if status == "refused" else "partly restored",
+                "ram": "untouched" if status == "refused" or "ram=untouched" in message
+                else "partly restored",
                 "cpu_log": log.cpu_lines}, False
     if handoff is None:
         raise RunError(m.failure(f"the resume loader ended without a verdict (QEMU exit "
@@ -212,6 +215,11 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     summary["cpus"] = cpus
     summary["cpus_used"] = handoff.cpus_used or 1
     summary["cpus_missing"] = handoff.cpus_missing
+    # the boot CPU in the two passes: reading the image, and the rest (checking, decoding,
+    # writing pages, waiting for the APs)
+    hz = handoff.tsc_hz_used or 1
+    summary["disk_seconds"] = round(handoff.disk_tsc / hz, 4)
+    summary["compute_seconds"] = round(handoff.compute_tsc / hz, 4)
     summary["cpu_log"] = log.cpu_lines
     summary["host_ap_check"] = "passed" if result.get("aps", "ok") == "ok" else "failed"
     if error:
