@@ -53,7 +53,7 @@ static DEFINE_MUTEX(sos_lock);
 static u8 *blob;
 static size_t blob_len, blob_cap;
 static char last_status[160] = "none";
-static char last_stats[200] = "none";
+static char last_stats[256] = "none";
 
 /*
  * The pages free in the buddy allocator at the handoff, as sorted, merged physical ranges
@@ -368,6 +368,29 @@ static int offline_others(struct cpumask *taken)
 	return 0;
 }
 
+/*
+ * The CPUs taken offline, handed to the payload by APIC id (formats/smp.py, state OFFLINE):
+ * an offline CPU sits in the play-dead loop and polls nothing, so the payload wakes it with
+ * INIT-SIPI-SIPI from the target's AP start page (a second memmap=4K$ADDR below 1 MiB, never
+ * Linux's) and ends with INIT: it then waits for a STARTUP IPI, which is where add_cpu's
+ * do_boot_cpu (INIT, STARTUP, STARTUP) starts it from, as after a plain offline.
+ */
+static void hand_in_offline(struct sos_handoff *ho, const struct cpumask *taken)
+{
+	u32 n = 0;
+	int cpu;
+
+	memset(ho->cpus, 0, sizeof(ho->cpus));
+	for_each_cpu(cpu, taken) {
+		if (n == SOS_MAX_CPUS)
+			break;
+		ho->cpus[n].apic_id = cpu_physical_id(cpu);
+		ho->cpus[n].state = SOS_CPU_OFFLINE;
+		n++;
+	}
+	ho->cpu_count = n;
+}
+
 static int sos_hibernate(struct sos_linux_request *req)
 {
 	struct sos_run run = { 0 };
@@ -409,6 +432,7 @@ static int sos_hibernate(struct sos_linux_request *req)
 	error = offline_others(taken);
 	if (error)
 		goto out_cpus;
+	hand_in_offline(run.ho_map, taken);
 
 	sleep_flags = lock_system_sleep();
 	ksys_sync_helper();
@@ -444,6 +468,7 @@ static int sos_hibernate(struct sos_linux_request *req)
 	/* After a resume the loader's numbers: detail = the image's size on disk. */
 	req->image_bytes = run.status == SOS_STATUS_RESUMED ? ho->detail : ho->bytes_written;
 	req->free_ranges = run.free.count;
+	req->cpus_used = ho->cpus_used;
 	memcpy(req->message, ho->message, sizeof(req->message));
 	req->message[sizeof(req->message) - 1] = 0;
 	if (!error && run.status == SOS_STATUS_WRITTEN && !(req->flags & SOS_LINUX_NO_POWEROFF)) {
@@ -492,9 +517,9 @@ static int run_request(struct sos_linux_request *req)
 			 req->status, req->pages_saved, req->message);
 	snprintf(last_stats, sizeof(last_stats),
 		 "status=%#x pages_saved=%llu free_pages_skipped=%llu zero_pages=%llu "
-		 "bytes_written=%llu free_ranges=%u error=%d",
+		 "bytes_written=%llu free_ranges=%u cpus_used=%u error=%d",
 		 req->status, req->pages_saved, req->pages_free, req->zero_pages,
-		 req->image_bytes, req->free_ranges, error);
+		 req->image_bytes, req->free_ranges, req->cpus_used, error);
 	mutex_unlock(&sos_lock);
 	return error;
 }

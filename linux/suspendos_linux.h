@@ -20,7 +20,8 @@ struct sos_linux_request {
 	__u64 zero_pages;     /* out */
 	__u64 image_bytes;    /* out: the image's bytes on disk */
 	__u32 free_ranges;    /* out: entries of the free list given to the payload */
-	__u32 _pad2;
+	__u32 cpus_used;      /* out: CPUs in the payload run that returned (after a resume:
+			       * the resume loader's), the calling one included */
 	char message[64];     /* out: the payload's message */
 };
 

@@ -126,6 +126,8 @@ static void apply(const char *w, struct host_options *o)
         o->handoff_flags |= SOS_HANDOFF_QUIET;
     } else if (has_prefix(w, "vbe=")) {
         parse_vbe(w + 4, o);
+    } else if (word_is(w, "ap_offline")) {
+        o->ap_offline = 1;
     } else if (has_prefix(w, "ap_deaf=")) {
         uint64_t id;
         if (!parse_u64(w + 8, 0, &id) || id > 254)

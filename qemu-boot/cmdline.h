@@ -12,7 +12,12 @@
  *   vbe=WxHxBPP|off the Bochs VBE framebuffer mode to set before the handoff
  *                   (default 800x600x32; BPP 16, 24 or 32)
  *   ap_deaf=ID      the AP with this local APIC id parks and is handed in, but never
- *                   answers the payload (smp.c): stands for an AP that does not respond
+ *                   answers the payload (smp.c): stands for an AP that does not respond;
+ *                   with ap_offline: a slot naming this APIC id, which no CPU has
+ *   ap_offline      the APs are handed in as Linux's module hands them: not started, slot
+ *                   state OFFLINE, for the payload to wake from AP_START_PAGE (then its page:
+ *                   neither filled nor checked); after the return the host checks each was
+ *                   sent INIT (STOPPED) and starts them itself, as Linux's add_cpu does
  * QEMU passes "<kernel file name> <append>" (hw/i386/multiboot.c), so the first word is
  * skipped. Anything else is refused: exit EXIT_BAD_BOOT_INFO.
  */
@@ -29,6 +34,7 @@ struct host_options {
     uint64_t tsc_hz;            /* handoff.tsc_hz */
     unsigned vbe_width, vbe_height, vbe_bpp;   /* 0 x 0 x 0: leave the display alone */
     int ap_deaf;                /* APIC id of an AP that parks but never answers, or -1 */
+    int ap_offline;             /* hand the APs in OFFLINE, for the payload to wake */
 };
 
 void cmdline_parse(const char *cmdline, struct host_options *out);

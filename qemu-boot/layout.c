@@ -154,6 +154,13 @@ static void build_regions(struct layout *l)
     }
 }
 
+static int ap_page_given;
+
+void layout_give_ap_page(void)
+{
+    ap_page_given = 1;
+}
+
 void layout_build(const struct boot_info *bi, uint64_t rbase, uint64_t rsize, struct layout *l)
 {
     memset(l, 0, sizeof *l);
@@ -163,7 +170,7 @@ void layout_build(const struct boot_info *bi, uint64_t rbase, uint64_t rsize, st
     add_special((uintptr_t)host_image_start, (uintptr_t)host_rw_start, RC_KEEP);
     add_special((uintptr_t)host_rw_start, (uintptr_t)host_image_end, RC_SKIP);
     /* The APs' real-mode start page: written once before the checksums, then only read. */
-    add_special(AP_START_PAGE, AP_START_PAGE + 4096, RC_KEEP);
+    add_special(AP_START_PAGE, AP_START_PAGE + 4096, ap_page_given ? RC_SKIP : RC_KEEP);
     for (unsigned i = 0; i < bi->info_range_count; i++)
         add_special(bi->info_ranges[i].start, bi->info_ranges[i].end, RC_KEEP);
 

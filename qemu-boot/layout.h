@@ -43,5 +43,7 @@ struct layout {
  * (EXIT_BAD_BOOT_INFO) when no room is left for the checksum table. */
 void layout_build(const struct boot_info *bi, uint64_t reserved_base, uint64_t reserved_size,
                   struct layout *out);
+/* Before layout_build: AP_START_PAGE is the payload's (ap_offline), not the host's. */
+void layout_give_ap_page(void);
 
 #endif

@@ -134,6 +134,8 @@ void host_main(uint32_t magic, uint32_t mbi)
             h->handoff, h->segment_count);
     exception_set_payload(h->load_base, h->reserved_size);
 
+    if (opt.ap_offline)
+        layout_give_ap_page();
     layout_build(&boot, h->load_base, h->reserved_size, &lay);
     for (unsigned r = 0; r < lay.region_count; r++)
         kprintf("@@REGION 0x%lx 0x%lx %s\n", lay.regions[r].start, lay.regions[r].end,
@@ -148,7 +150,10 @@ void host_main(uint32_t magic, uint32_t mbi)
     ho->serial_port = SERIAL_COM1;
     ho->tsc_hz = opt.tsc_hz;
     describe_ram(ho);
-    smp_start_aps(ho, opt.ap_deaf);
+    if (opt.ap_offline)
+        smp_hand_in_offline(ho, opt.ap_deaf);
+    else
+        smp_start_aps(ho, opt.ap_deaf);
 
     kprintf("@@AVX %s\n", cpu_enable_avx() ? "on" : "off");
     kprintf("@@RAMHASH 0x%016lx\n", pagesum_record(&lay));
@@ -175,9 +180,14 @@ void host_main(uint32_t magic, uint32_t mbi)
     print_handoff(ho);
     /* After a resume the machine was reset: the APs wait for a STARTUP IPI, as after a
      * boot. Start them again, as a kernel brings its CPUs back online. */
-    if (status == SOS_STATUS_RESUMED)
-        smp_start_aps(ho, opt.ap_deaf);
-    int aps_ok = smp_check_aps(ho, status == SOS_STATUS_RESUMED);
+    /* Handed in offline: each woken one was sent INIT again; start them as Linux's add_cpu
+     * would (the payload's AP start page is ours again). */
+    int offline_ok = opt.ap_offline && status != SOS_STATUS_RESUMED ?
+        smp_check_offline(ho) : 1;
+    if (status == SOS_STATUS_RESUMED || opt.ap_offline)
+        smp_start_aps(ho, opt.ap_offline ? -1 : opt.ap_deaf);
+    int aps_ok = smp_check_aps(ho, status == SOS_STATUS_RESUMED || opt.ap_offline) &&
+                 offline_ok;
     uint64_t changed = pagesum_compare(&lay);
     int cpu_ok = cpu_compare(&before, &after, status == SOS_STATUS_RESUMED);
     kprintf("@@RESULT status=0x%x changed_pages=%lu cpu=%s aps=%s\n", status, changed,

@@ -224,3 +224,37 @@ int smp_check_aps(struct sos_handoff *h, int resumed)
     }
     return ok;
 }
+
+void smp_hand_in_offline(struct sos_handoff *h, int deaf)
+{
+    unsigned cpus = smp_cpu_count();
+    unsigned n = cpus - 1 < SOS_MAX_CPUS ? cpus - 1 : SOS_MAX_CPUS;
+    memset(h->cpus, 0, sizeof h->cpus);
+    memset(aps, 0, sizeof aps);
+    for (unsigned i = 0; i < n; i++)
+        h->cpus[i] = (struct sos_cpu_slot){ .apic_id = i + 1, .state = SOS_CPU_OFFLINE };
+    if (deaf >= 0 && n < SOS_MAX_CPUS) {
+        if ((unsigned)deaf <= n)
+            host_fail(EXIT_BAD_BOOT_INFO, "ap_deaf=%d with ap_offline must name an APIC id "
+                      "no CPU has (above %u)", deaf, n);
+        h->cpus[n++] = (struct sos_cpu_slot){ .apic_id = (uint32_t)deaf,
+                                              .state = SOS_CPU_OFFLINE };
+    }
+    h->cpu_count = n;
+    kprintf("@@APS offline=%u", n);
+    for (unsigned i = 0; i < n; i++)
+        kprintf(" %u", h->cpus[i].apic_id);
+    kprintf("\n");
+}
+
+int smp_check_offline(struct sos_handoff *h)
+{
+    int ok = 1;
+    for (uint32_t i = 0; i < h->cpu_count && i < SOS_MAX_CPUS; i++) {
+        int good = h->cpus[i].state == SOS_CPU_STOPPED;
+        kprintf("@@AP apic=%u slot=%u offline state=%u cpu=%s\n", h->cpus[i].apic_id, i,
+                h->cpus[i].state, good ? "ok" : "bad");
+        ok &= good;
+    }
+    return ok;
+}

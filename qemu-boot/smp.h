@@ -23,6 +23,11 @@ void smp_start_aps(struct sos_handoff *h, int deaf);
 /* After the handoff returned: every AP back in its park loop with its state intact, the
  * deaf one never called. Returns 1 if all is well (prints @@AP lines either way). */
 int smp_check_aps(struct sos_handoff *h, int resumed);
+/* ap_offline: hand APIC ids 1 .. count-1 in as OFFLINE without starting them (and `deaf`,
+ * an id no CPU has, if >= 0), for the payload to wake. */
+void smp_hand_in_offline(struct sos_handoff *h, int deaf);
+/* After the return: every slot handed in offline was sent INIT by the payload (STOPPED). */
+int smp_check_offline(struct sos_handoff *h);
 #endif
 
 #endif

@@ -135,7 +135,8 @@ def cmd_qemu_suspend(a):
                                plugins=plugins, screenshot=a.screenshot,
                                framebuffer=parse_fb_mode(a.framebuffer),
                                mix=a.mix, bus=a.disk_bus, sector_size=a.sector_size,
-                               cpus=a.cpus, ap_deaf=a.ap_deaf, raw_ceiling=a.raw_ceiling)
+                               cpus=a.cpus, ap_deaf=a.ap_deaf, raw_ceiling=a.raw_ceiling,
+                               ap_offline=a.ap_offline)
     return _finish_run(a, "suspend", summary, ok, lambda s: [
         f"saved {s['pages_saved']} of {s['pages_total']} pages ({s['zero_pages']} zero), "
         f"wrote {s['bytes_written']} bytes in {s['seconds']} s ({s['mb_per_s']} MB/s)"],
@@ -424,6 +425,9 @@ def parser():
                          "extents and report the device's mb_per_s")
     qs.add_argument("--ap-deaf", type=int, metavar="APIC_ID",
                     help="test: the test host hands in this AP, but it never answers")
+    qs.add_argument("--ap-offline", action="store_true",
+                    help="test: the test host hands its APs in offline, as the Linux module "
+                         "does; the payload wakes them from an AP start page")
     qs.set_defaults(func=cmd_qemu_suspend, writes=("disk",))
     qr = q.add_parser("resume", help="resume the QEMU test machine from a disk image")
     qr.add_argument("--memory", required=True)

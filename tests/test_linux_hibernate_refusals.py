@@ -230,7 +230,7 @@ def test_after_a_resume_everything_is_put_back(root, tmp_path, monkeypatch, caps
     sysfs.mkdir(parents=True)
     (sysfs / "stats").write_text("status=0x2 pages_saved=71920 free_pages_skipped=58510 "
                                  "zero_pages=17000 bytes_written=224395264 free_ranges=12 "
-                                 "error=0\n")
+                                 "cpus_used=1 error=0\n")
     (sysfs / "status").write_text("resumed 0x2 71920 \n")
     for n, online in ((0, None), (1, "0")):
         d = root / f"sys/devices/system/cpu/cpu{n}"
@@ -253,7 +253,7 @@ def test_after_a_resume_everything_is_put_back(root, tmp_path, monkeypatch, caps
     assert out == {"status": "resumed", "payload_status": "resumed", "swap": "/dev/sda1",
                    "pages_saved": 71920, "free_pages_skipped": 58510, "zero_pages": 17000,
                    "bytes_written": 224395264, "cpus_online": 2,
-                   "message": "resumed 0x2 71920"}
+                   "message": "resumed 0x2 71920", "resume_cpus_used": 1}
     assert seen["signature"] == tl.SUSPENDOS_SWAP_MAGIC
     assert tl.read_swap_magic(root / "dev/sda1") == b"SWAPSPACE2"
     assert ran == [["swapoff", "/dev/sda1"], ["swapon", "/dev/sda1"]]

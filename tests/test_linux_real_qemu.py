@@ -50,6 +50,9 @@ def test_linux_real_suspendos_swap_file_2_cpus_lz4(tmp_path):
     _check_resumed(r, 2)
     assert r["free_pages_skipped"] > 0, r          # the dirtied free memory was left out
     assert r["bytes_written"] > 0, r
+    # the payload woke the CPU the module took offline (AP start page memmap=4K$0x8000),
+    # used it, and INIT'd it; Linux's add_cpu then booted it (cpus_online, cpus_ran above)
+    assert r["cpus_used"] == 2 and r["cpus_missing"] == 0, r
     assert ok
 
 

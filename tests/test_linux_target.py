@@ -53,6 +53,25 @@ def _copy(tmp_path):
     return root
 
 
+def test_a_second_memmap_of_one_low_page_is_the_ap_start_page(tmp_path):
+    """memmap=4K$0x8000 beside the reserved region: where the payload starts the CPUs the
+    module took offline. It is left out of saved RAM like the region, and the payload maps
+    it (the shared start code runs there) with the xAPIC page."""
+    root = _copy(tmp_path)
+    (root / "proc/cmdline").write_text("console=ttyS0 memmap=2M$0x10000000 memmap=4K$0x8000\n")
+    iomem = (root / "proc/iomem").read_text().replace(
+        "00001000-0009fbff : System RAM\n", "00001000-00007fff : System RAM\n"
+        "00008000-00008fff : Reserved\n00009000-0009fbff : System RAM\n")
+    (root / "proc/iomem").write_text(iomem)
+    t = linux_target("/dev/sda1", root)
+    assert t.reserved.ap_start == 0x8000
+    assert t.saved_ranges()[:2] == [(0, 0x8000), (0x9000, 0x9f000)]
+    from suspendos.build.payload import XAPIC_BASE, build_payload
+    regions = {r.name: r for r in build_payload(t).regions}
+    assert (regions["AP start page"].start, regions["AP start page"].perm) == (0x8000, "rwx")
+    assert regions["local APIC"].start == XAPIC_BASE and regions["local APIC"].uncached
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda r: (r / "proc/cmdline").write_text("console=ttyS0\n"), "no memmap=SIZE$ADDR"),
     (lambda r: (r / "proc/cmdline").write_text("memmap=2M$0x10000000 memmap=1M$0x1000000\n"),

@@ -102,6 +102,42 @@ def test_a_fault_on_an_ap_ends_the_run_in_order(cli, disk):
     assert_no_image(cli, disk)
 
 
+def test_cpus_handed_in_offline_are_woken_and_sent_init(tmp_path, cli):
+    """As the Linux module hands them in (state OFFLINE, not started): the payload wakes APs
+    1 and 2 from the AP start page, leaves APIC id 7 (no such CPU) out after the deadline,
+    and sends every one INIT at the end; the host finds each STOPPED and starts them again
+    itself, as add_cpu does. RAM is QEMU's own dump; the start page is not saved RAM."""
+    from suspendos.sources import source_dir
+    from suspendos.target.qemu import TEST_HOST_AP_START_PAGE
+    assert f"#define AP_START_PAGE {TEST_HOST_AP_START_PAGE:#x}" in \
+        (source_dir("qemu-boot") / "smp.h").read_text()
+    disk, ram = tmp_path / "disk.img", tmp_path / "ram.bin"
+    p = cli("qemu", "suspend", "--memory", "64M", "--disk", disk, "--cpus", "3", "--ap-offline",
+            "--ap-deaf", "7", "--compress", "lz4", "--ram-dump", ram, "--json", "--quiet",
+            timeout=600)
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["status"] == "written" and s["host_exit"] == "ok", s
+    assert s["host_memory_check"] == s["host_cpu_check"] == s["host_ap_check"] == "passed"
+    assert s["cpus_used"] == 3 and s["cpus_missing"] == 1, s
+    assert "@@CPU apic 7 woken, did not start within 1000 ms: left out" in s["cpu_log"]
+    for apic, slot in ((1, 0), (2, 1), (7, 2)):     # INIT'd: waiting for a STARTUP IPI
+        assert f"@@AP apic={apic} slot={slot} offline state=5 cpu=ok" in s["cpu_log"]
+    img = open_image(disk)
+    info = img.info()
+    assert all(not (a <= TEST_HOST_AP_START_PAGE < b) for a, b in info["ranges"])
+    img.extract_raw(tmp_path / "extracted.bin")
+    assert compare_with_dump(info, ram, tmp_path / "extracted.bin") >= 0.9 * 64 * MiB
+
+    # a fault on a woken CPU ends the run in order, like one on a parked AP
+    p, s = suspend(cli, tmp_path / "disk2.img", "--cpus", "2", "--ap-offline",
+                   "--selftest", "ap-write-saved-ram")
+    assert_orderly_failure(p, s, "cpu_fault")
+    assert s["fault_cpu"] == 1 and s["fault_vector"] == 14, s
+    assert s["host_ap_check"] == "passed", s            # STOPPED, then started by the host
+    assert_no_image(cli, tmp_path / "disk2.img")
+
+
 @pytest.mark.parametrize("command", ["suspend", "resume"])
 def test_a_bad_cpu_count_is_refused_before_anything_is_written(tmp_path, cli, command):
     disk = tmp_path / "disk.img"

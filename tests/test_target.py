@@ -53,6 +53,9 @@ def _base(qemu_pci):
     (lambda d: d["options"].update(compress="zstd"), "options.compress"),
     (lambda d: d.pop("disk"), "disk: missing"),
     (lambda d: d["disk"].update(ahci_base="high"), "disk.ahci_base"),
+    (lambda d: d["reserved"].update(ap_start=0x100000), "reserved.ap_start"),   # not < 1 MiB
+    (lambda d: d["reserved"].update(ap_start=0xB0000), "reserved.ap_start"),    # SIPI A0-BF
+    (lambda d: d["reserved"].update(ap_start=0x9FC00), "reserved.ap_start"),    # not a page
 ])
 def test_validation_names_the_field(qemu_pci, change, field):
     d = _base(qemu_pci)

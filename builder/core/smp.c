@@ -5,6 +5,7 @@
  * job smp_run posts until smp_stop tells it to leave. Everything the CPUs share is in this
  * file and uses the GCC __atomic builtins (acquire/release pairs named below).
  */
+#include "ap_wake.h"
 #include "payload.h"
 #include "printf.h"
 #include "smp.h"
@@ -21,6 +22,7 @@ struct ap {
     uint32_t answered;              /* set by the AP when it enters payload_ap_main */
     uint32_t cpu;                   /* 1.. in the run, 0 when left out */
     uint32_t in_fault;
+    uint32_t woken;                 /* offline in the host: started by us (ap_wake.c) */
 };
 
 static struct ap aps[SOS_MAX_CPUS];
@@ -33,6 +35,7 @@ static struct {
     uint32_t leave;                 /* set (release) by smp_stop */
     uint32_t abort;                 /* an AP faulted: the run is over */
     uint32_t woken;                 /* slots the boot CPU sent GO to, as a bit mask */
+    uint32_t started;               /* of those, the ones it started itself (OFFLINE) */
     uint32_t posted;                /* a job is out: smp_wait owes a wait */
     smp_job_fn fn;
     void *arg;
@@ -94,6 +97,55 @@ static int withdraw(struct sos_cpu_slot *s)
                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
+/* The CPUs the host took offline (state OFFLINE): started one at a time from the AP start
+ * page (they share it), each given the same deadline as a parked one; one that does not
+ * answer gets INIT at once, so it cannot start late, and is left out. Returns cpus. */
+static unsigned wake_offline(struct sos_handoff *h, uint32_t n, unsigned cpus)
+{
+    const char *why = 0;
+    int prepared = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct sos_cpu_slot *s = &h->cpus[i];
+        if (s->state != SOS_CPU_OFFLINE)
+            continue;
+        if (!prepared++)
+            why = ap_wake_prepare();
+        if (why) {
+            kprintf("@@CPU apic %u offline, not woken: %s\n", s->apic_id, why);
+            continue;
+        }
+        struct ap *ap = &aps[i];
+        memset(ap, 0, sizeof *ap);
+        ap->ctx.slot = (uint64_t)(uintptr_t)s;
+        ap->ctx.index = i;
+        ap->ctx.stack_top = (uint64_t)(uintptr_t)(ap_stacks[i] + AP_STACK_SIZE);
+        ap->woken = 1;
+        smp.woken |= 1u << i;
+        smp.started |= 1u << i;
+        int sent = ap_wake_start(s->apic_id, &ap->ctx, SMP_ANSWER_DEADLINE_US) == 0;
+        uint64_t deadline = timer_deadline_us(SMP_ANSWER_DEADLINE_US);
+        while (sent && !__atomic_load_n(&ap->answered, __ATOMIC_ACQUIRE) &&
+               !timer_expired(deadline))
+            cpu_relax();
+        if (!__atomic_load_n(&ap->answered, __ATOMIC_ACQUIRE)) {
+            ap_wake_stop(s->apic_id);
+            smp.woken &= ~(1u << i);
+            smp.started &= ~(1u << i);
+            s->state = SOS_CPU_STOPPED;
+            if (sent)
+                kprintf("@@CPU apic %u woken, did not answer within %lu ms: left out\n",
+                        s->apic_id, SMP_ANSWER_DEADLINE_US / 1000);
+            else
+                kprintf("@@CPU apic %u woken, did not start within %lu ms: left out\n",
+                        s->apic_id, SMP_ANSWER_DEADLINE_US / 1000);
+            h->cpus_missing++;
+            continue;
+        }
+        ap->cpu = cpus++;
+    }
+    return cpus;
+}
+
 unsigned smp_start(void)
 {
     struct sos_handoff *h = sos_run.handoff;
@@ -106,6 +158,8 @@ unsigned smp_start(void)
                 SOS_MAX_CPUS);
     for (uint32_t i = 0; i < n; i++) {
         struct sos_cpu_slot *s = &h->cpus[i];
+        if (s->state == SOS_CPU_OFFLINE)
+            continue;                       /* woken below */
         if (s->state != SOS_CPU_PARKED) {
             kprintf("@@CPU apic %u slot %u not parked (state %u): left out\n", s->apic_id, i,
                     s->state);
@@ -152,6 +206,7 @@ unsigned smp_start(void)
         }
         ap->cpu = cpus++;
     }
+    cpus = wake_offline(h, n, cpus);
     smp.cpus = cpus;
     h->cpus_used = cpus;
     kprintf("@@CPUS used=%u missing=%u\n", cpus, h->cpus_missing);
@@ -225,14 +280,21 @@ void smp_stop(void)
         if (h->cpus[i].state == SOS_CPU_CALLED)
             kprintf("@@CPU apic %u did not leave within %lu ms\n", h->cpus[i].apic_id,
                     SMP_LEAVE_DEADLINE_US / 1000);
+        if (smp.started >> i & 1) {     /* back to waiting for a STARTUP IPI, left or not */
+            ap_wake_stop(h->cpus[i].apic_id);
+            h->cpus[i].state = SOS_CPU_STOPPED;
+        }
     }
     smp.woken = 0;
+    smp.started = 0;
 }
 
 __attribute__((noreturn)) void smp_ap_fault_exit(struct sos_ap_context *ap)
 {
     vector_leave(ap->index + 1);
     __atomic_store_n(&smp.abort, 1, __ATOMIC_RELEASE);
+    if (((struct ap *)ap)->woken)       /* no host to go back to: halt until the INIT */
+        ap_wake_halt(ap);
     uint64_t exit = sos_run.info->ap_exit;
     __asm__ volatile("jmp *%0" :: "r"(exit), "D"(ap));
     __builtin_unreachable();

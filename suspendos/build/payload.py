@@ -38,6 +38,10 @@ MIN_WRITER_SCRATCH = 64 * 1024   # header block, tables, chunk headers
 # With plugins taking room, keep what LZ4 or encrypted chunks need (staging and two stream
 # buffers, image_writer.c), so a plugin never turns a build into a run that cannot write.
 PLUGIN_MIN_WRITER_SCRATCH = 512 * 1024
+# The local APIC's registers at their architectural place (SDM vol. 3 10.4.1, IA32_APIC_BASE
+# after reset); the payload maps them only to wake the CPUs a host took offline, and leaves
+# those CPUs out when IA32_APIC_BASE says otherwise (x2APIC mode needs no mapping: MSRs).
+XAPIC_BASE = 0xFEE00000
 DISK_KIND_OF = {"ahci": DISK_KIND.AHCI, "nvme": DISK_KIND.NVME, "virtio-blk": DISK_KIND.VIRTIO_BLK}
 SEG = blobfmt.SEGMENT_KIND
 PERM = blobfmt.SEGMENT_PERM
@@ -152,6 +156,8 @@ def payload_info(target, key=None, selftest=0, **layout):
         key=key or bytes(32), selftest=selftest,
         disk_kind=DISK_KIND_OF[target.disk.kind], block_size=target.disk.block_size,
         disk_nsid=(target.disk.namespace or 1) if target.disk.kind == "nvme" else 0,
+        ap_start_page=target.reserved.ap_start,
+        lapic_base=XAPIC_BASE if target.reserved.ap_start else 0,
         **{"ap_entry": 0, "ap_exit": 0, **layout})
     return build(PayloadInfo, info, "payload info")
 
@@ -217,6 +223,11 @@ def _assemble(target, sections, sym, key=None, selftest=0, plugins=()):
         mmio = target.disk.base() & ~(PAGE_SIZE - 1)
         r.append(Region(f"{target.disk.kind} MMIO", mmio, mmio + DISK_MMIO_SPAN[target.disk.kind],
                         "rw-", uncached=True))
+        if target.reserved.ap_start:    # the shared start code runs there under our CR3
+            r.append(Region("AP start page", target.reserved.ap_start,    # (drivers/apic.h)
+                            target.reserved.ap_start + PAGE_SIZE, "rwx"))
+            r.append(Region("local APIC", XAPIC_BASE, XAPIC_BASE + PAGE_SIZE, "rw-",
+                            uncached=True))
         fb = target.framebuffer
         if fb:
             start = fb.address & ~(PAGE_SIZE - 1)

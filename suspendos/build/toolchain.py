@@ -59,7 +59,8 @@ def include_dirs(workdir):
 # writer and the stream, stay -O2).
 COLD_SOURCES = {("core", "main"), ("core", "smp"), ("core", "raw_ceiling"), ("core", "fault"),
                 ("core", "plugin_host"), ("drivers", "printf"), ("drivers", "ahci"),
-                ("drivers", "ahci_disk"), ("core", "vector")}
+                ("drivers", "ahci_disk"), ("core", "vector"), ("drivers", "apic"),
+                ("core", "ap_wake")}
 
 
 def compile_all(sources, workdir, extra_flags=(), includes=None):
@@ -102,5 +103,7 @@ def driver_sources(kind="ahci"):
 def payload_sources(kind="ahci"):
     core = source_dir("builder") / "core"
     lib = source_dir("builder") / "lib"
+    drivers = source_dir("drivers")     # apic.c, ap_start.S: waking offline CPUs (Linux)
     return ([*sorted(core.glob("*.c")), *sorted(core.glob("*.S"))]
-            + driver_sources(kind) + [lib / "string.c"])
+            + driver_sources(kind) + [drivers / "apic.c", drivers / "ap_start.S",
+                                      lib / "string.c"])

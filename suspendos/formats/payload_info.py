@@ -9,7 +9,7 @@ import construct as c
 from .common import Constants, magic32, u8, u16, u32, u64
 
 PAYLOAD_INFO_MAGIC = magic32("SOSI")
-PAYLOAD_INFO_REVISION = 3
+PAYLOAD_INFO_REVISION = 4
 
 COMPRESSION = Constants("SOS_COMPRESS_", "Chunk encodings.", NONE=0, LZ4=1)
 ENCRYPTION = Constants("SOS_ENCRYPT_", "Chunk ciphers.", NONE=0, CHACHA20_POLY1305=1)
@@ -65,4 +65,8 @@ PayloadInfo = c.Struct(
     "disk_nsid" / u32,          # NVMe namespace id (other kinds: 0)
     "ap_entry" / u64,           # the AP trampoline: what the payload puts in CpuSlot.entry
     "ap_exit" / u64,            # its way back to the host, where an AP's fault unwinds to
+    "ap_start_page" / u64,      # 0, or a page below 1 MiB the host keeps from its own use
+                                # (target reserved.ap_start): where CPUs in state OFFLINE
+                                # start (STARTUP IPI vector = page number, SDM vol. 3 8.4.4.1)
+    "lapic_base" / u64,         # the xAPIC page the payload maps to send those IPIs (0: none)
 )

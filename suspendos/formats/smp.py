@@ -16,6 +16,11 @@ Protocol for one slot (docs/ARCHITECTURE.md, "CPUs"):
            CR3, GDT, IDT and the AP's own stack, runs the payload's AP loop, restores the host
            state, writes state = LEFT as its last store into the reserved region and returns;
   host AP  writes state = PARKED again and polls for the next GO.
+A host that cannot park its APs (Linux: the module takes them offline, and an offline CPU
+sits in the kernel's play-dead loop) fills apic_id and state = OFFLINE instead; the payload
+then wakes that CPU itself from the target's AP start page (PayloadInfo.ap_start_page, a page
+below 1 MiB the host keeps from its own use), runs it like a parked one, and ends with INIT,
+state = STOPPED: the CPU waits for a STARTUP IPI, as the host's CPU bring-up expects.
 The host AP's call of `entry` pushes onto its own stack, in saved RAM: the payload wakes
 the APs before it reads any RAM, and writes nothing there after. The boot CPU's handoff
 call returns only after every AP it woke has written LEFT; the host
@@ -34,6 +39,10 @@ CPU_STATE = Constants(
     PARKED=1,            # in the host's park loop, polling `command`
     CALLED=2,            # the host AP took GO and is calling `entry`
     LEFT=3,              # back out of the payload (written by the AP trampoline)
+    OFFLINE=4,           # host fills: offline in the host (Linux's play-dead loop), not
+                         # polling; the payload wakes it (INIT-SIPI-SIPI to its AP start page)
+    STOPPED=5,           # payload: a CPU it woke was sent INIT again and waits for a STARTUP
+                         # IPI, the state the host's own CPU bring-up starts it from
 )
 CPU_COMMAND = Constants(
     "SOS_CPU_CMD_", "CpuSlot.command: what the payload asks of a parked AP.",

@@ -59,6 +59,14 @@ def suggest_memmap(target_memory, size=2 << 20):
     return "memmap=2M$ADDR (a 2 MiB-aligned usable RAM address)"
 
 
+def suggest_ap_start(target_memory, page=0x8000):
+    """A memmap=4K$ADDR for the AP start page, a page of usable RAM below 1 MiB."""
+    for m in target_memory:
+        if m.type == "ram" and m.start <= page and page + PAGE_SIZE <= m.end:
+            return f"memmap=4K${page:#x}"
+    return "memmap=4K$ADDR (a usable RAM page below 1 MiB, not 0xa0000-0xbffff)"
+
+
 def check_kernel(host):
     if host.euid != 0:
         raise UsageError("hibernate: run as root (it reads /proc/iomem, loads a module and "
@@ -169,6 +177,10 @@ def plan(host, req):
     warning = guard.check(host, swap, target)
     if warning:
         notes.append(warning)
+    if not target.reserved.ap_start and len(host.cpus()) > 1:
+        notes.append(f"the payload runs on one CPU: add {suggest_ap_start(target.memory)} to "
+                      "the kernel command line (a page where it starts the other CPUs) to "
+                      "use every CPU")
     blob = blob_path(host, target)
     steps = [f"capture: target linux --swap {swap}: {target.saved_pages()} pages of RAM, "
              f"image extents {target.image_capacity() >> 20} MiB in {len(target.extents)} "
@@ -281,6 +293,10 @@ def hibernate(req, host=None):
               "zero_pages": stats.get("zero_pages", 0),
               "bytes_written": stats.get("bytes_written", 0), "cpus_online": cpus,
               "message": status}
+    # The CPUs of the run that returned: the payload's after a failure, the resume loader's
+    # after a resume (the payload that wrote the image reports its own on serial, @@CPUS).
+    result["resume_cpus_used" if code == STATUS.RESUMED else "cpus_used"] = \
+        stats.get("cpus_used", 0)
     if code == STATUS.IMAGE_FULL:
         result["message"] = (f"the image did not fit {swap} even compressed; nothing was "
                              "saved (no image header), the system goes on")

@@ -52,7 +52,9 @@ ROOT_DEV, SWAP_PART_DEV, SWAP_FILE = "/dev/sda1", "/dev/sda2", "/swapfile"
 # What every boot of the guest gets on its kernel command line, whichever hibernator runs:
 # the region suspendos needs kept from Linux, 4-level paging, the same log level.
 RESERVED = "2M$0x10000000"
-BASE_APPEND = f"root={ROOT_DEV} console=ttyS0,115200 memmap={RESERVED} no5lvl loglevel=7"
+AP_START = "4K$0x8000"                 # the page where the payload starts the other CPUs
+BASE_APPEND = (f"root={ROOT_DEV} console=ttyS0,115200 memmap={RESERVED} memmap={AP_START} "
+               "no5lvl loglevel=7")
 # The same disk image on each bus of `qemu linux --disk-bus` (only QEMU's -device differs):
 # Linux names the partitions by bus, so root= (and swsusp's resume=) follow the bus, while
 # fstab finds the root by its label.

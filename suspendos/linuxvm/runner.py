@@ -112,6 +112,8 @@ class Scenario:
         r = self.result
         ok = (r.get("status") == "resumed" and r.get("md5_match") and r.get("process_continued")
               and r.get("fsck") == "clean" and r.get("cpus_online") == self.cpus)
+        if self.hibernator == "suspendos":     # the payload used every CPU of the guest
+            ok = ok and r.get("cpus_used") == self.cpus
         if self.boot_normally:
             ok = r.get("stale_image") == "discarded" and r.get("fsck") == "clean"
         if ok and self.own_work and not self.keep:
@@ -157,6 +159,7 @@ class Scenario:
             r["hibernate_seconds"] = round(vm.now() - go[0], 2)
             r["hibernate_exit_code"] = code
             r["hibernate_phases"] = _phases(vm.lines, go[0], self.hibernator)
+            r.update(_payload_cpus(vm.lines, go[0]))
 
     async def _swsusp_prepare(self, vm):
         want = f"resume={debian.root_dev(self.disk_bus)}" if self.swap == "file" else \
@@ -349,6 +352,19 @@ def _phases(lines, t_go, hibernator):
             if t >= t_go and re.search(pat, l):
                 out[name] = round(t - t_go, 2)
                 break
+    return out
+
+
+def _payload_cpus(lines, t_go):
+    """What the payload that wrote the image says of its CPUs on serial (builder/core/smp.c):
+    `@@CPUS used=N missing=M`, and an `@@CPU ...` line for each one left out."""
+    out = {}
+    for t, l in lines:
+        m = re.match(r"@@CPUS used=(\d+) missing=(\d+)", l)
+        if t >= t_go and m:
+            out.update(cpus_used=int(m.group(1)), cpus_missing=int(m.group(2)))
+        elif t >= t_go and l.startswith("@@CPU "):
+            out.setdefault("cpu_notes", []).append(l.strip())
     return out
 
 

@@ -13,7 +13,7 @@ from ..errors import RunError, UsageError
 from ..fileutil import check_output, input_size, open_input, write_atomic
 from ..formats.common import SECTOR_SIZE
 from ..formats.status import STATUS, SUCCESS
-from ..target.qemu import DEFAULT_FRAMEBUFFER, qemu_target
+from ..target.qemu import DEFAULT_FRAMEBUFFER, TEST_HOST_AP_START_PAGE, qemu_target
 from . import protocol
 from .machine import (QemuMachine, cpu_args, debug_exit_value, disk_args, machine_args,
                       module_path)
@@ -239,7 +239,7 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
                  show_progress=True, keep_blob=None, key=None, target=None, selftest=0,
                  mix=None, plugins=None, screenshot=None, framebuffer=DEFAULT_FRAMEBUFFER,
                  bus="ahci", sector_size=512, cpus=1, ap_deaf=None, raw_ceiling=False,
-                 power_cut=None, host_tsc_hz=None):
+                 power_cut=None, host_tsc_hz=None, ap_offline=False):
     """Returns (summary dict, ok). `target`: use this description instead of the machine's
     own (to test what the payload does with a wrong one). `mix`: "Z,R,T,P", the test host's
     percentages of zero, random, text and pattern pages (default: the host's 25,25,25,25).
@@ -252,7 +252,10 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
     `raw_ceiling`: write no image; the payload streams a constant buffer through the same
     driver and extents and the summary's mb_per_s is the device's ceiling. `power_cut`:
     kill QEMU at one of POWER_CUTS (summary status "power-cut"). `host_tsc_hz`: the TSC rate
-    the test host claims in the handoff block (default: none, the payload calibrates)."""
+    the test host claims in the handoff block (default: none, the payload calibrates).
+    `ap_offline`: the test host hands its APs in as the Linux module does, offline, and the
+    target gets the host's AP start page (reserved.ap_start) for the payload to wake them
+    from; `ap_deaf` then names an APIC id no CPU has."""
     if power_cut not in (None, *POWER_CUTS):
         raise UsageError(f"power cut {power_cut!r}: one of {', '.join(POWER_CUTS)}")
     cpu_args(cpus)              # a bad --cpus is refused before the disk is made
@@ -276,6 +279,9 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
                              bus=bus, sector_size=sector_size, size_what=f"--disk: {disk}")
         if plugins:
             _make_room_for_plugins(target, plugins)
+        if ap_offline:
+            target.reserved.ap_start = TEST_HOST_AP_START_PAGE
+            target.validate()
     elif compress != "none":
         target.options.compress = compress
         target.validate()
@@ -299,6 +305,7 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
         append = (f"seed={seed}" + (f" mix={mix}" if mix is not None else "") + pause
                   + (f" vbe={fb.width}x{fb.height}x{fb.bpp}" if fb else " vbe=off")
                   + (f" ap_deaf={ap_deaf}" if ap_deaf is not None else "")
+                  + (" ap_offline" if ap_offline else "")
                   + (" raw_ceiling" if raw_ceiling else "")
                   + (" pause_header" if power_cut else "")
                   + (f" tsc_hz={host_tsc_hz}" if host_tsc_hz is not None else ""))

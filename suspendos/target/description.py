@@ -44,6 +44,10 @@ class MemoryRange:
 class Reserved:
     load_address: int
     size: int
+    # 0, or a 4 KiB page below 1 MiB the host keeps from its own use (Linux: a second
+    # memmap=4K$ADDR): where the payload starts the CPUs the host took offline (STARTUP IPI,
+    # SDM vol. 3 8.4.4.1). Never saved RAM: the image, and so the resume, leave it out.
+    ap_start: int = 0
 
 
 @dataclass
@@ -116,18 +120,24 @@ class Target:
     def reserved_range(self):
         return self.reserved.load_address, self.reserved.load_address + self.reserved.size
 
+    def kept_ranges(self):
+        """What the host keeps for the module: the reserved region and the AP start page."""
+        out = [self.reserved_range]
+        if self.reserved.ap_start:
+            out.append((self.reserved.ap_start, self.reserved.ap_start + PAGE_SIZE))
+        return sorted(out)
+
     def saved_ranges(self):
-        """Usable RAM, whole pages only, minus the reserved region: what the image holds."""
-        rs, re_ = self.reserved_range
+        """Usable RAM, whole pages only, minus what the host keeps for the module (the
+        reserved region, the AP start page): what the image holds."""
         out = []
         for m in sorted(self.memory, key=lambda m: m.start):
             if m.type != "ram":
                 continue
-            start = -(-m.start // PAGE_SIZE) * PAGE_SIZE
-            end = m.end // PAGE_SIZE * PAGE_SIZE
-            for s, e in ((start, min(end, rs)), (max(start, re_), end)):
-                if s < e:
-                    out.append((s, e))
+            pieces = [(-(-m.start // PAGE_SIZE) * PAGE_SIZE, m.end // PAGE_SIZE * PAGE_SIZE)]
+            for ks, ke in self.kept_ranges():
+                pieces = [p for s, e in pieces for p in ((s, min(e, ks)), (max(s, ke), e))]
+            out += [(s, e) for s, e in pieces if s < e]
         return out
 
     def saved_pages(self):
@@ -194,6 +204,27 @@ class Target:
         s, e = self.reserved_range
         if not any(m.type == "ram" and m.start <= s and e <= m.end for m in self.memory):
             raise UsageError(f"reserved: {s:#x}-{e:#x} does not lie inside one usable RAM range")
+        self._validate_ap_start()
+
+    def _validate_ap_start(self):
+        a = self.reserved.ap_start
+        if not a:
+            return
+        # The STARTUP IPI's vector is the page number (SDM vol. 3 10.6.1): a page below
+        # 1 MiB; vectors A0H-BFH are reserved (SDM vol. 3 8.4.4.1 note). The AP's switch to
+        # long mode jumps into the payload by a 32-bit far pointer: region below 4 GiB.
+        if a < 0 or a % PAGE_SIZE or not PAGE_SIZE <= a < 0x100000 or 0xA0000 <= a < 0xC0000:
+            raise UsageError(f"reserved.ap_start: {a:#x} is not a 4 KiB page in 0x1000-0x9f000 "
+                             "or 0xc0000-0xff000")
+        if not any(m.type == "ram" and m.start <= a and a + PAGE_SIZE <= m.end
+                   for m in self.memory):
+            raise UsageError(f"reserved.ap_start: {a:#x} is not usable RAM")
+        rs, re_ = self.reserved_range
+        if rs < a + PAGE_SIZE and a < re_:
+            raise UsageError(f"reserved.ap_start: {a:#x} lies inside the reserved region")
+        if self.reserved_range[1] > 1 << 32:
+            raise UsageError("reserved.ap_start: the reserved region must lie below 4 GiB for "
+                             "the APs' switch to long mode")
 
     def _validate_disk(self):
         d = self.disk

@@ -121,8 +121,12 @@ def iomem_top(sysmap):
     return out
 
 
+AP_START_LIMIT = 0x100000     # the AP start page lies below 1 MiB (STARTUP IPI vector)
+
+
 def reserved_region(sysmap, memory):
-    """The memmap=SIZE$ADDR region from /proc/cmdline, checked against /proc/iomem."""
+    """The memmap=SIZE$ADDR region from /proc/cmdline, checked against /proc/iomem; a second
+    one of one page below 1 MiB is the AP start page (Reserved.ap_start)."""
     cmdline = sysmap.read("/proc/cmdline", "reserved").split()
     regions = []
     for word in cmdline:
@@ -135,23 +139,30 @@ def reserved_region(sysmap, memory):
                     regions.append((parse_size(addr), parse_size(size)))
                 except ValueError:
                     raise UsageError(f"reserved: cannot read memmap={part} on the kernel command line")
+    low = [r for r in regions if r[0] < AP_START_LIMIT and r[1] == PAGE_SIZE]
+    regions = [r for r in regions if r not in low]
     if not regions:
         raise UsageError("reserved: no memmap=SIZE$ADDR on the kernel command line "
                          "(docs/LINUX.md: boot with e.g. memmap=2M$0x10000000)")
-    if len(regions) > 1:
-        raise UsageError(f"reserved: {len(regions)} memmap=SIZE$ADDR regions on the kernel "
-                         "command line; keep exactly one")
+    if len(regions) > 1 or len(low) > 1:
+        raise UsageError(f"reserved: {len(regions) + len(low)} memmap=SIZE$ADDR regions on the "
+                         "kernel command line; keep exactly one (and at most one 4K page below "
+                         "1 MiB for the APs)")
     addr, size = regions[0]
-    if addr % PAGE_SIZE or size % PAGE_SIZE:
-        raise UsageError(f"reserved: memmap={size:#x}${addr:#x} is not page-aligned")
-    if not any(s <= addr and addr + size <= e and n == "Reserved" for s, e, n in iomem_top(sysmap)):
-        raise UsageError(f"reserved: {addr:#x}-{addr + size:#x} is not a Reserved range in "
-                         "/proc/iomem (did the kernel take memmap=? '$' must reach it unescaped)")
-    for i, m in enumerate(memory):        # without /sys/firmware/memmap: give it back to RAM
-        if m.type == "reserved" and m.start <= addr and addr + size <= m.end:
-            memory[i:i + 1] = [MemoryRange(m.start, m.end, "ram")]
+    ap_start = low[0][0] if low else 0
+    for a, n in [(addr, size)] + low:
+        if a % PAGE_SIZE or n % PAGE_SIZE:
+            raise UsageError(f"reserved: memmap={n:#x}${a:#x} is not page-aligned")
+        if not any(s <= a and a + n <= e and name == "Reserved"
+                   for s, e, name in iomem_top(sysmap)):
+            raise UsageError(f"reserved: {a:#x}-{a + n:#x} is not a Reserved range in "
+                             "/proc/iomem (did the kernel take memmap=? '$' must reach it "
+                             "unescaped)")
+        for i, m in enumerate(memory):    # without /sys/firmware/memmap: give it back to RAM
+            if m.type == "reserved" and m.start <= a and a + n <= m.end:
+                memory[i:i + 1] = [MemoryRange(m.start, m.end, "ram")]
     memory[:] = _merge(memory)
-    return Reserved(addr, size)
+    return Reserved(addr, size, ap_start=ap_start)
 
 
 def _merge(memory):

@@ -23,6 +23,9 @@ SEABIOS_TOP_RESERVED = 0x21000       # SeaBIOS keeps the top of low RAM (ACPI, t
 SEABIOS_TOP_RESERVED_OF_BUS = {"ahci": SEABIOS_TOP_RESERVED, "nvme": 0x29000, "virtio": 0x24000}
 RESERVED_LOAD_ADDRESS = 16 * MiB
 RESERVED_SIZE = 2 * MiB
+# The test host's real-mode AP start page (qemu-boot/smp.h AP_START_PAGE); with ap_offline
+# the host leaves it to the payload as the target's reserved.ap_start.
+TEST_HOST_AP_START_PAGE = 0x8000
 IMAGE_FIRST_LBA = 2048               # 1 MiB in, as a partition would start
 DISK_TAIL_SECTORS = 2048             # and 1 MiB left after it, so tests can check both ends
 DEFAULT_FRAMEBUFFER = (800, 600, 32)
