@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from .argparser import Parser, bounded_int
+from .errors import UsageError
 from .build.toolchain import run
 from .fileutil import open_input, write_atomic
 from .sources import source_dir
@@ -135,6 +136,16 @@ def build_driver(tmp: Path) -> Path:
     return exe
 
 
+def cpu_has_avx2() -> bool:
+    """The avx2 flag of /proc/cpuinfo (the driver's __builtin_cpu_supports would only refuse
+    after the build)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and "avx2" in line.split() for line in f)
+    except OSError:
+        return True             # cannot tell: let the driver decide
+
+
 def main(argv=None) -> int:
     ap = Parser(prog="suspendos bench compress",
                                  description=__doc__.split("\n")[0])
@@ -152,8 +163,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1, help="generated corpus seed")
     ap.add_argument("--only", choices=sorted(WEIGHTS), help="generate pages of one kind only")
     args = ap.parse_args(argv)
-    if args.corpus:
-        open_input(args.corpus, "--corpus").close()
+    if args.corpus:                     # refused before the driver is compiled
+        with open_input(args.corpus, "--corpus") as f:
+            if not os.fstat(f.fileno()).st_size:
+                raise UsageError(f"--corpus: {args.corpus}: the file is empty")
+    if args.path == "avx2" and not cpu_has_avx2():
+        raise UsageError("--path avx2: this CPU has no AVX2 (/proc/cpuinfo); use --path "
+                         "scalar or auto")
 
     if args.make_corpus:
         write_atomic(args.make_corpus, make_corpus(args.size, args.seed, args.only),

@@ -103,7 +103,8 @@ def _parse_inject(spec):
         return "stall"
     kind, _, rest = spec.partition(":")
     parts = rest.split(",")
-    if kind != "write-error" or not parts[0].isdigit() or any(p != "always" for p in parts[1:]):
+    lba = parts[0].isascii() and parts[0].isdigit()        # "²" is a digit int() refuses
+    if kind != "write-error" or not lba or any(p != "always" for p in parts[1:]):
         raise UsageError(f"--inject: {spec!r} is not write-error:LBA[,always] or write-stall")
     return [{"event": "write_aio", "errno": 5, "sector": int(parts[0]),
              "once": "always" not in parts[1:]}]
@@ -315,8 +316,7 @@ def add_linux_host_parsers(sub):
 
 
 def linux_host_main(argv):
-    import argparse
-    p = argparse.ArgumentParser(prog="suspendos")
+    p = Parser(prog="suspendos")        # usage errors: one line, exit 2, as everywhere
     add_linux_host_parsers(p.add_subparsers(dest="command", required=True))
     a = p.parse_args(argv)
     return a.func(a) or 0
@@ -461,7 +461,8 @@ def parser():
     ql.add_argument("--swap", choices=("file", "partition"), default="file")
     ql.add_argument("--compress", choices=("none", "lz4"), default="lz4",
                     help="swsusp: lz4 means its default LZO, none hibernate=nocompress")
-    ql.add_argument("--dirty-free", help="random data written and deleted first (default 40%% of RAM)")
+    ql.add_argument("--dirty-free", help="random data written and deleted first: a size, 0, or a "
+                    "percentage of --memory (default 40%%)")
     ql.add_argument("--hibernator", choices=("suspendos", "swsusp"), default="suspendos")
     ql.add_argument("--boot-normally", action="store_true",
                     help="boot normally instead of resuming: the stale image must be discarded")

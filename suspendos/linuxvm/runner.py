@@ -23,6 +23,7 @@ Every boot gets the same base command line (debian.BASE_APPEND: memmap=, no5lvl,
 """
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -36,6 +37,7 @@ from .realvm import GuestVM
 
 MiB = 1 << 20
 PAGE = 4096
+MAX_MEMORY = 8 << 30         # the test machine's ceiling (suspendos.target.qemu.MAX_MEMORY)
 HIBERNATE_DEADLINE = 900.0   # s from the hibernate command to QEMU's exit (TCG, loaded host)
 RESUME_DEADLINE = 600.0      # s from QEMU's start to the resumed userspace's first line
 
@@ -51,8 +53,8 @@ class Scenario:
                  keep=False, log=_log):
         if not 1 <= cpus <= 4:
             raise UsageError("--cpus: 1 to 4")
-        if memory < 512 * MiB or memory % MiB:
-            raise UsageError("--memory: at least 512M, a whole number of MiB")
+        if not 512 * MiB <= memory <= MAX_MEMORY or memory % MiB:
+            raise UsageError("--memory: a whole number of MiB from 512M to 8G")
         if disk_bus not in debian.PARTITIONS:
             raise UsageError("--disk-bus: ahci, nvme or virtio")
         self.disk_bus = disk_bus      # root and swap on that disk (debian.PARTITIONS)
@@ -68,6 +70,8 @@ class Scenario:
         self.log = log
         self.keep = keep
         self.own_work = not workdir        # a temporary folder: removed after a passing run
+        if workdir:                        # refused before the guest is built or booted
+            _check_workdir(Path(workdir))
         self.work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sos-qlinux-"))
         self.work.mkdir(parents=True, exist_ok=True)
         self.result = {"hibernator": hibernator, "cpus": cpus, "memory_mib": memory // MiB,
@@ -391,6 +395,29 @@ def _swsusp_counts(lines):
     return out
 
 
+def _check_workdir(work):
+    """--workdir: a folder we can write in, or a new one whose parent is."""
+    if work.exists() and not work.is_dir():
+        raise UsageError(f"--workdir: {work} is not a folder")
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--workdir: {work}: cannot make it ({e.strerror})")
+    if not os.access(work, os.W_OK | os.X_OK):
+        raise UsageError(f"--workdir: {work}: cannot write there")
+
+
+def parse_dirty_free(text, memory):
+    """--dirty-free: a size (0 for none) or a percentage of --memory ("40%")."""
+    from ..sizes import parse_size
+    t = text.strip()
+    if t.endswith("%"):
+        if not t[:-1].isdigit():
+            raise UsageError(f"--dirty-free: cannot read {text!r} as a percentage (e.g. 40%)")
+        return memory * int(t[:-1]) // 100 // MiB * MiB
+    return 0 if t == "0" else parse_size(t, "--dirty-free")
+
+
 def run_scenario(**kw):
     return Scenario(**kw).run()
 
@@ -400,7 +427,7 @@ def cmd(a):
     import sys
     from ..sizes import parse_size
     memory = parse_size(a.memory, "--memory")
-    dirty = parse_size(a.dirty_free, "--dirty-free") if a.dirty_free else None
+    dirty = parse_dirty_free(a.dirty_free, memory) if a.dirty_free is not None else None
     r, ok = run_scenario(memory=memory, cpus=a.cpus, swap=a.swap, compress=a.compress,
                          dirty_free=dirty, hibernator=a.hibernator,
                          boot_normally=a.boot_normally, disk_bus=a.disk_bus,

@@ -122,15 +122,28 @@ def parse_inject(spec):
         return spec
     if spec.startswith(("ap-deaf:", "ap-fault:")):   # the loader's AP with this APIC id
         kind, _, apic = spec.partition(":")         # never answers / faults in its job
-        if not apic.isdigit():
+        if not (apic.isascii() and apic.isdigit()):
             raise UsageError(f"--inject: {spec!r}: {kind} takes an APIC id ({kind}:2)")
         return f"{kind}={int(apic)}"
     kind, _, rest = spec.partition(":")
     parts = rest.split(",")
-    if kind != "read-error" or not parts[0].isdigit() or any(p != "always" for p in parts[1:]):
-        raise UsageError(f"--inject: {spec!r} is not read-error:LBA[,always] or read-stall")
+    lba = parts[0].isascii() and parts[0].isdigit()        # "²" is a digit int() refuses
+    if kind != "read-error" or not lba or any(p != "always" for p in parts[1:]):
+        raise UsageError(f"--inject: {spec!r} is not read-error:LBA[,always], read-stall, "
+                         "ap-deaf:ID or ap-fault:ID")
     return [{"event": "read_aio", "errno": 5, "sector": int(parts[0]),
              "once": "always" not in parts[1:]}]
+
+
+def _check_ap_inject(inject, cpus):
+    """ap-deaf=ID / ap-fault=ID must name one of the machine's APs (QEMU's -smp N: APIC ids
+    0..N-1, 0 the boot CPU); any other id would make the run pass without the fault."""
+    if isinstance(inject, str) and inject.startswith(("ap-deaf=", "ap-fault=")):
+        kind, _, apic = inject.partition("=")
+        if not 1 <= int(apic) <= cpus - 1:
+            raise UsageError(f"--inject: {kind}:{apic} is not an AP's APIC id (1 to {cpus - 1} "
+                             f"with --cpus {cpus}; 0 is the boot CPU)" if cpus > 1 else
+                             f"--inject: {kind}:{apic}: --cpus 1 has no AP")
 
 
 async def stall_first_read(machine):
@@ -154,6 +167,7 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     "after-resume" pause (it pauses there when the suspend took a RAM dump:
     qemu-boot/pause.c)."""
     cpu_args(cpus)              # a bad --cpus is refused before anything runs
+    _check_ap_inject(inject, cpus)
     disk = Path(disk)
     if not os.path.lexists(disk):
         raise UsageError(f"--disk: {disk} does not exist (suspend to it first)")

@@ -235,6 +235,26 @@ async def run_guest(args, target, memory, on_pause=None, progress=None, deadline
         await m.stop()
 
 
+def check_ap_options(cpus, ap_deaf, ap_offline):
+    """--ap-deaf / --ap-offline, checked before anything is built (the test host would only
+    refuse them after the boot, qemu-boot/cmdline.c and smp.c). QEMU numbers the APIC ids
+    of -smp N 0..N-1, the boot CPU 0."""
+    if ap_offline and cpus == 1 and ap_deaf is None:
+        raise UsageError("--ap-offline: the machine has no AP to hand in (give --cpus 2 or "
+                         "more, or --ap-deaf ID for one no CPU has)")
+    if ap_deaf is None:
+        return
+    from ..formats.smp import MAX_CPUS
+    if ap_offline:
+        if not cpus - 1 < ap_deaf <= 254 or cpus - 1 >= MAX_CPUS:
+            raise UsageError(f"--ap-deaf: {ap_deaf} with --ap-offline must name an APIC id "
+                             f"no CPU has, {cpus} to 254 (with at most {MAX_CPUS} APs)")
+    elif not 1 <= ap_deaf <= cpus - 1:
+        raise UsageError(f"--ap-deaf: {ap_deaf} is not an AP's APIC id (1 to {cpus - 1} with "
+                         f"--cpus {cpus}; 0 is the boot CPU)" if cpus > 1 else
+                         f"--ap-deaf: {ap_deaf}: --cpus 1 has no AP")
+
+
 def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=None,
                  show_progress=True, keep_blob=None, key=None, target=None, selftest=0,
                  mix=None, plugins=None, screenshot=None, framebuffer=DEFAULT_FRAMEBUFFER,
@@ -259,9 +279,11 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
     if power_cut not in (None, *POWER_CUTS):
         raise UsageError(f"power cut {power_cut!r}: one of {', '.join(POWER_CUTS)}")
     cpu_args(cpus)              # a bad --cpus is refused before the disk is made
+    check_ap_options(cpus, ap_deaf, ap_offline)
     if mix is not None:
         parts = mix.split(",")
-        if len(parts) != 4 or not all(p.isdigit() for p in parts) or sum(map(int, parts)) != 100:
+        whole = all(p.isascii() and p.isdigit() for p in parts)   # "²" is no number
+        if len(parts) != 4 or not whole or sum(map(int, parts)) != 100:
             raise UsageError(f"--mix: {mix!r} is not Z,R,T,P: four whole percentages summing to 100")
     disk = Path(disk)
     existing = os.path.lexists(disk)

@@ -124,7 +124,7 @@ def iomem_top(sysmap):
 AP_START_LIMIT = 0x100000     # the AP start page lies below 1 MiB (STARTUP IPI vector)
 
 
-def reserved_region(sysmap, memory):
+def reserved_region(sysmap, memory, source=None):
     """The memmap=SIZE$ADDR region from /proc/cmdline, checked against /proc/iomem; a second
     one of one page below 1 MiB is the AP start page (Reserved.ap_start)."""
     cmdline = sysmap.read("/proc/cmdline", "reserved").split()
@@ -150,6 +150,9 @@ def reserved_region(sysmap, memory):
                          "1 MiB for the APs)")
     addr, size = regions[0]
     ap_start = low[0][0] if low else 0
+    if low and not ap_start:       # 0 would read as "no AP start page" and drop it silently
+        raise UsageError("reserved: memmap=4K$0 cannot be the AP start page (page 0 holds the "
+                         "real-mode vectors; use a page in 0x1000-0x9f000)")
     for a, n in [(addr, size)] + low:
         if a % PAGE_SIZE or n % PAGE_SIZE:
             raise UsageError(f"reserved: memmap={n:#x}${a:#x} is not page-aligned")
@@ -158,6 +161,12 @@ def reserved_region(sysmap, memory):
             raise UsageError(f"reserved: {a:#x}-{a + n:#x} is not a Reserved range in "
                              "/proc/iomem (did the kernel take memmap=? '$' must reach it "
                              "unescaped)")
+        # The firmware's map shows a memmap= region as the RAM it was; one it reserves
+        # itself (the BIOS area, ACPI) is no RAM to take, and must not turn into RAM here.
+        if source == "/sys/firmware/memmap" and not any(
+                m.type == "ram" and m.start <= a and a + n <= m.end for m in memory):
+            raise UsageError(f"reserved: memmap={n:#x}${a:#x} is not RAM in the firmware's "
+                             "map (/sys/firmware/memmap)")
         for i, m in enumerate(memory):    # without /sys/firmware/memmap: give it back to RAM
             if m.type == "reserved" and m.start <= a and a + n <= m.end:
                 memory[i:i + 1] = [MemoryRange(m.start, m.end, "ram")]
@@ -510,7 +519,7 @@ def linux_target(swap=None, sysroot=None, compress="none", with_framebuffer=True
                  smaller_than_ram=False):
     sysmap = System(sysroot)
     memory, source = firmware_memory(sysmap)
-    reserved = reserved_region(sysmap, memory)
+    reserved = reserved_region(sysmap, memory, source)
     swap = pick_swap(sysmap, swap)
     disk, extents, what = swap_target(sysmap, swap)
     fb = framebuffer(sysmap) if with_framebuffer else None
