@@ -510,3 +510,154 @@ def test_a_bad_memory_size_is_one_line_before_any_work(args, tmp_path):
     p = run_cli(*args, cwd=tmp_path)
     assert p.returncode == 2 and len(p.stderr.splitlines()) == 1 and "--memory" in p.stderr
     assert not any(tmp_path.iterdir())
+
+
+# ---- today's options: refused before the guest, payload, loader or driver is built ---------
+class Started(BaseException):     # past main's catch-all for bugs
+    """The work a refusal must come before (a build, then a boot) was reached."""
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Building the Debian guest, a payload, a resume loader or the benchmark driver raises
+    Started: a refusal that comes after any of them fails its case."""
+    def started(*a, **k):
+        raise Started()
+    from suspendos import bench_compress
+    from suspendos.linuxvm import debian
+    from suspendos.qemu import resume, suspend
+    monkeypatch.setattr(debian, "build_guest", started)
+    monkeypatch.setattr(suspend, "build_payload", started)
+    monkeypatch.setattr(resume, "_target_for", started)
+    monkeypatch.setattr(bench_compress, "build_driver", started)
+
+
+SUSPEND = ["qemu", "suspend", "--memory", "64M", "--disk", "new.img"]
+RESUME = ["qemu", "resume", "--memory", "64M", "--disk", "d.img"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["qemu", "linux", "--cpus", "0"], ["--cpus"]),
+    (["qemu", "linux", "--cpus", "99"], ["--cpus"]),
+    (["qemu", "linux", "--cpus=-1"], ["--cpus"]),
+    (["qemu", "linux", "--cpus", "1e9"], ["--cpus"]),
+    (["qemu", "linux", "--memory", "garbage"], ["--memory"]),
+    (["qemu", "linux", "--memory", "1T"], ["--memory"]),
+    (["qemu", "linux", "--memory", "99999999999999999999G"], ["--memory"]),
+    (["qemu", "linux", "--memory", "16K"], ["--memory"]),
+    (["qemu", "linux", "--memory", "1.5G"], ["--memory"]),
+    (["qemu", "linux", "--memory", "1G", "--dirty-free", "800M"], ["--dirty-free"]),
+    (["qemu", "linux", "--dirty-free=-1"], ["--dirty-free"]),
+    (["qemu", "linux", "--dirty-free", "40%%"], ["--dirty-free"]),
+    (["qemu", "linux", "--dirty-free", "90%"], ["--dirty-free"]),
+    (["qemu", "linux", "--dirty-free", "x%"], ["--dirty-free"]),
+    (["qemu", "linux", "--disk-bus", "scsi"], ["--disk-bus"]),
+    (["qemu", "linux", "--disk-bus", "NVME"], ["--disk-bus"]),
+    (["qemu", "linux", "--swap", "zram"], ["--swap"]),
+    (["qemu", "linux", "--hibernator", "s2ram"], ["--hibernator"]),
+    (["qemu", "linux", "--compress", "zstd"], ["--compress"]),
+    (["qemu", "linux", "--workdir", "d.img"], ["--workdir"]),
+    (["qemu", "linux", "--workdir", "d.img/sub"], ["--workdir"]),
+    (SUSPEND + ["--cpus", "1", "--ap-deaf", "1"], ["--ap-deaf"]),
+    (SUSPEND + ["--cpus", "3", "--ap-deaf", "0"], ["--ap-deaf"]),
+    (SUSPEND + ["--cpus", "3", "--ap-deaf=-1"], ["--ap-deaf"]),
+    (SUSPEND + ["--cpus", "3", "--ap-deaf", str(2 ** 64)], ["--ap-deaf"]),
+    (SUSPEND + ["--cpus", "3", "--ap-offline", "--ap-deaf", "2"], ["--ap-deaf"]),
+    (SUSPEND + ["--cpus", "3", "--ap-offline", "--ap-deaf", "255"], ["--ap-deaf"]),
+    (SUSPEND + ["--cpus", "1", "--ap-offline"], ["--ap-offline"]),
+    (SUSPEND + ["--cpus", "34"], ["--cpus"]),
+    (SUSPEND + ["--cpus", "1e9"], ["--cpus"]),
+    (SUSPEND + ["--mix", "\u00b2,25,25,48"], ["--mix"]),
+    (SUSPEND + ["--inject", "write-error:\u00b2"], ["--inject"]),
+    (RESUME + ["--inject", "ap-deaf:2"], ["--inject", "--cpus 1"]),
+    (RESUME + ["--cpus", "3", "--inject", "ap-deaf:0"], ["--inject"]),
+    (RESUME + ["--cpus", "3", "--inject", "ap-fault:3"], ["--inject"]),
+    (RESUME + ["--cpus", "3", "--inject", "ap-fault:-1"], ["--inject"]),
+    (RESUME + ["--cpus", "3", "--inject", "ap-deaf:" + "9" * 20], ["--inject"]),
+    (RESUME + ["--cpus", "3", "--inject", "ap-deaf"], ["--inject", "ap-deaf:ID"]),
+    (RESUME + ["--cpus", "3", "--inject", "ap-deaf:\u00b2"], ["--inject"]),
+    (RESUME + ["--inject", "read-error:\u00b2"], ["--inject"]),
+    (RESUME + ["--cpus", "40"], ["--cpus"]),
+    (["hibernate", "--bogus"], ["--bogus"]),
+    (["hibernate", "--serial", "0x10000"], ["--serial"]),
+    (["hibernate", "--compress", "zstd"], ["--compress"]),
+    (["install-resume", "--bogus"], ["--bogus"]),
+    (["bench", "compress", "--path", "sse9"], ["--path"]),
+    (["bench", "compress", "--path"], ["--path"]),
+    (["bench", "compress", "--corpus", "empty"], ["--corpus", "empty"]),
+    (["bench", "compress", "--corpus", "."], ["--corpus"]),
+    (["bench", "compress", "--corpus", "/dev/zero"], ["--corpus"]),
+    (["bench", "compress", "--corpus", "FIFO"], ["--corpus"]),
+])
+def test_todays_options_are_refused_before_any_work(tmp_path, fifo, argv, words, no_work,
+                                                     monkeypatch, capsys):
+    """qemu linux once built the guest for --memory 1T, and --dirty-free 0 was refused; the
+    test host refused a bad --ap-deaf only after the boot, and an --inject ap-deaf with no
+    such AP let the run pass; "²" passed isdigit() into int(); hibernate's usage errors were
+    argparse's usage text; an empty --corpus failed after the driver was compiled."""
+    (tmp_path / "d.img").write_bytes(bytes(8192))
+    (tmp_path / "empty").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    before = listing(tmp_path)
+    refused(in_process([{"FIFO": fifo}.get(a, a) for a in argv], capsys), *words)
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("argv", [
+    ["qemu", "linux", "--dirty-free", "0"],
+    ["qemu", "linux", "--dirty-free", "40%"],
+    ["qemu", "linux", "--memory", "8G", "--cpus", "4", "--disk-bus", "nvme"],
+    SUSPEND + ["--cpus", "3", "--ap-deaf", "2"],
+    SUSPEND + ["--cpus", "3", "--ap-offline", "--ap-deaf", "7"],
+    SUSPEND + ["--cpus", "1", "--ap-offline", "--ap-deaf", "3"],
+    RESUME + ["--cpus", "3", "--inject", "ap-fault:2"],
+])
+def test_what_the_checks_let_through_reaches_the_work(tmp_path, argv, no_work, monkeypatch,
+                                                      capsys):
+    """The other side of the refusals: the values the tests and benches use get past them."""
+    (tmp_path / "d.img").write_bytes(bytes(8192))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Started):
+        in_process(argv, capsys)
+
+
+def test_avx2_on_a_cpu_without_it_is_refused_before_the_build(tmp_path, no_work, monkeypatch,
+                                                              capsys):
+    from suspendos import bench_compress
+    assert isinstance(bench_compress.cpu_has_avx2(), bool)
+    monkeypatch.setattr(bench_compress, "cpu_has_avx2", lambda: False)
+    refused(in_process(["bench", "compress", "--path", "avx2"], capsys), "--path avx2", "AVX2")
+    with pytest.raises(Started):       # scalar and auto need no AVX2
+        in_process(["bench", "compress", "--path", "scalar", "--size", "4096"], capsys)
+
+
+# ---- target linux: the AP start page (a second memmap=4K$ADDR) ------------------------------
+LINUX_SYSROOT = ROOT / "tests" / "data" / "linux-sysroot"
+
+
+@pytest.mark.parametrize("memmap, words", [
+    ("memmap=4K$0x100000", ["keep exactly one"]),          # above 1 MiB: not a STARTUP page
+    ("memmap=4K$0xa0000", ["0xa0000"]),                    # the VGA hole
+    ("memmap=4K$0x8800", ["not page-aligned"]),
+    ("memmap=4K$0x8000 memmap=4K$0x9000", ["keep exactly one"]),
+    ("memmap=4K$0x8000 memmap=4K$0x8000", ["keep exactly one"]),
+    ("memmap=4K$0x10000000", ["keep exactly one"]),        # on the main region
+    ("memmap=4K$0", ["AP start page"]),                    # was dropped silently
+    ("memmap=4K$0xff000", ["not RAM", "firmware"]),        # the BIOS area became RAM
+    ("memmap=4K$junk", ["memmap=4K$junk"]),
+    ("memmap=-4K$0x8000", ["memmap=-4K$0x8000"]),
+    ("memmap=0$0x8000", ["memmap"]),
+])
+def test_a_bad_ap_start_memmap_is_refused(tmp_path, memmap, words, capsys):
+    import shutil
+    root = tmp_path / "root"
+    shutil.copytree(LINUX_SYSROOT, root, symlinks=True)
+    (root / "proc/cmdline").write_text(f"console=ttyS0 memmap=2M$0x10000000 {memmap}\n")
+    iomem = (root / "proc/iomem").read_text().replace(   # what the kernel makes of 4K$0x8000
+        "00001000-0009fbff : System RAM\n", "00001000-00007fff : System RAM\n"
+        "00008000-00008fff : Reserved\n00009000-0009fbff : System RAM\n")
+    (root / "proc/iomem").write_text(iomem)
+    out = tmp_path / "t.toml"
+    refused(in_process(["target", "linux", "--sysroot", root, "--swap", "/dev/sda1", "-o", out],
+                       capsys), "reserved", *words)
+    assert not out.exists()
