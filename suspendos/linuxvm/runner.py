@@ -62,6 +62,9 @@ class Scenario:
             raise UsageError("--swap: file or partition")
         if hibernator not in ("suspendos", "swsusp"):
             raise UsageError("--hibernator: suspendos or swsusp")
+        if boot_normally and hibernator != "suspendos":    # the check is our initramfs hook's
+            raise UsageError("--boot-normally: only with --hibernator suspendos (swsusp leaves "
+                             "its image for the next boot; nothing would discard it)")
         self.memory, self.cpus, self.swap, self.compress = memory, cpus, swap, compress
         self.dirty = dirty_free if dirty_free is not None else memory * 2 // 5
         if self.dirty < 0 or self.dirty > memory * 3 // 4:
