@@ -163,6 +163,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1, help="generated corpus seed")
     ap.add_argument("--only", choices=sorted(WEIGHTS), help="generate pages of one kind only")
     args = ap.parse_args(argv)
+    if args.size % PAGE:                # make_corpus writes whole pages: say so, not round
+        raise UsageError(f"--size: {args.size} is not a whole number of {PAGE}-byte pages")
     if args.corpus:                     # refused before the driver is compiled
         with open_input(args.corpus, "--corpus") as f:
             if not os.fstat(f.fileno()).st_size:

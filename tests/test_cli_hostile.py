@@ -585,6 +585,7 @@ RESUME = ["qemu", "resume", "--memory", "64M", "--disk", "d.img"]
     (["hibernate", "--compress", "zstd"], ["--compress"]),
     (["install-resume", "--bogus"], ["--bogus"]),
     (["bench", "compress", "--path", "sse9"], ["--path"]),
+    (["bench", "compress", "--make-corpus", "c.bin", "--size", "5000"], ["--size", "4096"]),
     (["bench", "compress", "--path"], ["--path"]),
     (["bench", "compress", "--corpus", "empty"], ["--corpus", "empty"]),
     (["bench", "compress", "--corpus", "."], ["--corpus"]),
