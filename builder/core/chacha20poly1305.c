@@ -131,6 +131,14 @@ static ALWAYS_INLINE void chacha_core(const uint32_t st[16], uint32_t ks[16])
     ks[12] = x12 + st[12]; ks[13] = x13 + st[13]; ks[14] = x14 + st[14]; ks[15] = x15 + st[15];
 }
 
+/* The same, out of line, for the once-per-message blocks (one-time key, last partial
+ * block, chacha20_block): only the bulk loop needs the rounds inlined, and each inlined
+ * copy costs about 900 bytes of a blob that must stay within 64 KiB. */
+static __attribute__((noinline)) void chacha_core_once(const uint32_t st[16], uint32_t ks[16])
+{
+    chacha_core(st, ks);
+}
+
 /* 2.4: dst[0..64) = src[0..64) ^ one keystream block; advances the counter.
  * Words 2i and 2i+1 serialized little-endian are one little-endian u64. */
 static ALWAYS_INLINE void chacha_xor64(uint32_t st[16], const uint8_t *src, uint8_t *dst)
@@ -150,7 +158,7 @@ static ALWAYS_INLINE void chacha_xor64(uint32_t st[16], const uint8_t *src, uint
 static void chacha_xor_tail(uint32_t st[16], const uint8_t *src, uint8_t *dst, size_t len)
 {
     uint32_t ks[16];
-    chacha_core(st, ks);
+    chacha_core_once(st, ks);
     st[CHACHA_COUNTER_WORD]++;
     const uint8_t *k = (const uint8_t *)ks;
     for (size_t i = 0; i < len; i++)
@@ -305,7 +313,7 @@ void chacha20_block(const uint8_t key[32], uint32_t counter, const uint8_t nonce
 {
     uint32_t st[16], ks[16];
     chacha_init(st, key, counter, nonce);
-    chacha_core(st, ks);
+    chacha_core_once(st, ks);
     for (int i = 0; i < 16; i++)
         le_store32(out + 4 * i, ks[i]);
     wipe(st, sizeof st);
@@ -362,7 +370,7 @@ static __attribute__((noinline)) void aead_keys(struct aead_ctx *c, const uint8_
 {
     uint32_t ks[16];
     chacha_init(c->st, key, OTK_COUNTER, nonce);
-    chacha_core(c->st, ks);
+    chacha_core_once(c->st, ks);
     poly_init(&c->mac, (const uint8_t *)ks);   /* little-endian: ks[0..7] serialized */
     wipe(ks, sizeof ks);
     c->st[CHACHA_COUNTER_WORD] = AEAD_FIRST_COUNTER;
