@@ -48,7 +48,7 @@ def _log(msg):
 class Scenario:
     def __init__(self, memory, cpus, swap="file", compress="lz4", dirty_free=None,
                  hibernator="suspendos", boot_normally=False, disk_bus="ahci", workdir=None,
-                 keep=False, log=_log):
+                 keep=False, log=_log, keep_caches=False):
         if not 1 <= cpus <= 4:
             raise UsageError("--cpus: 1 to 4")
         if memory < 512 * MiB or memory % MiB:
@@ -64,6 +64,7 @@ class Scenario:
         if self.dirty < 0 or self.dirty > memory * 3 // 4:
             raise UsageError("--dirty-free: between 0 and 3/4 of --memory")
         self.hibernator, self.boot_normally = hibernator, boot_normally
+        self.keep_caches = keep_caches     # ours: `suspendos hibernate --keep-caches`
         self.log = log
         self.keep = keep
         self.own_work = not workdir        # a temporary folder: removed after a passing run
@@ -180,7 +181,8 @@ class Scenario:
         if prep.get("target_toml") != self.plan["target_toml"]:
             raise RunError("the guest's target changed between --prepare and --dry-run")
         self._build_loader(self.plan["target_toml"])
-        return f"suspendos hibernate {swap} --serial 0x3f8 --json"
+        keep = " --keep-caches" if self.keep_caches else ""
+        return f"suspendos hibernate {swap} --serial 0x3f8 --json{keep}"
 
     def _build_loader(self, toml):
         """The resume loader for the target the guest printed, booted with -kernel."""
@@ -218,7 +220,8 @@ class Scenario:
                     ours = json.loads(back[1].string)
                     r["hibernate_report"] = ours
                     r["status"] = ours.get("status")
-                    for k in ("pages_saved", "free_pages_skipped", "bytes_written"):
+                    for k in ("pages_saved", "free_pages_skipped", "bytes_written",
+                              "caches_dropped_pages"):
                         if k in ours:
                             r[k] = ours[k]
                     await vm.expect(r"^@@BACK", 120)
@@ -388,7 +391,8 @@ def cmd(a):
         print(json.dumps(r, indent=2))
     else:
         for k in ("status", "stale_image", "cpus_online", "md5_match", "process_continued",
-                  "fsck", "pages_saved", "free_pages_skipped", "bytes_on_disk",
+                  "fsck", "pages_saved", "free_pages_skipped", "caches_dropped_pages",
+                  "bytes_on_disk",
                   "hibernate_seconds", "resume_seconds"):
             if k in r:
                 print(f"{k}: {r[k]}")
