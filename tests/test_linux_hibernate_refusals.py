@@ -221,10 +221,11 @@ def test_prepare_builds_blob_and_module_once(root, tmp_path, capsys):
     assert (blob.stat().st_mtime_ns, ko.stat().st_mtime_ns) == stamps
 
 
-def test_after_a_resume_everything_is_put_back(root, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("keep", [False, True])
+def test_after_a_resume_everything_is_put_back(root, tmp_path, monkeypatch, capsys, keep):
     """The run itself, with the module's files faked in the sysroot: swapoff, the area marked
-    for the handoff, the caches dropped (MemFree's rise reported in pages), then SWAPSPACE2
-    back, swapon, the offline CPU online, one JSON line."""
+    for the handoff, the caches dropped (MemFree's rise reported in pages; untouched with
+    --keep-caches), then SWAPSPACE2 back, swapon, the offline CPU online, one JSON line."""
     from suspendos.linuxhost import hibernate as hib
     (root / "proc/swaps").write_text(SWAPS_HEAD + "/dev/sda1 partition 655356 1000 -2\n")
     sysfs = root / "sys/class/misc/suspendos"
@@ -240,7 +241,17 @@ def test_after_a_resume_everything_is_put_back(root, tmp_path, monkeypatch, caps
             (d / "online").write_text(online)
     ran, seen = [], {}
     h = host(root, tmp_path)
-    monkeypatch.setattr(h, "run", lambda cmd: ran.append(cmd) or (0, ""))
+    swaps = root / "proc/swaps"
+
+    def run(cmd):                   # swapoff/swapon as the kernel shows them in /proc/swaps
+        ran.append(cmd)
+        swaps.write_text(SWAPS_HEAD + ("" if cmd[0] == "swapoff" else
+                                       "/dev/sda1 partition 655356 0 -2\n"))
+        return 0, ""
+    monkeypatch.setattr(h, "run", run)
+    reclaim = root / "sys/fs/cgroup/memory.reclaim"
+    reclaim.parent.mkdir(parents=True)
+    reclaim.write_text("")
     monkeypatch.setattr(hib.kmodule, "cached_module", lambda host: tmp_path / "suspendos.ko")
     monkeypatch.setattr(hib.kmodule, "load", lambda host, ko: "loaded")
     drop = root / "proc/sys/vm/drop_caches"
@@ -251,6 +262,7 @@ def test_after_a_resume_everything_is_put_back(root, tmp_path, monkeypatch, caps
     def freed_by_drop():            # the fake kernel: dropping frees 30 MiB
         m = meminfo()
         m["MemFree"] += (30 << 20) if drop.read_text() == "3\n" else 0
+        m["Active(file)"], m["Inactive(file)"] = 5 << 20, 3 << 20
         return m
     monkeypatch.setattr(h, "meminfo", freed_by_drop)
     real = hib.handoff
@@ -259,14 +271,16 @@ def test_after_a_resume_everything_is_put_back(root, tmp_path, monkeypatch, caps
         seen["signature"] = tl.read_swap_magic(root / "dev/sda1")
         return real(host, blob, serial, keep_caches)
     monkeypatch.setattr(hib, "handoff", handoff)
-    assert hibernate(Request(swap="/dev/sda1", json=True), h) == 0
+    assert hibernate(Request(swap="/dev/sda1", json=True, keep_caches=keep), h) == 0
     out = json.loads(capsys.readouterr().out)
     assert out == {"status": "resumed", "payload_status": "resumed", "swap": "/dev/sda1",
                    "pages_saved": 71920, "free_pages_skipped": 58510, "zero_pages": 17000,
                    "bytes_written": 224395264, "cpus_online": 2,
-                   "caches_dropped_pages": 7680, "caches_kept": False,
+                   "caches_dropped_pages": 0 if keep else 7680, "caches_kept": keep,
                    "message": "resumed 0x2 71920"}
-    assert drop.read_text() == "3\n"
+    assert drop.read_text() == ("0\n" if keep else "3\n")
+    # the mapped file pages drop_caches leaves: reclaimed (no swap active by then)
+    assert reclaim.read_text() == ("" if keep else f"{8 << 20}\n")
     assert seen["signature"] == tl.SUSPENDOS_SWAP_MAGIC
     assert tl.read_swap_magic(root / "dev/sda1") == b"SWAPSPACE2"
     assert ran == [["swapoff", "/dev/sda1"], ["swapon", "/dev/sda1"]]
