@@ -5,10 +5,9 @@
     module    suspendos.ko built for the running kernel, cached, loaded
     swap      taken out of use (swapoff when its pages fit in RAM, else refused),
               marked SOSIMAGE01, synced
-    caches    clean page cache and reclaimable slab dropped (/proc/sys/vm/drop_caches,
-              then memory.reclaim for mapped file pages when no swap is active), so those
-              pages are free and left out of the image, as swsusp shrinks memory before
-              its snapshot; `--keep-caches` saves them instead
+    caches    clean page cache and reclaimable slab dropped (/proc/sys/vm/drop_caches),
+              so those pages are free and left out of the image, as swsusp shrinks memory
+              before its snapshot; `--keep-caches` saves them instead
     handoff   /sys/class/misc/suspendos/hibernate: the payload writes the image and the
               machine powers off; a resume comes back here
     after     any return: SWAPSPACE2 back (the image header zeroed), swapon again, every
@@ -186,9 +185,8 @@ def plan(host, req):
     steps += [f"mark {swap} SOSIMAGE01, load the blob into /dev/suspendos, sync",
               "keep the page cache (--keep-caches): clean cache pages are saved too"
               if req.keep_caches else
-              "drop clean page cache and slab (echo 3 > /proc/sys/vm/drop_caches, then "
-              "/sys/fs/cgroup/memory.reclaim for mapped file pages when no swap area is "
-              "active): the pages freed are left out of the image",
+              "drop clean page cache and slab (echo 3 > /proc/sys/vm/drop_caches): the "
+              "pages freed are left out of the image",
               f"hand off: echo go > {SYSFS}/hibernate (image written: power off)",
               f"after any return: SWAPSPACE2 back on {swap}"
               f"{f', swapon {swap}' if active else ''}, every CPU online, report"]
@@ -218,35 +216,16 @@ def parse_stats(text):
 
 
 def drop_caches(host):
-    """Free the clean page cache and the reclaimable slab so those pages sit in the page
-    allocator's free lists, which the module leaves out of the image: what swsusp gets from
-    shrink_all_memory() before its snapshot (kernel/power/snapshot.c,
-    hibernate_preallocate_memory), which is not exported to modules. After sync nothing here
-    is dirty; the caches refill from disk after the resume. Two steps:
-
-    1. drop_caches (Documentation/admin-guide/sysctl/vm.rst): every clean, unmapped
-       page-cache page, dentries and inodes;
-    2. the root cgroup's memory.reclaim (Documentation/admin-guide/cgroup-v2.rst, 5.19+)
-       for the file LRU's remaining size: the clean file pages programs have mapped
-       (executables, libraries), which drop_caches leaves. Only when no swap area is active
-       (the image's own is off by now): reclaim without swap never touches anonymous
-       memory, while with another area active it would write programs' memory out to it.
-       It says EAGAIN when it could not reclaim all it was asked: expected, not an error.
-
-    Returns the pages freed (MemFree's rise)."""
+    """Free the clean page cache and the reclaimable slab (dentries, inodes) so those pages
+    sit in the page allocator's free lists, which the module leaves out of the image. This
+    is what swsusp gets from shrink_all_memory() before its snapshot (kernel/power/
+    snapshot.c, hibernate_preallocate_memory): after sync nothing dropped is dirty, and the
+    caches refill from disk after the resume. drop_caches (Documentation/admin-guide/sysctl/
+    vm.rst) is the interface that frees exactly that and never swaps anonymous memory out
+    (the swap area is about to hold the image). Returns the pages it freed (MemFree's rise)."""
     before = host.meminfo()["MemFree"]
     with open(host.sys.path("/proc/sys/vm/drop_caches"), "w") as f:
         f.write("3\n")
-    reclaim = host.sys.path("/sys/fs/cgroup/memory.reclaim")
-    if not host.swaps() and reclaim.exists():
-        mem = host.meminfo()
-        want = mem.get("Active(file)", 0) + mem.get("Inactive(file)", 0)
-        if want:
-            try:
-                with open(reclaim, "w") as f:
-                    f.write(f"{want}\n")
-            except OSError:
-                pass                # EAGAIN: less was reclaimable; the count says how much
     return max(0, host.meminfo()["MemFree"] - before) // PAGE_SIZE
 
 
