@@ -6,13 +6,12 @@ how many CPUs are online, and e2fsck -fn of the root afterwards.
 
 The guest is built once and cached (~/.cache/suspendos/debian); cold, the first test pays
 for it (mmdebstrap, the venv, the module, one provisioning boot). Measured on a shared 2-core
-machine at load 12-15: swsusp 709 s, suspendos 777 s (including a guest-layer rebuild of
-~350 s); the 4-vCPU suspendos test 388 s warm at load ~14; a scenario took 195-450 s at
-load 7-13 (bench/results/linux_real.json run_seconds).
+machine: warm, at a load average falling from 3 to 0.2, this file took 311 s (swsusp 67 s,
+4 vCPUs 99 s, boot-normally 144 s); at load 12-15 a scenario takes 6-12 min.
 The --boot-normally test runs on a second cached layer, the guest after `suspendos
 install-resume` (suspendos/linuxvm/resume_layer.py: one boot that builds the loader and the
-initramfs in the guest under TCG, paid once cold: more than 30 min at load 10-15), so warm
-it costs one scenario instead of carrying install-resume in every run.
+initramfs in the guest under TCG, paid once cold: 2266 s at load 7-15), so warm it costs
+one scenario instead of carrying install-resume in every run.
 """
 import shutil
 
