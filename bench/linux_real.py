@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from linux_vs_swsusp import loadavg, med  # noqa: E402
+from linux_vs_swsusp import med  # noqa: E402
 
 from suspendos.linuxvm.debian import build_guest  # noqa: E402
 from suspendos.linuxvm.runner import run_scenario  # noqa: E402
@@ -47,7 +47,12 @@ from suspendos.sizes import parse_size  # noqa: E402
 CASES = {"swsusp-lzo": ("swsusp", "lz4"), "ours-lz4": ("suspendos", "lz4"),
          "swsusp-nocompress": ("swsusp", "none"), "ours-none": ("suspendos", "none")}
 KEYS = ("hibernate_seconds", "resume_seconds", "bytes_on_disk", "pages_saved",
-        "free_pages_skipped", "boot_seconds")
+        "free_pages_skipped", "caches_dropped_pages", "boot_seconds")
+
+
+def loadavg():
+    """The 1-minute load average (bench/_runner.py's loadavg gives all three)."""
+    return os.getloadavg()[0]
 
 
 def log(msg):
@@ -73,13 +78,15 @@ def summarize(runs):
 
 def markdown(data):
     """The BENCHMARKS.md tables for a result file (python bench/linux_real.py --markdown F)."""
-    s, ratios = data["summary"], data["ours_over_swsusp"]
+    s, ratios = summarize(data["runs"])          # from the runs, with this file's KEYS
     out = ["| case | runs ok | hibernate s | resume s | bytes on disk (MB) | pages saved | "
-           "free pages left out |", "| --- | --- | --- | --- | --- | --- | --- |"]
+           "free pages left out | of them caches dropped |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c, v in s.items():
         mb = f"{v['bytes_on_disk'] / 1e6:.1f}" if v["bytes_on_disk"] else "-"
         out.append(f"| {c} | {v['ok']} | {v['hibernate_seconds']} | {v['resume_seconds']} | "
-                   f"{mb} | {v['pages_saved']} | {v['free_pages_skipped'] or '-'} |")
+                   f"{mb} | {v['pages_saved']} | {v['free_pages_skipped'] or '-'} | "
+                   f"{v['caches_dropped_pages'] or '-'} |")
     out += ["", "| ours ÷ swsusp (medians) | hibernate_seconds | resume_seconds | bytes on disk |",
             "| --- | --- | --- | --- |"]
     for k, v in ratios.items():

@@ -271,7 +271,8 @@ def _linux_host(a):
 def cmd_hibernate(a):
     from .linuxhost.hibernate import Request, hibernate
     return hibernate(Request(swap=a.swap, compress=a.compress, prepare=a.prepare,
-                             dry_run=a.dry_run, json=a.json, serial=a.serial), _linux_host(a))
+                             dry_run=a.dry_run, json=a.json, serial=a.serial,
+                             keep_caches=a.keep_caches), _linux_host(a))
 
 
 def cmd_install_resume(a):
@@ -304,6 +305,8 @@ def add_linux_host_parsers(sub):
     h.add_argument("--json", action="store_true", help="one JSON line")
     h.add_argument("--serial", type=_port, default=0,
                    help="I/O port of a 16550 UART for the payload's log (default: none)")
+    h.add_argument("--keep-caches", action="store_true",
+                   help="do not drop clean page cache and slab first (they are then saved)")
     h.add_argument("--sysroot", help=argparse.SUPPRESS)     # tests: read /sys, /proc here
     h.set_defaults(func=cmd_hibernate)
     r = sub.add_parser("install-resume", help="install the resume loader, its GRUB entry and "

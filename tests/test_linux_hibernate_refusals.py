@@ -221,9 +221,11 @@ def test_prepare_builds_blob_and_module_once(root, tmp_path, capsys):
     assert (blob.stat().st_mtime_ns, ko.stat().st_mtime_ns) == stamps
 
 
-def test_after_a_resume_everything_is_put_back(root, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("keep", [False, True])
+def test_after_a_resume_everything_is_put_back(root, tmp_path, monkeypatch, capsys, keep):
     """The run itself, with the module's files faked in the sysroot: swapoff, the area marked
-    for the handoff, then SWAPSPACE2 back, swapon, the offline CPU online, one JSON line."""
+    for the handoff, the caches dropped (MemFree's rise reported in pages; untouched with
+    --keep-caches), then SWAPSPACE2 back, swapon, the offline CPU online, one JSON line."""
     from suspendos.linuxhost import hibernate as hib
     (root / "proc/swaps").write_text(SWAPS_HEAD + "/dev/sda1 partition 655356 1000 -2\n")
     sysfs = root / "sys/class/misc/suspendos"
@@ -242,18 +244,30 @@ def test_after_a_resume_everything_is_put_back(root, tmp_path, monkeypatch, caps
     monkeypatch.setattr(h, "run", lambda cmd: ran.append(cmd) or (0, ""))
     monkeypatch.setattr(hib.kmodule, "cached_module", lambda host: tmp_path / "suspendos.ko")
     monkeypatch.setattr(hib.kmodule, "load", lambda host, ko: "loaded")
+    drop = root / "proc/sys/vm/drop_caches"
+    drop.parent.mkdir(parents=True)
+    drop.write_text("0\n")
+    meminfo = h.meminfo
+
+    def freed_by_drop():            # the fake kernel: dropping frees 30 MiB
+        m = meminfo()
+        m["MemFree"] += (30 << 20) if drop.read_text() == "3\n" else 0
+        return m
+    monkeypatch.setattr(h, "meminfo", freed_by_drop)
     real = hib.handoff
 
-    def handoff(host, blob, serial):
+    def handoff(host, blob, serial, keep_caches):
         seen["signature"] = tl.read_swap_magic(root / "dev/sda1")
-        return real(host, blob, serial)
+        return real(host, blob, serial, keep_caches)
     monkeypatch.setattr(hib, "handoff", handoff)
-    assert hibernate(Request(swap="/dev/sda1", json=True), h) == 0
+    assert hibernate(Request(swap="/dev/sda1", json=True, keep_caches=keep), h) == 0
     out = json.loads(capsys.readouterr().out)
     assert out == {"status": "resumed", "payload_status": "resumed", "swap": "/dev/sda1",
                    "pages_saved": 71920, "free_pages_skipped": 58510, "zero_pages": 17000,
                    "bytes_written": 224395264, "cpus_online": 2,
+                   "caches_dropped_pages": 0 if keep else 7680, "caches_kept": keep,
                    "message": "resumed 0x2 71920", "resume_cpus_used": 1}
+    assert drop.read_text() == ("0\n" if keep else "3\n")
     assert seen["signature"] == tl.SUSPENDOS_SWAP_MAGIC
     assert tl.read_swap_magic(root / "dev/sda1") == b"SWAPSPACE2"
     assert ran == [["swapoff", "/dev/sda1"], ["swapon", "/dev/sda1"]]

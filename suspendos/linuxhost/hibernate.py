@@ -5,6 +5,9 @@
     module    suspendos.ko built for the running kernel, cached, loaded
     swap      taken out of use (swapoff when its pages fit in RAM, else refused),
               marked SOSIMAGE01, synced
+    caches    clean page cache and reclaimable slab dropped (/proc/sys/vm/drop_caches),
+              so those pages are free and left out of the image, as swsusp shrinks memory
+              before its snapshot; `--keep-caches` saves them instead
     handoff   /sys/class/misc/suspendos/hibernate: the payload writes the image and the
               machine powers off; a resume comes back here
     after     any return: SWAPSPACE2 back (the image header zeroed), swapon again, every
@@ -44,6 +47,7 @@ class Request:
     dry_run: bool = False
     json: bool = False
     serial: int = 0
+    keep_caches: bool = False
 
 
 # ---- what this machine is ------------------------------------------------------------------
@@ -191,6 +195,10 @@ def plan(host, req):
     if active:
         steps.append(f"swapoff {swap} ({used >> 20} MiB in use)")
     steps += [f"mark {swap} SOSIMAGE01, load the blob into /dev/suspendos, sync",
+              "keep the page cache (--keep-caches): clean cache pages are saved too"
+              if req.keep_caches else
+              "drop clean page cache and slab (echo 3 > /proc/sys/vm/drop_caches): the "
+              "pages freed are left out of the image",
               f"hand off: echo go > {SYSFS}/hibernate (image written: power off)",
               f"after any return: SWAPSPACE2 back on {swap}"
               f"{f', swapon {swap}' if active else ''}, every CPU online, report"]
@@ -219,11 +227,27 @@ def parse_stats(text):
     return out
 
 
-def handoff(host, blob, serial):
-    """Load the blob and trigger; returns (errno or 0, stats dict, status line)."""
+def drop_caches(host):
+    """Free the clean page cache and the reclaimable slab (dentries, inodes) so those pages
+    sit in the page allocator's free lists, which the module leaves out of the image. This
+    is what swsusp gets from shrink_all_memory() before its snapshot (kernel/power/
+    snapshot.c, hibernate_preallocate_memory): after sync nothing dropped is dirty, and the
+    caches refill from disk after the resume. drop_caches (Documentation/admin-guide/sysctl/
+    vm.rst) is the interface that frees exactly that and never swaps anonymous memory out
+    (the swap area is about to hold the image). Returns the pages it freed (MemFree's rise)."""
+    before = host.meminfo()["MemFree"]
+    with open(host.sys.path("/proc/sys/vm/drop_caches"), "w") as f:
+        f.write("3\n")
+    return max(0, host.meminfo()["MemFree"] - before) // PAGE_SIZE
+
+
+def handoff(host, blob, serial, keep_caches=False):
+    """Load the blob, drop the caches (unless kept) and trigger; returns (errno or 0, stats
+    dict, status line, pages freed by dropping caches)."""
     with open(host.sys.path("/dev/suspendos"), "wb") as f:
         f.write(Path(blob).read_bytes())
     os.sync()
+    dropped = 0 if keep_caches else drop_caches(host)
     err = 0
     go = f"go serial={serial:#x}" if serial else "go"
     try:
@@ -233,7 +257,7 @@ def handoff(host, blob, serial):
         err = e.errno
     stats = parse_stats(host.read(f"{SYSFS}/stats", "module"))
     status = host.read(f"{SYSFS}/status", "module").strip()
-    return err, stats, status
+    return err, stats, status, dropped
 
 
 def report(req, result):
@@ -242,7 +266,8 @@ def report(req, result):
         return
     if result["status"] == "resumed":
         print(f"resumed: {result['pages_saved']} pages restored, {result['free_pages_skipped']}"
-              f" free pages left out, image {result['bytes_written']} bytes; "
+              f" free pages left out ({result['caches_dropped_pages']} of them freed by "
+              f"dropping caches), image {result['bytes_written']} bytes; "
               f"{result['cpus_online']} CPUs online")
     else:
         print(f"{result['status']}: {result['message']}; {result['cpus_online']} CPUs online")
@@ -277,7 +302,7 @@ def hibernate(req, host=None):
             swapped_off = True
         tl.mark_swap(area)
         marked = True
-        err, stats, status = handoff(host, blob, req.serial)
+        err, stats, status, dropped = handoff(host, blob, req.serial, req.keep_caches)
     finally:
         if marked:
             tl.discard_image(area)
@@ -291,6 +316,7 @@ def hibernate(req, host=None):
               "pages_saved": stats.get("pages_saved", 0),
               "free_pages_skipped": stats.get("free_pages_skipped", 0),
               "zero_pages": stats.get("zero_pages", 0),
+              "caches_dropped_pages": dropped, "caches_kept": req.keep_caches,
               "bytes_written": stats.get("bytes_written", 0), "cpus_online": cpus,
               "message": status}
     # The CPUs of the run that returned: the payload's after a failure, the resume loader's

@@ -103,10 +103,14 @@ cmp -s /run/sos-md5.before /run/sos-md5.after && md5=true || md5=false
 pid=$(cat /run/sos-counter.pid)
 cont=false
 if kill -USR1 "$pid" 2>/dev/null; then
-  sleep 0.3
+  # its report can take seconds: after the resume its pages (the caches were dropped, or
+  # swsusp reclaimed them) fault back in from the disk on a loaded TCG host
   read p0 t0 c0 < /run/sos-counter.before
-  read p1 t1 c1 < /run/sos-counter.state
-  [ "$p0" = "$p1" ] && [ "$t0" = "$t1" ] && [ "$c1" -gt "$c0" ] && cont=true
+  for i in $(seq 300); do
+    read p1 t1 c1 < /run/sos-counter.state
+    [ "$p0" = "$p1" ] && [ "$t0" = "$t1" ] && [ "${c1:-0}" -gt "$c0" ] && { cont=true; break; }
+    sleep 0.1
+  done
 fi
 online=$(grep -c ^processor /proc/cpuinfo)
 present=$(cat /sys/devices/system/cpu/present)

@@ -16,6 +16,8 @@ One run, on a qcow2 overlay of the cached guest (suspendos/linuxvm/debian.py):
    line the resumed userspace prints. Then the checks (md5s with the page cache dropped, the
    counter process, CPUs), and a clean `systemctl poweroff`.
    `--boot-normally`: this boot is a normal boot instead, and must find the image discarded.
+   Ours then runs on a cached layer of the guest with `suspendos install-resume` done once
+   (resume_layer.py), booted with the initrd install-resume rebuilt.
 3. e2fsck -fn of the root, on the host, on the disk after QEMU exited (the overlay converted
    to raw; cheaper than a third boot, and nothing is mounted).
 
@@ -50,7 +52,7 @@ def _log(msg):
 class Scenario:
     def __init__(self, memory, cpus, swap="file", compress="lz4", dirty_free=None,
                  hibernator="suspendos", boot_normally=False, disk_bus="ahci", workdir=None,
-                 keep=False, log=_log):
+                 keep=False, log=_log, keep_caches=False):
         if not 1 <= cpus <= 4:
             raise UsageError("--cpus: 1 to 4")
         if not 512 * MiB <= memory <= MAX_MEMORY or memory % MiB:
@@ -70,6 +72,7 @@ class Scenario:
         if self.dirty < 0 or self.dirty > memory * 3 // 4:
             raise UsageError("--dirty-free: between 0 and 3/4 of --memory")
         self.hibernator, self.boot_normally = hibernator, boot_normally
+        self.keep_caches = keep_caches     # ours: `suspendos hibernate --keep-caches`
         self.log = log
         self.keep = keep
         self.own_work = not workdir        # a temporary folder: removed after a passing run
@@ -104,7 +107,15 @@ class Scenario:
         guest = debian.build_guest(log=self.log)
         self.guest = guest
         self.result["guest"] = guest.dir.name
-        self.disk = guest.overlay(self.work / "disk.qcow2")
+        self.layer = None
+        if self.boot_normally and self.hibernator == "suspendos":
+            # the stale-image guard installed once, as its owner would (resume_layer.py)
+            from .resume_layer import resume_layer
+            self.layer = resume_layer(guest, self.memory, self.swap_area(), self.compress,
+                                      log=self.log)
+            self.result["resume_layer"] = self.layer.dir.name
+            self.result["install_resume"] = self.layer.info["installed"]
+        self.disk = (self.layer or guest).overlay(self.work / "disk.qcow2")
         try:
             asyncio.run(self._hibernate_boot())
             asyncio.run(self._second_boot())
@@ -145,13 +156,6 @@ class Scenario:
                 await self._swsusp_prepare(vm)
                 cmd = "echo disk > /sys/power/state"
             else:
-                if self.boot_normally:
-                    # the stale-image guard: initramfs hook + check, initramfs rebuilt in the
-                    # guest (the next boot's initrd is then read back from the disk)
-                    out = await vm.run(f"suspendos install-resume --no-grub --swap "
-                                       f"{self.swap_area()}", 1800)
-                    r["install_resume"] = [l for l in out.splitlines()
-                                           if l.startswith("installed")]
                 cmd = await self._ours_prepare(vm)
             # the line just before the command, then the command, then the first line back
             await vm.send(f"sync; echo @@HIBERNATE-GO; {cmd}; echo \"@@BACK rc=$?\"\n")
@@ -185,7 +189,9 @@ class Scenario:
         outside the timed window), then the plan's target, for which the resume loader is
         built here. Returns the command the guest runs."""
         swap = f"--swap {self.swap_area()} --compress {self.compress}"
+        t0 = vm.now()
         out = await vm.run(f"suspendos hibernate {swap} --prepare --json", 1200)
+        self.result["prepare_seconds"] = round(vm.now() - t0, 2)   # the blob: built or cached
         prep = json.loads(out[out.index("{"):])
         plan = await vm.run(f"suspendos hibernate {swap} --dry-run --json", 300)
         self.plan = json.loads(plan[plan.index("{"):])
@@ -194,7 +200,8 @@ class Scenario:
             raise RunError("the guest's target changed between --prepare and --dry-run")
         target = self._build_loader(self.plan["target_toml"])
         self.result["target_disk"] = target.disk.kind      # the driver the payload links
-        return f"suspendos hibernate {swap} --serial 0x3f8 --json"
+        keep = " --keep-caches" if self.keep_caches else ""
+        return f"suspendos hibernate {swap} --serial 0x3f8 --json{keep}"
 
     def _build_loader(self, toml):
         """The resume loader for the target the guest printed, booted with -kernel."""
@@ -213,7 +220,7 @@ class Scenario:
         if self.boot_normally:
             kernel, append = None, ""
             if self.hibernator == "suspendos":
-                initrd = self._initrd_from_disk()
+                initrd = self.layer.initrd      # the one install-resume rebuilt
         elif self.hibernator == "swsusp":
             kernel, append = None, self.append(g)
         else:
@@ -233,7 +240,8 @@ class Scenario:
                     ours = json.loads(back[1].string)
                     r["hibernate_report"] = ours
                     r["status"] = ours.get("status")
-                    for k in ("pages_saved", "free_pages_skipped", "bytes_written"):
+                    for k in ("pages_saved", "free_pages_skipped", "bytes_written",
+                              "caches_dropped_pages"):
                         if k in ours:
                             r[k] = ours[k]
                     await vm.expect(r"^@@BACK", 120)
@@ -272,20 +280,6 @@ class Scenario:
         subprocess.run(["qemu-img", "convert", "-O", "raw", str(self.disk), str(raw)],
                        check=True, capture_output=True)
         return raw
-
-    def _initrd_from_disk(self):
-        """/boot/initrd.img as the guest left it (install-resume rebuilt it), read from the
-        ext4 root with debugfs (nothing mounted)."""
-        raw = self._raw()
-        out = self.work / "initrd.img"
-        name = f"/boot/initrd.img-{self.guest.abi}"
-        p = subprocess.run(["debugfs", "-R", f"dump {name} {out}",
-                            f"{raw}?offset={debian.ROOT_START_LBA * 512}"],
-                           capture_output=True, text=True)
-        raw.unlink()
-        if p.returncode or not out.exists() or not out.stat().st_size:
-            raise RunError(f"debugfs could not read {name}: {p.stderr.strip()[-300:]}")
-        return out
 
     # ---- after QEMU: fsck on the host, bytes on the swap area ----------------------------
     def _fsck_and_measure(self):
@@ -439,7 +433,8 @@ def cmd(a):
         print(json.dumps(r, indent=2))
     else:
         for k in ("status", "stale_image", "cpus_online", "md5_match", "process_continued",
-                  "fsck", "pages_saved", "free_pages_skipped", "bytes_on_disk",
+                  "fsck", "pages_saved", "free_pages_skipped", "caches_dropped_pages",
+                  "bytes_on_disk",
                   "hibernate_seconds", "resume_seconds"):
             if k in r:
                 print(f"{k}: {r[k]}")

@@ -1,0 +1,118 @@
+"""A cached layer on the Debian guest with `suspendos install-resume` done: what a machine
+looks like after its owner installed the stale-image guard once, as a real user does once,
+not before every hibernation.
+
+`install-resume` must run on the machine it is for: the resume loader and the guard's
+configuration are built from the target the guest captures (its firmware memory map, its
+disk, the swap area's extents), which a chroot on the host cannot see. So the layer is made
+by one boot of the guest, on a qcow2 overlay of the cached disk, at the memory size of the
+runs that use it (the target holds the memory map; it holds no CPU count):
+
+    swapoff -a; swapon AREA
+    suspendos install-resume --no-grub --swap AREA   loader in /boot, /etc/suspendos/
+                                                     resume.conf, the initramfs hook and
+                                                     check, update-initramfs -u
+    suspendos hibernate --swap AREA --compress C --prepare
+                                                     the blob in /var/cache/suspendos (what
+                                                     the first `suspendos hibernate` would
+                                                     build anyway)
+
+then a clean power-off, and the rebuilt initrd read back from the ext4 root (debugfs,
+nothing mounted) for the runs' -initrd. Cached under the guest's cache root as
+resume-KEY/ (disk.qcow2 backed by the guest's disk.raw, initrd.img, layer.json), keyed by
+the guest directory (which is keyed by the suspendos wheel, so a change to install-resume
+rebuilds it), the memory size, the swap area and the compression. Runs put their own
+overlay on disk.qcow2 and never write to it. The guard itself is still checked on every
+run: `suspendos hibernate` refuses when resume.conf no longer matches the target, and the
+normal boot must find the image discarded by the installed check.
+"""
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import BuildError
+from . import debian
+
+MiB = 1 << 20
+INSTALL_DEADLINE = 3600.0    # s for install-resume in the guest (gcc + update-initramfs, TCG;
+                             # more than 1800 s at a load average of 15 on 2 cores)
+PREPARE_DEADLINE = 1200.0    # s for `suspendos hibernate --prepare` (the blob, TCG)
+
+
+class ResumeLayer:
+    def __init__(self, d):
+        self.dir = Path(d)
+        self.disk = self.dir / "disk.qcow2"
+        self.initrd = self.dir / "initrd.img"
+        self.info = json.loads((self.dir / "layer.json").read_text())
+
+    def overlay(self, path):
+        """A qcow2 overlay on the layer for one run (the layer stays as built)."""
+        path = Path(path)
+        path.unlink(missing_ok=True)
+        debian._run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                     str(self.disk), str(path)], "qemu-img create")
+        return path
+
+
+def resume_layer(guest, memory, area, compress, log=print):
+    """The cached layer for this guest, memory size, swap area and compression."""
+    key = debian._key(guest.dir.name, memory, area, compress)
+    d = guest.dir.parent / f"resume-{key}"
+    if (d / "layer.json").exists():
+        return ResumeLayer(d)
+    log(f"debian: building {d.name}: install-resume in the guest ({memory // MiB} MiB, "
+        f"{area}; gcc and update-initramfs under TCG: minutes)")
+    t0 = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix=d.name + ".", dir=d.parent))
+    try:
+        disk = tmp / "disk.qcow2"
+        debian._run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+                     str(guest.disk), str(disk)], "qemu-img create")
+        info = asyncio.run(_install(guest, disk, memory, area, compress, tmp))
+        _initrd_from_disk(disk, guest.abi, tmp / "initrd.img", tmp)
+        info.update(guest=guest.dir.name, memory_mib=memory // MiB, area=area,
+                    compress=compress, seconds=round(time.monotonic() - t0, 1))
+        (tmp / "layer.json").write_text(json.dumps(info, indent=1))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"debian: {d.name} ready in {time.monotonic() - t0:.0f} s")
+    return ResumeLayer(debian._publish(tmp, d))
+
+
+async def _install(guest, disk, memory, area, compress, tmp):
+    from .realvm import GuestVM
+    async with GuestVM(guest, disk, memory, cpus=1, log_path=tmp / "install.log") as vm:
+        await vm.ready()
+        await vm.run(f"swapoff -a; swapon {area}", 120)
+        out = await vm.run(f"suspendos install-resume --no-grub --swap {area}",
+                           INSTALL_DEADLINE)
+        installed = [l for l in out.splitlines() if l.startswith("installed")]
+        out = await vm.run(f"suspendos hibernate --swap {area} --compress {compress} "
+                           "--prepare --json", PREPARE_DEADLINE)
+        prepared = json.loads(out[out.index("{"):])
+        code = await vm.poweroff()
+    if code:
+        raise BuildError(f"the install-resume boot ended with QEMU exit {code} "
+                         f"(see {tmp / 'install.log'})")
+    return {"installed": installed, "blob": prepared.get("blob")}
+
+
+def _initrd_from_disk(disk, abi, out, tmp):
+    """/boot/initrd.img-ABI as update-initramfs left it, read from the ext4 root."""
+    raw = tmp / "disk.raw"
+    debian._run(["qemu-img", "convert", "-O", "raw", str(disk), str(raw)], "qemu-img convert")
+    name = f"/boot/initrd.img-{abi}"
+    try:
+        p = subprocess.run(["debugfs", "-R", f"dump {name} {out}",
+                            f"{raw}?offset={debian.ROOT_START_LBA * 512}"],
+                           capture_output=True, text=True)
+    finally:
+        raw.unlink(missing_ok=True)
+    if p.returncode or not out.exists() or not out.stat().st_size:
+        raise BuildError(f"debugfs could not read {name}: {p.stderr.strip()[-300:]}")
