@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runner import loadavg  # noqa: E402
 from linux_vs_swsusp import med  # noqa: E402
 
 from suspendos.linuxvm.debian import build_guest  # noqa: E402
@@ -48,11 +49,6 @@ CASES = {"swsusp-lzo": ("swsusp", "lz4"), "ours-lz4": ("suspendos", "lz4"),
          "swsusp-nocompress": ("swsusp", "none"), "ours-none": ("suspendos", "none")}
 KEYS = ("hibernate_seconds", "resume_seconds", "bytes_on_disk", "pages_saved",
         "free_pages_skipped", "caches_dropped_pages", "boot_seconds")
-
-
-def loadavg():
-    """The 1-minute load average (bench/_runner.py's loadavg gives all three)."""
-    return os.getloadavg()[0]
 
 
 def log(msg):

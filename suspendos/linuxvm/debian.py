@@ -148,8 +148,10 @@ def build_wheels(work, log=print):
         raise UsageError("the guest is built from a source tree of suspendos (setup.cfg not found)")
     out = Path(work) / "wheels"
     out.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(repo)],
-         "pip wheel suspendos")
+    with tempfile.TemporaryDirectory(prefix="sos-src-") as src:
+        _clean_copy(repo, Path(src))
+        _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), src],
+             "pip wheel suspendos")
     wheel = sorted(out.glob("suspendos-*.whl"))[-1]
     reqs = _install_requires(repo / "setup.cfg")
     deps = cache_root() / f"wheels-{_key(sys.version_info[:2], *reqs)}"
@@ -162,6 +164,27 @@ def build_wheels(work, log=print):
     for w in deps.glob("*.whl"):
         shutil.copy(w, out / w.name)
     return out, _wheel_digest(wheel)
+
+
+def _clean_copy(repo, dest):
+    """The tree's source files without its build products: setuptools reuses ./build/lib,
+    where a file since deleted from the tree would live on in the wheel. In a git checkout
+    the files git tracks or would track; elsewhere the tree minus the usual build folders."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                                 "--exclude-standard"], cwd=repo, capture_output=True,
+                                check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        shutil.copytree(repo, dest, dirs_exist_ok=True, symlinks=True,
+                        ignore=shutil.ignore_patterns("build", ".venv", ".git", "*.egg-info",
+                                                      "__pycache__", ".pytest_cache"))
+        return
+    for name in filter(None, listed.split(b"\0")):
+        rel = os.fsdecode(name)
+        if not (repo / rel).is_file():
+            continue                # deleted in the work tree, still in the index
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo / rel, dest / rel)
 
 
 def _install_requires(setup_cfg):
