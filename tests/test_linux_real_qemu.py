@@ -56,9 +56,9 @@ def test_linux_real_suspendos_swap_file_4_cpus_lz4(tmp_path):
     assert r["free_pages_skipped"] > 0, r          # the dirtied free memory was left out
     assert r["caches_dropped_pages"] > 0, r        # and so was the page cache dropped
     assert r["bytes_written"] > 0, r
-    # the payload woke the CPU the module took offline (AP start page memmap=4K$0x8000),
-    # used it, and INIT'd it; Linux's add_cpu then booted it (cpus_online, cpus_ran above)
-    assert r["cpus_used"] == 2 and r["cpus_missing"] == 0, r
+    # the payload woke the 3 CPUs the module took offline (AP start page memmap=4K$0x8000),
+    # used them, and INIT'd them; Linux's add_cpu then booted them (cpus_online, cpus_ran)
+    assert r["cpus_used"] == 4 and r["cpus_missing"] == 0, r
     assert ok
 
 
@@ -91,4 +91,5 @@ def test_linux_real_suspendos_nvme_swap_file_3_cpus_lz4(tmp_path):
     _check_resumed(r, 3)
     assert r["target_disk"] == "nvme", r
     assert r["free_pages_skipped"] > 0 and r["bytes_written"] > 0, r
+    assert r["cpus_used"] == 3 and r["cpus_missing"] == 0, r       # every CPU in the payload
     assert ok
