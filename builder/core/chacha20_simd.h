@@ -17,7 +17,7 @@
 #ifndef SOS_CHACHA20_SIMD_H
 #define SOS_CHACHA20_SIMD_H
 
-#include <immintrin.h>
+#include "intrinsics.h"
 #include <stdint.h>
 
 #define SIMD_SSE2 __attribute__((target("sse2"), noinline))

@@ -18,7 +18,7 @@
  */
 #include "lz4.h"
 
-#include <immintrin.h>
+#include "intrinsics.h"
 #include <stddef.h>
 #if __STDC_HOSTED__
 #include <string.h>

@@ -1,5 +1,6 @@
 """gcc and ld for freestanding x86-64 code: one place for the flags, every failure reported
 with the command and the compiler's own words."""
+import functools
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +18,19 @@ FREESTANDING = ["-ffreestanding", "-nostdlib", "-mno-red-zone", "-fno-stack-prot
                 "-O2", "-g0", "-Wall", "-Wextra", "-Werror=implicit-function-declaration",
                 "-std=gnu11"]
 COMPILE_TIMEOUT = 120
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_include_dir():
+    """gcc's own headers (stdint.h, stddef.h, immintrin.h, ...), the only ones freestanding
+    code may include: the build adds -nostdinc so a C library header fails here too, not
+    only on a machine without libc6-dev (a minimal Debian that builds kernel modules)."""
+    p = subprocess.run([tool("gcc"), "-print-file-name=include"], capture_output=True,
+                       text=True, timeout=COMPILE_TIMEOUT)
+    path = p.stdout.strip()
+    if p.returncode or not Path(path, "stddef.h").is_file():
+        raise BuildError(f"gcc does not name its own include folder (got {path!r})")
+    return path
 
 
 def tool(name):
@@ -71,7 +85,8 @@ def compile_all(sources, workdir, extra_flags=(), includes=None):
     obj_dir = Path(workdir) / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
     incs = includes if includes is not None else include_dirs(workdir)
-    flags = [*FREESTANDING, *extra_flags, *[f"-I{i}" for i in incs]]
+    flags = [*FREESTANDING, "-nostdinc", "-isystem", compiler_include_dir(), *extra_flags,
+             *[f"-I{i}" for i in incs]]
     objects = []
     for src in sources:
         src = Path(src)
