@@ -40,7 +40,8 @@ static int tx_ready(void)
 static void wait_tx_ready(void)
 {
     if (tx_ready()) {
-        tx_wedged = 0;
+        if (tx_wedged)          /* written only when it changes: a plugin's log call runs */
+            tx_wedged = 0;      /* here with the core's data mapped read-only */
         return;
     }
     if (tx_wedged)
