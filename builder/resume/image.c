@@ -372,18 +372,13 @@ static void next_chunk_header(struct parsed_chunk *c)
         chunk_bad(c, what);
 }
 
-/* The stored bytes of a buffered chunk, checked (data_xxh64, AEAD tag) and, in the restore
- * pass, decoded to `out`: returns where its data pages are, data_pages * 4096 bytes (`out`
- * for LZ4, the read buffer for raw). Decrypts in the read buffer. */
-static const uint8_t *open_chunk(struct parsed_chunk *c, uint8_t *out)
+/* A chunk's stored bytes against its data_xxh64 and, when encrypted, its AEAD tag
+ * (decrypting them in place); what is wrong, or 0. */
+static const char *check_stored(const struct parsed_chunk *c, uint8_t *data)
 {
     const struct sos_chunk_header *h = &c->h;
-    uint64_t total = h->header_size + (uint64_t)h->stored_size;
-    if (total + SECTOR > im.cap)
-        chunk_bad(c, "larger than the loader's read buffer");
-    uint8_t *data = (uint8_t *)window(c->offset, total) + h->header_size;
     if (xxh64(data, h->stored_size, 0) != h->data_xxh64)
-        chunk_bad(c, "data checksum mismatch");
+        return "data checksum mismatch";
     if (h->flags & SOS_CHUNKF_ENCRYPTED) {
         uint8_t aad[16 + CHUNK_FIXED + 2 * MAX_BITMAP], nonce[AEAD_NONCE_SIZE];
         struct sos_chunk_header *a = (struct sos_chunk_header *)(aad + 16);
@@ -400,8 +395,24 @@ static const uint8_t *open_chunk(struct parsed_chunk *c, uint8_t *out)
         make_nonce(nonce, c->index);
         if (aead_open(im.key, nonce, aad, 16 + CHUNK_FIXED + blen, data, h->stored_size,
                       h->tag))
-            chunk_bad(c, "authentication tag mismatch");
+            return "authentication tag mismatch";
     }
+    return 0;
+}
+
+/* The stored bytes of a buffered chunk, checked (data_xxh64, AEAD tag) and, in the restore
+ * pass, decoded to `out`: returns where its data pages are, data_pages * 4096 bytes (`out`
+ * for LZ4, the read buffer for raw). Decrypts in the read buffer. */
+static const uint8_t *open_chunk(struct parsed_chunk *c, uint8_t *out)
+{
+    const struct sos_chunk_header *h = &c->h;
+    uint64_t total = h->header_size + (uint64_t)h->stored_size;
+    if (total + SECTOR > im.cap)
+        chunk_bad(c, "larger than the loader's read buffer");
+    uint8_t *data = (uint8_t *)window(c->offset, total) + h->header_size;
+    const char *why = check_stored(c, data);
+    if (why)
+        chunk_bad(c, why);
     if (h->encoding == SOS_CHUNK_LZ4) {
         int want = (int)(h->data_pages * PAGE);
         /* Verify: the structure proves the block decodes to exactly its pages. */
@@ -625,26 +636,9 @@ static const char *open_item(struct item *it, unsigned cpu)
     struct parsed_chunk *c = &it->c;
     const struct sos_chunk_header *h = &c->h;
     uint8_t *data = it->p + h->header_size;
-    if (xxh64(data, h->stored_size, 0) != h->data_xxh64)
-        return "data checksum mismatch";
-    if (h->flags & SOS_CHUNKF_ENCRYPTED) {
-        uint8_t aad[16 + CHUNK_FIXED + 2 * MAX_BITMAP], nonce[AEAD_NONCE_SIZE];
-        struct sos_chunk_header *a = (struct sos_chunk_header *)(aad + 16);
-        uint64_t blen = bitmap_bytes(h->page_count);
-        memcpy(aad, im.hdr->image_id, 16);
-        memcpy(a, h, CHUNK_FIXED);
-        memset(a->tag, 0, sizeof a->tag);
-        a->data_xxh64 = 0;
-        a->header_xxh64 = 0;
-        memcpy(aad + 16 + CHUNK_FIXED, c->bitmap, blen);
-        if (h->flags & SOS_CHUNKF_FREE)
-            memcpy(aad + 16 + CHUNK_FIXED + blen, c->free_bitmap, blen);
-        blen = parse_bitmaps_bytes(h->page_count, h->flags);
-        make_nonce(nonce, c->index);
-        if (aead_open(im.key, nonce, aad, 16 + CHUNK_FIXED + blen, data, h->stored_size,
-                      h->tag))
-            return "authentication tag mismatch";
-    }
+    const char *why = check_stored(c, data);
+    if (why)
+        return why;
     int want = (int)(h->data_pages * PAGE);
     if (h->encoding == SOS_CHUNK_LZ4 && (uint64_t)want > im.out_cap)
         return "LZ4 block does not decode to its data pages";
