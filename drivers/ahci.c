@@ -313,6 +313,12 @@ static int port_issue(struct ahci *a, uint32_t dw0, uint64_t lba, uint32_t timeo
     return 0;
 }
 
+/* Microseconds between two polls of PxCI/PxIS. A command moves megabytes (milliseconds),
+ * so the gap costs nothing on hardware; under QEMU's multi-threaded TCG every register
+ * read takes the global lock that the emulated HBA needs to finish the command, and a
+ * CPU reading back to back held the disk up by a factor of three on two cores. */
+#define AHCI_POLL_GAP_US 5
+
 static int port_complete(struct ahci *a)
 {
     uint64_t lba = a->pending_lba;
@@ -335,6 +341,7 @@ static int port_complete(struct ahci *a)
             port_recover(a);
             return SOS_STATUS_AHCI_TIMEOUT;
         }
+        timer_udelay(AHCI_POLL_GAP_US);
     }
     /* Completed. The status FIS that ended the command may have raised TFES in the same
      * step that cleared PxCI, so read both once more. */

@@ -16,11 +16,11 @@
  *  - buffered (LZ4 and/or encryption): each chunk is built in scratch — compressed, or
  *    copied, then sealed — and whole sectors go out as the buffer fills.
  *
- * Every CPU works (smp.h): chunks are prepared in batches of jobs — zero scan, checksum,
- * and for buffered chunks compression and sealing into the job's own record buffer — by
- * whichever CPU claims a job first, while the boot CPU writes the previous batch in image
- * order and then helps with the rest of the current one. Two batches alternate, so one is
- * written while the other is prepared. The bytes on disk are those of one CPU doing it all.
+ * Every CPU works (smp.h): each chunk is a job — zero scan, checksum, and for buffered
+ * chunks compression and sealing into the job's own record buffer — in a ring the boot CPU
+ * plans in image order. Any CPU claims the next planned job; the boot CPU writes finished
+ * jobs in order and prepares one itself whenever the next to write is not finished. The
+ * bytes on disk are those of one CPU doing it all.
  */
 #include "payload.h"
 #include "chacha20poly1305.h"
@@ -34,6 +34,7 @@
 #include "xxh64.h"
 
 #define MAX_SG (SOS_MAX_CHUNK_PAGES + 1)
+#define STREAM_BUFFER_WANT (256 * 1024)
 
 static struct disk_sg sg[MAX_SG];
 /* A raw chunk's header fills one logical block, so its data stays block-aligned for
@@ -294,7 +295,8 @@ static uint32_t write_buffered_chunk(struct stream *s, const uint8_t *record, ui
     return stream_commit(s, len);
 }
 
-/* One chunk's preparation; `out` is its record buffer (buffered) or its raw header. */
+/* One chunk's preparation; `out` is its record buffer (buffered) or its raw header. A job
+ * lives in a ring slot; `ready` is its sequence number + 1 once it is prepared. */
 struct job {
     struct chunk c;
     uint32_t range_index;       /* the page cursor at the chunk's first page */
@@ -302,10 +304,17 @@ struct job {
     uint32_t free_index;        /* the free filter's index at the chunk's first page */
     uint8_t *out;
     uint64_t out_len;
+    uint64_t ready;             /* written with release by the CPU that prepared it */
 };
 
-/* What every CPU shares while a batch is prepared; written only by the boot CPU between
- * batches (smp_post publishes it with release ordering). */
+/*
+ * The job queue every CPU shares. The boot CPU plans chunks in image order into a ring of
+ * job slots (publishing `planned` with release), any CPU claims the next planned job
+ * (`claimed`, compare-and-swap) and marks it ready, and the boot CPU writes ready jobs in
+ * order, preparing one itself whenever the next to write is not ready yet. There is no
+ * barrier between jobs: a CPU is idle only when every planned job is claimed. A slot is
+ * planned again only when its previous job is on its way to the disk (see plan_window).
+ */
 static struct {
     const struct sos_mem_range *ranges;
     uint32_t range_count;
@@ -316,31 +325,54 @@ static struct {
     uint8_t *staging, *lz4_work;        /* per CPU: chunk_pages pages, LZ4_WORK_SIZE */
     uint64_t staging_size;
     struct job *jobs;
-    uint32_t count;                     /* jobs in this batch */
-    uint32_t next;                      /* the next job to claim (atomic) */
-} batch;
+    uint32_t slots;                     /* the ring's size */
+    uint64_t total;                     /* chunks in the image */
+    uint64_t planned;                   /* jobs [0, planned) planned (release, boot CPU) */
+    uint64_t claimed;                   /* the next job to claim (atomic) */
+    uint32_t stop;                      /* the boot CPU gave up: claim nothing more */
+} queue;
 
-static void prepare_jobs(unsigned cpu, unsigned cpus, void *arg)
+static void prepare_job(struct job *j, unsigned cpu, uint64_t seq)
+{
+    uint8_t *staging = queue.staging + cpu * queue.staging_size;
+    uint8_t *work = queue.lz4_work + cpu * (uint64_t)LZ4_WORK_SIZE;
+    struct page_cursor pc = { queue.ranges, queue.range_count, j->range_index, j->addr };
+    struct free_filter ff = { queue.free_list, queue.free_count, j->free_index };
+    gather(&pc, &ff, &j->c);
+    if (queue.buffered)
+        j->out_len = build_buffered_chunk(&j->c, queue.compress, j->out, staging, work,
+                                          queue.image_id, queue.key);
+    else
+        prepare_raw_chunk(&j->c, j->out);
+    __atomic_store_n(&j->ready, seq + 1, __ATOMIC_RELEASE);
+}
+
+/* Claim and prepare one planned job; 0 when none is free to claim right now. */
+static int claim_one(unsigned cpu)
+{
+    uint64_t c = __atomic_load_n(&queue.claimed, __ATOMIC_RELAXED);
+    if (c >= __atomic_load_n(&queue.planned, __ATOMIC_ACQUIRE))
+        return 0;
+    if (!__atomic_compare_exchange_n(&queue.claimed, &c, c + 1, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED))
+        return 1;                       /* another CPU took it: look again at once */
+    prepare_job(&queue.jobs[c % queue.slots], cpu, c);
+    return 1;
+}
+
+/* An AP's part: claim jobs until every chunk is claimed or the boot CPU stops. */
+static void work_queue(unsigned cpu, unsigned cpus, void *arg)
 {
     (void)cpus;
     (void)arg;
-    uint8_t *staging = batch.staging + cpu * batch.staging_size;
-    uint8_t *work = batch.lz4_work + cpu * (uint64_t)LZ4_WORK_SIZE;
-    uint32_t i;
-    while ((i = __atomic_fetch_add(&batch.next, 1, __ATOMIC_RELAXED)) < batch.count) {
-        struct job *j = &batch.jobs[i];
-        struct page_cursor pc = { batch.ranges, batch.range_count, j->range_index, j->addr };
-        struct free_filter ff = { batch.free_list, batch.free_count, j->free_index };
-        gather(&pc, &ff, &j->c);
-        if (batch.buffered)
-            j->out_len = build_buffered_chunk(&j->c, batch.compress, j->out, staging, work,
-                                              batch.image_id, batch.key);
-        else
-            prepare_raw_chunk(&j->c, j->out);
-    }
+    unsigned spins = 0;
+    while (__atomic_load_n(&queue.claimed, __ATOMIC_RELAXED) < queue.total &&
+           !__atomic_load_n(&queue.stop, __ATOMIC_ACQUIRE) && !smp_status())
+        if (!claim_one(cpu))
+            cpu_relax_step(&spins);
 }
 
-/* Assigns the next chunks to a set of jobs: index, first page, count, cursor. */
+/* Assigns the next chunk to a job: index, first page, count, cursor. */
 struct planner {
     struct page_cursor *pc;
     struct free_filter *ff;
@@ -351,23 +383,18 @@ struct planner {
 
 static void skip_pages(struct page_cursor *c, uint64_t n);
 
-static uint32_t plan_set(struct planner *p, struct job *set, uint32_t per_set)
+static void plan_job(struct planner *p, struct job *j)
 {
-    uint32_t k = 0;
-    for (; k < per_set && p->planned < p->pages_total; k++) {
-        struct job *j = &set[k];
-        uint64_t left = p->pages_total - p->planned;
-        j->c.index = p->chunk_index++;
-        j->c.first_page = p->planned;
-        j->c.count = left < p->chunk_pages ? (uint32_t)left : p->chunk_pages;
-        j->range_index = p->pc->index;
-        j->addr = p->pc->addr;
-        page_is_free(p->ff, p->pc->addr);   /* the first free range not below the chunk */
-        j->free_index = p->ff->index;
-        skip_pages(p->pc, j->c.count);
-        p->planned += j->c.count;
-    }
-    return k;
+    uint64_t left = p->pages_total - p->planned;
+    j->c.index = p->chunk_index++;
+    j->c.first_page = p->planned;
+    j->c.count = left < p->chunk_pages ? (uint32_t)left : p->chunk_pages;
+    j->range_index = p->pc->index;
+    j->addr = p->pc->addr;
+    page_is_free(p->ff, p->pc->addr);   /* the first free range not below the chunk */
+    j->free_index = p->ff->index;
+    skip_pages(p->pc, j->c.count);
+    p->planned += j->c.count;
 }
 
 /* Move the cursor `n` pages on (next_page's rule: a range is left when it is used up). */
@@ -430,12 +457,16 @@ uint32_t write_image(void)
     raw_header = info->block_size > SOS_RAW_CHUNK_HEADER ? info->block_size
                                                          : SOS_RAW_CHUNK_HEADER;
 
-    /* Raw chunks are written from their job (the header) and RAM: three sets of jobs, so
-     * the one being refilled is never the one whose last command is still running. A
-     * buffered record is copied into the stream: two sets. One CPU: one job a set, as the
-     * single-CPU writer overlapped one chunk's write with the next one's preparation. */
+    /* The ring of jobs. A raw chunk is written from its job (the header) and RAM, so its
+     * slot is free again only once the next chunk's write is issued (the stream has then
+     * waited for it); a buffered record is copied into the stream, so its slot is free as
+     * soon as it is written. One CPU: one slot written, one prepared (and one whose write
+     * runs, raw). More CPUs: raw jobs cost little scratch, so twelve a CPU; buffered records
+     * are up to a chunk each, so two a CPU and two more, and fewer while the stream's two
+     * buffers would get less than STREAM_BUFFER_WANT each (small buffers mean many small
+     * commands, and each costs the boot CPU an issue and a wait). */
     unsigned cpus = smp_cpus();
-    unsigned sets = buffered ? 2 : 3;
+    uint32_t lag = buffered ? 0 : 1;
     uint64_t record = buffered ? (chunk_header_size(chunk_pages, 0) +
                                   (uint64_t)chunk_pages * SOS_PAGE_SIZE + 2 * SOS_CHUNK_ALIGN +
                                   63) & ~63ull
@@ -444,26 +475,31 @@ uint32_t write_image(void)
     uint64_t per_cpu = buffered ? staging_size + LZ4_WORK_SIZE : 0;
     uint64_t stream_min = buffered ? 2 * (record + s.block) : 2 * (uint64_t)s.block;
     uint8_t *jobs_at = tables + (chunks_offset - SOS_IMAGE_HEADER_BLOCK);
-    uint32_t per_set = cpus == 1 ? 1 : 4 * cpus;
-    uint64_t fixed = (uint64_t)(jobs_at - scratch) + cpus * per_cpu + stream_min;
-    while (per_set && fixed + (uint64_t)sets * per_set * (sizeof(struct job) + record) + 4096 >
-                          (uint64_t)(scratch_end - scratch))
-        per_set--;
-    if (!per_set)
+    uint64_t avail = (uint64_t)(scratch_end - scratch);
+    uint64_t fixed = (uint64_t)(jobs_at - scratch) + cpus * per_cpu + 4096;
+    uint64_t want = buffered ? 2 * STREAM_BUFFER_WANT : stream_min;
+    uint32_t slots = cpus == 1 ? 2 + lag : buffered ? 2 * cpus + 2 : 12 * cpus;
+    while (slots > 2 + lag && fixed + slots * (sizeof(struct job) + record) + want > avail)
+        slots--;
+    if (fixed + slots * (sizeof(struct job) + record) + stream_min > avail)
         return fail(SOS_STATUS_BAD_PAYLOAD_INFO, "chunk size %u does not fit scratch",
                     chunk_pages);
     struct job *jobs = (struct job *)jobs_at;
     /* Raw headers are DMA sources: block-aligned like everything the stream writes. */
-    uint8_t *outs = (uint8_t *)(((uintptr_t)(jobs + sets * per_set) + 4095) & ~(uintptr_t)4095);
-    for (uint32_t k = 0; k < sets * per_set; k++)
+    uint8_t *outs = (uint8_t *)(((uintptr_t)(jobs + slots) + 4095) & ~(uintptr_t)4095);
+    for (uint32_t k = 0; k < slots; k++) {
         jobs[k].out = outs + k * record;
-    batch.staging = outs + (uint64_t)sets * per_set * record;
-    batch.staging_size = staging_size;
-    batch.lz4_work = batch.staging + cpus * staging_size;
-    s.buf = batch.lz4_work + (buffered ? cpus * (uint64_t)LZ4_WORK_SIZE : 0);
+        jobs[k].ready = 0;
+    }
+    queue.jobs = jobs;
+    queue.slots = slots;
+    queue.staging = outs + (uint64_t)slots * record;
+    queue.staging_size = staging_size;
+    queue.lz4_work = queue.staging + cpus * staging_size;
+    s.buf = queue.lz4_work + (buffered ? cpus * (uint64_t)LZ4_WORK_SIZE : 0);
     s.buf_cap = (uint64_t)(scratch_end - s.buf) / 2 & ~(uint64_t)(s.block - 1);
     s.other = s.buf + s.buf_cap;
-    s.flush_at = s.buf_cap / 2 & ~(uint64_t)(s.block - 1);
+    s.flush_at = (s.buf_cap - record) & ~(uint64_t)(s.block - 1);
 
     uint64_t pages_total = 0;
     for (uint32_t i = 0; i < info->memory_count; i++)
@@ -489,78 +525,70 @@ uint32_t write_image(void)
     if (rc)
         return rc;
 
-    /* 2b. The chunks, a set of jobs at a time: the next set is prepared (by every CPU, the
-     * boot CPU joining once it has written) while the boot CPU writes the current one. */
+    /* 2b. The chunks, through the job queue: every CPU prepares, the boot CPU writes in
+     * image order and prepares whenever the next chunk to write is not ready. */
     struct page_cursor pc = { ranges, info->memory_count, 0, ranges[0].start };
     struct progress prog = { pages_total, pages_total / 50 + 1, 0 };
     uint64_t done = 0, zero = 0, free = 0;
     uint64_t disk_tsc = 0, compute_tsc = 0;
-    batch.ranges = ranges;
-    batch.range_count = info->memory_count;
-    batch.free_list = (const struct sos_mem_range *)(uintptr_t)h->free_list;
-    batch.free_count = batch.free_list ? h->free_count : 0;
-    struct free_filter plan_ff = { batch.free_list, batch.free_count, 0 };
-    batch.compress = compress;
-    batch.buffered = buffered;
-    batch.image_id = image_id;
-    batch.key = encrypt ? key : 0;
+    queue.ranges = ranges;
+    queue.range_count = info->memory_count;
+    queue.free_list = (const struct sos_mem_range *)(uintptr_t)h->free_list;
+    queue.free_count = queue.free_list ? h->free_count : 0;
+    struct free_filter plan_ff = { queue.free_list, queue.free_count, 0 };
+    queue.compress = compress;
+    queue.buffered = buffered;
+    queue.image_id = image_id;
+    queue.key = encrypt ? key : 0;
+    queue.total = (pages_total + chunk_pages - 1) / chunk_pages;
+    queue.planned = queue.claimed = 0;
+    queue.stop = 0;
     struct planner pl = { &pc, &plan_ff, pages_total, chunk_pages, 0, 0 };
-    uint32_t count[3] = { plan_set(&pl, jobs, per_set), 0, 0 };
-    count[1] = plan_set(&pl, jobs + per_set, per_set);
-    uint64_t t0 = rdtsc();      /* the first set: prepared before anything is written */
-    batch.jobs = jobs;
-    batch.count = count[0];
-    batch.next = 0;
-    smp_post(prepare_jobs, 0);
-    prepare_jobs(0, cpus, 0);
-    rc = smp_wait();
-    compute_tsc += rdtsc() - t0;
-    if (rc)
-        return rc;
-    unsigned cur = 0;
-    while (count[cur]) {
-        unsigned nxt = (cur + 1) % sets;
-        uint64_t tw = rdtsc();
-        if (count[nxt]) {
-            batch.jobs = jobs + nxt * per_set;
-            batch.count = count[nxt];
-            batch.next = 0;
-            smp_post(prepare_jobs, 0);
+    uint64_t written = 0;
+    unsigned spins = 0;
+    uint64_t t0 = rdtsc();
+    smp_post(work_queue, 0);
+    while (written < queue.total && !rc) {
+        /* Plan every slot whose previous job is on its way to the disk. */
+        uint64_t planned = queue.planned;
+        while (planned < queue.total && planned + lag < written + slots) {
+            plan_job(&pl, &jobs[planned % slots]);
+            __atomic_store_n(&queue.planned, ++planned, __ATOMIC_RELEASE);
         }
-        for (uint32_t k = 0; k < count[cur]; k++) {
-            struct job *j = &jobs[cur * per_set + k];
-            rc = buffered ? write_buffered_chunk(&s, j->out, j->out_len)
-                          : write_raw_chunk(&s, &j->c, j->out);
-            if (rc) {
-                smp_wait();
-                return rc;
+        struct job *j = &jobs[written % slots];
+        if (__atomic_load_n(&j->ready, __ATOMIC_ACQUIRE) != written + 1) {
+            if (!claim_one(0)) {
+                if ((rc = smp_status()))
+                    break;
+                cpu_relax_step(&spins);
             }
-            done += j->c.count;
-            zero += j->c.count - j->c.data_pages - j->c.free_pages;
-            free += j->c.free_pages;
-            h->pages_saved = done - free;
-            h->pages_free = free;
-            h->zero_pages = zero;
-            h->raw_bytes = (done - zero - free) * SOS_PAGE_SIZE;
-            h->chunks = j->c.index + 1;
-            h->bytes_written = s.bytes_written;
-            report_progress(&prog, done);
+            continue;
         }
-        uint64_t t1 = rdtsc();
-        disk_tsc += t1 - tw;
-        if (count[nxt]) {
-            prepare_jobs(0, cpus, 0);
-            rc = smp_wait();
-            if (rc)
-                return rc;
-        }
-        compute_tsc += rdtsc() - t1;
-        /* The set after next: with two sets the one just copied into the stream, with three
-         * the one whose last command the first write above waited for. */
-        unsigned after = (nxt + 1) % sets;
-        count[after] = plan_set(&pl, jobs + after * per_set, per_set);
-        cur = nxt;
+        uint64_t tw = rdtsc();
+        compute_tsc += tw - t0;
+        rc = buffered ? write_buffered_chunk(&s, j->out, j->out_len)
+                      : write_raw_chunk(&s, &j->c, j->out);
+        t0 = rdtsc();
+        disk_tsc += t0 - tw;
+        if (rc)
+            break;
+        written++;
+        done += j->c.count;
+        zero += j->c.count - j->c.data_pages - j->c.free_pages;
+        free += j->c.free_pages;
+        h->pages_saved = done - free;
+        h->pages_free = free;
+        h->zero_pages = zero;
+        h->raw_bytes = (done - zero - free) * SOS_PAGE_SIZE;
+        h->chunks = j->c.index + 1;
+        h->bytes_written = s.bytes_written;
+        report_progress(&prog, done);
     }
+    compute_tsc += rdtsc() - t0;
+    __atomic_store_n(&queue.stop, 1, __ATOMIC_RELEASE);
+    uint32_t ap_rc = smp_wait();
+    if (rc || (rc = ap_rc))
+        return rc;
     h->disk_tsc = disk_tsc;
     h->compute_tsc = compute_tsc;
     uint64_t data_end = stream_tell(&s);
@@ -594,7 +622,7 @@ uint32_t write_image(void)
     hdr->extents_offset = SOS_IMAGE_HEADER_BLOCK;
     hdr->ranges_offset = SOS_IMAGE_HEADER_BLOCK + ext_bytes;
     hdr->chunks_offset = chunks_offset;
-    hdr->chunk_count = pl.chunk_index;
+    hdr->chunk_count = queue.total;
     hdr->data_end = data_end;
     hdr->pages_total = pages_total;
     hdr->pages_data = pages_total - zero - free;

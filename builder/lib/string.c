@@ -1,11 +1,15 @@
 #include "string.h"
 #include <stdint.h>
 
-/* rep movsb/stosb are fast on every CPU with ERMSB and simple everywhere else. */
+/* Eight bytes a step, then the tail: rep movsq is as fast as movsb on CPUs with fast
+ * strings (SDM vol. 1, 7.3.9.3), and under QEMU's TCG, which runs a rep prefix one
+ * iteration at a time, eight times faster. */
 void *memcpy(void *dst, const void *src, size_t n)
 {
     void *d = dst;
-    __asm__ volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(n) :: "memory");
+    size_t q = n / 8, r = n % 8;
+    __asm__ volatile("rep movsq" : "+D"(d), "+S"(src), "+c"(q) :: "memory");
+    __asm__ volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(r) :: "memory");
     return dst;
 }
 
@@ -23,7 +27,10 @@ void *memmove(void *dst, const void *src, size_t n)
 void *memset(void *dst, int c, size_t n)
 {
     void *d = dst;
-    __asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
+    size_t q = n / 8, r = n % 8;
+    uint64_t v = (uint8_t)c * 0x0101010101010101ull;
+    __asm__ volatile("rep stosq" : "+D"(d), "+c"(q) : "a"(v) : "memory");
+    __asm__ volatile("rep stosb" : "+D"(d), "+c"(r) : "a"(v) : "memory");
     return dst;
 }
 
