@@ -3,7 +3,7 @@
 hibernation (swsusp), on the same guest, same data, same kernel command line (issue 11).
 
     python bench/linux_real.py [--reps 5] [--memory 1G] [--cpus 2] [--swap file]
-                               [--cases swsusp-lzo,ours-lz4,swsusp-nocompress,ours-none]
+                               [--cases swsusp-lzo,ours-lz4,ours-lz4hc,swsusp-nocompress,ours-none]
                                [--disk-bus ahci|nvme|virtio]
                                [--json bench/results/linux_real.json] [--workdir DIR]
 
@@ -46,6 +46,7 @@ from suspendos.linuxvm.runner import run_scenario  # noqa: E402
 from suspendos.sizes import parse_size  # noqa: E402
 
 CASES = {"swsusp-lzo": ("swsusp", "lz4"), "ours-lz4": ("suspendos", "lz4"),
+         "ours-lz4hc": ("suspendos", "lz4hc"),
          "swsusp-nocompress": ("swsusp", "none"), "ours-none": ("suspendos", "none")}
 KEYS = ("hibernate_seconds", "resume_seconds", "bytes_on_disk", "pages_saved",
         "free_pages_skipped", "caches_dropped_pages", "boot_seconds")
@@ -63,7 +64,7 @@ def summarize(runs):
             s[c] = {k: med(r.get(k) for r in rs) for k in KEYS}
             s[c]["ok"] = f"{sum(r['ok'] for r in rs)}/{len(rs)}"
     ratios = {}
-    for ours in ("ours-lz4", "ours-none"):
+    for ours in ("ours-lz4", "ours-lz4hc", "ours-none"):
         for base in ("swsusp-lzo", "swsusp-nocompress"):
             if ours in s and base in s:
                 ratios[f"{ours} / {base}"] = {

@@ -10,6 +10,7 @@ from .errors import SuspendosError, UsageError
 from .fileutil import check_distinct, check_output, read_input, write_atomic
 from .qemu import disks
 from .sizes import parse_size
+from .target.description import COMPRESSIONS
 
 
 def _json_default(o):
@@ -297,7 +298,7 @@ def add_linux_host_parsers(sub):
     h = sub.add_parser("hibernate", help="hibernate this Linux machine (as root; docs/LINUX.md)")
     h.add_argument("--swap", help="the swap partition or file for the image (default: the only "
                    "one in /proc/swaps)")
-    h.add_argument("--compress", choices=("none", "lz4"), default="none")
+    h.add_argument("--compress", choices=COMPRESSIONS, default="none")
     h.add_argument("--prepare", action="store_true",
                    help="capture the target and build the blob and module (cached), then stop")
     h.add_argument("--dry-run", action="store_true",
@@ -358,7 +359,7 @@ def parser():
     tq = t.add_parser("qemu", help="describe the QEMU test machine")
     tq.add_argument("--memory", required=True, help="guest RAM, 64M to 8G")
     tq.add_argument("--disk-size", help="disk size (default: just enough for the worst case)")
-    tq.add_argument("--compress", choices=("none", "lz4"), default="none")
+    tq.add_argument("--compress", choices=COMPRESSIONS, default="none")
     tq.add_argument("--framebuffer", default="800x600x32",
                     help="the Bochs VBE mode the test host sets: WxHxBPP (BPP 32, 24 or 16) "
                          "or none (default 800x600x32)")
@@ -369,7 +370,7 @@ def parser():
     tl.add_argument("--swap", help="the swap partition or file to hold the image (default: "
                     "the only one in /proc/swaps)")
     tl.add_argument("--sysroot", help="read a copy of /sys and /proc here instead of the live ones")
-    tl.add_argument("--compress", choices=("none", "lz4"), default="none")
+    tl.add_argument("--compress", choices=COMPRESSIONS, default="none")
     tl.add_argument("--no-framebuffer", action="store_true", help="leave /dev/fb0 out")
     tl.add_argument("-o", "--output", required=True)
     tl.set_defaults(func=cmd_target_linux)
@@ -380,7 +381,7 @@ def parser():
     b = sub.add_parser("build", help="build a payload blob for a target")
     b.add_argument("--target", required=True)
     b.add_argument("-o", "--output", required=True)
-    b.add_argument("--compress", choices=("none", "lz4"))
+    b.add_argument("--compress", choices=COMPRESSIONS)
     add_plugin_options(b)
     _encrypt_key_option(b)
     b.add_argument("--format", choices=("blob", "kexec-elf"), default="blob",
@@ -400,7 +401,7 @@ def parser():
     qs.add_argument("--seed", type=bounded_int(0, (1 << 64) - 1, "a seed"), default=1)
     qs.add_argument("--mix", help="Z,R,T,P: percent of zero, random, text and pattern pages the "
                     "test host fills RAM with (default 25,25,25,25)")
-    qs.add_argument("--compress", choices=("none", "lz4"), default="none")
+    qs.add_argument("--compress", choices=COMPRESSIONS, default="none")
     qs.add_argument("--ram-dump", help="write guest RAM (QMP pmemsave) here, offset = address")
     qs.add_argument("--inject", help="write-error:LBA[,always]: fail a disk write; write-stall: never complete one "
                     "(blkdebug)")
@@ -450,7 +451,7 @@ def parser():
     qk = q.add_parser("kexec-jump", help="hibernate Linux through kexec --load-preserve-context "
                       "and resume it (a kernel built from Debian's source, cached)")
     qk.add_argument("--memory", default="256M")
-    qk.add_argument("--compress", choices=("none", "lz4"), default="lz4")
+    qk.add_argument("--compress", choices=COMPRESSIONS, default="lz4")
     qk.add_argument("--inject-write-error", action="store_true",
                     help="fail one write inside the extents first (blkdebug), then jump again")
     qk.add_argument("--json", action="store_true")
@@ -462,8 +463,9 @@ def parser():
     ql.add_argument("--disk-bus", choices=("ahci", "nvme", "virtio"), default="ahci",
                     help="the guest's disk (root and swap) on this controller (default ahci)")
     ql.add_argument("--swap", choices=("file", "partition"), default="file")
-    ql.add_argument("--compress", choices=("none", "lz4"), default="lz4",
-                    help="swsusp: lz4 means its default LZO, none hibernate=nocompress")
+    ql.add_argument("--compress", choices=COMPRESSIONS, default="lz4",
+                    help="swsusp: lz4 means its default LZO, none hibernate=nocompress "
+                         "(lz4hc is ours only)")
     ql.add_argument("--dirty-free", help="random data written and deleted first: a size, 0, or a "
                     "percentage of --memory (default 40%%)")
     ql.add_argument("--hibernator", choices=("suspendos", "swsusp"), default="suspendos")

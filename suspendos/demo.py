@@ -46,7 +46,7 @@ def check_second_resume(p):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="suspendos demo", description=__doc__.splitlines()[0])
     ap.add_argument("--memory", default="512M")
-    ap.add_argument("--compress", default="lz4", choices=("lz4", "none"))
+    ap.add_argument("--compress", default="lz4", choices=("lz4", "lz4hc", "none"))
     ap.add_argument("--seed", default=1, type=int)
     ap.add_argument("--keep", help="keep the disk image and dumps in this folder")
     a = ap.parse_args(argv)

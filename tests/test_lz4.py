@@ -49,6 +49,9 @@ def lib(tmp_path_factory):
     L.lz4_use.restype = ctypes.c_int
     assert L.hb_lz4_work_size() == WORK_SIZE
     L.work = ctypes.create_string_buffer(WORK_SIZE)
+    L.lz4_compress_high.argtypes = L.lz4_compress.argtypes
+    L.high_work_size = L.hb_lz4_high_work_size()
+    L.high_work = ctypes.create_string_buffer(L.high_work_size)
     return L
 
 
@@ -62,6 +65,19 @@ def compress(L, data: bytes, cap: int | None = None, *, garbage_work: bool = Fal
     if garbage_work:
         ctypes.memmove(L.work, os.urandom(WORK_SIZE), WORK_SIZE)
     r = L.lz4_compress(data, len(data), out, cap, L.work)
+    assert out.raw[cap:cap + len(GUARD)] == GUARD, "wrote past dst_cap"
+    assert 0 <= r <= cap
+    return out.raw[:r] if r else None
+
+
+def compress_high(L, data: bytes, cap: int | None = None, *,
+                  garbage_work: bool = False) -> bytes | None:
+    """lz4_compress_high, checked like compress()."""
+    cap = bound(len(data)) if cap is None else cap
+    out = ctypes.create_string_buffer(b"\x5A" * cap + GUARD, cap + len(GUARD))
+    if garbage_work:
+        ctypes.memmove(L.high_work, os.urandom(L.high_work_size), L.high_work_size)
+    r = L.lz4_compress_high(data, len(data), out, cap, L.high_work)
     assert out.raw[cap:cap + len(GUARD)] == GUARD, "wrote past dst_cap"
     assert 0 <= r <= cap
     return out.raw[:r] if r else None
@@ -242,6 +258,53 @@ def test_dst_cap_too_small(lib, data, short):
     assert compress(lib, data, len(c)) == c             # exact fit works
     if len(c) - short >= 0:
         assert compress(lib, data, len(c) - short) is None  # any less: 0
+
+
+# ---- the high compressor (--compress lz4hc): any LZ4 decoder reads it ---------------------
+
+@pytest.mark.parametrize("n", [0, 1, 12, 13, 14, 100, 4095, 4096, 65535, 65536, 65547, 100000,
+                               300000])
+@pytest.mark.parametrize("kind", ["zero", "random", "text", "period3", "ram"])
+def test_high_sizes_and_kinds(lib, n, kind):
+    rng = random.Random(n)
+    data = {"zero": bytes(n), "random": rng.randbytes(n),
+            "text": (TEXT * (n // len(TEXT) + 1))[:n],
+            "period3": (b"abc" * (n // 3 + 1))[:n],
+            "ram": b"".join(rng.choice([bytes(4096), rng.randbytes(4096), (TEXT * 40)[:4096],
+                                        CODE[rng.randrange(len(CODE) - 4096):][:4096]])
+                            for _ in range(n // 4096 + 1))[:n]}[kind]
+    c = compress_high(lib, data)
+    assert c is not None
+    assert lz4.block.decompress(c, uncompressed_size=max(n, 1)) == data
+    assert decompress(lib, c, n) == data
+
+
+@FAST
+@given(data=any_input, garbage=st.booleans(), short=st.integers(1, 40))
+def test_high_round_trip_and_dst_cap(lib, data, garbage, short):
+    c = compress_high(lib, data, garbage_work=garbage)
+    assert c is not None
+    assert lz4.block.decompress(c, uncompressed_size=max(len(data), 1)) == data
+    assert compress_high(lib, data, len(c)) == c                 # exact fit works
+    if len(c) - short >= 0:
+        assert compress_high(lib, data, len(c) - short) is None  # any less: 0
+
+
+def test_high_is_smaller_than_fast_on_ram_like_data(lib):
+    """What the option is for: the same RAM-like 64 KiB blocks (code, text, zero and random
+    pages) come out smaller than lz4_compress's, and no bigger than liblz4's own
+    high-compression mode at its lowest level plus 2 %."""
+    rng = random.Random(11)
+    data = b"".join(rng.choice([bytes(4096), rng.randbytes(4096), (TEXT * 40)[:4096],
+                                CODE[rng.randrange(len(CODE) - 4096):][:4096]])
+                    for _ in range(256))
+    blocks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
+    fast = sum(len(compress(lib, b)) for b in blocks)
+    high = sum(len(compress_high(lib, b)) for b in blocks)
+    hc = sum(len(lz4.block.compress(b, store_size=False, mode="high_compression",
+                                    compression=1)) for b in blocks)
+    assert high < fast
+    assert high <= hc * 1.02
 
 
 def test_dst_cap_degenerate(lib):

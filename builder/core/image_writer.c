@@ -264,7 +264,9 @@ static uint64_t build_buffered_chunk(struct chunk *c, int compress, uint8_t *out
                 src = staging;
                 break;
             }
-        int n = lz4_compress(src, (int)raw, data, (int)raw - 1, lz4_work);
+        int n = compress == SOS_COMPRESS_LZ4HC
+                    ? lz4_compress_high(src, (int)raw, data, (int)raw - 1, lz4_work)
+                    : lz4_compress(src, (int)raw, data, (int)raw - 1, lz4_work);
         if (n > 0) {
             stored = (uint32_t)n;
             encoding = SOS_CHUNK_LZ4;
@@ -322,8 +324,8 @@ static struct {
     uint32_t free_count;
     int compress, buffered;
     const uint8_t *image_id, *key;
-    uint8_t *staging, *lz4_work;        /* per CPU: chunk_pages pages, LZ4_WORK_SIZE */
-    uint64_t staging_size;
+    uint8_t *staging, *lz4_work;        /* per CPU: chunk_pages pages, the LZ4 work area */
+    uint64_t staging_size, lz4_work_size;
     struct job *jobs;
     uint32_t slots;                     /* the ring's size */
     uint64_t total;                     /* chunks in the image */
@@ -335,7 +337,7 @@ static struct {
 static void prepare_job(struct job *j, unsigned cpu, uint64_t seq)
 {
     uint8_t *staging = queue.staging + cpu * queue.staging_size;
-    uint8_t *work = queue.lz4_work + cpu * (uint64_t)LZ4_WORK_SIZE;
+    uint8_t *work = queue.lz4_work + cpu * queue.lz4_work_size;
     struct page_cursor pc = { queue.ranges, queue.range_count, j->range_index, j->addr };
     struct free_filter ff = { queue.free_list, queue.free_count, j->free_index };
     gather(&pc, &ff, &j->c);
@@ -447,7 +449,11 @@ uint32_t write_image(void)
     uint64_t rng_bytes = info->memory_count * sizeof(struct sos_mem_range);
     uint64_t chunks_offset = (SOS_IMAGE_HEADER_BLOCK + ext_bytes + rng_bytes + 4095) & ~4095ull;
     uint32_t chunk_pages = info->chunk_pages;
-    int compress = info->compression == SOS_COMPRESS_LZ4;
+    /* SOS_COMPRESS_LZ4 or _LZ4HC (the thorough search), or 0 */
+    int compress = info->compression == SOS_COMPRESS_LZ4 ||
+                   info->compression == SOS_COMPRESS_LZ4HC ? (int)info->compression : 0;
+    uint64_t lz4_work_size = compress == SOS_COMPRESS_LZ4HC ? LZ4_HIGH_WORK_SIZE
+                                                             : LZ4_WORK_SIZE;
     int encrypt = info->encryption == SOS_ENCRYPT_CHACHA20_POLY1305;
     int buffered = compress || encrypt;
     uint8_t key[32];
@@ -472,7 +478,7 @@ uint32_t write_image(void)
                                   63) & ~63ull
                                : raw_header;
     uint64_t staging_size = buffered ? (uint64_t)chunk_pages * SOS_PAGE_SIZE : 0;
-    uint64_t per_cpu = buffered ? staging_size + LZ4_WORK_SIZE : 0;
+    uint64_t per_cpu = buffered ? staging_size + lz4_work_size : 0;
     uint64_t stream_min = buffered ? 2 * (record + s.block) : 2 * (uint64_t)s.block;
     uint8_t *jobs_at = tables + (chunks_offset - SOS_IMAGE_HEADER_BLOCK);
     uint64_t avail = (uint64_t)(scratch_end - scratch);
@@ -496,7 +502,8 @@ uint32_t write_image(void)
     queue.staging = outs + (uint64_t)slots * record;
     queue.staging_size = staging_size;
     queue.lz4_work = queue.staging + cpus * staging_size;
-    s.buf = queue.lz4_work + (buffered ? cpus * (uint64_t)LZ4_WORK_SIZE : 0);
+    queue.lz4_work_size = lz4_work_size;
+    s.buf = queue.lz4_work + (buffered ? cpus * lz4_work_size : 0);
     s.buf_cap = (uint64_t)(scratch_end - s.buf) / 2 & ~(uint64_t)(s.block - 1);
     s.other = s.buf + s.buf_cap;
     s.flush_at = (s.buf_cap - record) & ~(uint64_t)(s.block - 1);
@@ -609,7 +616,7 @@ uint32_t write_image(void)
                  h->free_fill == SOS_FREE_FILL_POISON ? SOS_IMAGEF_FREE_POISON : 0;
     hdr->header_size = sizeof *hdr;
     hdr->state = SOS_IMAGE_VALID;
-    hdr->compression = info->compression;
+    hdr->compression = compress ? SOS_COMPRESS_LZ4 : SOS_COMPRESS_NONE;  /* LZ4HC: LZ4 blocks */
     hdr->checksum = SOS_CHECKSUM_XXH64;
     hdr->encryption = info->encryption;
     hdr->page_size = SOS_PAGE_SIZE;

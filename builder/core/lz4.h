@@ -46,6 +46,17 @@ int lz4_use(int path);
 int lz4_compress(const uint8_t *src, int src_len, uint8_t *dst, int dst_cap,
                  void *work);
 
+/* The work area lz4_compress_high() needs (hash heads and chain links). */
+#define LZ4_HIGH_WORK_SIZE (8192 * 4 + 65536 * 2)
+
+/*
+ * Like lz4_compress() (same contract, any LZ4 decoder reads the block) with a slower,
+ * more thorough match search: smaller output, not liblz4's bytes. work:
+ * LZ4_HIGH_WORK_SIZE bytes, 4-byte aligned, contents irrelevant on entry.
+ */
+int lz4_compress_high(const uint8_t *src, int src_len, uint8_t *dst, int dst_cap,
+                      void *work);
+
 /*
  * Decompress one LZ4 block src[0..src_len) into dst[0..dst_cap).
  * Returns the decompressed size (0..dst_cap), or -1 if the block is malformed

@@ -11,7 +11,9 @@ from .common import Constants, magic32, u8, u16, u32, u64
 PAYLOAD_INFO_MAGIC = magic32("SOSI")
 PAYLOAD_INFO_REVISION = 4
 
-COMPRESSION = Constants("SOS_COMPRESS_", "Chunk encodings.", NONE=0, LZ4=1)
+# LZ4HC is the payload's slower, more thorough LZ4 search (builder/core/lz4.c,
+# lz4_compress_high): the blocks are LZ4 blocks, so the image header says LZ4 for it.
+COMPRESSION = Constants("SOS_COMPRESS_", "Chunk encodings.", NONE=0, LZ4=1, LZ4HC=2)
 ENCRYPTION = Constants("SOS_ENCRYPT_", "Chunk ciphers.", NONE=0, CHACHA20_POLY1305=1)
 CHECKSUM = Constants("SOS_CHECKSUM_", "Checksum algorithms.", XXH64=1)
 SELFTEST = Constants("SOS_SELFTEST_", "Deliberate faults that prove the page tables and IDT.",

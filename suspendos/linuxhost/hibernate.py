@@ -137,7 +137,7 @@ def fit(host, target, swap, active, used):
         if target.options.compress == "none":
             raise UsageError(f"the {pages_in_use * PAGE_SIZE >> 20} MiB in use need up to "
                              f"{need >> 20} MiB on disk and {swap} holds {have >> 20} MiB: use "
-                             "--compress lz4, free memory, or a larger swap area")
+                             "--compress lz4 (or lz4hc), free memory, or a larger swap area")
         notes.append(f"the {pages_in_use * PAGE_SIZE >> 20} MiB in use fit {swap} "
                      f"({have >> 20} MiB) only compressed; if not, nothing is saved")
     return notes

@@ -67,6 +67,9 @@ class Scenario:
         if boot_normally and hibernator != "suspendos":    # the check is our initramfs hook's
             raise UsageError("--boot-normally: only with --hibernator suspendos (swsusp leaves "
                              "its image for the next boot; nothing would discard it)")
+        if hibernator == "swsusp" and compress == "lz4hc":
+            raise UsageError("--compress lz4hc: only with --hibernator suspendos (swsusp "
+                             "compresses with LZO for lz4, or not at all for none)")
         self.memory, self.cpus, self.swap, self.compress = memory, cpus, swap, compress
         self.dirty = dirty_free if dirty_free is not None else memory * 2 // 5
         if self.dirty < 0 or self.dirty > memory * 3 // 4:

@@ -15,7 +15,7 @@ from ..formats.common import PAGE_SIZE
 MEMORY_TYPES = ("ram", "reserved", "acpi", "nvs", "unusable")
 DISK_KINDS = ("ahci", "nvme", "virtio-blk")
 BLOCK_SIZES = (512, 4096)
-COMPRESSIONS = ("none", "lz4")
+COMPRESSIONS = ("none", "lz4", "lz4hc")   # lz4hc: LZ4 blocks, slower search, smaller
 FB_FORMATS = ("xrgb8888", "rgb888", "rgb565")
 MIN_RESERVED = 512 * 1024
 BUFFERED_CHUNK_PAGES = 16       # 64 KiB of input per LZ4 / encrypted chunk
@@ -146,7 +146,7 @@ class Target:
     def chunk_pages(self, encrypted=False):
         if self.options.chunk_pages:
             return self.options.chunk_pages
-        if self.options.compress == "lz4" or encrypted:
+        if self.options.compress != "none" or encrypted:
             return BUFFERED_CHUNK_PAGES
         # 1023 raw pages + the 512-byte chunk header fit one 4 MiB command of at most 1024
         # PRDs (QEMU refuses commands with more: drivers/ahci.h).

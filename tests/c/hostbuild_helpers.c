@@ -10,3 +10,4 @@
 
 size_t hb_xxh64_state_size(void) { return sizeof(struct xxh64_state); }
 int hb_lz4_work_size(void) { return LZ4_WORK_SIZE; }
+int hb_lz4_high_work_size(void) { return LZ4_HIGH_WORK_SIZE; }
