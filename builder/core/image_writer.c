@@ -315,7 +315,7 @@ struct job {
  * (`claimed`, compare-and-swap) and marks it ready, and the boot CPU writes ready jobs in
  * order, preparing one itself whenever the next to write is not ready yet. There is no
  * barrier between jobs: a CPU is idle only when every planned job is claimed. A slot is
- * planned again only when its previous job is on its way to the disk (see plan_window).
+ * planned again only when its previous job is on its way to the disk (write_image).
  */
 static struct {
     const struct sos_mem_range *ranges;
