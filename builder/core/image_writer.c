@@ -36,6 +36,18 @@
 #define MAX_SG (SOS_MAX_CHUNK_PAGES + 1)
 #define STREAM_BUFFER_WANT (256 * 1024)
 
+/* The LZ4 search is the target's choice, fixed when the payload is built (the builder
+ * passes -DSOS_LZ4_HIGH=1 for --compress lz4hc), so a blob carries only the one it uses. */
+#if SOS_LZ4_HIGH
+#define chunk_lz4_compress lz4_compress_high
+#define CHUNK_LZ4_WORK_SIZE LZ4_HIGH_WORK_SIZE
+#define CHUNK_COMPRESSION SOS_COMPRESS_LZ4HC
+#else
+#define chunk_lz4_compress lz4_compress
+#define CHUNK_LZ4_WORK_SIZE LZ4_WORK_SIZE
+#define CHUNK_COMPRESSION SOS_COMPRESS_LZ4
+#endif
+
 static struct disk_sg sg[MAX_SG];
 /* A raw chunk's header fills one logical block, so its data stays block-aligned for
  * zero-copy DMA: SOS_RAW_CHUNK_HEADER on 512-byte disks, 4096 on 4096-byte ones. */
@@ -264,9 +276,7 @@ static uint64_t build_buffered_chunk(struct chunk *c, int compress, uint8_t *out
                 src = staging;
                 break;
             }
-        int n = compress == SOS_COMPRESS_LZ4HC
-                    ? lz4_compress_high(src, (int)raw, data, (int)raw - 1, lz4_work)
-                    : lz4_compress(src, (int)raw, data, (int)raw - 1, lz4_work);
+        int n = chunk_lz4_compress(src, (int)raw, data, (int)raw - 1, lz4_work);
         if (n > 0) {
             stored = (uint32_t)n;
             encoding = SOS_CHUNK_LZ4;
@@ -449,17 +459,17 @@ uint32_t write_image(void)
     uint64_t rng_bytes = info->memory_count * sizeof(struct sos_mem_range);
     uint64_t chunks_offset = (SOS_IMAGE_HEADER_BLOCK + ext_bytes + rng_bytes + 4095) & ~4095ull;
     uint32_t chunk_pages = info->chunk_pages;
-    /* SOS_COMPRESS_LZ4 or _LZ4HC (the thorough search), or 0 */
-    int compress = info->compression == SOS_COMPRESS_LZ4 ||
-                   info->compression == SOS_COMPRESS_LZ4HC ? (int)info->compression : 0;
-    uint64_t lz4_work_size = compress == SOS_COMPRESS_LZ4HC ? LZ4_HIGH_WORK_SIZE
-                                                             : LZ4_WORK_SIZE;
+    int compress = info->compression != SOS_COMPRESS_NONE;
+    uint64_t lz4_work_size = CHUNK_LZ4_WORK_SIZE;
     int encrypt = info->encryption == SOS_ENCRYPT_CHACHA20_POLY1305;
     int buffered = compress || encrypt;
     uint8_t key[32];
     memcpy(key, (const void *)info->key, sizeof key);
     if (chunk_pages == 0 || chunk_pages > SOS_MAX_CHUNK_PAGES)
         return fail(SOS_STATUS_BAD_PAYLOAD_INFO, "chunk size %u is out of range", chunk_pages);
+    if (compress && info->compression != CHUNK_COMPRESSION)
+        return fail(SOS_STATUS_BAD_PAYLOAD_INFO, "compression %u, built for %u",
+                    info->compression, CHUNK_COMPRESSION);
     raw_header = info->block_size > SOS_RAW_CHUNK_HEADER ? info->block_size
                                                          : SOS_RAW_CHUNK_HEADER;
 

@@ -86,8 +86,11 @@ def _mcmodel(target):
 def compile_payload(target, workdir):
     load = target.reserved.load_address
     text_base = load + 2 * PAGE_SIZE
+    # the LZ4 search is fixed per build (builder/core/image_writer.c), so a blob carries one
+    lz4_high = f"-DSOS_LZ4_HIGH={int(target.options.compress == 'lz4hc')}"
     objects = toolchain.compile_all(toolchain.payload_sources(target.disk.kind), workdir,
-                                    [_mcmodel(target), "-ffunction-sections", "-fdata-sections"])
+                                    [_mcmodel(target), "-ffunction-sections", "-fdata-sections",
+                                     lz4_high])
     script = (source_dir("builder") / "payload.ld").read_text()
     script = script.replace("@TEXT_BASE@", hex(text_base)).replace("@STACK_SIZE@", hex(STACK_SIZE))
     elf = Path(workdir) / "payload.elf"
