@@ -106,3 +106,30 @@ def test_cli_invalid_target_refused_by_build(tmp_path, cli, qemu_pci):
     p = cli("build", "--target", t, "-o", out)
     _one_line_exit_2(p, out)
     assert "extents" in p.stderr
+
+
+def test_the_probe_takes_a_disk_bar_only_once_the_firmware_placed_it():
+    """query-pci reports an unassigned BAR as address -1 while SeaBIOS is still enumerating;
+    the probe (suspendos/qemu/probe.py) polls, so -1 must read as "not yet", never as a BAR
+    (a loaded machine once built a target with disk.bar -1 from it)."""
+    from suspendos.qemu import disks
+
+    def _bar(dev, index):
+        return next(((r["address"], r["size"]) for r in dev["regions"] if r["bar"] == index),
+                    None)
+
+    def dev(address, virtio):
+        ident = ({"vendor": disks.VIRTIO_VENDOR, "device": sorted(disks.VIRTIO_BLK_IDS)[0]}
+                 if virtio else {"vendor": 0x1b36, "device": 0x0010})
+        index = disks.VIRTIO_MODERN_BAR if virtio else 0
+        return {"id": ident, "class_info": {"class": 0 if virtio else disks.NVME_CLASS},
+                "regions": [{"bar": index, "type": "memory", "address": address,
+                             "size": 16384}]}
+
+    for virtio, key in ((True, "virtio"), (False, "nvme")):
+        assert disks.find(dev(-1, virtio), "00:03.0", _bar) is None
+        assert disks.find(dev(0, virtio), "00:03.0", _bar) is None
+        assert disks.find(dev(0xFE000000, virtio), "00:03.0", _bar) == (key, ("00:03.0",
+                                                                             0xFE000000))
+        high = 0x800000000                       # a 64-bit BAR above 4 GiB is a BAR
+        assert disks.find(dev(high, virtio), "00:03.0", _bar) == (key, ("00:03.0", high))

@@ -51,17 +51,24 @@ def probe_args(bus="ahci", sector_size=512):
             *device_args(bus, sector_size, "probe0")]
 
 
+def _assigned(b):
+    """A BAR the firmware has placed: query-pci says -1 until then (the probe polls while
+    SeaBIOS is still enumerating). 64-bit BARs may lie above 4 GiB."""
+    return b is not None and 0 < b[0] < (1 << 64) - 1
+
+
 def find(dev, addr, bar):
-    """(key, (pci address, BAR address)) when query-pci's `dev` is our disk controller."""
+    """(key, (pci address, BAR address)) when query-pci's `dev` is our disk controller,
+    once the firmware has assigned its BAR."""
     ident = (dev["id"]["vendor"], dev["id"]["device"])
     cls = dev.get("class_info", {}).get("class")
     if cls == NVME_CLASS:
         b = bar(dev, 0)
-        if b and b[0]:
+        if _assigned(b):
             return "nvme", (addr, b[0])
     if ident[0] == VIRTIO_VENDOR and ident[1] in VIRTIO_BLK_IDS:
         b = bar(dev, VIRTIO_MODERN_BAR)
-        if b and b[0]:
+        if _assigned(b):
             return "virtio", (addr, b[0])
     return None
 
