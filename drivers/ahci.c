@@ -1,5 +1,5 @@
 /*
- * Polled AHCI driver: one port, command slot 0, no interrupts.
+ * Polled AHCI driver: one port, a few non-queued command slots, no interrupts.
  *
  * References: Serial ATA AHCI 1.3.1 ("AHCI", sections cited as numbers), ATA8-ACS for the
  * commands and IDENTIFY data, Serial ATA 3.x for the Register FIS layouts.
@@ -7,10 +7,14 @@
  * Flow: ahci_open checks the PCI function and ABAR it was given (AHCI 2.1), enables memory
  * decoding and bus mastering, sets GHC.AE, checks the port, saves the registers it will
  * change, stops the port (AHCI 10.1.2), points PxCLB/PxFB at the caller's DMA area, masks
- * the port's interrupts and starts it (10.3.2, 10.3.1). Each command fills slot 0 of the
- * command list, writes PxCI and polls PxCI / PxIS until completion, error or deadline.
- * An error runs the non-queued recovery of AHCI 6.2.2.1 so the port stays usable and
- * restorable. ahci_close stops the port and puts every saved register back.
+ * the port's interrupts and starts it (10.3.2, 10.3.1). Each command fills the next slot
+ * of the command list (its own command table) and sets its PxCI bit; writes may leave up to
+ * a->slots commands set in PxCI at once. Non-queued commands are legal several at a time
+ * (5.3.2: the HBA fetches the next issued slot when the previous command ends), so the
+ * device goes from one write to the next without waiting for the CPU to notice. The
+ * oldest command is polled (PxCI bit, PxIS) until completion, error or deadline. An error
+ * runs the non-queued recovery of AHCI 6.2.2.1, which drops the rest, so the port stays
+ * usable and restorable. ahci_close stops the port and puts every saved register back.
  *
  * Memory ordering: all MMIO goes through hba_read/hba_write (volatile 32-bit accesses
  * bracketed by compiler barriers). On x86 stores become visible in program order and an
@@ -202,17 +206,51 @@ static int port_start(struct ahci *a)
     return 0;
 }
 
+/* Microseconds between two polls of PxCI/PxIS. A command moves megabytes (milliseconds),
+ * so the gap costs nothing on hardware; under QEMU's multi-threaded TCG every register
+ * read takes the global lock that the emulated HBA needs to finish the command, and a
+ * CPU reading back to back held the disk up by a factor of three on two cores. */
+#define AHCI_POLL_GAP_US 5
+
+/* After a task-file error, before the command list is stopped: an HBA that runs on
+ * through the commands still set in PxCI (QEMU's does, where a conforming one halts,
+ * 6.2.2.1) must not have the list taken from under a running command: QEMU finishes it
+ * into the unmapped list and crashes. So wait until PxCI is empty, or has not changed for
+ * AHCI_TIMEOUT_ERROR_SETTLE_MS (the HBA has halted). A timed-out command is not waited
+ * for again: it is the one stuck. */
+static void port_settle(struct ahci *a)
+{
+    uint32_t last = px_read(a, AHCI_PxCI);
+    uint64_t quiet = timer_deadline_us(MS(AHCI_TIMEOUT_ERROR_SETTLE_MS));
+    while (last && !timer_expired(quiet)) {
+        uint32_t ci;
+        timer_udelay(AHCI_POLL_GAP_US);
+        if ((ci = px_read(a, AHCI_PxCI)) != last) {
+            last = ci;
+            quiet = timer_deadline_us(MS(AHCI_TIMEOUT_ERROR_SETTLE_MS));
+        }
+    }
+}
+
 /* Non-queued error recovery, AHCI 6.2.2.1:
- *   clear PxCMD.ST and wait for PxCMD.CR to clear (this also resets PxCI);
+ *   clear PxCMD.ST and wait for PxCMD.CR to clear (this also resets PxCI, 3.3.14);
  *   clear PxSERR and PxIS;
  *   if PxTFD.STS.BSY or DRQ is set, COMRESET the device;
  *   set PxCMD.ST again.
- * a->err keeps the error that caused the recovery; if the recovery itself fails, the port
- * is left stopped (a->running = 0): later commands fail at once, ahci_close still restores. */
-static void port_recover(struct ahci *a)
+ * Every command in flight is dropped. After a task-file error (after_error), the HBA was
+ * first let settle (port_settle); one that keeps PxCI across ST = 0 (QEMU's does) would
+ * run what is left once ST is set again, into slots about to be rebuilt, so PxCI must be
+ * empty after the restart, else the port stays stopped. a->err keeps the error that
+ * caused the recovery; if the recovery itself fails, the port is left stopped
+ * (a->running = 0): later commands fail at once, ahci_close still restores. */
+static void port_recover(struct ahci *a, int after_error)
 {
     struct ahci_error cause = a->err;
-    int rc = port_stop_cmd_list(a);
+    int rc;
+    if (after_error)
+        port_settle(a);
+    rc = port_stop_cmd_list(a);
+    a->inflight = 0;
     if (!rc) {
         px_clear_rwc(a, AHCI_PxSERR);
         px_clear_rwc(a, AHCI_PxIS);
@@ -220,6 +258,9 @@ static void port_recover(struct ahci *a)
             rc = port_comreset(a);
         if (!rc)
             rc = port_start(a);
+        if (!rc && after_error &&
+            px_wait(a, AHCI_PxCI, ~0u, 0, AHCI_TIMEOUT_ERROR_SETTLE_MS))
+            port_stop_cmd_list(a);
     }
     a->err = cause;
 }
@@ -233,19 +274,19 @@ struct ahci_cmd_names {
 
 static const struct ahci_cmd_names names_identify = {
     "IDENTIFY DEVICE failed: task-file error (PxIS.TFES / PxTFD.STS.ERR)",
-    "IDENTIFY DEVICE: PxCI slot 0 not clear within 5 s",
+    "IDENTIFY DEVICE: PxCI bit not clear within 5 s",
 };
 static const struct ahci_cmd_names names_read = {
     "READ DMA EXT failed: task-file error (PxIS.TFES / PxTFD.STS.ERR)",
-    "READ DMA EXT: PxCI slot 0 not clear within 10 s",
+    "READ DMA EXT: PxCI bit not clear within 10 s",
 };
 static const struct ahci_cmd_names names_write = {
     "WRITE DMA EXT failed: task-file error (PxIS.TFES / PxTFD.STS.ERR)",
-    "WRITE DMA EXT: PxCI slot 0 not clear within 10 s",
+    "WRITE DMA EXT: PxCI bit not clear within 10 s",
 };
 static const struct ahci_cmd_names names_flush = {
     "FLUSH CACHE EXT failed: task-file error (PxIS.TFES / PxTFD.STS.ERR)",
-    "FLUSH CACHE EXT: PxCI slot 0 not clear within 30 s",
+    "FLUSH CACHE EXT: PxCI bit not clear within 30 s",
 };
 
 /* Name the HBA-detected conditions of PxIS (3.3.5) that are not device errors. */
@@ -262,11 +303,11 @@ static const char *hba_error_name(uint32_t is, const char *taskfile)
     return taskfile;
 }
 
-/* Fill the Register H2D FIS of slot 0 (Serial ATA 3.x 10.3.4). All 20 bytes are written
- * each time; bytes 20..63 of the CFIS stay zero from ahci_open. */
+/* Fill the Register H2D FIS of the next slot (Serial ATA 3.x 10.3.4). All 20 bytes are
+ * written each time; bytes 20..63 of the CFIS stay zero from ahci_open. */
 static void fill_fis(struct ahci *a, uint8_t command, uint64_t lba, uint32_t count, uint8_t device)
 {
-    struct sata_fis_h2d *f = (struct sata_fis_h2d *)a->ct->cfis;
+    struct sata_fis_h2d *f = (struct sata_fis_h2d *)a->ct[a->next]->cfis;
     f->fis_type = SATA_FIS_TYPE_REG_H2D;
     f->pm_flags = SATA_FIS_H2D_C;
     f->command = command;
@@ -286,63 +327,66 @@ static void fill_fis(struct ahci *a, uint8_t command, uint64_t lba, uint32_t cou
     f->auxiliary[0] = f->auxiliary[1] = f->auxiliary[2] = f->auxiliary[3] = 0;
 }
 
-/* Issue slot 0 (header and table are built: set PxCI bit 0, 3.3.14) and poll it to the
- * end, without delays. Completion is the HBA clearing PxCI bit 0 (3.3.14). Every
- * iteration also reads PxIS: TFES is the HBA's latch of "a FIS arrived with STS.ERR set"
- * (3.3.5), so it catches the error even when the command never completes. PxTFD itself
- * is a shadow of the last FIS received: its ERR may still be the previous (failed)
- * command's until the device sends status for this one, so it is judged only once PxCI
- * has cleared, when the ending status FIS has updated it. */
+/* Issue the next slot (its header and table are built: set its PxCI bit, 3.3.14) and
+ * return; port_complete_oldest polls it. PxIS is cleared only while nothing else is in
+ * flight: TFES latched by an earlier command must stay for its poller to see. The D2H
+ * area is cleared likewise, so an error's D2H FIS is known to be a command's of this run. */
 static int port_issue(struct ahci *a, uint32_t dw0, uint64_t lba, uint32_t timeout_ms,
-                      const struct ahci_cmd_names *names)
+                      const struct ahci_cmd_names *names, uint64_t call)
 {
-    struct ahci_cmd_header *h = &a->clb[0];
+    unsigned s = a->next;
+    struct ahci_cmd_header *h = &a->clb[s];
 
     if (!a->running)
         return fail_early(a, SOS_STATUS_AHCI_TIMEOUT,
                           "port not running: an earlier recovery or open failed");
     h->dw0 = dw0;
     h->prdbc = 0;
-    a->rfis[AHCI_RFIS_RFIS] = 0;         /* so an error's D2H FIS is known to be this one's */
-    px_clear_rwc(a, AHCI_PxIS);
-    px_write(a, AHCI_PxCI, 1u);          /* barriers in hba_write order the table first */
-    a->pending = 1;
-    a->pending_lba = lba;
-    a->pending_deadline = timer_deadline_us(MS(timeout_ms));
-    a->pending_names = names;
+    if (!a->inflight) {
+        a->rfis[AHCI_RFIS_RFIS] = 0;
+        px_clear_rwc(a, AHCI_PxIS);
+    }
+    px_write(a, AHCI_PxCI, 1u << s);     /* barriers in hba_write order the table first */
+    a->slot[s] = (struct ahci_slot){ .lba = lba, .call = call, .timeout_ms = timeout_ms,
+                                     .names = names };
+    a->next = (s + 1) % a->slots;
+    a->inflight++;
     return 0;
 }
 
-/* Microseconds between two polls of PxCI/PxIS. A command moves megabytes (milliseconds),
- * so the gap costs nothing on hardware; under QEMU's multi-threaded TCG every register
- * read takes the global lock that the emulated HBA needs to finish the command, and a
- * CPU reading back to back held the disk up by a factor of three on two cores. */
-#define AHCI_POLL_GAP_US 5
-
-static int port_complete(struct ahci *a)
+/* Poll the oldest command in flight to its end. Its deadline runs from now: the commands
+ * before it ran first, so its own time starts when it reaches the head of the queue.
+ * Every iteration also reads PxIS: TFES is the HBA's latch of "a FIS arrived with STS.ERR
+ * set" (3.3.5), so it catches the error even when the command never completes. PxTFD
+ * itself is a shadow of the last FIS received: its ERR may still be an earlier (failed)
+ * command's until the device sends status for this one, so it is judged only once the
+ * PxCI bit has cleared, when the ending status FIS has updated it. With several commands
+ * in flight an error is put on the oldest, which may be the command before the one that
+ * failed; either way recovery drops them all and the caller treats every one as unwritten. */
+static int port_complete_oldest(struct ahci *a)
 {
-    uint64_t lba = a->pending_lba;
-    const struct ahci_cmd_names *names = a->pending_names;
+    unsigned s = (a->next + a->slots - a->inflight) % a->slots;
+    const uint32_t bit = 1u << s;
+    const struct ahci_slot c = a->slot[s];
+    uint64_t deadline = timer_deadline_us(MS(c.timeout_ms));
     uint32_t is, tfd;
 
-    if (!a->pending)
-        return 0;
-    a->pending = 0;
     for (;;) {
         is = px_read(a, AHCI_PxIS);
         if (is & AHCI_PxIS_ERRORS)
             goto error;
-        if (!(px_read(a, AHCI_PxCI) & 1u))
+        if (!(px_read(a, AHCI_PxCI) & bit))
             break;
-        if (timer_expired(a->pending_deadline)) {
-            if (!(px_read(a, AHCI_PxCI) & 1u))
+        if (timer_expired(deadline)) {
+            if (!(px_read(a, AHCI_PxCI) & bit))
                 break;
-            fail_port(a, SOS_STATUS_AHCI_TIMEOUT, names->timeout, lba, is);
-            port_recover(a);
+            fail_port(a, SOS_STATUS_AHCI_TIMEOUT, c.names->timeout, c.lba, is);
+            port_recover(a, 0);
             return SOS_STATUS_AHCI_TIMEOUT;
         }
         timer_udelay(AHCI_POLL_GAP_US);
     }
+    a->inflight--;
     /* Completed. The status FIS that ended the command may have raised TFES in the same
      * step that cleared PxCI, so read both once more. */
     is = px_read(a, AHCI_PxIS);
@@ -350,7 +394,7 @@ static int port_complete(struct ahci *a)
     if (!(is & AHCI_PxIS_ERRORS) && !(tfd & (AHCI_PxTFD_STS_ERR | AHCI_PxTFD_STS_DF)))
         return 0;
 error:
-    fail_port(a, SOS_STATUS_AHCI_TASKFILE_ERROR, hba_error_name(is, names->error), lba, is);
+    fail_port(a, SOS_STATUS_AHCI_TASKFILE_ERROR, hba_error_name(is, c.names->error), c.lba, is);
     {
         /* LBA of the D2H Register FIS (bytes 4..6, 8..10), when one arrived. */
         const volatile uint8_t *d2h = a->rfis + AHCI_RFIS_RFIS;
@@ -359,20 +403,49 @@ error:
                              (uint64_t)d2h[6] << 16 | (uint64_t)d2h[8] << 24 |
                              (uint64_t)d2h[9] << 32 | (uint64_t)d2h[10] << 40;
     }
-    port_recover(a);
+    port_recover(a, 1);
     return SOS_STATUS_AHCI_TASKFILE_ERROR;
+}
+
+/* Finish every command in flight. */
+static int port_complete(struct ahci *a)
+{
+    while (a->inflight) {
+        int rc = port_complete_oldest(a);
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 static int port_exec(struct ahci *a, uint32_t dw0, uint64_t lba, uint32_t timeout_ms,
                      const struct ahci_cmd_names *names)
 {
-    int rc = port_issue(a, dw0, lba, timeout_ms, names);
+    int rc = port_issue(a, dw0, lba, timeout_ms, names, 0);
     return rc ? rc : port_complete(a);
+}
+
+int ahci_wait_calls(struct ahci *a, unsigned left)
+{
+    while (a->inflight) {
+        unsigned oldest = (a->next + a->slots - a->inflight) % a->slots;
+        if (a->slot[oldest].call + left > a->calls)
+            return 0;                   /* only the newest `left` calls are still running */
+        int rc = port_complete_oldest(a);
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 int ahci_wait(struct ahci *a)
 {
     return port_complete(a);
+}
+
+unsigned ahci_depth(const struct ahci *a)
+{
+    return a->slots;
 }
 
 /* Check a whole scatter list before anything is issued: even addresses and lengths
@@ -429,7 +502,7 @@ static int build_prdt(struct ahci *a, const struct disk_sg *sg, unsigned n,
                       struct sg_cursor *c, uint32_t *bytes)
 {
     const uint32_t cmd_max = ATA_LBA48_MAX_SECTORS * ATA_SECTOR_SIZE;
-    struct ahci_prd *prd = a->ct->prdt;
+    struct ahci_prd *prd = a->ct[a->next]->prdt;
     uint64_t next = 0;              /* address just past the last PRD */
     uint32_t total = 0, last = 0;   /* bytes in the command, in the last PRD */
     unsigned k = 0;
@@ -490,22 +563,24 @@ static int build_prdt(struct ahci *a, const struct disk_sg *sg, unsigned n,
 
 /* READ DMA EXT / WRITE DMA EXT (ATA8-ACS): 48-bit LBA, Count 0000h meaning 65536,
  * Device bit 6 (LBA) set. A list that needs more than one command (over 65536 sectors or
- * a->prd_max PRDs) is issued as consecutive commands; an error stops at the failing one
- * and names its first LBA. */
+ * a->prd_max PRDs) is issued as consecutive commands. Synchronous calls run one command
+ * at a time, so an error stops at the failing one and names its first LBA; asynchronous
+ * writes fill every free slot and wait for the oldest command only when none is free. */
 static int ahci_rw(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsigned n, int write,
                    int async)
 {
     struct sg_cursor c = {0, 0};
     int rc = check_sg(a, lba, sg, n);
+    uint64_t call = async ? ++a->calls : 0;
     if (rc)
         return rc;
     for (;;) {
         uint32_t bytes = 0, count;
         int prdtl;
-        /* One command table: the previous command must finish before it is rebuilt. */
-        rc = port_complete(a);
-        if (rc)
-            return rc;
+        /* The next slot's table is rebuilt: the command that used it must have finished. */
+        while (async ? a->inflight == a->slots : a->inflight > 0)
+            if ((rc = port_complete_oldest(a)))
+                return rc;
         prdtl = build_prdt(a, sg, n, &c, &bytes);
         if (prdtl < 0)
             return SOS_STATUS_AHCI_BAD_REQUEST;
@@ -516,12 +591,13 @@ static int ahci_rw(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsig
                  count & 0xffffu, ATA_DEV_LBA);
         rc = port_issue(a, ((uint32_t)prdtl << AHCI_CMDH_PRDTL_SHIFT) |
                            (write ? AHCI_CMDH_W : 0) | SATA_FIS_H2D_DWORDS,
-                        lba, AHCI_TIMEOUT_DATA_CMD_MS, write ? &names_write : &names_read);
+                        lba, AHCI_TIMEOUT_DATA_CMD_MS, write ? &names_write : &names_read,
+                        call);
         if (rc)
             return rc;
         lba += count;
         if (async && c.i >= n)
-            return 0;               /* the last command runs on; ahci_wait finishes it */
+            return 0;               /* the commands run on; ahci_wait_calls finishes them */
     }
 }
 
@@ -558,10 +634,11 @@ int ahci_flush(struct ahci *a)
  * the first in the high byte. */
 int ahci_identify(struct ahci *a, uint64_t *sectors, char model[41])
 {
-    struct ahci_prd *prd = a->ct->prdt;
+    int rc = port_complete(a);
+    const unsigned slot = a->next;
+    struct ahci_prd *prd = a->ct[slot]->prdt;
     const uint16_t *id = a->ident;
     uint64_t n;
-    int rc = port_complete(a);
 
     if (rc)
         return rc;
@@ -573,7 +650,7 @@ int ahci_identify(struct ahci *a, uint64_t *sectors, char model[41])
                    AHCI_TIMEOUT_IDENTIFY_MS, &names_identify);
     if (rc)
         return rc;
-    if (a->clb[0].prdbc != ATA_SECTOR_SIZE)
+    if (a->clb[slot].prdbc != ATA_SECTOR_SIZE)
         return fail_port(a, SOS_STATUS_AHCI_TASKFILE_ERROR,
                          "IDENTIFY DEVICE moved other than 512 bytes (PRDBC)", 0, 0);
 
@@ -744,18 +821,34 @@ int ahci_open(struct ahci *a, const struct ahci_config *cfg, void *dma, uint64_t
     if (rc)
         return open_fail(a, rc);
 
-    /* Carve the DMA area. Zeroed once here; per command only the fields that change are
-     * written (header DW0/DW1, the 20-byte CFIS, the PRDs in use). */
+    /* Carve the DMA area: one command table per slot, as many slots as the HBA has
+     * (CAP.NCS, 0's based, 3.1.1) and the area holds, up to AHCI_MAX_SLOTS; an area under
+     * one full table gets one slot with fewer PRDs. Zeroed once here; per command only the
+     * fields that change are written (header DW0/DW1, the 20-byte CFIS, the PRDs in use). */
     a->prd_max = AHCI_DMA_PRD_CAPACITY(dma_size);
     if (a->prd_max > AHCI_PRDS_PER_COMMAND)
         a->prd_max = AHCI_PRDS_PER_COMMAND;
-    memset(area, 0, AHCI_DMA_CTBA_OFF + AHCI_CMD_TABLE_HDR + (uint64_t)a->prd_max * 16);
-    a->clb = (struct ahci_cmd_header *)(area + AHCI_DMA_CLB_OFF);
-    a->rfis = area + AHCI_DMA_FB_OFF;
-    a->ident = (uint16_t *)(area + AHCI_DMA_IDENT_OFF);
-    a->ct = (struct ahci_cmd_table *)(area + AHCI_DMA_CTBA_OFF);
-    a->clb[0].ctba = (uint32_t)(area_addr + AHCI_DMA_CTBA_OFF);
-    a->clb[0].ctbau = (uint32_t)((area_addr + AHCI_DMA_CTBA_OFF) >> 32);
+    {
+        uint64_t table = AHCI_DMA_TABLE_BYTES(a->prd_max);
+        uint64_t fit = (dma_size - AHCI_DMA_CTBA_OFF) / table;
+        unsigned ncs = ((a->cap >> AHCI_CAP_NCS_SHIFT) & AHCI_CAP_NCS_MASK) + 1;
+        a->slots = fit < AHCI_MAX_SLOTS ? (unsigned)fit : AHCI_MAX_SLOTS;
+        if (a->slots > ncs)
+            a->slots = ncs;
+        if (!a->slots)
+            a->slots = 1;               /* the PRD capacity already fits one table */
+        memset(area, 0, AHCI_DMA_CTBA_OFF + (a->slots - 1) * table + AHCI_CMD_TABLE_HDR +
+                            (uint64_t)a->prd_max * 16);
+        a->clb = (struct ahci_cmd_header *)(area + AHCI_DMA_CLB_OFF);
+        a->rfis = area + AHCI_DMA_FB_OFF;
+        a->ident = (uint16_t *)(area + AHCI_DMA_IDENT_OFF);
+        for (unsigned k = 0; k < a->slots; k++) {
+            uint64_t at = AHCI_DMA_CTBA_OFF + k * table;
+            a->ct[k] = (struct ahci_cmd_table *)(area + at);
+            a->clb[k].ctba = (uint32_t)(area_addr + at);
+            a->clb[k].ctbau = (uint32_t)((area_addr + at) >> 32);
+        }
+    }
 
     px_write(a, AHCI_PxCLB, (uint32_t)(area_addr + AHCI_DMA_CLB_OFF));
     px_write(a, AHCI_PxCLBU, (uint32_t)((area_addr + AHCI_DMA_CLB_OFF) >> 32));

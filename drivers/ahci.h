@@ -1,5 +1,6 @@
 /*
- * Polled AHCI driver for one port: no interrupts, one command slot (slot 0), 48-bit DMA.
+ * Polled AHCI driver for one port: no interrupts, up to AHCI_MAX_SLOTS non-queued command
+ * slots in flight (writes), 48-bit DMA.
  *
  * The driver takes the port over from a host that quiesced it, and gives it back exactly
  * as found: ahci_open saves every register it will change and ahci_close restores them
@@ -35,11 +36,17 @@ struct ahci_cmd_table;
 #define AHCI_DMA_CLB_OFF        0x000   /* command list, 1 KiB (AHCI 4.2.2) */
 #define AHCI_DMA_FB_OFF         0x400   /* received FIS area, 256 B (AHCI 4.2.1) */
 #define AHCI_DMA_IDENT_OFF      0x500   /* IDENTIFY DEVICE data, 512 B */
-#define AHCI_DMA_CTBA_OFF       0x700   /* command table: 80h header + PRDT (AHCI 4.2.3) */
-#define AHCI_DMA_MIN_SIZE       0x1000  /* 4 KiB -> 136 PRD entries */
-/* The driver uses at most AHCI_PRDS_PER_COMMAND (1024) PRDs per command: 0x780 + 1024 * 16
- * bytes, so 20 KiB is all it ever touches; a smaller area just means fewer PRDs each. */
-#define AHCI_DMA_RECOMMENDED    0x5000
+#define AHCI_DMA_CTBA_OFF       0x700   /* command tables, one per slot: 80h header + PRDT
+                                           (AHCI 4.2.3), each 128-byte aligned */
+#define AHCI_DMA_MIN_SIZE       0x1000  /* 4 KiB -> one slot of 136 PRD entries */
+/* Commands the driver keeps in flight at most (the HBA's CAP.NCS and the area may allow
+ * fewer). Each slot's table holds up to AHCI_PRDS_PER_COMMAND (1024) PRDs: 0x4080 bytes. */
+#define AHCI_MAX_SLOTS          3
+#define AHCI_DMA_TABLE_BYTES(prds) \
+    ((0x80u + (uint64_t)(prds) * 16 + 127) & ~(uint64_t)127)
+/* The whole area the driver touches with every slot at 1024 PRDs (0xc880 bytes); a
+ * smaller area means fewer slots, and below one full table, fewer PRDs in the one slot. */
+#define AHCI_DMA_RECOMMENDED    (AHCI_DMA_CTBA_OFF + AHCI_MAX_SLOTS * AHCI_DMA_TABLE_BYTES(1024))
 #define AHCI_DMA_PRD_CAPACITY(size) \
     (((size) - AHCI_DMA_CTBA_OFF - 0x80) / 16 > 65535 ? 65535u : \
      (unsigned)(((size) - AHCI_DMA_CTBA_OFF - 0x80) / 16))
@@ -67,15 +74,23 @@ struct ahci {
     struct ahci_cmd_header *clb;
     volatile uint8_t *rfis;
     uint16_t *ident;
-    struct ahci_cmd_table *ct;
+    struct ahci_cmd_table *ct[AHCI_MAX_SLOTS];
     unsigned prd_max;
+    unsigned slots;                 /* command slots in use: 1..AHCI_MAX_SLOTS */
     /* state */
     int taken;                      /* registers changed: close has work to do */
     int running;                    /* our PxCMD.ST is set and the port is usable */
-    /* The command in flight after ahci_write_async (slot 0), finished by ahci_wait. */
-    int pending;
-    uint64_t pending_lba, pending_deadline;
-    const struct ahci_cmd_names *pending_names;
+    /* Commands in flight, issued in slot order 0, 1, ..., slots - 1, 0, ...: `next` is the
+     * slot the next command takes, the oldest is `inflight` slots before it. Each remembers
+     * its first LBA, how to name its failure, and the ahci_write_async call it belongs to
+     * (calls are numbered from 1; `calls` is the latest). */
+    unsigned next, inflight;
+    uint64_t calls;
+    struct ahci_slot {
+        uint64_t lba, call;
+        uint32_t timeout_ms;
+        const struct ahci_cmd_names *names;
+    } slot[AHCI_MAX_SLOTS];
     int ghc_changed, pci_changed, sctl_changed;
     uint64_t sectors;               /* from IDENTIFY, 0 before */
     /* what the host left (restored by ahci_close) */
@@ -98,12 +113,20 @@ int  ahci_identify(struct ahci *a, uint64_t *sectors, char model[41]);
 int  ahci_write(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsigned n); /* WRITE DMA EXT */
 int  ahci_read(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsigned n);  /* READ DMA EXT */
 int  ahci_flush(struct ahci *a);                                                     /* FLUSH CACHE EXT */
-/* Overlap: issue a write and return while the HBA works (the list may need several
- * commands; all but the last are finished first). The buffers must stay untouched until
- * ahci_wait returns; the scatter list itself may be reused at once. Every other call
- * finishes a pending command first, and ahci_wait reports its outcome. */
+/* Overlap: issue a write and return while the HBA works. Several calls may be in flight
+ * at once, up to ahci_depth() commands in all (each non-queued, AHCI 5.3.2: the HBA runs
+ * them one after another); a call that needs a slot first finishes the oldest command.
+ * A call's buffers must stay untouched until ahci_wait_calls says it has finished; the
+ * scatter list itself may be reused at once. ahci_wait_calls(a, left) returns once every
+ * call but the newest `left` has finished, oldest first; ahci_wait is ahci_wait_calls(a, 0).
+ * An error among the commands in flight is reported by whichever of these meets it; the
+ * port is then recovered and every other command in flight is dropped unfinished (the
+ * caller must treat every call not yet reported finished as unwritten). Every other
+ * function finishes what is in flight first. */
 int  ahci_write_async(struct ahci *a, uint64_t lba, const struct disk_sg *sg, unsigned n);
+int  ahci_wait_calls(struct ahci *a, unsigned left);
 int  ahci_wait(struct ahci *a);
+unsigned ahci_depth(const struct ahci *a);
 void ahci_close(struct ahci *a);
 /* After a restore (disk.h DISK_GIVE_BACK_RESET): the port stopped (FRE, ST clear), PxIE
  * and GHC.IE clear, the host's PxCLB/PxFB put back, bus mastering off. */

@@ -51,9 +51,19 @@ int disk_write_async(uint64_t lba, const struct disk_sg *sg, unsigned n)
     return ahci_write_async(&hba, lba, sg, n);
 }
 
+int disk_wait_calls(unsigned left)
+{
+    return ahci_wait_calls(&hba, left);
+}
+
 int disk_wait(void)
 {
     return ahci_wait(&hba);
+}
+
+unsigned disk_write_depth(void)
+{
+    return ahci_depth(&hba);
 }
 
 int disk_flush(void)

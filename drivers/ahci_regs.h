@@ -235,5 +235,9 @@ struct sata_fis_h2d {
 /* FLUSH CACHE EXT writes back the whole volatile write cache (ATA8-ACS: may take longer
  * than any single command). Up to 256 MiB of cache at a worst-case 10 MB/s is ~26 s. */
 #define AHCI_TIMEOUT_FLUSH_MS           30000
+/* After a task-file error with several commands issued: how long PxCI may stay unchanged
+ * before the HBA counts as halted (a conforming HBA halts at once, 6.2.2.1; QEMU's runs on
+ * through the commands still issued, and each of ours moves at most 32 MiB). */
+#define AHCI_TIMEOUT_ERROR_SETTLE_MS    2000
 
 #endif

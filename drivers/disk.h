@@ -61,11 +61,18 @@ uint32_t disk_block_size(void);
  * total is a non-zero multiple of the block size; any number of pieces. */
 int  disk_write(uint64_t lba, const struct disk_sg *sg, unsigned n);
 int  disk_read(uint64_t lba, const struct disk_sg *sg, unsigned n);
-/* Issue a write and return while the device works (several commands may stay in flight).
- * The buffers stay untouched until disk_wait returns; the list itself may be reused at
- * once. Every other call finishes what is pending first; disk_wait reports its outcome. */
+/* Issue a write and return while the device works. Up to disk_write_depth() calls may be
+ * in flight at once (AHCI: a command slot each; NVMe and virtio-blk: one call, split into
+ * several commands in flight); issuing beyond that first finishes the oldest. A call's
+ * buffers stay untouched until it has finished; the list itself may be reused at once.
+ * disk_wait_calls(left) returns once every call but the newest `left` has finished (oldest
+ * first); disk_wait() is disk_wait_calls(0). A failure among the calls in flight is
+ * reported by whichever of these meets it, and then every call not yet reported finished
+ * must be taken as unwritten. Every other function finishes what is in flight first. */
 int  disk_write_async(uint64_t lba, const struct disk_sg *sg, unsigned n);
+int  disk_wait_calls(unsigned left);
 int  disk_wait(void);
+unsigned disk_write_depth(void);
 int  disk_flush(void);
 void disk_close(enum disk_give_back how);
 const struct disk_error *disk_last_error(void);

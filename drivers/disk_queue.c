@@ -32,3 +32,15 @@ int disk_wait(void)
 {
     return queue_drain();
 }
+
+/* One call at a time (queue_issue finishes the previous call first): with at most one in
+ * flight, only left == 0 has anything to wait for. */
+int disk_wait_calls(unsigned left)
+{
+    return left ? 0 : queue_drain();
+}
+
+unsigned disk_write_depth(void)
+{
+    return 1;
+}

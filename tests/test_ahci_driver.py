@@ -150,12 +150,15 @@ class Run:
         pytest.fail(f"no line starting {prefix!r}\n{self.describe()}")
 
 
-def run_qemu(kernel, disk, append, *, blkdebug_lba=None, timeout=180):
+def run_qemu(kernel, disk, append, *, blkdebug_lba=None, write_bps=None, timeout=180):
     cmd = [QEMU, "-accel", "tcg", "-cpu", "max", "-machine", "q35", "-m", "256M",
            "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
     if blkdebug_lba is None:
-        cmd += ["-drive", f"if=none,id=d0,file={disk},format=raw"]
+        # write_bps: QEMU's I/O throttling holds each write long enough that the next one
+        # is surely issued while it runs.
+        throttle = f",throttling.bps-write={write_bps}" if write_bps else ""
+        cmd += ["-drive", f"if=none,id=d0,file={disk},format=raw{throttle}"]
     else:
         # blkdebug under the raw format node (QEMU-NOTES.md): fails one write covering the LBA.
         cmd += ["-blockdev",
@@ -266,6 +269,41 @@ def test_injected_write_error_names_lba_and_port_recovers(harness, tmp_path):
     assert run.result(name="recovered", ok="1")
     assert run.result(close_restored="1")
     assert_disk(disk, SMALL_DISK_SECTORS, [(lba, 64, 0x1E)])
+
+
+QUEUE_CALL_SECTORS = 2048     # as the harness's queue ops: 1 MiB per call
+
+
+def test_several_writes_in_flight_land_in_order_of_waiting(harness, tmp_path):
+    """Asynchronous writes fill the driver's command slots: with the disk throttled to
+    4 MiB/s each 1 MiB write takes a quarter of a second, so the next calls are issued
+    while it runs and PxCI shows several commands at once; wait_calls(1) leaves only the
+    newest call's; every call lands where it belongs."""
+    disk = make_disk(tmp_path / "disk.img", SMALL_DISK_SECTORS)
+    run = run_qemu(harness, disk, "op=queue", write_bps=4 * 1024 * 1024)
+    expect_pass(run)
+    r = [x for x in run.results() if "most_in_flight" in x][0]
+    assert int(r["depth"]) == 3, run.describe()            # 64 KiB area: 3 tables of 1024 PRDs
+    assert int(r["most_in_flight"]) >= 2, run.describe()
+    assert r["ok"] == "1", run.describe()
+    assert run.result(close_restored="1")
+    assert_disk(disk, SMALL_DISK_SECTORS,
+                [(1000 + k * QUEUE_CALL_SECTORS, QUEUE_CALL_SECTORS, 0x51) for k in range(12)])
+
+
+def test_error_among_writes_in_flight_is_reported_and_port_recovers(harness, tmp_path):
+    lba = 5000
+    disk = make_disk(tmp_path / "disk.img", SMALL_DISK_SECTORS)
+    run = run_qemu(harness, disk, f"op=queue_inject lba={lba}", blkdebug_lba=lba)
+    expect_pass(run)
+    r = run.result(case="queue_inject")
+    assert int(r["status"], 16) == AHCI_TASKFILE_ERROR, run.describe()
+    first = lba - QUEUE_CALL_SECTORS
+    assert int(r["lba"]) in (first, lba, lba + QUEUE_CALL_SECTORS), run.describe()
+    assert run.result(name="queue_recovered", ok="1")
+    assert run.result(close_restored="1")
+    assert_disk(disk, SMALL_DISK_SECTORS,
+                [(first + k * QUEUE_CALL_SECTORS, QUEUE_CALL_SECTORS, 0x52) for k in range(3)])
 
 
 def test_write_past_end_of_disk_is_a_taskfile_error(harness, tmp_path):

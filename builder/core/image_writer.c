@@ -123,7 +123,7 @@ static int page_is_free(struct free_filter *f, uint64_t addr)
 }
 
 /* A random image id: RDRAND where the CPU has it (CPUID.01H:ECX bit 30), mixed with TSC. */
-static void make_image_id(uint8_t id[16])
+__attribute__((cold)) static void make_image_id(uint8_t id[16])
 {
     uint32_t a, b, c, d;
     __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
@@ -171,7 +171,7 @@ static void gather(struct page_cursor *pc, struct free_filter *ff, struct chunk 
     }
 }
 
-static void fill_header(struct sos_chunk_header *ch, const struct chunk *c, uint16_t hsize,
+__attribute__((cold)) static void fill_header(struct sos_chunk_header *ch, const struct chunk *c, uint16_t hsize,
                         uint32_t encoding, uint32_t stored, uint64_t data_hash)
 {
     memset(ch, 0, sizeof *ch);
@@ -192,7 +192,7 @@ static void fill_header(struct sos_chunk_header *ch, const struct chunk *c, uint
     }
 }
 
-static void seal_header(struct sos_chunk_header *ch)
+__attribute__((cold)) static void seal_header(struct sos_chunk_header *ch)
 {
     ch->header_xxh64 = 0;
     ch->header_xxh64 = xxh64(ch, sizeof *ch + bitmaps_bytes(ch->page_count,
@@ -201,7 +201,7 @@ static void seal_header(struct sos_chunk_header *ch)
 
 /* Raw, zero-copy: [512-byte header from scratch][the data pages, straight from RAM].
  * A worker checksums the pages and seals the header; the boot CPU writes. */
-static void prepare_raw_chunk(struct chunk *c, uint8_t *hdr_buf)
+__attribute__((cold)) static void prepare_raw_chunk(struct chunk *c, uint8_t *hdr_buf)
 {
     struct sos_chunk_header *ch = (void *)hdr_buf;
     struct xxh64_state st;
@@ -214,7 +214,7 @@ static void prepare_raw_chunk(struct chunk *c, uint8_t *hdr_buf)
     seal_header(ch);
 }
 
-static uint32_t write_raw_chunk(struct stream *s, const struct chunk *c, uint8_t *hdr_buf)
+__attribute__((cold)) static uint32_t write_raw_chunk(struct stream *s, const struct chunk *c, uint8_t *hdr_buf)
 {
     unsigned n = 1;
     for (uint32_t i = 0; i < c->data_pages; i++) {
@@ -242,7 +242,7 @@ static void make_nonce(uint8_t nonce[12], const uint8_t image_id[16], uint64_t i
 
 /* Seal a chunk's stored bytes in place: AAD = image_id || header and bitmap with tag,
  * data_xxh64 and header_xxh64 zero (they are zero at this point). */
-static void seal_chunk(struct sos_chunk_header *ch, uint8_t *data, const uint8_t image_id[16],
+__attribute__((cold)) static void seal_chunk(struct sos_chunk_header *ch, uint8_t *data, const uint8_t image_id[16],
                        const uint8_t key[32])
 {
     uint8_t aad[16 + sizeof *ch + 2 * (SOS_MAX_CHUNK_PAGES / 8)];
@@ -258,7 +258,7 @@ static void seal_chunk(struct sos_chunk_header *ch, uint8_t *data, const uint8_t
 /* Buffered: header, then an LZ4 block of the data pages (or the pages raw if that is not
  * smaller), sealed when a key is given, then padding to SOS_CHUNK_ALIGN; built in `out`
  * (room for the worst case), returns its length. */
-static uint64_t build_buffered_chunk(struct chunk *c, int compress, uint8_t *out,
+__attribute__((cold)) static uint64_t build_buffered_chunk(struct chunk *c, int compress, uint8_t *out,
                                      uint8_t *staging, uint8_t *lz4_work,
                                      const uint8_t *image_id, const uint8_t *key)
 {
@@ -298,7 +298,7 @@ static uint64_t build_buffered_chunk(struct chunk *c, int compress, uint8_t *out
     return total;
 }
 
-static uint32_t write_buffered_chunk(struct stream *s, const uint8_t *record, uint64_t len)
+__attribute__((cold)) static uint32_t write_buffered_chunk(struct stream *s, const uint8_t *record, uint64_t len)
 {
     uint8_t *out = stream_reserve(s, len);
     if (!out)
@@ -437,7 +437,7 @@ static void report_progress(struct progress *p, uint64_t done)
     plugin_host_progress(done, p->total, SOS_PHASE_WRITING);   /* redraws on whole percents */
 }
 
-uint32_t write_image(void)
+__attribute__((cold)) uint32_t write_image(void)
 {
     const struct sos_payload_info *info = sos_run.info;
     struct sos_handoff *h = sos_run.handoff;
@@ -474,15 +474,16 @@ uint32_t write_image(void)
                                                          : SOS_RAW_CHUNK_HEADER;
 
     /* The ring of jobs. A raw chunk is written from its job (the header) and RAM, so its
-     * slot is free again only once the next chunk's write is issued (the stream has then
-     * waited for it); a buffered record is copied into the stream, so its slot is free as
-     * soon as it is written. One CPU: one slot written, one prepared (and one whose write
-     * runs, raw). More CPUs: raw jobs cost little scratch, so twelve a CPU; buffered records
-     * are up to a chunk each, so two a CPU and two more, and fewer while the stream's two
-     * buffers would get less than STREAM_BUFFER_WANT each (small buffers mean many small
-     * commands, and each costs the boot CPU an issue and a wait). */
+     * slot is free again only once the writes of `depth` later chunks are issued (the
+     * stream has then waited for it: stream.h); a buffered record is copied into the
+     * stream, so its slot is free as soon as it is written. One CPU: one slot written, one
+     * prepared (and `depth` whose writes run, raw). More CPUs: raw jobs cost little
+     * scratch, so twelve a CPU; buffered records are up to a chunk each, so two a CPU and
+     * two more, and fewer while the stream's buffers would get less than STREAM_BUFFER_WANT
+     * each (small buffers mean many small commands, and each costs the boot CPU an issue
+     * and a wait). */
     unsigned cpus = smp_cpus();
-    uint32_t lag = buffered ? 0 : 1;
+    uint32_t lag = buffered ? 0 : stream_depth(&s);
     uint64_t record = buffered ? (chunk_header_size(chunk_pages, 0) +
                                   (uint64_t)chunk_pages * SOS_PAGE_SIZE + 2 * SOS_CHUNK_ALIGN +
                                   63) & ~63ull
@@ -494,7 +495,7 @@ uint32_t write_image(void)
     uint64_t avail = (uint64_t)(scratch_end - scratch);
     uint64_t fixed = (uint64_t)(jobs_at - scratch) + cpus * per_cpu + 4096;
     uint64_t want = buffered ? 2 * STREAM_BUFFER_WANT : stream_min;
-    uint32_t slots = cpus == 1 ? 2 + lag : buffered ? 2 * cpus + 2 : 12 * cpus;
+    uint32_t slots = cpus == 1 ? 2 + lag : buffered ? 2 * cpus + 2 : 12 * cpus + lag;
     while (slots > 2 + lag && fixed + slots * (sizeof(struct job) + record) + want > avail)
         slots--;
     if (fixed + slots * (sizeof(struct job) + record) + stream_min > avail)
@@ -513,10 +514,9 @@ uint32_t write_image(void)
     queue.staging_size = staging_size;
     queue.lz4_work = queue.staging + cpus * staging_size;
     queue.lz4_work_size = lz4_work_size;
-    s.buf = queue.lz4_work + (buffered ? cpus * lz4_work_size : 0);
-    s.buf_cap = (uint64_t)(scratch_end - s.buf) / 2 & ~(uint64_t)(s.block - 1);
-    s.other = s.buf + s.buf_cap;
-    s.flush_at = (s.buf_cap - record) & ~(uint64_t)(s.block - 1);
+    uint8_t *stream_at = queue.lz4_work + (buffered ? cpus * lz4_work_size : 0);
+    stream_buffers(&s, stream_at, (uint64_t)(scratch_end - stream_at), STREAM_BUFFER_WANT,
+                   record);
 
     uint64_t pages_total = 0;
     for (uint32_t i = 0; i < info->memory_count; i++)

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include "disk.h"
 
+#define STREAM_DEPTH 3          /* disk calls in flight at most (AHCI_MAX_SLOTS) */
+
 struct stream {
     uint32_t block;             /* logical block size: extents, pos and writes are in these */
     const struct sos_extent *extents;
@@ -17,15 +19,31 @@ struct stream {
     uint64_t pos;               /* next image byte to write, sector aligned */
     uint64_t max_command;       /* bytes per disk command */
     uint64_t bytes_written;
-    /* Buffered mode (compressed or encrypted chunks are built in memory first): two
-     * buffers, one filling while the other is on its way to the disk. */
-    uint8_t *buf, *other;
+    /* Writes in flight: up to `depth` disk calls at once (disk_write_depth(), at most
+     * STREAM_DEPTH; 0 until the first write or stream_depth() asks the driver). */
+    unsigned depth;
+    /* Buffered mode (compressed or encrypted chunks are built in memory first): a ring of
+     * `nbufs` buffers, `buf` (= bufs[cur]) filling while the others are on their way to
+     * the disk; buf_call[k] is the last disk call that reads bufs[k]. */
+    uint8_t *bufs[STREAM_DEPTH + 1];
+    uint64_t buf_call[STREAM_DEPTH + 1];
+    unsigned nbufs, cur;
+    uint8_t *buf;
     uint64_t buf_len, buf_cap, flush_at;
 };
 
-/* Write a gather list (total a multiple of the block size) at pos, split at extents and command size.
- * The last command is left running (the CPU prepares the next chunk meanwhile); the
- * buffers it reads must stay untouched until the next stream call or stream_wait. */
+/* Disk calls the stream keeps in flight at most. */
+unsigned stream_depth(struct stream *s);
+/* Buffered mode: split [base, base + bytes) into 2 .. depth + 1 buffers of at least
+ * `want_each` bytes where room allows (2 otherwise), each flushed once it holds more than
+ * its size less `record`. */
+void stream_buffers(struct stream *s, uint8_t *base, uint64_t bytes, uint64_t want_each,
+                    uint64_t record);
+
+/* Write a gather list (total a multiple of the block size) at pos, split at extents and
+ * command size. The calls are left running (the CPU prepares the next chunk meanwhile):
+ * the buffers they read must stay untouched until `stream_depth()` later calls have been
+ * issued, or stream_wait. */
 uint32_t stream_write(struct stream *s, const struct disk_sg *v, unsigned n, uint64_t total);
 /* The same split for reading image bytes [pos, pos + total) into a gather list (the resume
  * loader); pos advances and bytes_written counts these too. */

@@ -6,7 +6,7 @@
  * through isa-debug-exit (port 0xf4; QEMU exits with status (V << 1) | 1).
  *
  * Command line (key=value, any order):
- *   op=rw|stopped|errors|inject|pastend|bench|timer
+ *   op=rw|stopped|errors|inject|pastend|queue|queue_inject|bench|timer
  *   port=N          AHCI port of the disk (default 0)
  *   lba=N           op=inject: the LBA blkdebug fails (decimal or 0x hex)
  *   mb=N            op=bench: MiB written per variant (default 64)
@@ -30,6 +30,14 @@
  *   inject   (QEMU runs with blkdebug failing a write at lba=): a write starting at that LBA
  *            -> AHCI_TASKFILE_ERROR naming it; the same write again succeeds on the same
  *            port (recovery), reads back correctly; close restores the registers.
+ *   queue    (QEMU throttles the disk's writes) 12 asynchronous calls of 1 MiB from separate
+ *            buffers, several in flight at once; after every third, ahci_wait_calls(1)
+ *            must leave only the newest call's commands in PxCI; all read back correctly;
+ *            reports the most PxCI bits seen set at once and the driver's depth.
+ *   queue_inject (blkdebug failing a write at lba=) three 1 MiB calls in flight, the
+ *            middle one starting at lba=: the failure is reported (TASKFILE_ERROR,
+ *            naming one of the three), PxCI is empty afterwards, and the port takes the
+ *            three writes again; close restores the registers.
  *   pastend  a write crossing the end of the disk -> AHCI_TASKFILE_ERROR; then a write of
  *            the last sectors succeeds; close restores the registers.
  *   bench    write throughput over the first mb= MiB of the disk, each variant after a
@@ -617,6 +625,141 @@ static void op_inject(void)
     error_then_recover("inject", lba, 64, 64, 0x1E);
 }
 
+static unsigned bits_set(uint32_t v)
+{
+    unsigned n = 0;
+    for (; v; v &= v - 1)
+        n++;
+    return n;
+}
+
+/* Call k of the queue ops: 1 MiB at lba0 + k * 2048 from its own buffer, the odd ones in
+ * two pieces (the second at an even, not 4-aligned address). */
+#define QUEUE_CALL_SECTORS 2048u
+static unsigned queue_call(uint64_t k, struct disk_sg sg[2])
+{
+    uint64_t buf = BUF_D + k * (2 * MiB);
+    if (k & 1) {
+        sg[0] = (struct disk_sg){ buf, 3 * SECTOR };
+        sg[1] = (struct disk_sg){ buf + MiB / 2 + 2, QUEUE_CALL_SECTORS * SECTOR - 3 * SECTOR };
+        return 2;
+    }
+    sg[0] = (struct disk_sg){ buf, QUEUE_CALL_SECTORS * SECTOR };
+    return 1;
+}
+
+/* Read calls [0, count) back through BUF_READ and compare with their pattern. */
+static int queue_read_back(uint64_t lba0, unsigned count, uint64_t tag)
+{
+    int ok = 1;
+    for (unsigned k = 0; k < count; k++) {
+        uint64_t lba = lba0 + (uint64_t)k * QUEUE_CALL_SECTORS;
+        const struct disk_sg rsg[1] = {{BUF_READ, QUEUE_CALL_SECTORS * SECTOR}};
+        memset((void *)(uintptr_t)BUF_READ, 0xee, QUEUE_CALL_SECTORS * SECTOR);
+        int rc = ahci_read(&hba, lba, rsg, 1);
+        int64_t bad = rc ? 0 : pattern_sg(lba, rsg, 1, tag, 1);
+        CHECK(rc == 0 && bad < 0, "queue call %u: read status 0x%x, differs at %lld", k, rc,
+              (long long)bad);
+        ok &= rc == 0 && bad < 0;
+    }
+    return ok;
+}
+
+static void op_queue(unsigned port)
+{
+    const uint64_t lba0 = 1000, tag = 0x51;
+    const unsigned count = 12;
+    struct regs before, after;
+    unsigned most = 0;
+    snapshot(&before, port);
+    if (open_port(port)) {
+        failures++;
+        return;
+    }
+    identify();
+    unsigned depth = ahci_depth(&hba);
+    CHECK(depth >= 2, "queue: driver depth %u", depth);
+    for (unsigned k = 0; k < count; k++) {
+        struct disk_sg sg[2];
+        unsigned n = queue_call(k, sg);
+        uint64_t lba = lba0 + (uint64_t)k * QUEUE_CALL_SECTORS;
+        pattern_sg(lba, sg, n, tag, 0);
+        int rc = ahci_write_async(&hba, lba, sg, n);
+        CHECK(rc == 0, "queue call %u: status 0x%x", k, rc);
+        uint32_t ci = mmio32(px(port, AHCI_PxCI));
+        most = bits_set(ci) > most ? bits_set(ci) : most;
+        if (k % 3 == 2) {
+            rc = ahci_wait_calls(&hba, 1);
+            CHECK(rc == 0, "queue: wait_calls(1) status 0x%x", rc);
+            ci = mmio32(px(port, AHCI_PxCI));
+            for (unsigned s = 0; s < 32; s++)
+                if (ci & (1u << s))
+                    CHECK(s < hba.slots && hba.slot[s].call == hba.calls,
+                          "queue: after wait_calls(1), slot %u (call %llu) still in PxCI", s,
+                          (unsigned long long)(s < hba.slots ? hba.slot[s].call : 0));
+        }
+    }
+    int rc = ahci_wait(&hba);
+    CHECK(rc == 0, "queue: wait status 0x%x", rc);
+    CHECK(mmio32(px(port, AHCI_PxCI)) == 0, "queue: PxCI 0x%llx after wait",
+          (unsigned long long)mmio32(px(port, AHCI_PxCI)));
+    int ok = queue_read_back(lba0, count, tag);
+    kprintf("RESULT queue depth=%u calls=%u most_in_flight=%u ok=%d\n", depth, count, most, ok);
+    flush();
+    ahci_close(&hba);
+    snapshot(&after, port);
+    compare_regs("close", &before, &after);
+}
+
+static void op_queue_inject(unsigned port)
+{
+    const uint64_t bad = arg_u64("lba", 0), tag = 0x52;
+    struct regs before, after;
+    if (bad < QUEUE_CALL_SECTORS) {
+        kprintf("SETUP op=queue_inject needs lba= of at least %u\n", QUEUE_CALL_SECTORS);
+        qemu_exit(EXIT_SETUP);
+    }
+    const uint64_t lba0 = bad - QUEUE_CALL_SECTORS;
+    snapshot(&before, port);
+    if (open_port(port)) {
+        failures++;
+        return;
+    }
+    identify();
+    int rc = 0;
+    for (unsigned k = 0; k < 3 && !rc; k++) {
+        struct disk_sg sg[2];
+        unsigned n = queue_call(k, sg);
+        uint64_t lba = lba0 + (uint64_t)k * QUEUE_CALL_SECTORS;
+        pattern_sg(lba, sg, n, tag, 0);
+        rc = ahci_write_async(&hba, lba, sg, n);
+    }
+    if (!rc)
+        rc = ahci_wait(&hba);
+    const struct ahci_error *e = ahci_last_error(&hba);
+    report_error("queue_inject", rc);
+    CHECK(rc == SOS_STATUS_AHCI_TASKFILE_ERROR, "queue_inject: status 0x%x", rc);
+    CHECK(e->lba == lba0 || e->lba == bad || e->lba == bad + QUEUE_CALL_SECTORS,
+          "queue_inject: error names LBA %llu, none of the calls in flight",
+          (unsigned long long)e->lba);
+    CHECK(mmio32(px(port, AHCI_PxCI)) == 0, "queue_inject: PxCI 0x%llx after the error",
+          (unsigned long long)mmio32(px(port, AHCI_PxCI)));
+    kprintf("RESULT case=queue_inject status=0x%x lba=%llu\n", rc, (unsigned long long)e->lba);
+    /* The port takes the same three writes again, synchronously and then in flight. */
+    for (unsigned k = 0; k < 3; k++) {
+        struct disk_sg sg[2];
+        unsigned n = queue_call(k, sg);
+        rc = ahci_write(&hba, lba0 + (uint64_t)k * QUEUE_CALL_SECTORS, sg, n);
+        CHECK(rc == 0, "queue_inject: rewrite %u status 0x%x", k, rc);
+    }
+    int ok = queue_read_back(lba0, 3, tag);
+    kprintf("RESULT name=queue_recovered ok=%d\n", ok);
+    flush();
+    ahci_close(&hba);
+    snapshot(&after, port);
+    compare_regs("close", &before, &after);
+}
+
 static void op_pastend(void)
 {
     uint64_t sectors;
@@ -761,6 +904,10 @@ void host_main(uint32_t magic, uint32_t mbi)
         op_inject();
     else if (arg_is("op", "pastend"))
         op_pastend();
+    else if (arg_is("op", "queue"))
+        op_queue(cfg.port);
+    else if (arg_is("op", "queue_inject"))
+        op_queue_inject(cfg.port);
     else if (arg_is("op", "bench"))
         op_bench();
     else if (arg_is("op", "timer"))
