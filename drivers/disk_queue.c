@@ -1,31 +1,48 @@
-/* disk.h's transfer calls for the queued drivers (disk_queue.h): a synchronous call is an
- * issue followed by a drain; an asynchronous one returns at once unless a command in
- * flight has already failed, so a failure is reported at the earliest call that can. */
+/* disk.h's transfer calls for the queued drivers (disk_queue.h). A synchronous call is an
+ * issue followed by a drain. Asynchronous writes are numbered and may overlap, up to
+ * QUEUE_CALLS calls (the driver's own slots bound the commands); a wait finishes the
+ * commands of every call but the newest ones. A failure is reported at the earliest call
+ * that can, after everything still in flight has been drained, so the caller may rewrite
+ * what it had in flight on an idle device. */
 #include "disk_queue.h"
 
-static int transfer(uint64_t lba, const struct disk_sg *sg, unsigned n, int write, int wait)
+#define QUEUE_CALLS 3
+
+static uint64_t calls;          /* asynchronous writes issued so far */
+
+/* rc (or a failure met meanwhile) once nothing is in flight any more. */
+static int failed(int rc)
 {
-    int rc = queue_issue(lba, sg, n, write);
-    if (rc)
-        return rc;
-    if (!wait && !queue_failed())
-        return 0;
-    return queue_drain();
+    int drained = queue_drain();
+    return rc ? rc : drained;
+}
+
+static int transfer(uint64_t lba, const struct disk_sg *sg, unsigned n, int write)
+{
+    int rc = queue_issue(lba, sg, n, write, 0);
+    return rc ? failed(rc) : queue_drain();
 }
 
 int disk_write(uint64_t lba, const struct disk_sg *sg, unsigned n)
 {
-    return transfer(lba, sg, n, 1, 1);
+    return transfer(lba, sg, n, 1);
 }
 
 int disk_read(uint64_t lba, const struct disk_sg *sg, unsigned n)
 {
-    return transfer(lba, sg, n, 0, 1);
+    return transfer(lba, sg, n, 0);
 }
 
 int disk_write_async(uint64_t lba, const struct disk_sg *sg, unsigned n)
 {
-    return transfer(lba, sg, n, 1, 0);
+    int rc = queue_issue(lba, sg, n, 1, ++calls);
+    return rc || queue_failed() ? failed(rc) : 0;
+}
+
+int disk_wait_calls(unsigned left)
+{
+    int rc = calls > left ? queue_wait_calls(calls - left) : 0;
+    return rc || queue_failed() ? failed(rc) : 0;
 }
 
 int disk_wait(void)
@@ -33,14 +50,7 @@ int disk_wait(void)
     return queue_drain();
 }
 
-/* One call at a time (queue_issue finishes the previous call first): with at most one in
- * flight, only left == 0 has anything to wait for. */
-int disk_wait_calls(unsigned left)
-{
-    return left ? 0 : queue_drain();
-}
-
 unsigned disk_write_depth(void)
 {
-    return 1;
+    return QUEUE_CALLS;
 }

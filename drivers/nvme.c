@@ -65,6 +65,7 @@ struct slot {
     int busy;
     const char *op;
     uint64_t lba, deadline;
+    uint64_t call;                      /* disk_queue.c's call number; 0: synchronous */
 };
 
 static struct {
@@ -350,10 +351,10 @@ static uint64_t build_prps(struct cursor *c, uint64_t max, uint64_t *list, uint6
 }
 
 /* disk_queue.h: issue the commands of one transfer without waiting for them. */
-int queue_issue(uint64_t lba, const struct disk_sg *sg, unsigned n, int write)
+int queue_issue(uint64_t lba, const struct disk_sg *sg, unsigned n, int write, uint64_t call)
 {
     const char *op = write ? "WRITE" : "READ";
-    int rc = drain_to(0);
+    int rc = call ? 0 : drain_to(0);            /* a synchronous call starts alone */
     if (rc || (rc = nv.pending_rc))
         return rc;
     if (!nv.io_ready || nv.broken)
@@ -384,6 +385,7 @@ int queue_issue(uint64_t lba, const struct disk_sg *sg, unsigned n, int write)
                         "namespace's %lu blocks", op, lba, nv.blocks);
         submit(slot, write ? NVME_CMD_WRITE : NVME_CMD_READ, op, lba,
                (uint32_t)(bytes / nv.block), prp1, prp2, NVME_TIMEOUT_IO_MS);
+        nv.slot[slot].call = call;
         lba += bytes / nv.block;
         issued += bytes;
     }
@@ -397,6 +399,22 @@ int queue_failed(void)
 {
     return nv.pending_rc != 0;
 }
+
+/* disk_queue.h: wait until no command of a call numbered `upto` or less is in flight. */
+int queue_wait_calls(uint64_t upto)
+{
+    for (;;) {
+        int older = 0;
+        for (unsigned i = 0; i < NVME_SLOTS; i++)
+            older |= nv.slot[i].busy && nv.slot[i].call <= upto;
+        if (!older)
+            return 0;
+        int rc = drain_to(nv.inflight - 1);      /* one more completion, or a deadline */
+        if (rc)
+            return rc;
+    }
+}
+
 
 int queue_drain(void)
 {

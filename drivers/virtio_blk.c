@@ -50,6 +50,7 @@ struct slot {
     int busy;
     const char *op;
     uint64_t lba, deadline;
+    uint64_t call;                      /* disk_queue.c's call number; 0: synchronous */
 };
 
 static struct {
@@ -257,11 +258,11 @@ static void submit(int k, uint32_t type, const char *op, uint64_t lba, const str
 }
 
 /* disk_queue.h: issue the commands of one transfer without waiting for them. */
-int queue_issue(uint64_t lba, const struct disk_sg *sg, unsigned n, int write)
+int queue_issue(uint64_t lba, const struct disk_sg *sg, unsigned n, int write, uint64_t call)
 {
     static struct disk_sg piece[QMAX];
     const char *op = write ? "WRITE" : "READ";
-    int rc = drain_to(0);
+    int rc = call ? 0 : drain_to(0);            /* a synchronous call starts alone */
     if (rc || (rc = vb.pending_rc))
         return rc;
     if (!vb.ready || vb.broken)
@@ -316,8 +317,10 @@ int queue_issue(uint64_t lba, const struct disk_sg *sg, unsigned n, int write)
                         "disk's %lu blocks", op, lba, vb.blocks);
         if (vb.inflight == NVIO_SLOTS && (rc = drain_to(NVIO_SLOTS - 1)))
             return rc;
-        submit(free_slot(), write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, op, lba, piece, k,
+        int slot = free_slot();
+        submit(slot, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, op, lba, piece, k,
                VIRTIO_TIMEOUT_IO_MS);
+        vb.slot[slot].call = call;
         lba += bytes / vb.block;
         issued += bytes;
     }
@@ -331,6 +334,22 @@ int queue_failed(void)
 {
     return vb.pending_rc != 0;
 }
+
+/* disk_queue.h: wait until no command of a call numbered `upto` or less is in flight. */
+int queue_wait_calls(uint64_t upto)
+{
+    for (;;) {
+        int older = 0;
+        for (unsigned i = 0; i < NVIO_SLOTS; i++)
+            older |= vb.slot[i].busy && vb.slot[i].call <= upto;
+        if (!older)
+            return 0;
+        int rc = drain_to(vb.inflight - 1);      /* one more completion, or a deadline */
+        if (rc)
+            return rc;
+    }
+}
+
 
 int queue_drain(void)
 {
