@@ -53,13 +53,14 @@ def write_results(path, data):
     Path(path).write_text(text + "\n")
 
 
-def run_cli(args):
+def run_cli(args, exe=None):
     """`suspendos ARGS --json --quiet`: the JSON it printed plus ok, host_wall_s (the host's
     wall clock around the whole command: build, QEMU boot, guest work, exit) and the
-    command; or ok False with the error's tail."""
+    command; or ok False with the error's tail. exe: another build's `suspendos`."""
     cmd = [*args, "--json", "--quiet"]
     t0 = time.monotonic()
-    p = subprocess.run([*suspendos_cmd(), *cmd], capture_output=True, text=True)
+    p = subprocess.run([*([str(exe)] if exe else suspendos_cmd()), *cmd], capture_output=True,
+                       text=True)
     wall = time.monotonic() - t0
     try:
         r = json.loads(p.stdout)

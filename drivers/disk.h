@@ -62,8 +62,8 @@ uint32_t disk_block_size(void);
 int  disk_write(uint64_t lba, const struct disk_sg *sg, unsigned n);
 int  disk_read(uint64_t lba, const struct disk_sg *sg, unsigned n);
 /* Issue a write and return while the device works. Up to disk_write_depth() calls may be
- * in flight at once (AHCI: a command slot each; NVMe and virtio-blk: each call split into
- * commands, all in flight as far as the queue's slots go); issuing beyond that first
+ * in flight at once (AHCI 3, a command slot each; NVMe 3 and virtio-blk 1, each call split
+ * into commands, all in flight as far as the queue's slots go); issuing beyond that first
  * finishes the oldest. A call's
  * buffers stay untouched until it has finished; the list itself may be reused at once.
  * disk_wait_calls(left) returns once every call but the newest `left` has finished (oldest

@@ -1,12 +1,10 @@
 /* disk.h's transfer calls for the queued drivers (disk_queue.h). A synchronous call is an
- * issue followed by a drain. Asynchronous writes are numbered and may overlap, up to
- * QUEUE_CALLS calls (the driver's own slots bound the commands); a wait finishes the
+ * issue followed by a drain. Asynchronous writes are numbered and may overlap, up to the
+ * driver's queue_write_calls (its own slots bound the commands); a wait finishes the
  * commands of every call but the newest ones. A failure is reported at the earliest call
  * that can, after everything still in flight has been drained, so the caller may rewrite
  * what it had in flight on an idle device. */
 #include "disk_queue.h"
-
-#define QUEUE_CALLS 3
 
 static uint64_t calls;          /* asynchronous writes issued so far */
 
@@ -52,5 +50,5 @@ int disk_wait(void)
 
 unsigned disk_write_depth(void)
 {
-    return QUEUE_CALLS;
+    return queue_write_calls;
 }

@@ -20,5 +20,8 @@ int queue_failed(void);
 int queue_wait_calls(uint64_t upto);
 /* Wait for every command in flight; return the first failure among them and forget it. */
 int queue_drain(void);
+/* How many asynchronous write calls may overlap (disk_write_depth), chosen per driver by
+ * measurement (bench/write_depth.py, BENCHMARKS.md). */
+extern const unsigned queue_write_calls;
 
 #endif

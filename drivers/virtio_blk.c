@@ -335,6 +335,11 @@ int queue_failed(void)
     return vb.pending_rc != 0;
 }
 
+/* One write call in flight (each already up to 4 MiB a request, 8 requests): with three,
+ * QEMU's virtio-blk took 1.44 times as long for the image of 1 GiB without zero pages
+ * (bench/write_depth.py, BENCHMARKS.md), though its raw ceiling rose. */
+const unsigned queue_write_calls = 1;
+
 /* disk_queue.h: wait until no command of a call numbered `upto` or less is in flight. */
 int queue_wait_calls(uint64_t upto)
 {
