@@ -34,6 +34,12 @@ struct stream {
 
 /* Disk calls the stream keeps in flight at most. */
 unsigned stream_depth(struct stream *s);
+/* Keep at most `most` calls in flight (before anything is written). */
+static inline void stream_limit_depth(struct stream *s, unsigned most)
+{
+    if (stream_depth(s) > most)
+        s->depth = most;
+}
 /* Buffered mode: split [base, base + bytes) into 2 .. depth + 1 buffers of at least
  * `want_each` bytes where room allows (2 otherwise), each flushed once it holds more than
  * its size less `record`. */
