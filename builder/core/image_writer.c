@@ -483,12 +483,12 @@ __attribute__((cold)) uint32_t write_image(void)
      * each (small buffers mean many small commands, and each costs the boot CPU an issue
      * and a wait). */
     unsigned cpus = smp_cpus();
-    /* Buffered records are made by the CPUs, which are then the limit, not the disk: two
-     * calls in flight. A third cost the compressing vCPUs host time under QEMU (AHCI,
-     * lz4, 1 GiB on 2 CPUs: about 2.13 s against 1.98 s with two or one; BENCHMARKS.md
-     * "bench/write_depth.py"); raw writes keep the driver's whole depth. */
+    /* Buffered records are made by the CPUs, which are then the limit, not the disk: one
+     * call in flight while the next buffer fills. More cost the compressing vCPUs host time
+     * under QEMU (AHCI, lz4, 1 GiB on 2 CPUs: 1.15 times as long with two, about 1.13 with
+     * three; BENCHMARKS.md "bench/write_depth.py"); raw writes keep the driver's depth. */
     if (buffered)
-        stream_limit_depth(&s, 2);
+        stream_limit_depth(&s, 1);
     uint32_t lag = buffered ? 0 : stream_depth(&s);
     uint64_t record = buffered ? (chunk_header_size(chunk_pages, 0) +
                                   (uint64_t)chunk_pages * SOS_PAGE_SIZE + 2 * SOS_CHUNK_ALIGN +
