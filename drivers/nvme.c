@@ -401,7 +401,7 @@ int queue_failed(void)
 }
 
 /* Three write calls in flight: with one, the queue ran dry at every call's end; the image
- * of 1 GiB without zero pages went out in 0.84 of the time (bench/write_depth.py). */
+ * of 1 GiB without zero pages went out in 0.84-0.91 of the time (bench/write_depth.py). */
 const unsigned queue_write_calls = 3;
 
 /* disk_queue.h: wait until no command of a call numbered `upto` or less is in flight. */

@@ -485,8 +485,8 @@ __attribute__((cold)) uint32_t write_image(void)
     unsigned cpus = smp_cpus();
     /* Buffered records are made by the CPUs, which are then the limit, not the disk: one
      * call in flight while the next buffer fills. More cost the compressing vCPUs host time
-     * under QEMU (AHCI, lz4, 1 GiB on 2 CPUs: 1.15 times as long with two, about 1.13 with
-     * three; BENCHMARKS.md "bench/write_depth.py"); raw writes keep the driver's depth. */
+     * under QEMU (AHCI, lz4, 1 GiB on 2 CPUs: 1.15 times as long with two, 1.09 with three;
+     * BENCHMARKS.md "bench/write_depth.py"); raw writes keep the driver's depth. */
     if (buffered)
         stream_limit_depth(&s, 1);
     uint32_t lag = buffered ? 0 : stream_depth(&s);
