@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runner import loadavg, log, results_path, run_cli, write_results  # noqa: E402
+from _runner import loadavg, log, med, results_path, run_cli, write_results  # noqa: E402
 
 NO_ZERO_MIX = "0,34,33,33"          # as bench/cpus.py: no zero pages
 CASES = {"ceiling": ["--raw-ceiling"], "none": ["--mix", NO_ZERO_MIX],
@@ -46,11 +45,6 @@ def one(exe, work, bus, case, memory, cpus):
     return {"seconds": r["seconds"], "disk_mb_per_s": mb_s, "bytes_written": r.get("bytes_written"),
             "disk_seconds": r.get("disk_seconds"), "wall_seconds": r["host_wall_s"],
             "load1": load[0]}
-
-
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return round(statistics.median(xs), 4) if xs else None
 
 
 def main():
