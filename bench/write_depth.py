@@ -14,7 +14,7 @@ zero pages (every page reaches the disk, so its rate counts the same bytes as th
 and an LZ4 suspend of the test host's default mix. Recorded per run: the payload's own time
 (TSC), bytes written, the boot CPU's time in the writer (`disk_seconds`), the host wall
 clock of the whole command and the 1-minute load average before it. The report gives
-medians and this build's ÷ the baseline's, per repetition and of the medians. WORKDIR holds
+medians and this build's ÷ the baseline's time, per repetition and their median. WORKDIR holds
 the disks (deleted as it goes).
 """
 from __future__ import annotations
