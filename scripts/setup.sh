@@ -23,6 +23,10 @@ done
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v qemu-img >/dev/null || need+=(qemu-utils)
+# The disk guard (suspendos/diskguard.py) probes signatures with wipefs; its tests attach
+# loop devices (losetup, mount) and put ext4 and swap on them.
+command -v wipefs >/dev/null || need+=(util-linux)
+command -v losetup >/dev/null || need+=(mount)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 # The Linux tests fetch Debian's kernel with `apt-get download`: they need package lists too.

@@ -138,7 +138,7 @@ def cmd_qemu_suspend(a):
                                framebuffer=parse_fb_mode(a.framebuffer),
                                mix=a.mix, bus=a.disk_bus, sector_size=a.sector_size,
                                cpus=a.cpus, ap_deaf=a.ap_deaf, raw_ceiling=a.raw_ceiling,
-                               ap_offline=a.ap_offline)
+                               ap_offline=a.ap_offline, force=a.force)
     return _finish_run(a, "suspend", summary, ok, lambda s: [
         f"saved {s['pages_saved']} of {s['pages_total']} pages ({s['zero_pages']} zero), "
         f"wrote {s['bytes_written']} bytes in {s['seconds']} s ({s['mb_per_s']} MB/s)"],
@@ -168,7 +168,8 @@ def cmd_qemu_resume(a):
     from .qemu.resume import parse_inject
     summary, ok = qemu_resume(memory, a.disk, key=_key(a), show_progress=not a.quiet,
                               bus=a.disk_bus, sector_size=a.sector_size, cpus=a.cpus,
-                              inject=parse_inject(a.inject), ram_dump=a.ram_dump)
+                              inject=parse_inject(a.inject), ram_dump=a.ram_dump,
+                              force=a.force)
     return _finish_run(a, "resume", summary, ok, lambda s: [
         f"restored {s['pages_restored']} of {s['pages_total']} pages ({s['zero_pages']} "
         f"zero) from a {s['image_bytes']}-byte image in {s['seconds']} s "
@@ -259,8 +260,13 @@ def cmd_image_extract(a):
 
 
 def cmd_image_discard(a):
+    from .diskguard import claim_disk
     from .target.linux import discard_image
-    print(f"{a.area}: {discard_image(a.area, a.offset)}")
+    # A swap signature is what AREA should carry (a plain one is left alone: "no image").
+    # The guard stays here, not in discard_image: `hibernate` calls that on the area it has
+    # just swapped off and marked itself, and the initramfs check uses dd, not this command.
+    with claim_disk(a.area, "AREA", a.force, accept=("swap",)):
+        print(f"{a.area}: {discard_image(a.area, a.offset)}")
 
 
 # ---- this Linux machine (suspendos/linuxhost) -------------------------------------------------
@@ -338,6 +344,12 @@ def _key_option(p):
 
 def _encrypt_key_option(p):
     p.add_argument("--encrypt-key", help="encrypt the image with this key (suspendos key new)")
+    return p
+
+
+def _force_option(p):
+    p.add_argument("--force", action="store_true", help="write to a block device even if it "
+                   "is mounted, held open, or carries a signature")
     return p
 
 
@@ -432,7 +444,7 @@ def parser():
     qs.add_argument("--ap-offline", action="store_true",
                     help="test: the test host hands its APs in offline, as the Linux module "
                          "does; the payload wakes them from an AP start page")
-    qs.set_defaults(func=cmd_qemu_suspend, writes=("disk",))
+    _force_option(qs).set_defaults(func=cmd_qemu_suspend, writes=("disk",))
     qr = q.add_parser("resume", help="resume the QEMU test machine from a disk image")
     qr.add_argument("--memory", required=True)
     qr.add_argument("--disk", required=True)
@@ -447,7 +459,7 @@ def parser():
     disks.add_arguments(qr)
     qr.add_argument("--cpus", type=int, default=1,
                     help="CPUs of the test machine (-smp N, multi-threaded TCG)")
-    qr.set_defaults(func=cmd_qemu_resume, writes=("disk",))
+    _force_option(qr).set_defaults(func=cmd_qemu_resume, writes=("disk",))
     qk = q.add_parser("kexec-jump", help="hibernate Linux through kexec --load-preserve-context "
                       "and resume it (a kernel built from Debian's source, cached)")
     qk.add_argument("--memory", default="256M")
@@ -493,7 +505,7 @@ def parser():
     idc.add_argument("area", help="the swap partition or file (or a disk image with --offset)")
     idc.add_argument("--offset", type=byte_offset, default=0,
                      help="byte offset of the swap area in AREA")
-    idc.set_defaults(func=cmd_image_discard, writes=("area",))
+    _force_option(idc).set_defaults(func=cmd_image_discard, writes=("area",))
     add_linux_host_parsers(sub)
 
     sub.add_parser("demo", add_help=False, help="the main job: hibernate a QEMU machine, check "

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from ..build.resume import build_resume_loader
+from ..diskguard import claim_disk
 from ..errors import RunError, UsageError
 from ..fileutil import input_size, open_input
 from ..formats.common import SECTOR_SIZE
@@ -154,7 +155,7 @@ async def stall_first_read(machine):
 
 def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_size=512,
                 on_release=None, cpus=1, inject=None, ram_dump=None, on_pause=None,
-                host_ram_dump=None):
+                host_ram_dump=None, force=False):
     """Returns (summary dict, ok). `bus`, `sector_size`: as `qemu suspend` was given.
     `on_release(machine)`: an async hook run (guest stopped) once the loader has given the
     disk back and before it returns into the host (the loader's pause=after-release).
@@ -165,12 +166,14 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     where)`: a coroutine called at the loader's pause points (builder/resume/pause.c).
     `host_ram_dump`: the saved RAM once the test host is back from its handoff call, at its
     "after-resume" pause (it pauses there when the suspend took a RAM dump:
-    qemu-boot/pause.c)."""
+    qemu-boot/pause.c). `force`: use a block device even if it is in use or carries a
+    signature (suspendos.diskguard)."""
     cpu_args(cpus)              # a bad --cpus is refused before anything runs
     _check_ap_inject(inject, cpus)
     disk = Path(disk)
     if not os.path.lexists(disk):
         raise UsageError(f"--disk: {disk} does not exist (suspend to it first)")
+    claim = claim_disk(disk, "--disk", force)      # held (O_EXCL) until QEMU is done
     target = _target_for(memory, disk, bus, sector_size)
     ram_ranges = target.saved_ranges()
 
@@ -188,7 +191,7 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
         else None
     if deaf:
         inject = None
-    with tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
+    with claim, tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
         loader = Path(tmp) / "resume.elf"
         build_resume_loader(target, loader, key=key)
         from .disks import scale_inject

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..build.payload import build_payload
 from ..build.testhost import build_test_host
+from ..diskguard import claim_disk
 from ..errors import RunError, UsageError
 from ..fileutil import check_output, input_size, open_input, write_atomic
 from ..formats.common import SECTOR_SIZE
@@ -259,7 +260,7 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
                  show_progress=True, keep_blob=None, key=None, target=None, selftest=0,
                  mix=None, plugins=None, screenshot=None, framebuffer=DEFAULT_FRAMEBUFFER,
                  bus="ahci", sector_size=512, cpus=1, ap_deaf=None, raw_ceiling=False,
-                 power_cut=None, host_tsc_hz=None, ap_offline=False):
+                 power_cut=None, host_tsc_hz=None, ap_offline=False, force=False):
     """Returns (summary dict, ok). `target`: use this description instead of the machine's
     own (to test what the payload does with a wrong one). `mix`: "Z,R,T,P", the test host's
     percentages of zero, random, text and pattern pages (default: the host's 25,25,25,25).
@@ -275,7 +276,8 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
     the test host claims in the handoff block (default: none, the payload calibrates).
     `ap_offline`: the test host hands its APs in as the Linux module does, offline, and the
     target gets the host's AP start page (reserved.ap_start) for the payload to wake them
-    from; `ap_deaf` then names an APIC id no CPU has."""
+    from; `ap_deaf` then names an APIC id no CPU has. `force`: write to a block device even
+    if it is in use or carries a signature (suspendos.diskguard)."""
     if power_cut not in (None, *POWER_CUTS):
         raise UsageError(f"power cut {power_cut!r}: one of {', '.join(POWER_CUTS)}")
     cpu_args(cpus)              # a bad --cpus is refused before the disk is made
@@ -287,6 +289,7 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
             raise UsageError(f"--mix: {mix!r} is not Z,R,T,P: four whole percentages summing to 100")
     disk = Path(disk)
     existing = os.path.lexists(disk)
+    claim = claim_disk(disk, "--disk", force)      # held (O_EXCL) until QEMU is done
     disk_size = None
     if existing:                    # used as it is: a regular file or a block device
         with open_input(disk, "--disk", block_device=True) as f:
@@ -307,7 +310,7 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
     elif compress != "none":
         target.options.compress = compress
         target.validate()
-    with tempfile.TemporaryDirectory(prefix="sos-suspend-") as tmp:
+    with claim, tempfile.TemporaryDirectory(prefix="sos-suspend-") as tmp:
         tmp = Path(tmp)
         built = build_payload(target, key=key, selftest=selftest, plugins=plugins)
         (tmp / "payload.blob").write_bytes(built.blob)
