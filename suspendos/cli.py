@@ -562,6 +562,8 @@ def _report(message, exit_code, argv=()):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    from .interrupt import Terminated, install
+    install()                   # SIGTERM/SIGHUP: the same teardown as Ctrl-C
     try:
         if argv[:2] == ["bench", "compress"]:     # its options are its own module's
             return cmd_bench_compress(argv[2:])
@@ -579,6 +581,9 @@ def main(argv=None):
         # The reader went away (`| head`): what it wanted it has; say nothing more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except Terminated as e:
+        print(f"suspendos: terminated ({e.name})", file=sys.stderr)
+        return e.exit_status
     except KeyboardInterrupt:
         print("suspendos: interrupted", file=sys.stderr)
         return 130
