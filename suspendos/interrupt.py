@@ -6,6 +6,7 @@ of its own) would run on, temp folders would stay. The handler raises `Terminate
 KeyboardInterrupt, so every path that already cleans up after Ctrl-C (context managers,
 `finally`, asyncio's cancelling of a run's tasks) cleans up after these signals too.
 """
+import asyncio
 import signal
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -29,6 +30,30 @@ class Terminated(KeyboardInterrupt):
         return 128 + self.signum
 
 
+_task = None         # the asyncio task that drives QEMU (guard_task), if one runs
+
+
+def guard_task(task):
+    """Called by the task that drives a QEMU machine (QemuMachine.start). A signal that
+    arrives while its event loop runs cancels that task instead of raising wherever the
+    loop happens to be — inside select(), or in a step of the QMP client's own reader task,
+    which would leave the loop with QMP half torn down. The task's `finally` blocks then
+    stop QEMU with the loop whole, and asyncio.run raises CancelledError, which the CLI
+    reports as the signal (`signal_received`)."""
+    global _task
+    _task = task
+
+
+def _loop_task():
+    if _task is None or _task.done():
+        return None
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return _task if running is _task.get_loop() else None
+
+
 def _on_signal(signum, frame):
     global _received
     if _received is not None:
@@ -36,7 +61,11 @@ def _on_signal(signum, frame):
         # child's own) must not cut short the cleanup the first one started.
         return
     _received = signum
-    raise Terminated(signum)
+    task = _loop_task()
+    if task is None:
+        raise Terminated(signum)
+    task.cancel()
+    task.get_loop().call_soon_threadsafe(lambda: None)    # wake a select() PEP 475 resumes
 
 
 def install():
@@ -50,3 +79,8 @@ def install():
 def received():
     """True once SIGTERM or SIGHUP has been taken: teardown should be quick, not graceful."""
     return _received is not None
+
+
+def signal_received():
+    """Terminated for the signal taken, or None."""
+    return Terminated(_received) if _received is not None else None

@@ -108,8 +108,9 @@ class Scenario:
     def run(self):
         try:
             return self._run()
-        except KeyboardInterrupt:       # Ctrl-C, SIGTERM, SIGHUP: QEMU is stopped by now
-            if self.own_work:           # (GuestVM's exit); nobody asked for these logs
+        except (KeyboardInterrupt, asyncio.CancelledError):    # Ctrl-C, SIGTERM, SIGHUP:
+            # QEMU is stopped by now (GuestVM's exit); nobody asked for these logs
+            if self.own_work:
                 shutil.rmtree(self.work, ignore_errors=True)
             raise
 

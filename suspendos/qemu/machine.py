@@ -131,6 +131,17 @@ class QemuMachine:
         return shlex.join(self.cmd)
 
     async def start(self, before_cont=None):
+        """Start QEMU paused, connect, `before_cont(self)`, run. A start that fails or is
+        interrupted stops QEMU itself: `async with` never calls __aexit__ when __aenter__
+        (which calls this) raised."""
+        try:
+            await self._start(before_cont)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, before_cont):
+        interrupt.guard_task(asyncio.current_task())
         self._log = open(self.log_path, "w")
         self.proc = await asyncio.create_subprocess_exec(
             *self.cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
