@@ -88,7 +88,11 @@ def check_second_resume(p):
 
 
 def parser():
-    ap = Parser(prog="suspendos demo", description=__doc__.splitlines()[0])
+    ap = Parser(prog="suspendos demo", description=__doc__.splitlines()[0],
+                epilog="Every argument is checked before anything is made. Interrupted "
+                "(Ctrl-C, SIGTERM, SIGHUP, a closed output pipe), the demo stops its QEMU and "
+                "removes what it made in this run: its temporary work folder, or the files "
+                "(and the folder, if it made it) in --keep DIR. Nothing else is ever deleted.")
     ap.add_argument("--memory", default="512M",
                     help="the QEMU machine's RAM, 64M to 8G in whole MiB (default 512M)")
     ap.add_argument("--compress", default="lz4", choices=("lz4", "lz4hc", "none"),

@@ -8,6 +8,7 @@ KeyboardInterrupt, so every path that already cleans up after Ctrl-C (context ma
 """
 import asyncio
 import signal
+import threading
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -70,7 +71,10 @@ def _on_signal(signum, frame):
 
 def install():
     """Once, in the main thread, at the start of the CLI. A SIGHUP the user chose to ignore
-    (`nohup`) stays ignored."""
+    (`nohup`) stays ignored. Only the main thread may set handlers (a caller running the
+    CLI in a thread keeps Python's defaults)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
     for signum in SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, _on_signal)
