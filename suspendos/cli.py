@@ -574,6 +574,9 @@ def _report(message, exit_code, argv=()):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    from asyncio import CancelledError
+    from .interrupt import Terminated, install, signal_received
+    install()                   # SIGTERM/SIGHUP: the same teardown as Ctrl-C
     try:
         if argv[:2] == ["bench", "compress"]:     # its options are its own module's
             return cmd_bench_compress(argv[2:])
@@ -591,7 +594,14 @@ def main(argv=None):
         # The reader went away (`| head`): what it wanted it has; say nothing more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, CancelledError) as e:
+        # SIGTERM/SIGHUP raise Terminated, or cancel the asyncio task driving QEMU
+        term = e if isinstance(e, Terminated) else signal_received()
+        if term:
+            print(f"suspendos: terminated ({term.name})", file=sys.stderr)
+            return term.exit_status
+        if isinstance(e, CancelledError):
+            raise
         print("suspendos: interrupted", file=sys.stderr)
         return 130
     except OSError as e:

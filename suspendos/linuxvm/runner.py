@@ -106,6 +106,15 @@ class Scenario:
 
     # ---- the run -------------------------------------------------------------------------
     def run(self):
+        try:
+            return self._run()
+        except (KeyboardInterrupt, asyncio.CancelledError):    # Ctrl-C, SIGTERM, SIGHUP:
+            # QEMU is stopped by now (GuestVM's exit); nobody asked for these logs
+            if self.own_work:
+                shutil.rmtree(self.work, ignore_errors=True)
+            raise
+
+    def _run(self):
         t0 = time.monotonic()
         guest = debian.build_guest(log=self.log)
         self.guest = guest

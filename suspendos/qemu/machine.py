@@ -15,7 +15,9 @@ import time
 
 from qemu.qmp import QMPClient
 
+from .. import interrupt
 from ..errors import RunError, UsageError
+from .blockerrors import BlockErrorWatcher, disk_files
 
 MiB = 1 << 20
 DEBUG_EXIT_PORT = 0xF4
@@ -95,13 +97,22 @@ def debug_exit_value(returncode):
     return None
 
 
+def check_can_run(module_folder=None):
+    """What would stop a run after its disk was made, refused before anything is written:
+    no QEMU, or a temp folder QEMU cannot load a multiboot module from."""
+    qemu_binary()
+    if module_folder is not None:
+        module_path(os.path.join(module_folder, "payload.blob"))
+
+
 class QemuMachine:
     def __init__(self, args, log_path=None, name="suspendos"):
+        binary = qemu_binary()          # before the folder: a missing QEMU leaves nothing
         self.workdir = tempfile.mkdtemp(prefix="sos-qemu-")
         self.qmp_path = os.path.join(self.workdir, "qmp.sock")
         self.serial_path = os.path.join(self.workdir, "serial.sock")
         self.log_path = log_path or os.path.join(self.workdir, "serial.log")
-        self.cmd = [qemu_binary(), *args, "-S",
+        self.cmd = [binary, *args, "-S",
                     "-chardev", f"socket,id=qmp,path={opt_value(self.qmp_path)},server=on,wait=off",
                     "-mon", "chardev=qmp,mode=control",
                     "-chardev", f"socket,id=ser0,path={opt_value(self.serial_path)},server=on,"
@@ -112,18 +123,32 @@ class QemuMachine:
         self.tail = []
         self._log = None
         self.returncode = None
+        self.disk_files = disk_files(args)
+        self.watcher = None             # BlockErrorWatcher, from start() on
 
     @property
     def command_line(self):
         return shlex.join(self.cmd)
 
     async def start(self, before_cont=None):
+        """Start QEMU paused, connect, `before_cont(self)`, run. A start that fails or is
+        interrupted stops QEMU itself: `async with` never calls __aexit__ when __aenter__
+        (which calls this) raised."""
+        try:
+            await self._start(before_cont)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, before_cont):
+        interrupt.guard_task(asyncio.current_task())
         self._log = open(self.log_path, "w")
         self.proc = await asyncio.create_subprocess_exec(
             *self.cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + CONNECT_DEADLINE
         await self._retry(lambda: self.qmp.connect(self.qmp_path), deadline, "QMP socket")
+        self.watcher = BlockErrorWatcher(self.qmp, self.disk_files)
         self.reader, self.writer = await self._retry(
             lambda: asyncio.open_unix_connection(self.serial_path), deadline, "serial socket")
         if before_cont:
@@ -149,7 +174,7 @@ class QemuMachine:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise asyncio.TimeoutError
-        raw = await asyncio.wait_for(self.reader.readline(), remaining)
+        raw = await self._guarded(self.reader.readline(), remaining)
         if not raw:
             return None
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -167,11 +192,26 @@ class QemuMachine:
 
     async def wait(self, deadline):
         remaining = max(0.1, deadline - time.monotonic())
-        self.returncode = await asyncio.wait_for(self.proc.wait(), remaining)
+        self.returncode = await self._guarded(self.proc.wait(), remaining)
         out = await self.proc.stdout.read()
         if out.strip():
             self.tail += ["[qemu] " + l for l in out.decode("utf-8", "replace").splitlines()[-10:]]
         return self.returncode
+
+    async def _guarded(self, awaitable, timeout):
+        """`awaitable` within `timeout` seconds, unless the disk fails first: a guest QEMU
+        paused on a full file system would otherwise sit out the whole deadline."""
+        if self.watcher is None:
+            return await asyncio.wait_for(awaitable, timeout)
+        return await self.watcher.race(awaitable, timeout, self.failure)
+
+    def _kill_group(self):
+        """SIGKILL QEMU's process group (QEMU leads its own session), if it still runs."""
+        if self.proc and self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     async def kill(self):
         """A power cut: SIGKILL, no QMP quit, nothing flushed by QEMU on the way out."""
@@ -179,26 +219,39 @@ class QemuMachine:
         self.returncode = await self.proc.wait()
 
     async def stop(self):
-        """Always safe to call: quits QEMU however it is doing, and closes the sockets."""
-        if self.proc and self.proc.returncode is None:
-            try:
-                await asyncio.wait_for(self.qmp.execute("quit"), 2)
-            except Exception:
-                pass
-            try:
-                await asyncio.wait_for(self.proc.wait(), 5)
-            except asyncio.TimeoutError:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                await self.proc.wait()
+        """Always safe to call: quits QEMU however it is doing, and closes the sockets.
+        After SIGTERM/SIGHUP, or when interrupted while quitting, QEMU is killed at once:
+        asyncio may already have cancelled the QMP client's own tasks, and a QEMU that
+        outlived us could go on using the disk (finish a resume nobody waits for)."""
+        try:
+            if self.proc and self.proc.returncode is None:
+                if interrupt.received():
+                    self._kill_group()
+                else:
+                    try:
+                        await asyncio.wait_for(self.qmp.execute("quit"), 2)
+                    except Exception:
+                        pass
+                try:
+                    await asyncio.wait_for(self.proc.wait(), 5)
+                except asyncio.TimeoutError:
+                    self._kill_group()
+                    await self.proc.wait()
+        except BaseException:
+            self._kill_group()
+            raise
+        finally:
+            if self.watcher:
+                self.watcher.close()
+            if self.writer:
+                self.writer.close()
+            if self._log:
+                self._log.close()
+            shutil.rmtree(self.workdir, ignore_errors=True)
         try:
             await self.qmp.disconnect()
-        except (EOFError, Exception):
+        except Exception:
             pass  # QEMU closes the socket when it quits: expected
-        if self.writer:
-            self.writer.close()
-        if self._log:
-            self._log.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def failure(self, message):
         tail = "\n".join("    " + l for l in self.tail[-25:]) or "    (no serial output)"

@@ -21,6 +21,7 @@ from ..target.qemu import qemu_target
 from . import protocol
 from .machine import cpu_args, disk_args, machine_args
 from .ramdump import dump_ram
+from .resumemark import ResumeMark
 from .suspend import Progress, _mb_per_s, host_clock, run_guest, tsc_fields
 
 PAGE = 4096
@@ -40,8 +41,11 @@ class LoaderLog:
         self.times = {}
         self.cpu_lines = []          # the loader's @@CPUS / @@CPU lines: APs used, left out
         self.vector_path = None      # @@VECTOR path=scalar|sse2|avx2 (the loader's choice)
+        self.returned = False        # the loader went back into the host: the image is used
 
     def __call__(self, key, fields, line):
+        if key in ("HOST", "HANDOFF", "RESULT") or fields[:1] == ["returning"]:
+            self.returned = True
         if key in ("CPU", "CPUS"):
             self.cpu_lines.append(line.strip())
             return True
@@ -204,14 +208,19 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
             args += ["-append", " ".join(words)]
         progress = Progress(show_progress)
         log = LoaderLog(progress)
-        handoff, result, exit_value, error, m = asyncio.run(
-            run_guest(args, target, memory, progress=progress, on_line=log,
-                      on_pause=pause if (ram_dump or on_pause or host_ram_dump or on_release)
-                      else None,
-                      # QMP stop would hang on a read blkdebug holds: the guest spins at its
-                      # pauses instead, except for on_release, which stops and restarts it
-                      stop_at_pause=on_release is not None and inject is None,
-                      before_cont=stall_first_read if inject == "read-stall" else None))
+        mark = ResumeMark(disk)
+        try:
+            handoff, result, exit_value, error, m = asyncio.run(
+                run_guest(args, target, memory, progress=progress, on_line=log,
+                          on_pause=pause if (ram_dump or on_pause or host_ram_dump or on_release)
+                          else None,
+                          # QMP stop would hang on a read blkdebug holds: the guest spins at
+                          # its pauses instead, except for on_release, which stops and
+                          # restarts it
+                          stop_at_pause=on_release is not None and inject is None,
+                          before_cont=stall_first_read if inject == "read-stall" else None))
+        finally:                 # QEMU is gone here, whatever ended the run
+            mark.keep_valid_unless(log.returned)
     outcome = log.outcome
     if not outcome and exit_value is not None and EXIT_REFUSED < exit_value <= EXIT_FAULT:
         status = {EXIT_RESTORE_FAILED: "restore-failed", EXIT_FAULT: "loader-fault"}.get(

@@ -16,8 +16,8 @@ from ..formats.common import SECTOR_SIZE
 from ..formats.status import STATUS, SUCCESS
 from ..target.qemu import DEFAULT_FRAMEBUFFER, TEST_HOST_AP_START_PAGE, qemu_target
 from . import protocol
-from .machine import (QemuMachine, cpu_args, debug_exit_value, disk_args, machine_args,
-                      module_path)
+from .machine import (QemuMachine, check_can_run, cpu_args, debug_exit_value, disk_args,
+                      machine_args, module_path)
 from .ramdump import dump_ram
 
 GiB = 1 << 30
@@ -282,6 +282,7 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
         raise UsageError(f"power cut {power_cut!r}: one of {', '.join(POWER_CUTS)}")
     cpu_args(cpus)              # a bad --cpus is refused before the disk is made
     check_ap_options(cpus, ap_deaf, ap_offline)
+    check_can_run(tempfile.gettempdir())    # no QEMU, or a TMPDIR it cannot load from: exit 2
     if mix is not None:
         parts = mix.split(",")
         whole = all(p.isascii() and p.isdigit() for p in parts)   # "²" is no number
