@@ -8,6 +8,7 @@ code model (a plugin is built before anyone knows where a target's reserved regi
 and without loop-to-memset rewriting, together with the SDK's memcpy/memset, into one
 relocatable object (ld -r): DIR/build/NAME.o.
 """
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -67,11 +68,26 @@ def compile_object(sources, out, workdir, includes=()):
     return Path(out)
 
 
+def refuse_symlinks(folder):
+    """A plugin folder may hold no symbolic link at all. The tool reads its sources and
+    assets.bin and writes into its sdk/ and build/: through a link, a folder received from
+    someone else would have us pack /etc/shadow or write over a file outside it (any link,
+    not only one leaving the folder: where a link leads can change after the check)."""
+    from ..fileutil import show
+    for top, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            p = os.path.join(top, name)
+            if os.path.islink(p):
+                raise UsageError(f"plugin folder: {show(p)} is a symbolic link (a plugin "
+                                 f"folder may hold none: copy the file in)")
+
+
 def build_plugin(folder):
     """`suspendos plugin build DIR`: returns (object path, descriptor name, scratch KiB)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"plugin build: {folder} is not a folder")
+    refuse_symlinks(folder)
     sources = sorted(folder.glob("*.c")) + sorted(folder.glob("*.S"))
     if not sources:
         raise UsageError(f"plugin build: no .c or .S files in {folder}")
