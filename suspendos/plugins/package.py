@@ -139,10 +139,10 @@ def parse_package(data, what="package"):
     return pkg
 
 
-def read_package(path):
-    from ..fileutil import read_input
-    from ..fileutil import show
-    return parse_package(read_input(path, limit=MAX_PACKAGE, kind="plugin package"), show(path))
+def read_package(path, what=None):
+    from ..fileutil import read_input, show
+    return parse_package(read_input(path, what, limit=MAX_PACKAGE, kind="plugin package"),
+                         show(path))
 
 
 def sign_bytes(data, private_key):
@@ -194,7 +194,7 @@ def approve(paths, trust_dir=None, allow_unsigned=False, warn=None):
     warn = warn or (lambda m: print(f"suspendos: warning: {m}", file=sys.stderr))
     out, trusted, names = [], None, set()
     for path in paths:
-        pkg = read_package(path)
+        pkg = read_package(path, "--plugin")
         if pkg.name in names:
             raise UsageError(f"{pkg.source}: a second plugin named {pkg.name!r}")
         names.add(pkg.name)
