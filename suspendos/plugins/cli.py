@@ -130,7 +130,7 @@ def cmd_sign(a):
 def cmd_verify(a):
     from .package import read_package, verify
     pkg = read_package(a.package)
-    fp = verify(pkg, a.trust)
+    fp = verify(pkg, None, a.trust)     # the trust folder is read after the signature
     print(f"{pkg.source}: {pkg.kind} plugin {pkg.name!r}: signature good, signed by {fp} "
           f"(trusted in {show(a.trust)})")
 

@@ -157,7 +157,7 @@ def sign_bytes(data, private_key):
     return body + block
 
 
-def verify(pkg, trust_dir, trusted=None):
+def verify(pkg, trusted, trust_dir):
     """Raise UsageError unless `pkg` carries a valid signature by a key in `trusted`
     ({raw key: path}; None: read `trust_dir` once the signature is known good, so a changed
     package is named as such and not as a missing trust folder). Returns the signer's
@@ -207,7 +207,7 @@ def approve(paths, trust_dir=None, allow_unsigned=False, warn=None):
         if pkg.signed and trusted is None and keys.signature_valid(
                 pkg.public_key, pkg.signature, pkg.signed_part):
             trusted = keys.trusted_keys(trust_dir)      # read once, for every package
-        out.append(Approved(pkg, verify(pkg, trust_dir, trusted)))
+        out.append(Approved(pkg, verify(pkg, trusted, trust_dir)))
     if len(out) > fmt.MAX_PLUGINS:
         raise UsageError(f"--plugin: at most {fmt.MAX_PLUGINS} plugins")
     return out
