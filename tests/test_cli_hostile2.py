@@ -36,9 +36,11 @@ def test_pack_refuses_the_package_readers_would_refuse(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["noise.png"]
 
 
-def test_target_check_refuses_the_reserved_region_build_refuses(tmp_path, target):
+def test_target_check_refuses_the_reserved_region_build_refuses(tmp_path):
     """512 KiB passes the description's own checks, but the payload's code, tables and
     scratch do not fit it: check lays the region out as build does."""
+    target = tmp_path / "t.toml"
+    save(qemu_target(64 << 20, 80 << 20, pci=PCI), target)     # room for the larger image
     _edit(target, "size = 2097152", "size = 524288")
     check = refused(run_cli("target", "check", target), "reserved.size", "too small")
     build = refused(run_cli("build", "--target", target, "-o", tmp_path / "p.blob"),
