@@ -459,7 +459,8 @@ def parser():
     # -- qemu linux: the real Debian guest (logic in suspendos/linuxvm/runner.py) --
     ql = q.add_parser("linux", help="hibernate a real Debian guest from the inside and resume it")
     ql.add_argument("--memory", default="1G")
-    ql.add_argument("--cpus", type=bounded_int(1, 4, "a CPU count"), default=1, help="vCPUs, 1 to 4")
+    ql.add_argument("--cpus", type=bounded_int(1, 4, "a CPU count"), default=1,
+                    help="vCPUs, 1 to 4")
     ql.add_argument("--disk-bus", choices=("ahci", "nvme", "virtio"), default="ahci",
                     help="the guest's disk (root and swap) on this controller (default ahci)")
     ql.add_argument("--swap", choices=("file", "partition"), default="file")
