@@ -160,7 +160,8 @@ def main(argv=None) -> int:
     ap.add_argument("--make-corpus", metavar="FILE", help="only write the default corpus to FILE")
     ap.add_argument("--size", type=bounded_int(PAGE, 4 << 30, "a corpus size"), default=32 << 20,
                     help="generated corpus size")
-    ap.add_argument("--seed", type=int, default=1, help="generated corpus seed")
+    ap.add_argument("--seed", type=bounded_int(0, (1 << 64) - 1, "a seed"), default=1,
+                    help="generated corpus seed")
     ap.add_argument("--only", choices=sorted(WEIGHTS), help="generate pages of one kind only")
     args = ap.parse_args(argv)
     if args.size % PAGE:                # make_corpus writes whole pages: say so, not round

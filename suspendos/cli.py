@@ -5,9 +5,9 @@ import os
 import sys
 
 from . import __version__
-from .argparser import Parser, bounded_int, byte_offset, lba
+from .argparser import Parser, bounded_int, byte_offset, cpu_count, lba
 from .errors import SuspendosError, UsageError
-from .fileutil import check_distinct, check_output, read_input, write_atomic
+from .fileutil import check_distinct, check_output, read_input, show, write_atomic
 from .qemu import disks
 from .sizes import parse_size
 from .target.description import COMPRESSIONS
@@ -33,7 +33,7 @@ def cmd_target_qemu(a):
     t = qemu_target(memory, disk_size, a.compress, framebuffer=parse_fb_mode(a.framebuffer),
                     bus=a.disk_bus, sector_size=a.sector_size)
     write_atomic(a.output, dumps(t).encode(), what="-o")
-    print(f"wrote {a.output}: {t.name}, {t.saved_pages()} pages to save, disk "
+    print(f"wrote {show(a.output)}: {t.name}, {t.saved_pages()} pages to save, disk "
           f"{t.disk.sectors} sectors, extents {[(e.lba, e.count) for e in t.extents]}")
 
 
@@ -42,16 +42,22 @@ def cmd_target_linux(a):
     from .target.linux import linux_target
     t = linux_target(a.swap, a.sysroot, a.compress, with_framebuffer=not a.no_framebuffer)
     write_atomic(a.output, dumps(t).encode(), what="-o")
-    print(f"wrote {a.output}: {t.name}, {t.saved_pages()} pages to save, reserved "
+    print(f"wrote {show(a.output)}: {t.name}, {t.saved_pages()} pages to save, reserved "
           f"{t.reserved.load_address:#x}+{t.reserved.size:#x}, AHCI {t.disk.pci} port "
           f"{t.disk.port}, extents {[(e.lba, e.count) for e in t.extents]}")
 
 
 def cmd_target_check(a):
+    """Valid means `build` takes it: the same checks, then the same layout of the reserved
+    region (a payload is built and thrown away; only that shows what its code leaves for
+    the tables and scratch)."""
+    from .build.payload import build_payload
     from .target import load
     t = load(a.file)
-    print(f"{a.file}: valid ({t.name}, {t.saved_pages()} pages to save, worst-case image "
-          f"{t.worst_case_image()} bytes, extents hold {t.image_capacity()})")
+    build_payload(t)
+    print(f"{show(a.file)}: valid ({show(t.name)}, {t.saved_pages()} pages to save, worst-case "
+          f"image {t.worst_case_image()} bytes, extents hold {t.image_capacity()}; a payload "
+          f"fits its reserved region)")
 
 
 # ---- build / inspect ----------------------------------------------------------------------
@@ -74,18 +80,17 @@ def cmd_build(a):
         from .build.kexec import kexec_elf, kexec_mem_range
         lo, hi = kexec_mem_range(result.blob)
         kexec_hint = (f"\nload it with: kexec --load-preserve-context --mem-min={lo:#x} "
-                      f"--mem-max={hi:#x} --type=elf-x86_64 --args-none {a.output}")
+                      f"--mem-max={hi:#x} --type=elf-x86_64 --args-none {show(a.output)}")
         result.blob = kexec_elf(result.blob, serial_port=t.options.serial_port)
     # A blob built with a key carries it: only its owner may read it.
     write_atomic(a.output, result.blob, mode=0o600 if key else 0o644, what="-o")
-    print(f"wrote {a.output}: {len(result.blob)} bytes, loads at {t.reserved.load_address:#x}"
+    print(f"wrote {show(a.output)}: {len(result.blob)} bytes, loads at {t.reserved.load_address:#x}"
           + kexec_hint)
 
 
 def cmd_inspect(a):
     from .inspect import format_text, inspect_blob
     from .errors import FormatError
-    from .fileutil import show
     data = read_input(a.payload, limit=MAX_BLOB, kind="payload blob")
     try:
         r = inspect_blob(data)
@@ -102,12 +107,14 @@ def _parse_inject(spec):
         return None
     if spec == "write-stall":
         return "stall"
+    from .argparser import parse_number
     kind, _, rest = spec.partition(":")
     parts = rest.split(",")
-    lba = parts[0].isascii() and parts[0].isdigit()        # "²" is a digit int() refuses
-    if kind != "write-error" or not lba or any(p != "always" for p in parts[1:]):
+    if kind != "write-error" or any(p != "always" for p in parts[1:]):
         raise UsageError(f"--inject: {spec!r} is not write-error:LBA[,always] or write-stall")
-    return [{"event": "write_aio", "errno": 5, "sector": int(parts[0]),
+    sector = parse_number(parts[0], f"--inject: {kind}: the LBA", 0, (1 << 48) - 1)
+    # The disk's size is known only once the disk is: qemu_suspend checks the LBA is on it.
+    return [{"event": "write_aio", "errno": 5, "sector": sector,
              "once": "always" not in parts[1:]}]
 
 
@@ -223,7 +230,7 @@ def _key(a, attr="key"):
 def cmd_key_new(a):
     from .keys import new_key
     new_key(a.output)
-    print(f"wrote {a.output}: a 32-byte key (mode 0600)")
+    print(f"wrote {show(a.output)}: a 32-byte key (mode 0600)")
 
 
 def cmd_image_info(a):
@@ -254,9 +261,9 @@ def cmd_image_extract(a):
         for opt, path, write in wanted:
             write(stack.enter_context(atomic_output(path, 0o600, opt)))
     if a.output:
-        print(f"wrote {a.output}: {img.header.pages_total} pages at their physical addresses")
+        print(f"wrote {show(a.output)}: {img.header.pages_total} pages at their physical addresses")
     if a.elf:
-        print(f"wrote {a.elf}: ELF core with {img.header.range_count} PT_LOAD segments")
+        print(f"wrote {show(a.elf)}: ELF core with {img.header.range_count} PT_LOAD segments")
 
 
 def cmd_image_discard(a):
@@ -266,7 +273,7 @@ def cmd_image_discard(a):
     # The guard stays here, not in discard_image: `hibernate` calls that on the area it has
     # just swapped off and marked itself, and the initramfs check uses dd, not this command.
     with claim_disk(a.area, "AREA", a.force, accept=("swap",)):
-        print(f"{a.area}: {discard_image(a.area, a.offset)}")
+        print(f"{show(a.area)}: {discard_image(a.area, a.offset)}")
 
 
 # ---- this Linux machine (suspendos/linuxhost) -------------------------------------------------
@@ -289,14 +296,7 @@ def cmd_install_resume(a):
 
 
 def _port(text):
-    import argparse
-    try:
-        v = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number")
-    if not 0 <= v <= 0xFFFF:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number")
-    return v
+    return bounded_int(0, 0xFFFF, "a port number")(text)
 
 
 def add_linux_host_parsers(sub):
@@ -433,13 +433,13 @@ def parser():
     qs.add_argument("--json", action="store_true")
     qs.add_argument("--quiet", action="store_true", help="no progress on stderr")
     disks.add_arguments(qs)
-    qs.add_argument("--cpus", type=int, default=1,
+    qs.add_argument("--cpus", type=cpu_count, default=1,
                     help="CPUs of the test machine (-smp N, multi-threaded TCG); the test host "
                          "hands its APs to the payload")
     qs.add_argument("--raw-ceiling", action="store_true",
                     help="write no image: stream a constant buffer through the same driver and "
                          "extents and report the device's mb_per_s")
-    qs.add_argument("--ap-deaf", type=int, metavar="APIC_ID",
+    qs.add_argument("--ap-deaf", type=bounded_int(0, 0xFF, "an APIC id"), metavar="APIC_ID",
                     help="test: the test host hands in this AP, but it never answers")
     qs.add_argument("--ap-offline", action="store_true",
                     help="test: the test host hands its APs in offline, as the Linux module "
@@ -457,7 +457,7 @@ def parser():
     qr.add_argument("--json", action="store_true")
     qr.add_argument("--quiet", action="store_true", help="no progress on stderr")
     disks.add_arguments(qr)
-    qr.add_argument("--cpus", type=int, default=1,
+    qr.add_argument("--cpus", type=cpu_count, default=1,
                     help="CPUs of the test machine (-smp N, multi-threaded TCG)")
     _force_option(qr).set_defaults(func=cmd_qemu_resume, writes=("disk",))
     qk = q.add_parser("kexec-jump", help="hibernate Linux through kexec --load-preserve-context "
@@ -471,7 +471,8 @@ def parser():
     # -- qemu linux: the real Debian guest (logic in suspendos/linuxvm/runner.py) --
     ql = q.add_parser("linux", help="hibernate a real Debian guest from the inside and resume it")
     ql.add_argument("--memory", default="1G")
-    ql.add_argument("--cpus", type=int, default=1, help="vCPUs, 1 to 4")
+    ql.add_argument("--cpus", type=bounded_int(1, 4, "a CPU count"), default=1,
+                    help="vCPUs, 1 to 4")
     ql.add_argument("--disk-bus", choices=("ahci", "nvme", "virtio"), default="ahci",
                     help="the guest's disk (root and swap) on this controller (default ahci)")
     ql.add_argument("--swap", choices=("file", "partition"), default="file")

@@ -23,10 +23,23 @@ MiB = 1 << 20
 
 
 def show(path):
-    """A path as messages name it: quoted when it holds what would break the one line (a
-    newline, a control character) or nothing at all."""
+    """A path (or any text read from a user's file) as messages name it: quoted when it
+    holds what would break the one line or the terminal (a newline, a control character, an
+    ANSI escape) or nothing at all. Bytes that are not UTF-8 (a file name the OS handed us
+    with surrogateescape) appear as \\xNN: a lone surrogate is what print() cannot encode."""
     p = os.fsdecode(path) if isinstance(path, bytes) else str(path)
-    return p if p and p.isprintable() else repr(p)
+    if p and p.isprintable():
+        return p
+    try:
+        p.encode("utf-8")
+    except UnicodeEncodeError:
+        return repr(p.encode("utf-8", "surrogateescape" if _only_escaped(p)
+                             else "backslashreplace"))[1:]      # b'...' without the b
+    return repr(p)
+
+
+def _only_escaped(p):
+    return all(0xDC80 <= ord(c) <= 0xDCFF for c in p if 0xD800 <= ord(c) <= 0xDFFF)
 
 
 def _label(what, path):
@@ -141,6 +154,9 @@ def open_input(path, what=None, block_device=False):
 def read_input(path, what=None, limit=16 * MiB, kind="file"):
     """The bytes of a regular file of at most `limit` bytes."""
     with open_input(path, what) as f:
+        # A file's size is known before a byte is read: a 100 GiB file is refused at once.
+        if os.fstat(f.fileno()).st_size > limit:
+            raise UsageError(f"{_label(what, path)}: larger than {limit} bytes: not a {kind}")
         try:
             data = f.read(limit + 1)
         except OSError as e:

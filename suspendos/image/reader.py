@@ -32,6 +32,29 @@ class NoImage(FormatError):
     pass
 
 
+KEY_ON_PLAIN = "--key: the image is not encrypted (leave --key out)"
+KEY_MISSING = "the image is encrypted: give --key FILE"
+
+
+def check_key_given(path, key, lba):
+    """Before a resume boots anything: refuse a missing --key for an encrypted image and a
+    --key for a plain one, from the header at `lba` (512-byte sectors). A disk without a
+    sound, valid header is left to the resume loader, whose refusal names what it found."""
+    with open_input(path, "--disk", block_device=True) as f:
+        f.seek(lba * SECTOR_SIZE)
+        block = f.read(fmt.HEADER_BLOCK)
+    if len(block) < fmt.HEADER_BLOCK or block[:8] != fmt.IMAGE_MAGIC:
+        return
+    h = parse(fmt.ImageHeader, block[:fmt.ImageHeader.sizeof()], "image header")
+    if h.version != fmt.IMAGE_VERSION or header_checksum(block) != h.header_xxh64 \
+            or h.state != fmt.IMAGE_STATE.VALID:
+        return
+    if key is not None and not h.encryption:
+        raise UsageError(KEY_ON_PLAIN)
+    if h.encryption and key is None:
+        raise UsageError(f"--disk: {KEY_MISSING}")
+
+
 def _header_ok(block):
     if block[:8] != fmt.IMAGE_MAGIC:
         return False
@@ -109,7 +132,7 @@ class Image:
         if h.encryption not in ENCRYPTION_NAMES:
             raise FormatError(f"image header: unknown encryption {h.encryption}")
         if key is not None and not h.encryption:
-            raise UsageError("--key: the image is not encrypted (leave --key out)")
+            raise UsageError(KEY_ON_PLAIN)
         if h.encryption and key is not None:
             self.aead = ChaCha20Poly1305(key)
             try:
@@ -259,7 +282,7 @@ class Image:
 
     def _decrypt(self, c, header_and_bitmap, stored, span):
         if not self.aead:
-            raise FormatError(f"{span}: the image is encrypted: give --key FILE")
+            raise FormatError(f"{span}: {KEY_MISSING}")
         try:
             return self.aead.decrypt(fmt.nonce(self.header.image_id, c.index), stored + c.tag,
                                      fmt.chunk_aad(self.header.image_id, header_and_bitmap))

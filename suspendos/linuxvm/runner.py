@@ -421,9 +421,12 @@ def parse_dirty_free(text, memory):
     from ..sizes import parse_size
     t = text.strip()
     if t.endswith("%"):
-        if not t[:-1].isdigit():
+        from ..argparser import parse_number
+        try:
+            percent = parse_number(t[:-1], "--dirty-free", 0, 100, hex_ok=False)
+        except UsageError:
             raise UsageError(f"--dirty-free: cannot read {text!r} as a percentage (e.g. 40%)")
-        return memory * int(t[:-1]) // 100 // MiB * MiB
+        return memory * percent // 100 // MiB * MiB
     return 0 if t == "0" else parse_size(t, "--dirty-free")
 
 

@@ -1,7 +1,9 @@
 """`suspendos plugin ...` and the plugin options of `build` and `qemu suspend`."""
 from pathlib import Path
 
+from ..argparser import bounded_int, parse_number
 from ..errors import UsageError
+from ..fileutil import show
 
 FB_MODE_HELP = "WxHxBPP, BPP 32, 24 or 16 (default 800x600x32), or none"
 
@@ -13,9 +15,12 @@ def parse_fb_mode(text, what="--framebuffer"):
     if text == "none":
         return None
     parts = text.lower().split("x")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+    try:
+        if len(parts) != 3:
+            raise UsageError(what)
+        w, h, bpp = (parse_number(p, what, hex_ok=False) for p in parts)
+    except UsageError:
         raise UsageError(f"{what}: {text!r} is not WxHxBPP (e.g. 800x600x32) or none")
-    w, h, bpp = map(int, parts)
     if bpp not in (16, 24, 32) or not (320 <= w <= 2560 and 200 <= h <= 1600):
         raise UsageError(f"{what}: {text!r}: width 320-2560, height 200-1600, bpp 16, 24 or 32")
     return w, h, bpp
@@ -43,20 +48,22 @@ def approved_plugins(a):
 def cmd_keygen(a):
     from .keys import fingerprint, keygen, raw_public
     pub = keygen(a.output)
-    print(f"wrote {a.output} (private, mode 0600) and {a.output}.pub "
+    print(f"wrote {show(a.output)} (private, mode 0600) and {show(a.output + '.pub')} "
           f"({fingerprint(raw_public(pub))}); copy the .pub into a trust folder")
 
 
 def cmd_new(a):
     from .sdk import new_plugin
     folder = new_plugin(a.name, a.dir)
-    print(f"wrote {folder}/: {a.name}.c and sdk/; next: suspendos plugin build {folder}")
+    print(f"wrote {show(folder)}/: {a.name}.c and sdk/; next: suspendos plugin build "
+          f"{show(folder)}")
 
 
 def cmd_build(a):
     from .sdk import build_plugin
     obj, name, scratch = build_plugin(a.folder)
-    print(f"wrote {obj}: plugin {name!r}, {obj.stat().st_size} bytes, scratch {scratch} KiB")
+    print(f"wrote {show(obj)}: plugin {name!r}, {obj.stat().st_size} bytes, scratch "
+          f"{scratch} KiB")
 
 
 def _load_key(key_path):
@@ -108,7 +115,7 @@ def cmd_pack(a):
         data = make_package(fmt.PACKAGE_KIND.THEME, name, [(fmt.SECTION_KIND.THEME, asset)])
         what = f"theme {name!r}"
     how = _sign_and_write(data, key, a.output)
-    print(f"wrote {a.output}: {what}, {Path(a.output).stat().st_size} bytes, {how}")
+    print(f"wrote {show(a.output)}: {what}, {Path(a.output).stat().st_size} bytes, {how}")
 
 
 def cmd_sign(a):
@@ -117,16 +124,15 @@ def cmd_sign(a):
     pkg = read_package(a.package)
     out = a.output or a.package
     how = _sign_and_write(pkg.signed_part, key, out)
-    print(f"wrote {out}: plugin {pkg.name!r}, {how}")
+    print(f"wrote {show(out)}: plugin {pkg.name!r}, {how}")
 
 
 def cmd_verify(a):
-    from .keys import trusted_keys
     from .package import read_package, verify
     pkg = read_package(a.package)
-    fp = verify(pkg, trusted_keys(a.trust) if pkg.signed else {}, a.trust)
-    print(f"{a.package}: {pkg.kind} plugin {pkg.name!r}: signature good, signed by {fp} "
-          f"(trusted in {a.trust})")
+    fp = verify(pkg, None, a.trust)     # the trust folder is read after the signature
+    print(f"{pkg.source}: {pkg.kind} plugin {pkg.name!r}: signature good, signed by {fp} "
+          f"(trusted in {show(a.trust)})")
 
 
 def cmd_info(a):
@@ -141,7 +147,7 @@ def cmd_preview(a):
     from .render import render
     pkg = read_package(a.package)
     if pkg.kind != "theme":
-        raise UsageError(f"{a.package}: preview shows themes; {pkg.name!r} is a code plugin")
+        raise UsageError(f"{pkg.source}: preview shows themes; {pkg.name!r} is a code plugin")
     mode = parse_fb_mode(a.framebuffer)
     if mode is None:
         raise UsageError("--framebuffer: preview needs a mode, WxHxBPP")
@@ -152,7 +158,7 @@ def cmd_preview(a):
     buf = io.BytesIO()
     img.save(buf, "PNG")
     write_atomic(a.output, buf.getvalue(), what="-o")
-    print(f"wrote {a.output}: theme {pkg.name!r} at {a.percent}% on {w}x{h}x{bpp}")
+    print(f"wrote {show(a.output)}: theme {pkg.name!r} at {a.percent}% on {w}x{h}x{bpp}")
 
 
 def add_parser(sub):
@@ -193,6 +199,7 @@ def add_parser(sub):
     pv = pl.add_parser("preview", help="draw a theme as the progress plugin will (PNG)")
     pv.add_argument("package")
     pv.add_argument("--framebuffer", default="800x600x32", help=FB_MODE_HELP)
-    pv.add_argument("--percent", type=int, default=100, choices=range(0, 101), metavar="0-100")
+    pv.add_argument("--percent", type=bounded_int(0, 100, "a percentage"), default=100,
+                    metavar="0-100")
     pv.add_argument("-o", "--output", required=True)
     pv.set_defaults(func=cmd_preview)

@@ -10,12 +10,12 @@ import hashlib
 import os
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import UsageError
-from ..fileutil import check_output, check_private, read_input, write_atomic
+from ..fileutil import check_output, check_private, read_input, show, write_atomic
 
 DEFAULT_TRUST_DIR = "/etc/suspendos/trusted-keys"
 MAX_KEY_FILE = 64 * 1024        # a PEM or OpenSSH ed25519 key is a few hundred bytes
@@ -44,16 +44,28 @@ def keygen(path, comment="suspendos-plugin-key"):
 
 
 def load_private_key(path, what="--key"):
+    """An ed25519 private key: PEM (what `plugin keygen` writes) or OpenSSH's own format
+    (what `ssh-keygen -t ed25519` writes), unencrypted."""
     data = read_input(path, what, limit=MAX_KEY_FILE, kind="key file")
+    openssh = data.lstrip().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
     try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as e:
-        raise UsageError(f"{what}: {path} is not an unencrypted PEM private key ({e})")
+        if openssh:
+            key = serialization.load_ssh_private_key(data, password=None)
+        else:
+            key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        kind = "an unencrypted OpenSSH" if openssh else "an unencrypted PEM"
+        raise UsageError(f"{what}: {show(path)} is not {kind} private key ({_one_line(e)})")
     if not isinstance(key, Ed25519PrivateKey):
-        raise UsageError(f"{what}: {path} is not an ed25519 key "
+        raise UsageError(f"{what}: {show(path)} is not an ed25519 key "
                          f"(make one with `suspendos plugin keygen -o FILE`)")
     check_private(path, what)
     return key
+
+
+def _one_line(e):
+    """A library's exception text, which may span lines, as part of one line."""
+    return " ".join(str(e).split())
 
 
 def raw_public(key):
@@ -73,9 +85,11 @@ def load_public_key(path):
     try:
         key = serialization.load_ssh_public_key(data.strip())
     except (ValueError, TypeError, IndexError) as e:
-        raise UsageError(f"{path}: not an OpenSSH public key ({e})")
+        raise UsageError(f"{show(path)}: not an OpenSSH public key ({_one_line(e)})")
+    except UnsupportedAlgorithm:
+        raise UsageError(f"{show(path)}: not an ed25519 public key")
     if not isinstance(key, Ed25519PublicKey):
-        raise UsageError(f"{path}: not an ed25519 public key")
+        raise UsageError(f"{show(path)}: not an ed25519 public key")
     return raw_public(key)
 
 
@@ -83,7 +97,7 @@ def trusted_keys(trust_dir):
     """{raw public key: file} for every *.pub in `trust_dir`."""
     d = Path(trust_dir)
     if not d.is_dir():
-        raise UsageError(f"--trust: {d} is not a folder of trusted public keys (*.pub)")
+        raise UsageError(f"--trust: {show(d)} is not a folder of trusted public keys (*.pub)")
     keys = {}
     for p in sorted(d.glob("*.pub")):
         keys.setdefault(load_public_key(p), p)

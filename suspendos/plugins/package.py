@@ -16,16 +16,26 @@ from ..formats import plugin as fmt
 from ..formats.common import align_up, build, parse
 from . import keys
 
-NAME_RE = re.compile(r"^[a-z0-9_-]{1,31}$")
+NAME_RE = re.compile(r"[a-z0-9_-]{1,31}")     # fullmatch: `$` lets a "\n" through
 HEADER = fmt.PackageHeader.sizeof()
 SECTION = fmt.PackageSection.sizeof()
 SIGNATURE = fmt.PackageSignature.sizeof()
 KIND_NAMES = {fmt.PACKAGE_KIND.THEME: "theme", fmt.PACKAGE_KIND.CODE: "code"}
+# The one size limit of a package file, signature included: what `plugin pack` and `plugin
+# sign` may write and what every reader (info, verify, build, qemu suspend) accepts.
 MAX_PACKAGE = 64 << 20
 
 
+def check_package_size(size, what="plugin pack"):
+    """Refuse, before anything is written, a package every reader would refuse."""
+    if size > MAX_PACKAGE:
+        raise UsageError(f"{what}: the package would be {size} bytes; a package holds at most "
+                         f"{MAX_PACKAGE} bytes (64 MiB): use a smaller or plainer picture, "
+                         f"or fewer assets")
+
+
 def check_name(name, what="name"):
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise UsageError(f"{what}: {name!r} is not a plugin name (1 to 31 of a-z 0-9 _ -)")
     return name
 
@@ -64,6 +74,8 @@ def make_package(kind, name, sections):
                 abi_revision=fmt.PLUGIN_ABI_REVISION, flags=0,
                 name=name.encode().ljust(fmt.PLUGIN_NAME_LEN, b"\0"),
                 body_size=offset - HEADER)
+    # Room for the signature too: a package that could not be signed is no use.
+    check_package_size(HEADER + head["body_size"] + SIGNATURE)
     out = build(fmt.PackageHeader, head, "package header")
     for t in table:
         out += build(fmt.PackageSection, t, "package section")
@@ -86,7 +98,7 @@ def parse_package(data, what="package"):
         raise FormatError(f"{what}: made for plugin ABI revision {head.abi_revision}, this "
                           f"tool has revision {fmt.PLUGIN_ABI_REVISION}")
     name = head.name.split(b"\0")[0].decode("ascii", "replace")
-    if not NAME_RE.match(name) or any(head.name[len(name):]):
+    if not NAME_RE.fullmatch(name) or any(head.name[len(name):]):
         raise FormatError(f"{what}: bad plugin name {head.name!r}")
     end = HEADER + head.body_size
     if end > len(data):
@@ -127,9 +139,10 @@ def parse_package(data, what="package"):
     return pkg
 
 
-def read_package(path):
-    from ..fileutil import read_input
-    return parse_package(read_input(path, limit=MAX_PACKAGE, kind="plugin package"), str(path))
+def read_package(path, what=None):
+    from ..fileutil import read_input, show
+    return parse_package(read_input(path, what, limit=MAX_PACKAGE, kind="plugin package"),
+                         show(path))
 
 
 def sign_bytes(data, private_key):
@@ -140,12 +153,15 @@ def sign_bytes(data, private_key):
         algorithm=fmt.SIGNATURE_ALGORITHM.ED25519, _pad0=0,
         public_key=keys.raw_public(private_key.public_key()),
         signature=keys.sign(private_key, body)), "package signature")
+    check_package_size(len(body) + len(block), "plugin sign")
     return body + block
 
 
 def verify(pkg, trusted, trust_dir):
     """Raise UsageError unless `pkg` carries a valid signature by a key in `trusted`
-    ({raw key: path}). Returns the fingerprint of the signer."""
+    ({raw key: path}; None: read `trust_dir` once the signature is known good, so a changed
+    package is named as such and not as a missing trust folder). Returns the signer's
+    fingerprint."""
     label = f"{pkg.source}: plugin {pkg.name!r}"
     if not pkg.signed:
         raise UsageError(f"{label} is not signed (sign it with `suspendos plugin sign`; "
@@ -154,6 +170,8 @@ def verify(pkg, trusted, trust_dir):
         raise UsageError(f"{label}: the signature does not verify: the package was changed "
                          f"after it was signed")
     fp = keys.fingerprint(pkg.public_key)
+    if trusted is None:
+        trusted = keys.trusted_keys(trust_dir)
     if pkg.public_key not in trusted:
         raise UsageError(f"{label} is signed by {fp}, which is not a trusted key in "
                          f"{trust_dir}")
@@ -176,18 +194,20 @@ def approve(paths, trust_dir=None, allow_unsigned=False, warn=None):
     warn = warn or (lambda m: print(f"suspendos: warning: {m}", file=sys.stderr))
     out, trusted, names = [], None, set()
     for path in paths:
-        pkg = read_package(path)
+        pkg = read_package(path, "--plugin")
         if pkg.name in names:
-            raise UsageError(f"{path}: a second plugin named {pkg.name!r}")
+            raise UsageError(f"{pkg.source}: a second plugin named {pkg.name!r}")
         names.add(pkg.name)
         if not pkg.signed and allow_unsigned:
-            msg = f"{path}: plugin {pkg.name!r} is not signed; loaded because of --allow-unsigned"
+            msg = (f"{pkg.source}: plugin {pkg.name!r} is not signed; loaded because of "
+                   f"--allow-unsigned")
             warn(msg)
             out.append(Approved(pkg, None, [msg]))
             continue
-        if pkg.signed and trusted is None:
-            trusted = keys.trusted_keys(trust_dir)
-        out.append(Approved(pkg, verify(pkg, trusted or {}, trust_dir)))
+        if pkg.signed and trusted is None and keys.signature_valid(
+                pkg.public_key, pkg.signature, pkg.signed_part):
+            trusted = keys.trusted_keys(trust_dir)      # read once, for every package
+        out.append(Approved(pkg, verify(pkg, trusted, trust_dir)))
     if len(out) > fmt.MAX_PLUGINS:
         raise UsageError(f"--plugin: at most {fmt.MAX_PLUGINS} plugins")
     return out

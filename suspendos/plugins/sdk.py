@@ -8,6 +8,7 @@ code model (a plugin is built before anyone knows where a target's reserved regi
 and without loop-to-memset rewriting, together with the SDK's memcpy/memset, into one
 relocatable object (ld -r): DIR/build/NAME.o.
 """
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..build import toolchain
 from ..errors import UsageError
+from ..fileutil import show
 from ..formats import cheader
 from ..formats import plugin as fmt
 from ..sources import source_dir
@@ -43,10 +45,10 @@ def refresh_sdk(folder):
 def new_plugin(name, parent="."):
     check_name(name, "plugin new")
     if not Path(parent).is_dir():
-        raise UsageError(f"--dir: {parent} is not a folder")
+        raise UsageError(f"--dir: {show(parent)} is not a folder")
     folder = Path(parent) / name
     if folder.exists() or folder.is_symlink():
-        raise UsageError(f"plugin new: {folder} already exists")
+        raise UsageError(f"plugin new: {show(folder)} already exists")
     template = (source_dir("plugins") / "template" / "plugin.c").read_text()
     folder.mkdir(parents=True)
     (folder / f"{name}.c").write_text(template.replace("@NAME@", name))
@@ -67,14 +69,28 @@ def compile_object(sources, out, workdir, includes=()):
     return Path(out)
 
 
+def refuse_symlinks(folder):
+    """A plugin folder may hold no symbolic link at all. The tool reads its sources and
+    assets.bin and writes into its sdk/ and build/: through a link, a folder received from
+    someone else would have us pack /etc/shadow or write over a file outside it (any link,
+    not only one leaving the folder: where a link leads can change after the check)."""
+    for top, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            p = os.path.join(top, name)
+            if os.path.islink(p):
+                raise UsageError(f"plugin folder: {show(p)} is a symbolic link (a plugin "
+                                 f"folder may hold none: copy the file in)")
+
+
 def build_plugin(folder):
     """`suspendos plugin build DIR`: returns (object path, descriptor name, scratch KiB)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise UsageError(f"plugin build: {folder} is not a folder")
+        raise UsageError(f"plugin build: {show(folder)} is not a folder")
+    refuse_symlinks(folder)
     sources = sorted(folder.glob("*.c")) + sorted(folder.glob("*.S"))
     if not sources:
-        raise UsageError(f"plugin build: no .c or .S files in {folder}")
+        raise UsageError(f"plugin build: no .c or .S files in {show(folder)}")
     refresh_sdk(folder)
     out_dir = folder / "build"
     with tempfile.TemporaryDirectory(prefix="sos-plugin-") as tmp:

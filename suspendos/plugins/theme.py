@@ -35,29 +35,35 @@ def parse_color(text, what):
 def load_splash(path, background):
     """The picture as a Pillow RGB image, transparency composited over `background`."""
     import warnings
+    with warnings.catch_warnings():
+        # Pillow warns on stderr about what it decodes anyway (a palette's transparency
+        # given as bytes, damaged EXIF data, a large picture): not a line the user can act
+        # on. The size is checked from the header before anything is decoded, and what
+        # Pillow cannot decode is an error below.
+        warnings.simplefilter("ignore")
+        return _load_splash(path, background)
 
+
+def _load_splash(path, background):
     from PIL import Image, UnidentifiedImageError
 
-    from ..fileutil import open_input
+    from ..fileutil import open_input, show
     with open_input(path, "--splash") as f:
         try:
-            with warnings.catch_warnings():
-                # The size is checked from the header below, before anything is decoded;
-                # Pillow's own bomb check would otherwise warn or raise first.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(f) as im:
-                    w, h = im.size
-                    if not (1 <= w <= MAX_SPLASH and 1 <= h <= MAX_SPLASH):
-                        raise UsageError(f"--splash: {path} is {w}x{h}; at most "
-                                         f"{MAX_SPLASH}x{MAX_SPLASH}")
-                    im.load()
-                    img = im.copy()
+            with Image.open(f) as im:
+                w, h = im.size
+                if not (1 <= w <= MAX_SPLASH and 1 <= h <= MAX_SPLASH):
+                    raise UsageError(f"--splash: {show(path)} is {w}x{h}; at most "
+                                     f"{MAX_SPLASH}x{MAX_SPLASH}")
+                im.load()
+                img = im.copy()
         except Image.DecompressionBombError:
-            raise UsageError(f"--splash: {path} is larger than {MAX_SPLASH}x{MAX_SPLASH}")
+            raise UsageError(f"--splash: {show(path)} is larger than {MAX_SPLASH}x{MAX_SPLASH}")
         except UnidentifiedImageError:
-            raise UsageError(f"--splash: {path}: not a picture Pillow can read")
+            raise UsageError(f"--splash: {show(path)}: not a picture Pillow can read")
         except (OSError, ValueError, SyntaxError) as e:
-            raise UsageError(f"--splash: {path}: not a picture Pillow can read ({e})")
+            raise UsageError(f"--splash: {show(path)}: not a picture Pillow can read "
+                             f"({' '.join(str(e).split())})")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         under = Image.new("RGBA", img.size, _rgb(background) + (255,))

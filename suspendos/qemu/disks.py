@@ -77,8 +77,19 @@ def add_arguments(parser):
     """--disk-bus and --sector-size, for `target qemu`, `qemu suspend` and `qemu resume`."""
     parser.add_argument("--disk-bus", choices=BUSES, default="ahci",
                         help="the disk's controller (default ahci)")
-    parser.add_argument("--sector-size", type=int, choices=SECTOR_SIZES, default=512,
+    from ..argparser import choice_int
+    parser.add_argument("--sector-size", type=choice_int(*SECTOR_SIZES), choices=SECTOR_SIZES,
+                        default=512,
                         help="the disk's logical block size (default 512; 4096: nvme, virtio)")
+
+
+def check_inject(inject, sectors, what="--inject"):
+    """An --inject rule's LBA must lie on the disk (`sectors` of its own blocks): blkdebug
+    would never see an access there, and the run would pass without the fault."""
+    for rule in inject if isinstance(inject, list) else ():
+        if not 0 <= rule["sector"] < sectors:
+            raise UsageError(f"{what}: LBA {rule['sector']} is not on the disk, which has "
+                             f"{sectors} sectors (LBA 0 to {sectors - 1})")
 
 
 def scale_inject(inject, sector_size):

@@ -11,13 +11,14 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..argparser import parse_number
 from ..build.resume import build_resume_loader
 from ..diskguard import claim_disk
 from ..errors import RunError, UsageError
 from ..fileutil import input_size, open_input
 from ..formats.common import SECTOR_SIZE
 from ..formats.status import STATUS
-from ..target.qemu import qemu_target
+from ..target.qemu import IMAGE_FIRST_LBA, qemu_target
 from . import protocol
 from .machine import cpu_args, disk_args, machine_args
 from .ramdump import dump_ram
@@ -89,6 +90,17 @@ def _target_for(memory, disk, bus="ahci", sector_size=512):
         return qemu_target(memory, pci=pci, bus=bus, sector_size=sector_size)
 
 
+def _check_before_boot(disk, key, inject, sector_size):
+    """What the host can tell from the disk alone is refused before QEMU starts: an
+    --inject LBA off the disk (it would never fire), a missing --key for an encrypted image
+    and a --key for a plain one (the loader would say "wrong key", or ignore the key)."""
+    from ..image.reader import check_key_given
+    from .disks import check_inject
+    with open_input(disk, "--disk", block_device=True) as f:
+        check_inject(inject, input_size(f) // sector_size)
+    check_key_given(disk, key, IMAGE_FIRST_LBA)     # where `qemu suspend` puts the header
+
+
 def summarize(handoff, result, exit_value, log):
     seconds = ((handoff.tsc_end - handoff.tsc_start) / handoff.tsc_hz_used
                if handoff.tsc_hz_used and handoff.tsc_end > handoff.tsc_start else 0.0)
@@ -127,16 +139,17 @@ def parse_inject(spec):
         return spec
     if spec.startswith(("ap-deaf:", "ap-fault:")):   # the loader's AP with this APIC id
         kind, _, apic = spec.partition(":")         # never answers / faults in its job
-        if not (apic.isascii() and apic.isdigit()):
+        try:
+            return f"{kind}={parse_number(apic, kind, 0, 0xFF, hex_ok=False)}"
+        except UsageError:
             raise UsageError(f"--inject: {spec!r}: {kind} takes an APIC id ({kind}:2)")
-        return f"{kind}={int(apic)}"
     kind, _, rest = spec.partition(":")
     parts = rest.split(",")
-    lba = parts[0].isascii() and parts[0].isdigit()        # "²" is a digit int() refuses
-    if kind != "read-error" or not lba or any(p != "always" for p in parts[1:]):
+    if kind != "read-error" or any(p != "always" for p in parts[1:]):
         raise UsageError(f"--inject: {spec!r} is not read-error:LBA[,always], read-stall, "
                          "ap-deaf:ID or ap-fault:ID")
-    return [{"event": "read_aio", "errno": 5, "sector": int(parts[0]),
+    sector = parse_number(parts[0], f"--inject: {kind}: the LBA", 0, (1 << 48) - 1)
+    return [{"event": "read_aio", "errno": 5, "sector": sector,
              "once": "always" not in parts[1:]}]
 
 
@@ -178,6 +191,7 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     if not os.path.lexists(disk):
         raise UsageError(f"--disk: {disk} does not exist (suspend to it first)")
     claim = claim_disk(disk, "--disk", force)      # held (O_EXCL) until QEMU is done
+    _check_before_boot(disk, key, inject, sector_size)
     target = _target_for(memory, disk, bus, sector_size)
     ram_ranges = target.saved_ranges()
 

@@ -284,9 +284,13 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
     check_ap_options(cpus, ap_deaf, ap_offline)
     check_can_run(tempfile.gettempdir())    # no QEMU, or a TMPDIR it cannot load from: exit 2
     if mix is not None:
+        from ..argparser import parse_number
         parts = mix.split(",")
-        whole = all(p.isascii() and p.isdigit() for p in parts)   # "²" is no number
-        if len(parts) != 4 or not whole or sum(map(int, parts)) != 100:
+        try:
+            shares = [parse_number(p, "--mix", 0, 100, hex_ok=False) for p in parts]
+        except UsageError:
+            shares = []
+        if len(shares) != 4 or sum(shares) != 100:
             raise UsageError(f"--mix: {mix!r} is not Z,R,T,P: four whole percentages summing to 100")
     disk = Path(disk)
     existing = os.path.lexists(disk)
@@ -311,6 +315,9 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
     elif compress != "none":
         target.options.compress = compress
         target.validate()
+    from .disks import check_inject
+    check_inject(inject, disk_size // target.disk.block_size if existing else
+                 target.disk.sectors or max(e.lba + e.count for e in target.extents))
     with claim, tempfile.TemporaryDirectory(prefix="sos-suspend-") as tmp:
         tmp = Path(tmp)
         built = build_payload(target, key=key, selftest=selftest, plugins=plugins)

@@ -9,6 +9,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 import tomli_w
 
 from ..errors import UsageError
+from ..fileutil import show
 from ..formats import image
 from ..formats.common import PAGE_SIZE
 
@@ -29,7 +30,7 @@ AHCI_MMIO_SPAN = 0x2000         # what the payload maps from the ABAR's page: ge
 # the common, ISR, device and notify structures, which QEMU places in one 16 KiB BAR.
 DISK_MMIO_SPAN = {"ahci": AHCI_MMIO_SPAN, "nvme": 0x4000, "virtio-blk": 0x4000}
 MAX_TARGET_FILE = 16 << 20
-PCI_RE = re.compile(r"^[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.[0-7]$")
+PCI_RE = re.compile(r"[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.[0-7]")   # fullmatch: `$` lets "\n" in
 BPP_OF_FORMAT = {"xrgb8888": 32, "rgb888": 24, "rgb565": 16}
 
 
@@ -66,7 +67,7 @@ class Disk:
         return self.ahci_base if self.kind == "ahci" else self.bar
 
     def pci_address(self):
-        if not PCI_RE.match(self.pci):
+        if not PCI_RE.fullmatch(self.pci):
             raise UsageError(f"disk.pci: {self.pci!r} is not bus:dev.fn (e.g. 00:1f.2)")
         bus, rest = self.pci.split(":")
         dev, fn = rest.split(".")
@@ -177,7 +178,9 @@ class Target:
         if not self.memory:
             raise UsageError("memory: the memory map is empty")
         last = None
-        for i, m in enumerate(sorted(self.memory, key=lambda m: m.start)):
+        # Checked in address order, named by their place in the file (memory[i] is what the
+        # user finds in the TOML, whatever its order).
+        for i, m in sorted(enumerate(self.memory), key=lambda im: im[1].start):
             if m.type not in MEMORY_TYPES:
                 raise UsageError(f"memory[{i}].type: {m.type!r} is not one of {', '.join(MEMORY_TYPES)}")
             if m.start < 0 or m.end <= m.start:
@@ -185,10 +188,10 @@ class Target:
             if m.end > MAX_PHYSICAL:
                 raise UsageError(f"memory[{i}]: end {m.end:#x} is beyond any physical address "
                                  f"(2^52)")
-            if last and m.start < last.end:
-                raise UsageError(f"memory[{i}]: {m.start:#x}-{m.end:#x} overlaps "
-                                 f"{last.start:#x}-{last.end:#x}")
-            last = m
+            if last and m.start < last[1].end:
+                raise UsageError(f"memory[{i}]: {m.start:#x}-{m.end:#x} overlaps memory[{last[0]}] "
+                                 f"{last[1].start:#x}-{last[1].end:#x}")
+            last = i, m
         if not self.saved_ranges():
             raise UsageError("memory: no usable RAM to save")
 
@@ -342,7 +345,7 @@ def _make(cls, data, where):
     names = {f.name: f for f in fields(cls)}
     unknown = set(data) - set(names)
     if unknown:
-        raise UsageError(f"{where}.{sorted(unknown)[0]}: unknown field")
+        raise UsageError(f"{where}.{show(sorted(unknown)[0])}: unknown field")
     kwargs = {}
     for name, f in names.items():
         if name not in data:
@@ -366,7 +369,7 @@ def from_dict(d):
         raise UsageError("target: expected a table")
     unknown = set(d) - {f.name for f in fields(Target)}
     if unknown:
-        raise UsageError(f"{sorted(unknown)[0]}: unknown section")
+        raise UsageError(f"{show(sorted(unknown)[0])}: unknown section")
     for key in ("name", "memory", "reserved", "disk", "extents"):
         if key not in d:
             raise UsageError(f"{key}: missing")
@@ -400,8 +403,8 @@ def load(path, what=None):
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise UsageError(f"{path}: not a valid TOML file (not UTF-8 text)")
-    return loads(text, str(path))
+        raise UsageError(f"{show(path)}: not a valid TOML file (not UTF-8 text)")
+    return loads(text, show(path))
 
 
 def dumps(target):
