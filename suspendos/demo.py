@@ -43,12 +43,25 @@ def check_second_resume(p):
                  f"{p.stderr.strip()}")
 
 
+def add_arguments(ap):
+    """demo's options, here and in `suspendos --help`, the man page and the completion."""
+    ap.add_argument("--memory", default="512M", metavar="SIZE",
+                    help="guest RAM: a size with a K, M or G suffix, a whole number of MiB, "
+                         "64M to 8G (default 512M)")
+    ap.add_argument("--compress", default="lz4", choices=("lz4", "lz4hc", "none"),
+                    help="how the image's pages are compressed: lz4, lz4hc or none "
+                         "(default lz4)")
+    ap.add_argument("--seed", default=1, type=int, metavar="N",
+                    help="seed of the random data the test host fills RAM with, 0 to 2^64-1 "
+                         "(default 1)")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="keep the disk image and dumps in this folder (default: a temporary "
+                         "folder, removed at the end)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="suspendos demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--memory", default="512M")
-    ap.add_argument("--compress", default="lz4", choices=("lz4", "lz4hc", "none"))
-    ap.add_argument("--seed", default=1, type=int)
-    ap.add_argument("--keep", help="keep the disk image and dumps in this folder")
+    add_arguments(ap)
     a = ap.parse_args(argv)
     from .errors import UsageError
     from .sizes import parse_size
