@@ -23,6 +23,8 @@ done
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v qemu-img >/dev/null || need+=(qemu-utils)
+# tests/test_cli_docs.py renders the man page the wheel installs.
+command -v groff >/dev/null || need+=(groff-base)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 # The Linux tests fetch Debian's kernel with `apt-get download`: they need package lists too.
