@@ -110,7 +110,7 @@ def test_the_wheel_installs_the_man_page_and_the_completion(wheel, installed):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout == (installed / "share/bash-completion/completions/suspendos").read_text()
-    page = subprocess.run(["man", "-l", "-P", "cat", installed / "share/man/man1/suspendos.1"],
-                          env=dict(env, MANWIDTH="100"), capture_output=True, text=True,
-                          timeout=60)
+    page = subprocess.run(["groff", "-man", "-Tutf8", "-P", "-cbou",   # scripts/setup.sh
+                           installed / "share/man/man1/suspendos.1"],
+                          capture_output=True, text=True, timeout=60)
     assert page.returncode == 0 and "suspendos qemu suspend" in page.stdout, page.stderr
