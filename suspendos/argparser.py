@@ -5,7 +5,19 @@ import argparse
 from .errors import UsageError
 
 
+class _Subcommands(argparse._SubParsersAction):
+    def add_parser(self, name, **kwargs):
+        # `suspendos image verify --help` opens with what the command list says of it.
+        if kwargs.get("help") and "description" not in kwargs:
+            kwargs["description"] = kwargs["help"]
+        return super().add_parser(name, **kwargs)
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _Subcommands)
+
     def error(self, message):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 

@@ -355,8 +355,8 @@ def _encrypt_key_option(p):
 
 def _image_options(p):
     """DISK, --lba and --key: what every `image` subcommand reads an image with."""
-    p.add_argument("disk", help="the disk that holds the image: a disk image file or a block "
-                   "device")
+    p.add_argument("disk", metavar="DISK", help="the disk that holds the image: a disk image "
+                   "file or a block device")
     p.add_argument("--lba", type=lba, help="the sector of the image header, 0 to 2^48-1 "
                    "(default: look for it)")
     return _key_option(p)
