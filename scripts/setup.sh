@@ -27,6 +27,8 @@ command -v qemu-img >/dev/null || need+=(qemu-utils)
 # loop devices (losetup, mount) and put ext4 and swap on them.
 command -v wipefs >/dev/null || need+=(util-linux)
 command -v losetup >/dev/null || need+=(mount)
+# tests/test_cli_docs.py renders the man page the wheel installs.
+command -v groff >/dev/null || need+=(groff-base)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 # The Linux tests fetch Debian's kernel with `apt-get download`: they need package lists too.

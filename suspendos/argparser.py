@@ -15,7 +15,19 @@ PROG = "suspendos"
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+", re.ASCII)
 
 
+class _Subcommands(argparse._SubParsersAction):
+    def add_parser(self, name, **kwargs):
+        # `suspendos image verify --help` opens with what the command list says of it.
+        if kwargs.get("help") and "description" not in kwargs:
+            kwargs["description"] = kwargs["help"]
+        return super().add_parser(name, **kwargs)
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _Subcommands)
+
     def error(self, message):
         # The CLI prefixes "suspendos: error: ": name the subcommand only, not the program.
         command = self.prog.removeprefix(PROG).strip()

@@ -28,9 +28,7 @@ from pathlib import Path
 
 from .argparser import Parser, bounded_int
 from .errors import UsageError
-from .build.toolchain import run
 from .fileutil import open_input, write_atomic
-from .sources import source_dir
 
 PAGE = 4096
 
@@ -128,6 +126,8 @@ def make_corpus(size: int = 32 << 20, seed: int = 1, only: str | None = None) ->
 def build_driver(tmp: Path) -> Path:
     obj = tmp / "lz4_payload.o"
     exe = tmp / "compress_bench"
+    from .build.toolchain import run        # here, not at the top: every command builds the
+    from .sources import source_dir         # parser, which holds this module's options
     builder = source_dir("builder")
     run(["gcc", *PAYLOAD_CFLAGS, "-Wall", "-c", str(builder / "core" / "lz4.c"), "-o", str(obj)],
         "compiling the payload's lz4.c")
@@ -146,23 +146,34 @@ def cpu_has_avx2() -> bool:
         return True             # cannot tell: let the driver decide
 
 
-def main(argv=None) -> int:
-    ap = Parser(prog="suspendos bench compress",
-                                 description=__doc__.split("\n")[0])
-    ap.add_argument("--corpus", help="input file (default: a generated RAM-like corpus)")
+def add_arguments(ap):
+    """The options, here and in `suspendos --help`, the man page and the completion."""
+    ap.add_argument("--corpus", metavar="FILE",
+                    help="input file (default: a generated RAM-like corpus)")
     ap.add_argument("--chunk", type=bounded_int(4096, 64 << 20, "a block size"), default=65536,
-                    help="bytes per block (default 65536)")
+                    metavar="BYTES", help="bytes per block, 4096 to 67108864 (default 65536)")
     ap.add_argument("--reps", type=bounded_int(1, 1000, "a repetition count"), default=7,
-                    help="repetitions (median is reported)")
+                    metavar="N", help="repetitions, 1 to 1000; the median is reported "
+                    "(default 7)")
     ap.add_argument("--path", choices=("auto", "scalar", "avx2"), default="auto",
-                    help="our match-length path (default: the payload's choice on this CPU)")
+                    help="our match-length path: auto, scalar or avx2 (default auto: the "
+                         "payload's choice on this CPU)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("--make-corpus", metavar="FILE", help="only write the default corpus to FILE")
     ap.add_argument("--size", type=bounded_int(PAGE, 4 << 30, "a corpus size"), default=32 << 20,
-                    help="generated corpus size")
+                    metavar="BYTES", help=f"generated corpus size in bytes, a multiple of {PAGE} "
+                    "from 4096 to 4294967296 (default 33554432)")
     ap.add_argument("--seed", type=bounded_int(0, (1 << 64) - 1, "a seed"), default=1,
-                    help="generated corpus seed")
-    ap.add_argument("--only", choices=sorted(WEIGHTS), help="generate pages of one kind only")
+                    metavar="N", help="generated corpus seed, 0 to 2**64-1 (default 1)")
+    ap.add_argument("--only", choices=sorted(WEIGHTS),
+                    help="generate pages of one kind only: " + ", ".join(sorted(WEIGHTS))
+                         + " (default: a mix)")
+
+
+def main(argv=None) -> int:
+    ap = Parser(prog="suspendos bench compress",
+                                 description=__doc__.split("\n")[0])
+    add_arguments(ap)
     args = ap.parse_args(argv)
     if args.size % PAGE:                # make_corpus writes whole pages: say so, not round
         raise UsageError(f"--size: {args.size} is not a whole number of {PAGE}-byte pages")
@@ -179,6 +190,7 @@ def main(argv=None) -> int:
                      what="--make-corpus")
         return 0
 
+    from .build.toolchain import run
     with tempfile.TemporaryDirectory(prefix="sos-bench-") as td:
         tmp = Path(td)
         corpus = args.corpus

@@ -55,6 +55,11 @@ def cmd_target_check(a):
     from .target import load
     t = load(a.file)
     build_payload(t)
+    if a.json:
+        return emit_json({"file": a.file, "valid": True, "name": t.name,
+                          "pages_to_save": t.saved_pages(),
+                          "worst_case_image_bytes": t.worst_case_image(),
+                          "image_capacity_bytes": t.image_capacity()})
     print(f"{show(a.file)}: valid ({show(t.name)}, {t.saved_pages()} pages to save, worst-case "
           f"image {t.worst_case_image()} bytes, extents hold {t.image_capacity()}; a payload "
           f"fits its reserved region)")
@@ -243,8 +248,8 @@ def cmd_image_info(a):
 def cmd_image_verify(a):
     from .image.reader import open_image
     img = open_image(a.disk, lba=a.lba, key=_key(a))
-    report = img.verify(ram=a.ram)
-    print(report)
+    facts = img.verify_facts(ram=a.ram)
+    emit_json(facts) if a.json else print(img.verify_text(facts))
 
 
 def cmd_image_extract(a):
@@ -301,26 +306,31 @@ def _port(text):
 
 def add_linux_host_parsers(sub):
     import argparse
+    from . import helptext
     h = sub.add_parser("hibernate", help="hibernate this Linux machine (as root; docs/LINUX.md)")
-    h.add_argument("--swap", help="the swap partition or file for the image (default: the only "
-                   "one in /proc/swaps)")
-    h.add_argument("--compress", choices=COMPRESSIONS, default="none")
+    h.add_argument("--swap", metavar="FILE|DEV", help="the swap partition or swap file for the "
+                   "image (default: the only one in /proc/swaps)")
+    h.add_argument("--compress", choices=COMPRESSIONS, default="none",
+                   help=helptext.compress("none"))
     h.add_argument("--prepare", action="store_true",
                    help="capture the target and build the blob and module (cached), then stop")
     h.add_argument("--dry-run", action="store_true",
                    help="print the plan and the target; touch nothing")
     h.add_argument("--json", action="store_true", help="one JSON line")
-    h.add_argument("--serial", type=_port, default=0,
-                   help="I/O port of a 16550 UART for the payload's log (default: none)")
+    h.add_argument("--serial", type=_port, default=0, metavar="PORT",
+                   help="I/O port of a 16550 UART for the payload's log: 0 to 0xffff, decimal "
+                        "or 0x... (default 0: no log)")
     h.add_argument("--keep-caches", action="store_true",
                    help="do not drop clean page cache and slab first (they are then saved)")
     h.add_argument("--sysroot", help=argparse.SUPPRESS)     # tests: read /sys, /proc here
     h.set_defaults(func=cmd_hibernate)
     r = sub.add_parser("install-resume", help="install the resume loader, its GRUB entry and "
                        "the initramfs check that discards an image not resumed")
-    r.add_argument("--swap", help="the swap partition or file (default: the only active one)")
+    r.add_argument("--swap", metavar="FILE|DEV", help="the swap partition or swap file "
+                   "(default: the only active one)")
     r.add_argument("--no-grub", action="store_true", help="no GRUB menu entry")
-    r.add_argument("--boot-dir", default="/boot", help="where the resume loader goes")
+    r.add_argument("--boot-dir", default="/boot", metavar="DIR",
+                   help="the folder the resume loader goes in (default /boot)")
     r.add_argument("--sysroot", help=argparse.SUPPRESS)
     r.set_defaults(func=cmd_install_resume)
 
@@ -338,12 +348,14 @@ def cmd_bench_compress(argv):
 
 
 def _key_option(p):
-    p.add_argument("--key", help="the key of an encrypted image (suspendos key new)")
+    from .helptext import KEY
+    p.add_argument("--key", metavar="FILE", help=KEY)
     return p
 
 
 def _encrypt_key_option(p):
-    p.add_argument("--encrypt-key", help="encrypt the image with this key (suspendos key new)")
+    from .helptext import ENCRYPT_KEY
+    p.add_argument("--encrypt-key", metavar="FILE", help=ENCRYPT_KEY)
     return p
 
 
@@ -355,171 +367,240 @@ def _force_option(p):
 
 def _image_options(p):
     """DISK, --lba and --key: what every `image` subcommand reads an image with."""
-    p.add_argument("disk", help="the disk (image file or block device)")
-    p.add_argument("--lba", type=lba, help="the image header's LBA (default: look for it)")
+    p.add_argument("disk", metavar="DISK", help="the disk that holds the image: a disk image "
+                   "file or a block device")
+    p.add_argument("--lba", type=lba, help="the sector of the image header, 0 to 2^48-1 "
+                   "(default: look for it)")
     return _key_option(p)
 
 
+# What the tool does, for `suspendos --help` and the man page; the exit statuses follow it.
+DESCRIPTION = ("Hibernation as a small freestanding module: suspendos builds a payload that "
+               "writes a machine's RAM to disk as a checksummed, optionally compressed and "
+               "encrypted image, and a loader that brings the machine back from it. It "
+               "describes the target machine, builds the payload, runs both on a QEMU test "
+               "machine or this Linux machine, and reads, checks and extracts the images.")
+EPILOG = ("Every failure ends as one line on stderr. Exit status: 0 done, 1 a run failed, "
+          "2 bad input (nothing was written).")
+
+
 def parser():
-    from .plugins.cli import add_parser as add_plugin_parser, add_plugin_options
-    p = Parser(prog="suspendos", description=__doc__)
+    from . import helptext
+    from .formats.smp import MAX_CPUS
+    from .plugins.cli import FB_MODE_HELP, add_parser as add_plugin_parser, add_plugin_options
+    p = Parser(prog="suspendos", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"suspendos {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("target", help="write or check a target description").add_subparsers(
         dest="what", required=True)
     tq = t.add_parser("qemu", help="describe the QEMU test machine")
-    tq.add_argument("--memory", required=True, help="guest RAM, 64M to 8G")
-    tq.add_argument("--disk-size", help="disk size (default: just enough for the worst case)")
-    tq.add_argument("--compress", choices=COMPRESSIONS, default="none")
-    tq.add_argument("--framebuffer", default="800x600x32",
-                    help="the Bochs VBE mode the test host sets: WxHxBPP (BPP 32, 24 or 16) "
-                         "or none (default 800x600x32)")
-    tq.add_argument("-o", "--output", required=True)
+    tq.add_argument("--memory", required=True, metavar="SIZE", help=helptext.QEMU_MEMORY)
+    tq.add_argument("--disk-size", metavar="SIZE", help=f"the disk's size: {helptext.SIZE}, a "
+                    "multiple of --sector-size (default: just enough for the worst-case image)")
+    tq.add_argument("--compress", choices=COMPRESSIONS, default="none",
+                    help=helptext.compress("none"))
+    tq.add_argument("--framebuffer", default="800x600x32", metavar="WxHxBPP|none",
+                    help=FB_MODE_HELP)
+    tq.add_argument("-o", "--output", required=True, metavar="FILE",
+                    help="the target description to write (TOML)")
     disks.add_arguments(tq)
     tq.set_defaults(func=cmd_target_qemu)
     tl = t.add_parser("linux", help="describe this Linux system (as root; docs/LINUX.md)")
-    tl.add_argument("--swap", help="the swap partition or file to hold the image (default: "
-                    "the only one in /proc/swaps)")
-    tl.add_argument("--sysroot", help="read a copy of /sys and /proc here instead of the live ones")
-    tl.add_argument("--compress", choices=COMPRESSIONS, default="none")
+    tl.add_argument("--swap", metavar="FILE|DEV", help="the swap partition or swap file to "
+                    "hold the image (default: the only one in /proc/swaps)")
+    tl.add_argument("--sysroot", metavar="DIR",
+                    help="read a copy of /sys and /proc here instead of the live ones")
+    tl.add_argument("--compress", choices=COMPRESSIONS, default="none",
+                    help=helptext.compress("none"))
     tl.add_argument("--no-framebuffer", action="store_true", help="leave /dev/fb0 out")
-    tl.add_argument("-o", "--output", required=True)
+    tl.add_argument("-o", "--output", required=True, metavar="FILE",
+                    help="the target description to write (TOML)")
     tl.set_defaults(func=cmd_target_linux)
     tc = t.add_parser("check", help="validate a target description")
-    tc.add_argument("file")
+    tc.add_argument("file", metavar="FILE", help="the target description (TOML) to check")
+    tc.add_argument("--json", action="store_true", help=helptext.JSON)
     tc.set_defaults(func=cmd_target_check)
 
     b = sub.add_parser("build", help="build a payload blob for a target")
-    b.add_argument("--target", required=True)
-    b.add_argument("-o", "--output", required=True)
-    b.add_argument("--compress", choices=COMPRESSIONS)
+    b.add_argument("--target", required=True, metavar="FILE",
+                   help="the target description (TOML; suspendos target ...)")
+    b.add_argument("-o", "--output", required=True, metavar="PAYLOAD",
+                   help="the payload file to write")
+    b.add_argument("--compress", choices=COMPRESSIONS, help=helptext.compress(None))
     add_plugin_options(b)
     _encrypt_key_option(b)
     b.add_argument("--format", choices=("blob", "kexec-elf"), default="blob",
-                   help="kexec-elf: an ELF for `kexec --load-preserve-context` (KEXEC_JUMP)")
+                   help="blob: the bare payload (default); kexec-elf: an ELF for `kexec "
+                        "--load-preserve-context` (KEXEC_JUMP)")
     b.set_defaults(func=cmd_build)
 
     i = sub.add_parser("inspect", help="show a payload blob's layout")
-    i.add_argument("payload")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("payload", metavar="PAYLOAD", help="the payload blob (suspendos build)")
+    i.add_argument("--json", action="store_true", help=helptext.JSON)
     i.set_defaults(func=cmd_inspect)
 
     q = sub.add_parser("qemu", help="run the QEMU test machine").add_subparsers(
         dest="what", required=True)
     qs = q.add_parser("suspend", help="hibernate the QEMU test machine to a disk image")
-    qs.add_argument("--memory", required=True)
-    qs.add_argument("--disk", required=True)
-    qs.add_argument("--seed", type=bounded_int(0, (1 << 64) - 1, "a seed"), default=1)
-    qs.add_argument("--mix", help="Z,R,T,P: percent of zero, random, text and pattern pages the "
-                    "test host fills RAM with (default 25,25,25,25)")
-    qs.add_argument("--compress", choices=COMPRESSIONS, default="none")
-    qs.add_argument("--ram-dump", help="write guest RAM (QMP pmemsave) here, offset = address")
-    qs.add_argument("--inject", help="write-error:LBA[,always]: fail a disk write; write-stall: never complete one "
-                    "(blkdebug)")
+    qs.add_argument("--memory", required=True, metavar="SIZE", help=helptext.QEMU_MEMORY)
+    qs.add_argument("--disk", required=True, metavar="FILE",
+                    help="the disk image file (made if missing, just large enough) or block "
+                         "device the image is written to")
+    qs.add_argument("--seed", type=bounded_int(0, (1 << 64) - 1, "a seed"), default=1,
+                    metavar="N", help="seed of the random data the test host fills RAM with, "
+                    "0 to 2^64-1 (default 1)")
+    qs.add_argument("--mix", metavar="Z,R,T,P",
+                    help="percent of zero, random, text and pattern pages the test host fills "
+                         "RAM with: four whole numbers summing to 100 (default 25,25,25,25)")
+    qs.add_argument("--compress", choices=COMPRESSIONS, default="none",
+                    help=helptext.compress("none"))
+    qs.add_argument("--ram-dump", metavar="FILE", help="write guest RAM (QMP pmemsave) here, "
+                    "offset = physical address, as the payload starts reading it")
+    qs.add_argument("--inject", metavar="SPEC",
+                    help="write-error:LBA[,always]: fail the disk write covering LBA (a sector "
+                         "of the disk, 0 to its last), once or every time; write-stall: never "
+                         "complete the first write (blkdebug)")
     _encrypt_key_option(qs)
-    qs.add_argument("--target", help="use this target description instead of the machine's "
-                    "own (for testing what the payload does with a wrong one)")
-    qs.add_argument("--selftest", choices=("write-saved-ram", "execute-data", "divide-error",
-                                           "read-unmapped", "write-text",
-                                           "ap-write-saved-ram"),
-                    help="make the payload fault on purpose (proves page tables and IDT)")
+    qs.add_argument("--target", metavar="FILE", help="use this target description instead of "
+                    "the machine's own (for testing what the payload does with a wrong one)")
+    selftests = ("write-saved-ram", "execute-data", "divide-error", "read-unmapped",
+                 "write-text", "ap-write-saved-ram")
+    qs.add_argument("--selftest", choices=selftests, metavar="FAULT",
+                    help="make the payload fault on purpose (proves page tables and IDT): "
+                         + helptext.one_of(selftests))
     add_plugin_options(qs)
-    qs.add_argument("--framebuffer", default="800x600x32",
-                    help="the Bochs VBE mode the test host sets: WxHxBPP (BPP 32, 24 or 16) "
-                         "or none (default 800x600x32)")
+    qs.add_argument("--framebuffer", default="800x600x32", metavar="WxHxBPP|none",
+                    help=FB_MODE_HELP)
     qs.add_argument("--screenshot", metavar="FILE.png",
                     help="save the screen (QMP screendump) after the plugins' last frame")
-    qs.add_argument("--json", action="store_true")
-    qs.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    qs.add_argument("--json", action="store_true", help=helptext.JSON)
+    qs.add_argument("--quiet", action="store_true", help=helptext.QUIET)
     disks.add_arguments(qs)
-    qs.add_argument("--cpus", type=cpu_count, default=1,
-                    help="CPUs of the test machine (-smp N, multi-threaded TCG); the test host "
-                         "hands its APs to the payload")
+    qs.add_argument("--cpus", type=cpu_count, default=1, metavar="N",
+                    help=f"CPUs of the test machine, 1 to {MAX_CPUS + 1} (-smp N, "
+                         "multi-threaded TCG; default 1); the test host hands its APs to the "
+                         "payload")
     qs.add_argument("--raw-ceiling", action="store_true",
                     help="write no image: stream a constant buffer through the same driver and "
                          "extents and report the device's mb_per_s")
     qs.add_argument("--ap-deaf", type=bounded_int(0, 0xFF, "an APIC id"), metavar="APIC_ID",
-                    help="test: the test host hands in this AP, but it never answers")
+                    help="test: the test host hands in this AP, but it never answers; "
+                         f"{helptext.APIC_ID}: 1 to N-1, or with --ap-offline one no CPU has, "
+                         "N to 254")
     qs.add_argument("--ap-offline", action="store_true",
                     help="test: the test host hands its APs in offline, as the Linux module "
                          "does; the payload wakes them from an AP start page")
     _force_option(qs).set_defaults(func=cmd_qemu_suspend, writes=("disk",))
     qr = q.add_parser("resume", help="resume the QEMU test machine from a disk image")
-    qr.add_argument("--memory", required=True)
-    qr.add_argument("--disk", required=True)
+    qr.add_argument("--memory", required=True, metavar="SIZE",
+                    help=helptext.QEMU_MEMORY + "; the same as at suspend")
+    qr.add_argument("--disk", required=True, metavar="FILE",
+                    help="the disk image file or block device `qemu suspend` wrote the image to")
     _key_option(qr)
-    qr.add_argument("--ram-dump", help="write the restored RAM (QMP pmemsave, saved ranges, "
-                    "offset = address) here, taken before the loader returns")
-    qr.add_argument("--inject", help="read-error:LBA[,always]: fail a disk read; read-stall: "
-                    "never complete one (blkdebug); ap-deaf:ID / ap-fault:ID: the loader's AP "
-                    "with that APIC id never answers / faults")
-    qr.add_argument("--json", action="store_true")
-    qr.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    qr.add_argument("--ram-dump", metavar="FILE", help="write the restored RAM (QMP pmemsave, "
+                    "saved ranges, offset = physical address) here, taken before the loader "
+                    "returns")
+    qr.add_argument("--inject", metavar="SPEC",
+                    help="read-error:LBA[,always]: fail the disk read covering LBA (a sector of "
+                         "the disk), once or every time; read-stall: never complete one "
+                         "(blkdebug); ap-deaf:ID / ap-fault:ID: the loader's AP with that "
+                         "APIC id (1 to --cpus minus 1) never answers / faults")
+    qr.add_argument("--json", action="store_true", help=helptext.JSON)
+    qr.add_argument("--quiet", action="store_true", help=helptext.QUIET)
     disks.add_arguments(qr)
-    qr.add_argument("--cpus", type=cpu_count, default=1,
-                    help="CPUs of the test machine (-smp N, multi-threaded TCG)")
+    qr.add_argument("--cpus", type=cpu_count, default=1, metavar="N",
+                    help=f"CPUs of the test machine, 1 to {MAX_CPUS + 1} (-smp N, "
+                         "multi-threaded TCG; default 1)")
     _force_option(qr).set_defaults(func=cmd_qemu_resume, writes=("disk",))
     qk = q.add_parser("kexec-jump", help="hibernate Linux through kexec --load-preserve-context "
                       "and resume it (a kernel built from Debian's source, cached)")
-    qk.add_argument("--memory", default="256M")
-    qk.add_argument("--compress", choices=COMPRESSIONS, default="lz4")
+    qk.add_argument("--memory", default="256M", metavar="SIZE",
+                    help=helptext.QEMU_MEMORY + " (default 256M)")
+    qk.add_argument("--compress", choices=COMPRESSIONS, default="lz4",
+                    help=helptext.compress("lz4"))
     qk.add_argument("--inject-write-error", action="store_true",
                     help="fail one write inside the extents first (blkdebug), then jump again")
-    qk.add_argument("--json", action="store_true")
+    qk.add_argument("--json", action="store_true", help=helptext.JSON)
     qk.set_defaults(func=cmd_qemu_kexec_jump)
     # -- qemu linux: the real Debian guest (logic in suspendos/linuxvm/runner.py) --
     ql = q.add_parser("linux", help="hibernate a real Debian guest from the inside and resume it")
-    ql.add_argument("--memory", default="1G")
+    ql.add_argument("--memory", default="1G", metavar="SIZE",
+                    help="guest RAM: a size with a K, M or G suffix, a whole number of MiB, "
+                         "512M to 8G (default 1G)")
     ql.add_argument("--cpus", type=bounded_int(1, 4, "a CPU count"), default=1,
-                    help="vCPUs, 1 to 4")
+                    metavar="N", help="vCPUs, 1 to 4 (default 1)")
     ql.add_argument("--disk-bus", choices=("ahci", "nvme", "virtio"), default="ahci",
-                    help="the guest's disk (root and swap) on this controller (default ahci)")
-    ql.add_argument("--swap", choices=("file", "partition"), default="file")
+                    help="the controller of the guest's disk (root and swap): ahci, nvme or "
+                         "virtio (default ahci)")
+    ql.add_argument("--swap", choices=("file", "partition"), default="file",
+                    help="where the guest swaps and hibernates to: a swap file or a swap "
+                         "partition (default file)")
     ql.add_argument("--compress", choices=COMPRESSIONS, default="lz4",
-                    help="swsusp: lz4 means its default LZO, none hibernate=nocompress "
-                         "(lz4hc is ours only)")
-    ql.add_argument("--dirty-free", help="random data written and deleted first: a size, 0, or a "
-                    "percentage of --memory (default 40%%)")
-    ql.add_argument("--hibernator", choices=("suspendos", "swsusp"), default="suspendos")
+                    help=helptext.compress("lz4") + "; for swsusp lz4 means its default LZO "
+                         "and none hibernate=nocompress (lz4hc is ours only)")
+    ql.add_argument("--dirty-free", metavar="SIZE|N%",
+                    help="random data written and deleted first: a size (" + helptext.SIZE
+                         + "), 0, or a percentage of --memory; 0 to 3/4 of --memory "
+                         "(default 40%%)")
+    ql.add_argument("--hibernator", choices=("suspendos", "swsusp"), default="suspendos",
+                    help="who writes the image: suspendos (this module, default) or swsusp "
+                         "(the kernel's own hibernation, for comparison)")
     ql.add_argument("--boot-normally", action="store_true",
                     help="boot normally instead of resuming: the stale image must be discarded")
-    ql.add_argument("--workdir", help="keep the logs (and with --keep the disk) here")
+    ql.add_argument("--workdir", metavar="DIR",
+                    help="keep the logs (and with --keep the disk) here")
     ql.add_argument("--keep", action="store_true", help="keep the run's disk overlay")
-    ql.add_argument("--json", action="store_true")
+    ql.add_argument("--json", action="store_true", help=helptext.JSON)
     ql.set_defaults(func=lambda a: __import__("suspendos.linuxvm.runner",
                                               fromlist=["cmd"]).cmd(a))
 
     im = sub.add_parser("image", help="read an image from a disk").add_subparsers(
         dest="what", required=True)
-    ii = _image_options(im.add_parser("info"))
-    ii.add_argument("--json", action="store_true")
+    ii = _image_options(im.add_parser("info", help="show an image's header: memory ranges, "
+                                      "pages, size on disk, compression, extents, state"))
+    ii.add_argument("--json", action="store_true", help=helptext.JSON)
     ii.set_defaults(func=cmd_image_info)
-    iv = _image_options(im.add_parser("verify"))
-    iv.add_argument("--ram", help="a RAM dump (offset = address) to compare every page with")
+    iv = _image_options(im.add_parser("verify", help="check every checksum of an image and, "
+                                      "with --ram, every page against a RAM dump"))
+    iv.add_argument("--ram", metavar="FILE",
+                    help="a RAM dump (offset = physical address) to compare every page with")
+    iv.add_argument("--json", action="store_true", help=helptext.JSON)
     iv.set_defaults(func=cmd_image_verify)
-    ie = _image_options(im.add_parser("extract"))
-    ie.add_argument("-o", "--output", help="raw memory file, offset = physical address")
-    ie.add_argument("--elf", help="ELF core file, one PT_LOAD per range")
+    ie = _image_options(im.add_parser("extract", help="write an image's memory out as a raw "
+                                      "file and/or an ELF core that gdb opens"))
+    ie.add_argument("-o", "--output", metavar="FILE",
+                    help="raw memory file, offset = physical address (mode 0600)")
+    ie.add_argument("--elf", metavar="FILE",
+                    help="ELF core file, one PT_LOAD per range (mode 0600)")
     ie.set_defaults(func=cmd_image_extract)
     idc = im.add_parser("discard", help="drop the image on a swap area and make it swap again")
-    idc.add_argument("area", help="the swap partition or file (or a disk image with --offset)")
-    idc.add_argument("--offset", type=byte_offset, default=0,
-                     help="byte offset of the swap area in AREA")
+    idc.add_argument("area", metavar="AREA",
+                     help="the swap partition or swap file (or a disk image with --offset)")
+    idc.add_argument("--offset", type=byte_offset, default=0, metavar="BYTES",
+                     help="where the swap area starts in AREA, in bytes, 0 to 2^57-1 "
+                          "(default 0)")
     _force_option(idc).set_defaults(func=cmd_image_discard, writes=("area",))
     add_linux_host_parsers(sub)
 
-    sub.add_parser("demo", add_help=False, help="the main job: hibernate a QEMU machine, check "
-                   "every page, resume it (suspendos demo --help)")
+    from .demo import add_arguments as add_demo_arguments
+    add_demo_arguments(sub.add_parser(
+        "demo", help="the main job: hibernate a QEMU machine, check every page, resume it"))
     bn = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
-    bc = bn.add_parser("compress", add_help=False,
-                       help="our LZ4 against liblz4 (suspendos bench compress --help)")
+    from .bench_compress import add_arguments as add_bench_compress_arguments
+    bc = bn.add_parser("compress", help="our LZ4 against liblz4")
+    add_bench_compress_arguments(bc)
     bc.set_defaults(func=lambda a: cmd_bench_compress([]))
     add_plugin_parser(sub)
     k = sub.add_parser("key", help="encryption keys").add_subparsers(dest="what", required=True)
     kn = k.add_parser("new", help="write a new random 32-byte key")
-    kn.add_argument("-o", "--output", required=True)
+    kn.add_argument("-o", "--output", required=True, metavar="FILE",
+                    help="the key file to write (mode 0600)")
     kn.set_defaults(func=cmd_key_new)
+    from .completion import SHELLS, cmd_completion
+    c = sub.add_parser("completion", help="print the shell completion script for suspendos")
+    c.add_argument("shell", choices=SHELLS, help="the shell: " + helptext.one_of(SHELLS))
+    c.set_defaults(func=cmd_completion)
     return p
 
 

@@ -87,22 +87,31 @@ def check_second_resume(p):
                  f"{p.stderr.strip()}")
 
 
+def add_arguments(ap):
+    """demo's options, here and in `suspendos --help`, the man page and the completion."""
+    ap.add_argument("--memory", default="512M", metavar="SIZE",
+                    help="guest RAM: a size with a K, M or G suffix, a whole number of MiB, "
+                         "64M to 8G (default 512M)")
+    ap.add_argument("--compress", default="lz4", choices=("lz4", "lz4hc", "none"),
+                    help="how the image's pages are compressed: lz4, lz4hc or none "
+                         "(default lz4)")
+    ap.add_argument("--seed", default=1, type=bounded_int(0, (1 << 64) - 1, "a seed"),
+                    metavar="N", help="seed of the random data the test host fills RAM with, "
+                    "0 to 2^64-1 (default 1)")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="keep the disk image and RAM dump as DIR/disk.img and DIR/ram.bin "
+                    "(DIR is made if missing; refused if either file exists already: the demo "
+                    "never replaces a file it did not make; default: a temporary folder, "
+                    "removed at the end)")
+
+
 def parser():
     ap = Parser(prog="suspendos demo", description=__doc__.splitlines()[0],
                 epilog="Every argument is checked before anything is made. Interrupted "
                 "(Ctrl-C, SIGTERM, SIGHUP, a closed output pipe), the demo stops its QEMU and "
                 "removes what it made in this run: its temporary work folder, or the files "
                 "(and the folder, if it made it) in --keep DIR. Nothing else is ever deleted.")
-    ap.add_argument("--memory", default="512M",
-                    help="the QEMU machine's RAM, 64M to 8G in whole MiB (default 512M)")
-    ap.add_argument("--compress", default="lz4", choices=("lz4", "lz4hc", "none"),
-                    help="the image's compression (default lz4)")
-    ap.add_argument("--seed", default=1, type=bounded_int(0, (1 << 64) - 1, "a seed"),
-                    help="the test host's fill seed, 0 to 2^64-1 (default 1)")
-    ap.add_argument("--keep", metavar="DIR",
-                    help="keep the disk image and RAM dump as DIR/disk.img and DIR/ram.bin "
-                    "(DIR is made if missing; refused if either file exists already: the demo "
-                    "never replaces a file it did not make)")
+    add_arguments(ap)
     return ap
 
 

@@ -57,6 +57,23 @@ def test_verify_against_the_dump(images, cli, name):
     assert "every page equals" in p.stdout
 
 
+def test_verify_json_has_the_facts_the_text_says(images, cli):
+    """`image verify --json`: the numbers the text line prints, and whether the pages were
+    read (an encrypted image without its key: checksums only)."""
+    ram = images["dir"] / "lz4.ram"
+    text = cli("image", "verify", images["lz4"], "--ram", ram, check=True).stdout
+    facts = json.loads(cli("image", "verify", images["lz4"], "--ram", ram, "--json",
+                           check=True).stdout)
+    info = open_image(images["lz4"]).info()
+    assert facts == {"ok": True, "chunks": info["chunks"], "pages": info["pages"],
+                     "pages_free": info["pages_free"], "contents_checked": True,
+                     "ram": str(ram)}
+    assert text.startswith(f"ok: {facts['chunks']} chunks, {facts['pages']} pages")
+    enc = json.loads(cli("image", "verify", images["enc"], "--json", check=True).stdout)
+    assert enc["ok"] and not enc["contents_checked"] and enc["pages"] is None
+    assert enc["chunks"] == open_image(images["enc"]).info()["chunks"]
+
+
 @pytest.mark.parametrize("name", ["raw", "lz4", "enc"])
 def test_flipped_chunk_byte_is_named(images, cli, tmp_path, name):
     # A byte in the middle of chunk 3's stored data.

@@ -95,3 +95,22 @@ def test_an_installed_wheel_does_what_the_readme_shows(installed, tmp_path):
     ko = run("-c", "from suspendos.linuxvm import Debian, build_module; "
              "print(build_module(Debian(headers=True), 'module'))", tool="python").strip()
     assert ko.endswith("suspendos.ko") and Path(ko).stat().st_size > 0
+
+
+def test_the_wheel_installs_the_man_page_and_the_completion(wheel, installed):
+    """Generated from the parser and checked in (suspendos/clidocs.py): the wheel carries
+    them as data, pip puts them under the prefix where man and bash-completion look, and
+    the installed command prints the same completion."""
+    names = zipfile.ZipFile(wheel).namelist()
+    for path in ("share/man/man1/suspendos.1", "share/bash-completion/completions/suspendos"):
+        assert any(n.endswith(".data/data/" + path) for n in names), path
+        assert (installed / path).read_text() == (ROOT / path).read_text(), path
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    p = subprocess.run([installed / "bin" / "suspendos", "completion", "bash"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == (installed / "share/bash-completion/completions/suspendos").read_text()
+    page = subprocess.run(["groff", "-man", "-Tutf8", "-P", "-cbou",   # scripts/setup.sh
+                           installed / "share/man/man1/suspendos.1"],
+                          capture_output=True, text=True, timeout=60)
+    assert page.returncode == 0 and "suspendos qemu suspend" in page.stdout, page.stderr

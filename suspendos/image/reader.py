@@ -343,11 +343,13 @@ class Image:
         lines += [f"  range {s:#014x}-{e:#014x}" for s, e in self.ranges]
         return "\n".join(lines)
 
-    def verify(self, ram=None):
+    def verify_facts(self, ram=None):
+        """What `image verify` finds, as data (its --json): raises FormatError at the first
+        damage, and when a page differs from the RAM dump `ram`."""
         if self.header.encryption and not self.aead:
             n = sum(1 for _ in self.chunks(check_data=False))
-            return (f"ok: {n} chunks, every checksum matches (encrypted: contents not checked "
-                    f"without --key)")
+            return {"ok": True, "chunks": n, "pages": None, "pages_free": self.header.pages_free,
+                    "contents_checked": False, "ram": None}
         ram_f = open_input(ram, "--ram") if ram else None
         try:
             pages = mismatched = 0
@@ -367,10 +369,21 @@ class Image:
         finally:
             if ram_f:
                 ram_f.close()
-        free = (f" ({self.header.pages_free} free pages left out)"
-                if self.header.pages_free else "")
-        return (f"ok: {self.header.chunk_count} chunks, {pages} pages{free}, every checksum "
-                f"matches" + (f"; every page equals {ram}" if ram else ""))
+        return {"ok": True, "chunks": self.header.chunk_count, "pages": pages,
+                "pages_free": self.header.pages_free, "contents_checked": True,
+                "ram": str(ram) if ram else None}
+
+    @staticmethod
+    def verify_text(facts):
+        if not facts["contents_checked"]:
+            return (f"ok: {facts['chunks']} chunks, every checksum matches (encrypted: "
+                    f"contents not checked without --key)")
+        free = (f" ({facts['pages_free']} free pages left out)" if facts["pages_free"] else "")
+        return (f"ok: {facts['chunks']} chunks, {facts['pages']} pages{free}, every checksum "
+                f"matches" + (f"; every page equals {facts['ram']}" if facts["ram"] else ""))
+
+    def verify(self, ram=None):
+        return self.verify_text(self.verify_facts(ram))
 
     def write_raw(self, out):
         """Memory into the open file `out` at offset = physical address; zero pages stay

@@ -5,7 +5,9 @@ from ..argparser import bounded_int, parse_number
 from ..errors import UsageError
 from ..fileutil import show
 
-FB_MODE_HELP = "WxHxBPP, BPP 32, 24 or 16 (default 800x600x32), or none"
+# parse_fb_mode's ranges, in words.
+FB_MODE_HELP = ("the Bochs VBE mode the test host sets: WxHxBPP, width 320 to 2560, height 200 "
+                "to 1600, BPP 32, 24 or 16; or none (default 800x600x32)")
 
 
 def parse_fb_mode(text, what="--framebuffer"):
@@ -30,7 +32,7 @@ def add_plugin_options(p):
     """--plugin, --trust, --allow-unsigned (build and qemu suspend)."""
     from .keys import DEFAULT_TRUST_DIR
     p.add_argument("--plugin", action="append", default=[], metavar="X.sop",
-                   help="a signed plugin or theme package (repeatable)")
+                   help="a signed plugin or theme package (repeatable; default: none)")
     p.add_argument("--trust", default=DEFAULT_TRUST_DIR, metavar="DIR",
                    help=f"folder of trusted public keys, *.pub (default {DEFAULT_TRUST_DIR})")
     p.add_argument("--allow-unsigned", action="store_true",
@@ -131,13 +133,22 @@ def cmd_verify(a):
     from .package import read_package, verify
     pkg = read_package(a.package)
     fp = verify(pkg, None, a.trust)     # the trust folder is read after the signature
+    if a.json:
+        from ..cli import emit_json
+        return emit_json({"package": str(a.package), "kind": pkg.kind, "name": pkg.name,
+                          "signature_valid": True, "signer": fp, "trusted": True,
+                          "trust": str(a.trust)})
     print(f"{pkg.source}: {pkg.kind} plugin {pkg.name!r}: signature good, signed by {fp} "
           f"(trusted in {show(a.trust)})")
 
 
 def cmd_info(a):
-    from .package import describe, read_package
-    print(describe(read_package(a.package)))
+    from .package import describe, facts, read_package
+    pkg = read_package(a.package)
+    if a.json:
+        from ..cli import emit_json
+        return emit_json(facts(pkg))
+    print(describe(pkg))
 
 
 def cmd_preview(a):
@@ -162,44 +173,65 @@ def cmd_preview(a):
 
 
 def add_parser(sub):
+    from ..helptext import JSON
     from .keys import DEFAULT_TRUST_DIR
+    from .theme import MAX_SPLASH
     pl = sub.add_parser("plugin", help="plugins and splash themes: make, sign, verify")
     pl = pl.add_subparsers(dest="what", required=True)
     k = pl.add_parser("keygen", help="write an ed25519 signing key KEY and KEY.pub")
-    k.add_argument("-o", "--output", required=True)
+    k.add_argument("-o", "--output", required=True, metavar="KEY",
+                   help="the private key to write (mode 0600); the public key goes to KEY.pub")
     k.set_defaults(func=cmd_keygen)
     n = pl.add_parser("new", help="scaffold a C plugin folder NAME with the SDK")
-    n.add_argument("name")
-    n.add_argument("--dir", default=".", help="where to create it (default: here)")
+    n.add_argument("name", metavar="NAME", help="the plugin's name: 1 to 31 of a-z 0-9 _ -")
+    n.add_argument("--dir", default=".", metavar="DIR",
+                   help="the folder to create NAME in (default: here)")
     n.set_defaults(func=cmd_new)
     b = pl.add_parser("build", help="compile a plugin folder into DIR/build/NAME.o")
-    b.add_argument("folder")
+    b.add_argument("folder", metavar="FOLDER", help="the plugin folder (suspendos plugin new)")
     b.set_defaults(func=cmd_build)
     p = pl.add_parser("pack", help="make a package: a plugin folder, or a theme from a picture")
-    p.add_argument("folder", nargs="?", help="a plugin folder (code plugin)")
-    p.add_argument("--splash", help="picture for a theme (PNG or anything Pillow reads)")
-    p.add_argument("--bar-color", help="theme bar and text colour RRGGBB (default ffffff)")
-    p.add_argument("--background", help="theme background RRGGBB (default 000000)")
-    p.add_argument("--name", help="theme name (default: the output file's name)")
-    p.add_argument("--key", help="sign with this key (suspendos plugin keygen)")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("folder", nargs="?", metavar="FOLDER",
+                   help="a plugin folder (code plugin); leave it out for a theme (--splash)")
+    p.add_argument("--splash", metavar="IMAGE",
+                   help="picture for a theme (PNG or anything Pillow reads), at most "
+                        f"{MAX_SPLASH}x{MAX_SPLASH} pixels")
+    p.add_argument("--bar-color", metavar="RRGGBB",
+                   help="theme bar and text colour, 6 hex digits (default ffffff)")
+    p.add_argument("--background", metavar="RRGGBB",
+                   help="theme background, 6 hex digits (default 000000)")
+    p.add_argument("--name", help="theme name, 1 to 31 of a-z 0-9 _ - (default: the output "
+                   "file's name)")
+    p.add_argument("--key", metavar="KEY",
+                   help="sign with this private key (suspendos plugin keygen; default: unsigned)")
+    p.add_argument("-o", "--output", required=True, metavar="X.sop",
+                   help="the package file to write")
     p.set_defaults(func=cmd_pack)
     s = pl.add_parser("sign", help="sign (or re-sign) a package")
-    s.add_argument("package")
-    s.add_argument("--key", required=True)
-    s.add_argument("-o", "--output", help="write here instead of in place")
+    s.add_argument("package", metavar="PACKAGE", help="the package file (.sop)")
+    s.add_argument("--key", required=True, metavar="KEY",
+                   help="the private signing key (suspendos plugin keygen)")
+    s.add_argument("-o", "--output", metavar="X.sop",
+                   help="write the signed package here (default: in place)")
     s.set_defaults(func=cmd_sign)
     v = pl.add_parser("verify", help="check a package's signature against trusted keys")
-    v.add_argument("package")
-    v.add_argument("--trust", default=DEFAULT_TRUST_DIR, metavar="DIR")
+    v.add_argument("package", metavar="PACKAGE", help="the package file (.sop)")
+    v.add_argument("--trust", default=DEFAULT_TRUST_DIR, metavar="DIR",
+                   help=f"folder of trusted public keys, *.pub (default {DEFAULT_TRUST_DIR})")
+    v.add_argument("--json", action="store_true", help=JSON)
     v.set_defaults(func=cmd_verify)
     i = pl.add_parser("info", help="show what a package holds")
-    i.add_argument("package")
+    i.add_argument("package", metavar="PACKAGE", help="the package file (.sop)")
+    i.add_argument("--json", action="store_true", help=JSON)
     i.set_defaults(func=cmd_info)
     pv = pl.add_parser("preview", help="draw a theme as the progress plugin will (PNG)")
-    pv.add_argument("package")
-    pv.add_argument("--framebuffer", default="800x600x32", help=FB_MODE_HELP)
+    pv.add_argument("package", metavar="PACKAGE", help="the theme package file (.sop)")
+    pv.add_argument("--framebuffer", default="800x600x32", metavar="WxHxBPP",
+                    help="the screen to draw on: width 320 to 2560, height 200 to 1600, BPP 32, "
+                         "24 or 16 (default 800x600x32)")
     pv.add_argument("--percent", type=bounded_int(0, 100, "a percentage"), default=100,
-                    metavar="0-100")
-    pv.add_argument("-o", "--output", required=True)
+                    metavar="0-100",
+                    help="how far the progress bar is, 0 to 100 percent (default 100)")
+    pv.add_argument("-o", "--output", required=True, metavar="FILE.png",
+                    help="the PNG file to write")
     pv.set_defaults(func=cmd_preview)

@@ -213,19 +213,32 @@ def approve(paths, trust_dir=None, allow_unsigned=False, warn=None):
     return out
 
 
+def facts(pkg):
+    """What `plugin info` shows, as data (its --json). The signature is checked against the
+    key the package names; whether that key is trusted is `plugin verify`'s question."""
+    return {"package": str(pkg.source), "kind": pkg.kind, "name": pkg.name,
+            "plugin_abi_revision": fmt.PLUGIN_ABI_REVISION,
+            "sections": {fmt.SECTION_KIND.name_of(k): len(v) for k, v in pkg.sections.items()},
+            "signed": pkg.signed,
+            "signature_valid": (keys.signature_valid(pkg.public_key, pkg.signature,
+                                                     pkg.signed_part) if pkg.signed else None),
+            "signer": keys.fingerprint(pkg.public_key) if pkg.signed else None}
+
+
 def describe(pkg):
-    lines = [f"{pkg.source}: {pkg.kind} plugin {pkg.name!r}, plugin ABI revision "
-             f"{fmt.PLUGIN_ABI_REVISION}"]
-    for k, v in pkg.sections.items():
-        lines.append(f"  section {fmt.SECTION_KIND.name_of(k)}: {len(v)} bytes")
-    if not pkg.signed:
+    f = facts(pkg)
+    lines = [f"{f['package']}: {f['kind']} plugin {f['name']!r}, plugin ABI revision "
+             f"{f['plugin_abi_revision']}"]
+    for name, size in f["sections"].items():
+        lines.append(f"  section {name}: {size} bytes")
+    if not f["signed"]:
         lines.append("  not signed")
-    elif keys.signature_valid(pkg.public_key, pkg.signature, pkg.signed_part):
-        lines.append(f"  signed by {keys.fingerprint(pkg.public_key)} (signature valid; "
+    elif f["signature_valid"]:
+        lines.append(f"  signed by {f['signer']} (signature valid; "
                      f"`suspendos plugin verify` checks the key against a trust folder)")
     else:
         lines.append(f"  signature INVALID: the package was changed after it was signed "
-                     f"(the block names {keys.fingerprint(pkg.public_key)})")
+                     f"(the block names {f['signer']})")
     return "\n".join(lines)
 
 

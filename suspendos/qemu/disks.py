@@ -76,11 +76,13 @@ def find(dev, addr, bar):
 def add_arguments(parser):
     """--disk-bus and --sector-size, for `target qemu`, `qemu suspend` and `qemu resume`."""
     parser.add_argument("--disk-bus", choices=BUSES, default="ahci",
-                        help="the disk's controller (default ahci)")
+                        help="the disk's controller: " + ", ".join(BUSES[:-1]) + " or "
+                             + BUSES[-1] + " (default ahci)")
     from ..argparser import choice_int
     parser.add_argument("--sector-size", type=choice_int(*SECTOR_SIZES), choices=SECTOR_SIZES,
                         default=512,
-                        help="the disk's logical block size (default 512; 4096: nvme, virtio)")
+                        help="the disk's logical block size in bytes: 512 or 4096 (default "
+                             "512; 4096 only on nvme and virtio)")
 
 
 def check_inject(inject, sectors, what="--inject"):
