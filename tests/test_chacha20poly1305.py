@@ -74,6 +74,8 @@ def lib(tmp_path_factory):
     L.aead_open_copy.argtypes = [P, P, P, S, P, P, S, P]
     L.aead_open_copy.restype = ctypes.c_int
     L.aead_seal_pages.argtypes = [P, P, P, S, P, ctypes.c_uint, P, P]
+    L.aead_verify.argtypes = [P, P, P, S, P, S, P]
+    L.aead_verify.restype = ctypes.c_int
     L.chacha20_block.argtypes = [P, U32, P, P]
     L.chacha20_xor.argtypes = [P, U32, P, P, P, S]
     L.poly1305_mac.argtypes = [P, P, S, P]
@@ -163,6 +165,14 @@ def open_copy(L, key, nonce, aad, ct, tag, offset=0) -> tuple[int, bytes]:
     r = L.aead_open_copy(key, nonce, aad, len(aad), src.ptr, dst.ptr, len(ct), tag)
     assert src.value() == ct, "open_copy wrote its source"
     return r, dst.value()
+
+
+def verify(L, key, nonce, aad, ct, tag, offset=0) -> int:
+    """aead_verify: the tag checked, the ciphertext only read."""
+    src = Buf(ct, offset)
+    r = L.aead_verify(key, nonce, aad, len(aad), src.ptr, len(ct), tag)
+    assert src.value() == ct, "aead_verify wrote its source"
+    return r
 
 
 def ref_chacha(key, counter, nonce, data) -> bytes:
@@ -532,6 +542,7 @@ def test_open_accepts_cryptography_and_rejects_tampering(lib, key, nonce, aad, p
     ct, tag = sealed[:-16], sealed[-16:]
     assert open_(lib, key, nonce, aad, ct, tag, off) == (0, pt)
     assert open_copy(lib, key, nonce, aad, ct, tag, off) == (0, pt)
+    assert verify(lib, key, nonce, aad, ct, tag, off) == 0
 
     def flip(b: bytes) -> bytes:
         i = bit % (8 * len(b))
@@ -556,6 +567,7 @@ def test_open_accepts_cryptography_and_rejects_tampering(lib, key, nonce, aad, p
         k = flip(key)
     assert open_(lib, k, n, a, c, t, off) == (-1, c)             # buffer unchanged
     assert open_copy(lib, k, n, a, c, t, off) == (-1, b"\xA5" * len(c))   # dst untouched
+    assert verify(lib, k, n, a, c, t, off) == -1
 
 
 @settings(max_examples=60, deadline=None)
@@ -813,7 +825,7 @@ def worst_stack(ci_text: str, extern_frame: int = 64) -> dict[str, int]:
 def test_payload_stack_use(payload_obj):
     public = worst_stack(payload_obj.with_suffix(".ci").read_text())
     assert set(public) >= {"aead_seal", "aead_open", "aead_seal_copy", "aead_open_copy",
-                           "aead_seal_pages"}
+                           "aead_seal_pages", "aead_verify"}
     print("\nworst-case stack bytes:", json.dumps(public, sort_keys=True))
     # The AVX2 path's frame (16 ymm values spilled, 32-byte aligned) is most of it; an AP's
     # stack is 8 KiB (builder/core/smp.c).

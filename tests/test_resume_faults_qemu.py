@@ -12,7 +12,9 @@ import shutil
 
 import pytest
 
+from suspendos.formats import image as fmt
 from suspendos.image.reader import open_image
+from suspendos.keys import read_key
 from suspendos.qemu.ramdump import dump_ram
 from suspendos.qemu.resume import parse_inject, qemu_resume
 from suspendos.target.qemu import qemu_target
@@ -61,10 +63,10 @@ class Dumps:
         assert changed == [], f"{len(changed)} saved pages changed, first {changed[:4]}"
 
 
-def resume(disk, dumps, inject=None):
+def resume(disk, dumps, inject=None, key=None):
     """`inject`: as `qemu resume --inject` takes it, or "blkdebug" (no rule: the test sets a
     breakpoint itself)."""
-    return qemu_resume(MEM, disk, show_progress=False, on_pause=dumps,
+    return qemu_resume(MEM, disk, key=key, show_progress=False, on_pause=dumps,
                        inject=inject if inject == "blkdebug" else parse_inject(inject))
 
 
@@ -149,6 +151,58 @@ def test_chunk_changed_after_the_verify_pass_is_a_plain_restore_failure(
     assert "changed on disk after the verify pass" in summary["message"], summary
     assert "the machine must be reset" in summary["message"], summary
     assert dumps.seen[-1] == "end" and "restored" not in dumps.seen
+    assert open_image(disk).info()["state"] == "valid"
+
+
+def _reseal_checksums(disk, pos, chunk):
+    """Recompute the chunk's data_xxh64 (over the stored bytes as they are now) and its
+    header_xxh64, as a forger without the key could: only the AEAD tag is left to notice."""
+    import xxhash
+    img = open_image(disk)
+    stored = img.read(pos + chunk.header_size, chunk.stored_size)
+    head = bytearray(img.read(pos, fmt.ChunkHeader.sizeof()
+                              + fmt.bitmaps_bytes(chunk.page_count, chunk.flags)))
+    data_off = fmt.offset_of(fmt.ChunkHeader, "data_xxh64")
+    head[data_off:data_off + 8] = xxhash.xxh64(stored).intdigest().to_bytes(8, "little")
+    hdr_off = fmt.offset_of(fmt.ChunkHeader, "header_xxh64")
+    head[hdr_off:hdr_off + 8] = bytes(8)
+    head[hdr_off:hdr_off + 8] = xxhash.xxh64(bytes(head)).intdigest().to_bytes(8, "little")
+    with open(disk, "r+b") as f:
+        f.seek(img.lba * 512 + pos)
+        f.write(bytes(head))
+
+
+def test_flipped_ciphertext_byte_is_refused_in_the_verify_pass_with_ram_untouched(
+        tmp_path, qemu_pci, cli):
+    """The verify pass no longer decrypts: it checks each chunk's Poly1305 tag over the
+    ciphertext. One ciphertext byte of the last stored chunk flipped, with its data and header
+    checksums made to match again, must still be refused there, before the "verified" pause,
+    every saved page as it was."""
+    key, disk = tmp_path / "k", tmp_path / "disk.img"
+    assert cli("key", "new", "-o", key).returncode == 0
+    p = cli("qemu", "suspend", "--memory", "64M", "--disk", disk, "--quiet", "--compress",
+            "lz4", "--encrypt-key", key, timeout=600)
+    assert p.returncode == 0, p.stderr
+    img = open_image(disk)
+    h, pos, last = img.header, img.header.chunks_offset, None
+    for index in range(h.chunk_count):
+        c = fmt.ChunkHeader.parse(img.read(pos, fmt.ChunkHeader.sizeof()))
+        if c.stored_size:
+            last = index, pos, c
+        pos = fmt.align_up(pos + c.header_size + c.stored_size, fmt.CHUNK_ALIGN)
+    index, pos, chunk = last
+    assert chunk.flags & fmt.CHUNK_FLAGS.ENCRYPTED
+    _write_image_byte(disk, pos + chunk.header_size + chunk.stored_size // 2)
+    _reseal_checksums(disk, pos, chunk)
+    img = open_image(disk)
+    assert next(x for i, x in enumerate(img.chunks(check_data=False)) if i == index)  # sums ok
+
+    dumps = Dumps(tmp_path, qemu_pci)
+    summary, ok = resume(disk, dumps, key=read_key(key))
+    assert_refused(summary, ok, "chunk-damaged", "authentication tag mismatch")
+    assert f"chunk {index} " in summary["message"], summary
+    assert "verified" not in dumps.seen, dumps.seen
+    dumps.assert_ram_untouched()
     assert open_image(disk).info()["state"] == "valid"
 
 

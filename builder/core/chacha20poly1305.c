@@ -27,7 +27,10 @@
  * the data is encrypted from block counter 1. Sealing MACs each 64-byte
  * ciphertext block right after producing it (one pass over the data);
  * opening MACs the whole ciphertext first and decrypts only if the tag
- * matches (two passes; the buffer is untouched on failure).
+ * matches (two passes; the buffer is untouched on failure). Verifying is
+ * opening without the decryption: the tag is computed over the ciphertext,
+ * so only ChaCha20 block 0 (the one-time key) is needed, never the
+ * keystream of the data.
  *
  * Word loads and stores are builder/lib/le.h's (plain unaligned moves); the only
  * out-of-line calls are memcpy/memset on tails and for wiping.
@@ -465,20 +468,40 @@ void aead_seal_pages(const uint8_t key[32], const uint8_t nonce[12], const uint8
     wipe(c.st, sizeof c.st);
 }
 
+/* One-time key, then the MAC of aad and ciphertext against `tag`: 0 when it matches. The
+ * ChaCha20 state is left at counter AEAD_FIRST_COUNTER for the caller to decrypt with, or
+ * to wipe. */
+static int tag_check(struct aead_ctx *c, const uint8_t key[32], const uint8_t nonce[12],
+                     const uint8_t *aad, size_t aad_len, const uint8_t *src, size_t len,
+                     const uint8_t tag[16])
+{
+    uint8_t want[AEAD_TAG_SIZE];
+    aead_begin(c, key, nonce, aad, aad_len);
+    poly_padded(&c->mac, src, len);         /* 2.8: the MAC covers the ciphertext */
+    mac_end(&c->mac, aad_len, len, want);
+    int bad = tag_differs(want, tag);
+    wipe(want, sizeof want);
+    return bad;
+}
+
 int aead_open_copy(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
                    size_t aad_len, const uint8_t *src, uint8_t *dst, size_t len,
                    const uint8_t tag[16])
 {
     struct aead_ctx c;
-    uint8_t want[AEAD_TAG_SIZE];
-    aead_begin(&c, key, nonce, aad, aad_len);
-    poly_padded(&c.mac, src, len);          /* 2.8: the MAC covers the ciphertext */
-    mac_end(&c.mac, aad_len, len, want);
-    int bad = tag_differs(want, tag);
+    int bad = tag_check(&c, key, nonce, aad, aad_len, src, len, tag);
     if (!bad)
         chacha_xor_run(c.st, src, dst, len);
     wipe(c.st, sizeof c.st);
-    wipe(want, sizeof want);
+    return bad ? -1 : 0;
+}
+
+int aead_verify(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
+                size_t aad_len, const uint8_t *src, size_t len, const uint8_t tag[16])
+{
+    struct aead_ctx c;
+    int bad = tag_check(&c, key, nonce, aad, aad_len, src, len, tag);
+    wipe(c.st, sizeof c.st);
     return bad ? -1 : 0;
 }
 

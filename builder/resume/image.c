@@ -3,13 +3,15 @@
  *
  * image_open    the header block and the tables: every check that needs no chunk.
  * image_verify  pass 1: every chunk, read into scratch only: header checksum, magic, index
- *               and first_page continuity, data_xxh64, the AEAD tag (encrypted images), the
- *               LZ4 block decoding to exactly data_pages * 4096 bytes. Nothing outside the
+ *               and first_page continuity, data_xxh64, the AEAD tag of encrypted chunks
+ *               (over the ciphertext: nothing is decrypted), and for unencrypted LZ4 chunks
+ *               the block decoding to exactly data_pages * 4096 bytes. Nothing outside the
  *               reserved region is written; any failure refuses the image.
- * image_restore pass 2: the same checks again on what is read now, and the pages written:
- *               raw chunks DMA'd straight into their pages (then hashed from RAM), other
- *               chunks decoded in scratch and copied, zero pages zero-filled. A failure
- *               here ends in restore_failed(): never in a return into the host.
+ * image_restore pass 2: the checks again on what is read now (the tag, or data_xxh64), the
+ *               one decryption, and the pages written: raw chunks DMA'd straight into their
+ *               pages (then hashed from RAM), other chunks decoded in scratch and copied or
+ *               straight into contiguous pages, zero pages zero-filled. A failure here ends
+ *               in restore_failed(): never in a return into the host.
  *
  * Reads go through stream.c (image offsets to LBAs over the extents), through one read
  * buffer in scratch; the data of raw chunks in the restore pass bypasses it.
@@ -372,32 +374,68 @@ static void next_chunk_header(struct parsed_chunk *c)
         chunk_bad(c, what);
 }
 
-/* A chunk's stored bytes against its data_xxh64 and, when encrypted, its AEAD tag
- * (decrypting them in place); what is wrong, or 0. */
+/* An encrypted chunk's AEAD inputs: nonce image_id[0:4] || index, associated data image_id
+ * || its header and bitmaps with tag, data_xxh64 and header_xxh64 zeroed (formats/image.py).
+ * Returns the associated data's length. */
+#define CHUNK_AAD_MAX (16 + CHUNK_FIXED + 2 * MAX_BITMAP)
+static uint64_t chunk_aead_inputs(const struct parsed_chunk *c, uint8_t aad[CHUNK_AAD_MAX],
+                                  uint8_t nonce[AEAD_NONCE_SIZE])
+{
+    const struct sos_chunk_header *h = &c->h;
+    struct sos_chunk_header *a = (struct sos_chunk_header *)(aad + 16);
+    uint64_t blen = bitmap_bytes(h->page_count);
+    memcpy(aad, im.hdr->image_id, 16);
+    memcpy(a, h, CHUNK_FIXED);
+    memset(a->tag, 0, sizeof a->tag);
+    a->data_xxh64 = 0;
+    a->header_xxh64 = 0;
+    memcpy(aad + 16 + CHUNK_FIXED, c->bitmap, blen);
+    if (h->flags & SOS_CHUNKF_FREE)
+        memcpy(aad + 16 + CHUNK_FIXED + blen, c->free_bitmap, blen);
+    make_nonce(nonce, c->index);
+    return 16 + CHUNK_FIXED + parse_bitmaps_bytes(h->page_count, h->flags);
+}
+
+/* A chunk's stored bytes, checked; what is wrong, or 0.
+ *
+ * Verify pass: data_xxh64 and, when encrypted, the AEAD tag alone (aead_verify: Poly1305
+ * over the ciphertext, one ChaCha20 block for its key): no plaintext is produced, so an
+ * encrypted image is decrypted once, in the restore pass, not twice.
+ * Restore pass (what is read now may differ from what was verified): an encrypted chunk is
+ * opened (its tag checked again, then decrypted in place); the tag covers everything
+ * data_xxh64 does and more, so the hash is not computed twice. An unencrypted one is
+ * checked against data_xxh64 again. */
 static const char *check_stored(const struct parsed_chunk *c, uint8_t *data)
 {
     const struct sos_chunk_header *h = &c->h;
-    if (xxh64(data, h->stored_size, 0) != h->data_xxh64)
+    int encrypted = (h->flags & SOS_CHUNKF_ENCRYPTED) != 0;
+    if ((!im.restoring || !encrypted) && xxh64(data, h->stored_size, 0) != h->data_xxh64)
         return "data checksum mismatch";
-    if (h->flags & SOS_CHUNKF_ENCRYPTED) {
-        uint8_t aad[16 + CHUNK_FIXED + 2 * MAX_BITMAP], nonce[AEAD_NONCE_SIZE];
-        struct sos_chunk_header *a = (struct sos_chunk_header *)(aad + 16);
-        uint64_t blen = bitmap_bytes(h->page_count);
-        memcpy(aad, im.hdr->image_id, 16);
-        memcpy(a, h, CHUNK_FIXED);
-        memset(a->tag, 0, sizeof a->tag);
-        a->data_xxh64 = 0;
-        a->header_xxh64 = 0;
-        memcpy(aad + 16 + CHUNK_FIXED, c->bitmap, blen);
-        if (h->flags & SOS_CHUNKF_FREE)
-            memcpy(aad + 16 + CHUNK_FIXED + blen, c->free_bitmap, blen);
-        blen = parse_bitmaps_bytes(h->page_count, h->flags);
-        make_nonce(nonce, c->index);
-        if (aead_open(im.key, nonce, aad, 16 + CHUNK_FIXED + blen, data, h->stored_size,
-                      h->tag))
+    if (encrypted) {
+        uint8_t aad[CHUNK_AAD_MAX], nonce[AEAD_NONCE_SIZE];
+        uint64_t alen = chunk_aead_inputs(c, aad, nonce);
+        int bad = im.restoring
+                  ? aead_open(im.key, nonce, aad, alen, data, h->stored_size, h->tag)
+                  : aead_verify(im.key, nonce, aad, alen, data, h->stored_size, h->tag);
+        if (bad)
             return "authentication tag mismatch";
     }
     return 0;
+}
+
+/* Whether the verify pass can prove an LZ4 block decodes to exactly its data pages: only
+ * from plaintext, so not for an encrypted chunk, whose plaintext the verify pass no longer
+ * makes. Why that is safe (docs/RELIABILITY.md, "Encrypted images: one decryption"): the
+ * tag the verify pass checked binds the ciphertext, the chunk header (encoding, data_pages,
+ * stored_size, bitmaps), this image's id and the chunk's index to the key, so the block is
+ * byte for byte the one our payload's compressor sealed, and that compressor only emits
+ * blocks that decode to their pages. Only a holder of the key could seal a malformed one,
+ * and a key holder can already seal any page contents at all. Even then the restore pass's
+ * decoder is bounds-checked: it writes nothing outside the chunk's own data pages (or
+ * scratch), and a block that does not decode exactly ends in restore_failed(). */
+static int lz4_provable(const struct parsed_chunk *c)
+{
+    return c->h.encoding == SOS_CHUNK_LZ4 && !(c->h.flags & SOS_CHUNKF_ENCRYPTED);
 }
 
 /* The stored bytes of a buffered chunk, checked (data_xxh64, AEAD tag) and, in the restore
@@ -415,10 +453,14 @@ static const uint8_t *open_chunk(struct parsed_chunk *c, uint8_t *out)
         chunk_bad(c, why);
     if (h->encoding == SOS_CHUNK_LZ4) {
         int want = (int)(h->data_pages * PAGE);
-        /* Verify: the structure proves the block decodes to exactly its pages. */
+        if ((uint64_t)want > im.out_cap)
+            chunk_bad(c, "LZ4 block does not decode to its data pages");
+        /* Verify: the structure proves the block decodes to exactly its pages (an
+         * encrypted block: its tag does, lz4_provable()). */
         int got = im.restoring ? lz4_decompress_safe(data, (int)h->stored_size, out, want)
-                               : lz4_decoded_size(data, (int)h->stored_size, want);
-        if ((uint64_t)want > im.out_cap || got != want)
+                  : lz4_provable(c) ? lz4_decoded_size(data, (int)h->stored_size, want)
+                  : want;
+        if (got != want)
             chunk_bad(c, "LZ4 block does not decode to its data pages");
         return out;
     }
@@ -643,8 +685,7 @@ static const char *open_item(struct item *it, unsigned cpu)
     if (h->encoding == SOS_CHUNK_LZ4 && (uint64_t)want > im.out_cap)
         return "LZ4 block does not decode to its data pages";
     if (!im.restoring) {
-        if (h->encoding == SOS_CHUNK_LZ4 &&
-            lz4_decoded_size(data, (int)h->stored_size, want) != want)
+        if (lz4_provable(c) && lz4_decoded_size(data, (int)h->stored_size, want) != want)
             return "LZ4 block does not decode to its data pages";
         return 0;
     }
