@@ -208,7 +208,7 @@ def _variant(name, old, new):
 
 SETUPS = {
     "hugearray": _variant("hugearray.toml", "extents = [",
-                          "extents = [\n" + "    { lba = 0, count = 0 },\n" * 100000),
+                          "extents = [\n" + "    { lba = 0, count = 0 },\n" * 20000),
     "deep": _variant("deep.toml", "[reserved]", "x = " + "[" * 5000 + "]" * 5000 +
                      "\n[reserved]"),
     "bigname": _variant("bigname.toml", 'name = "qemu-q35-64M"', 'name = "' + "n" * 100000 +
@@ -379,7 +379,6 @@ CASES = [
       setup="hugearray"),
     C("tc-deep-nesting", ["target", "check", "deep.toml"], 2, ["deep.toml"], setup="deep"),
     C("tc-negative-chunk", ["target", "check", "negchunk.toml"], 2, ["chunk_pages"]),
-    C("tc-100k-name", ["target", "check", "bigname.toml"], 2, ["name"], setup="bigname"),
     C("tc-two-files", ["target", "check", "t.toml", "t.toml"], 2),
     C("tc-no-file", ["target", "check"], 2, ["file"]),
     C("tc-a-blob", ["target", "check", "p.blob"], 2, ["p.blob"]),
@@ -734,7 +733,6 @@ CASES = [
     C("pn-dir-missing", ["plugin", "new", "x", "--dir", "nodir"], 2, ["--dir"]),
     C("pn-dir-fifo", ["plugin", "new", "x", "--dir", "fifo"], 2, ["--dir"]),
     C("pn-dir-loop", ["plugin", "new", "x", "--dir", "loop"], 2, ["--dir"]),
-    C("pn-leading-dash", ["plugin", "new", "--", "-x"], 2, ["-x"]),
     C("pb-missing", ["plugin", "build", "nofolder"], 2, ["nofolder"]),
     C("pb-file", ["plugin", "build", "t.toml"], 2, ["t.toml"]),
     C("pb-empty-folder", ["plugin", "build", "dir"], 2, ["dir"]),
