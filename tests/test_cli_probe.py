@@ -6,19 +6,18 @@ For every case: no traceback, no internal error, no raw control character (an AN
 from a file name or a file) on stdout or stderr, a refusal (exit 2) is exactly one line,
 and nothing in the folder changed except the files the case is meant to write. "W" means
 the input was accepted and the work began (the build, boot or compile is replaced by a
-stub that stops there), so the table needs no QEMU and no compiler. The few cases that
+stub that stops there), so the table needs no QEMU and compiles only the kit's one payload
+blob. The few cases that
 need a real process (closed stdout, stdin, non-UTF-8 names printed) run as subprocesses.
 The cases of tests/test_cli_hostile.py are not repeated here."""
 import hashlib
+import io
 import os
 import shutil
 import socket
 import stat
-import struct
 import subprocess
 import sys
-import zlib
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -37,7 +36,8 @@ W = "W"                                          # accepted: the work began
 
 # ---- the files every case finds in its folder ----------------------------------------------
 def _png(w, h):
-    Image.new("RGB", (w, h), (10, 200, 30)).save(buf := __import__("io").BytesIO(), "PNG")
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (10, 200, 30)).save(buf, "PNG")
     return buf.getvalue()
 
 
