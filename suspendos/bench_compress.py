@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .argparser import Parser, bounded_int
 from .errors import UsageError
-from .fileutil import open_input, write_atomic
+from .fileutil import check_distinct, open_input, write_atomic
 
 PAGE = 4096
 
@@ -177,7 +177,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.size % PAGE:                # make_corpus writes whole pages: say so, not round
         raise UsageError(f"--size: {args.size} is not a whole number of {PAGE}-byte pages")
-    if args.corpus:                     # refused before the driver is compiled
+    if args.corpus is not None and args.make_corpus is not None:   # one would replace the other
+        check_distinct([("--corpus", args.corpus)], [("--make-corpus", args.make_corpus)])
+    if args.corpus is not None:         # refused before the driver is compiled
         with open_input(args.corpus, "--corpus") as f:
             if not os.fstat(f.fileno()).st_size:
                 raise UsageError(f"--corpus: {args.corpus}: the file is empty")
@@ -185,7 +187,7 @@ def main(argv=None) -> int:
         raise UsageError("--path avx2: this CPU has no AVX2 (/proc/cpuinfo); use --path "
                          "scalar or auto")
 
-    if args.make_corpus:
+    if args.make_corpus is not None:    # "" is refused as a name, not taken as "no file"
         write_atomic(args.make_corpus, make_corpus(args.size, args.seed, args.only),
                      what="--make-corpus")
         return 0

@@ -11,6 +11,13 @@ from ..target.linux import System
 DEFAULT_CACHE = "/var/cache/suspendos"
 
 
+def _count(text, what):
+    """A kernel-written decimal count; anything else (a damaged copy) is refused."""
+    if not (text.isascii() and text.isdigit()):
+        raise UsageError(f"{what}: {text!r} is not a count")
+    return int(text)
+
+
 class Host:
     def __init__(self, sysroot=None, euid=None, release=None, cache_dir=None, etc_dir=None):
         self.sys = System(sysroot)
@@ -37,7 +44,8 @@ class Host:
             name, _, rest = line.partition(":")
             words = rest.split()
             if words:
-                out[name] = int(words[0]) * (1024 if words[1:] == ["kB"] else 1)
+                out[name] = _count(words[0], f"memory: /proc/meminfo {name}") * \
+                    (1024 if words[1:] == ["kB"] else 1)
         for need in ("MemTotal", "MemFree", "MemAvailable"):
             if need not in out:
                 raise UsageError(f"memory: /proc/meminfo has no {need}")
@@ -51,8 +59,9 @@ class Host:
         for line in self.read("/proc/swaps", "swap").splitlines()[1:]:
             w = line.split()
             if len(w) >= 4:
-                out.append((w[0].replace("\\040", " "), w[1], int(w[2]) * 1024,
-                            int(w[3]) * 1024))
+                what = f"swap: /proc/swaps {w[0]}"
+                out.append((w[0].replace("\\040", " "), w[1], _count(w[2], what) * 1024,
+                            _count(w[3], what) * 1024))
         return out
 
     def cpu_flags(self):

@@ -22,6 +22,7 @@ import array
 import fcntl
 import os
 import re
+import stat
 import struct
 from pathlib import Path
 
@@ -60,6 +61,8 @@ class System:
             return self.path(p).read_text()
         except OSError as e:
             raise UsageError(f"{what}: cannot read {p} ({e.strerror})")
+        except UnicodeDecodeError:      # the kernel writes these as text: a copy is damaged
+            raise UsageError(f"{what}: {p} is not UTF-8 text")
 
     def exists(self, p):
         return self.path(p).exists()
@@ -563,9 +566,13 @@ def mark_swap(area, offset=0):
 def discard_image(area, offset=0):
     """Zero the image header (swap page 1) and give the area its SWAPSPACE2 back.
     Returns 'discarded', or 'no image' when the area carries a plain swap signature."""
-    from ..fileutil import input_size, open_input
+    from ..fileutil import input_size, open_input, show
     with open_input(area, block_device=True) as f:  # a swap file or partition, nothing else
         size = input_size(f)
+        mode = os.fstat(f.fileno()).st_mode
+    if stat.S_ISREG(mode) and not mode & 0o222:     # root may write it: the mode says don't
+        raise UsageError(f"{show(area)}: the file is read-only (make it writable to discard "
+                         f"the image)")
     if offset + 2 * PAGE_SIZE > size:
         raise UsageError(f"--offset: {offset} leaves no swap header in {area} ({size} bytes)")
     try:
