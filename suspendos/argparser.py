@@ -50,11 +50,11 @@ def parse_number(text, what, low=0, high=None, hex_ok=True):
     return value
 
 
-def bounded_int(low, high, what="a number"):
-    """An argparse type: an integer in [low, high] (decimal or 0x...)."""
+def bounded_int(low, high, what="a number", hex_ok=True):
+    """An argparse type: an integer in [low, high] (decimal, or 0x... when `hex_ok`)."""
     def convert(text):
         try:
-            return parse_number(text, "value", low, high)
+            return parse_number(text, "value", low, high, hex_ok)
         except UsageError as e:
             raise argparse.ArgumentTypeError(str(e).removeprefix("value: "))
     convert.__name__ = what        # argparse names the type in its messages

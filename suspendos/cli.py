@@ -7,7 +7,8 @@ import sys
 from . import __version__
 from .argparser import Parser, bounded_int, byte_offset, cpu_count, lba
 from .errors import SuspendosError, UsageError
-from .fileutil import check_distinct, check_output, read_input, show, write_atomic
+from .fileutil import (check_distinct, check_output, check_writable_in_place, read_input, show,
+                       write_atomic)
 from .qemu import disks
 from .sizes import parse_size
 from .target.description import COMPRESSIONS
@@ -28,7 +29,8 @@ def cmd_target_qemu(a):
     from .target.description import dumps
     from .target.qemu import qemu_target
     memory = parse_size(a.memory, "--memory")
-    disk_size = parse_size(a.disk_size, "--disk-size") if a.disk_size else None
+    # `is not None`: --disk-size "" is refused, not taken for "not given".
+    disk_size = parse_size(a.disk_size, "--disk-size") if a.disk_size is not None else None
     from .plugins.cli import parse_fb_mode
     t = qemu_target(memory, disk_size, a.compress, framebuffer=parse_fb_mode(a.framebuffer),
                     bus=a.disk_bus, sector_size=a.sector_size)
@@ -633,6 +635,9 @@ def _check_paths(a):
     check_distinct([i for i in inputs if i not in written], written)
     for opt, path in outputs:
         check_output(path, opt)
+    for dest in getattr(a, "writes", ()):
+        if getattr(a, dest, None):
+            check_writable_in_place(getattr(a, dest), INPUT_PATHS[dest])
 
 
 def _report(message, exit_code, argv=()):

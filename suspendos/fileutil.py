@@ -58,22 +58,28 @@ def check_output(path, what=None):
         raise UsageError(f"{label}: a file name cannot hold a NUL byte")
     real = os.path.realpath(p)
     try:
-        st = os.stat(real)
-    except FileNotFoundError:
+        # The path itself, not `real`: /dev/stdout is a /proc/self/fd link whose target a
+        # pipe or socket names as "pipe:[123]", a file that does not exist; stat() follows
+        # the link to the pipe itself. A dangling link fails here and is judged by `real`.
+        st = os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
         st = None
     except OSError as e:
         if e.errno != errno.ENAMETOOLONG:        # that one is named below
             raise UsageError(f"{label}: {e.strerror}")
         st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{label}: is a folder (give a file name)")
+    if p.endswith(os.sep) or os.path.basename(p) in (".", ".."):
+        # "newdir/" names a folder; realpath() drops the slash, and the file "newdir" it
+        # would then write is not what the user named.
+        raise UsageError(f"{label}: names a folder, and no folder of that name exists "
+                         f"(give a file name)")
     if st is not None:
-        if stat.S_ISDIR(st.st_mode):
-            raise UsageError(f"{label}: is a folder (give a file name)")
         if not stat.S_ISREG(st.st_mode):
             raise UsageError(f"{label}: not a regular file (a device, FIFO or socket is "
                              f"never replaced)")
-        if not st.st_mode & 0o222:      # root may write anything: the mode says the intent
-            raise UsageError(f"{label}: the file is read-only (make it writable to replace "
-                             f"it, or give another name)")
+        check_not_read_only(st, label)
     folder = os.path.dirname(real)
     named = folder if os.path.islink(p) else (os.path.dirname(p) or ".")
     if not os.path.isdir(folder):
@@ -88,6 +94,25 @@ def check_output(path, what=None):
         raise UsageError(f"{label}: cannot write in {show(named)} "
                          f"(permission denied)")
     return real
+
+
+def check_not_read_only(st, label, to="replace"):
+    """Refuse a regular file whose mode has no write bit: root may write anything, but the
+    mode says its owner's intent. `st`: its os.stat() result."""
+    if stat.S_ISREG(st.st_mode) and not st.st_mode & 0o222:
+        raise UsageError(f"{label}: the file is read-only (make it writable to {to} it, or "
+                         f"give another name)")
+
+
+def check_writable_in_place(path, what=None):
+    """Refuse an existing file a command writes into in place (a --disk, a swap AREA) when
+    it is read-only, by the rule check_output applies to the files it replaces. A block
+    device, or a name that does not exist yet, is left to the command."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return
+    check_not_read_only(st, _label(what, path), to="write into")
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from ..errors import FormatError, UsageError
-from ..fileutil import input_size, open_input
+from ..fileutil import input_size, open_input, show
 from ..formats import image as fmt
 from ..formats.common import PAGE_SIZE, SECTOR_SIZE, parse
 from ..formats.lists import Extent, MemRange
@@ -105,7 +105,10 @@ class Image:
         self.key = key
         self.f = open_input(path, block_device=True)
         self.size = input_size(self.f)
-        self.lba = find_image(self.f, self.size, lba)
+        try:
+            self.lba = find_image(self.f, self.size, lba)
+        except NoImage as e:        # "no image on this disk": say which disk was read
+            raise NoImage(f"{show(path)}: {e}") from None
         self.f.seek(self.lba * SECTOR_SIZE)
         block = self.f.read(fmt.HEADER_BLOCK)
         if len(block) < fmt.HEADER_BLOCK:

@@ -11,8 +11,10 @@ FB_MODE_HELP = ("the Bochs VBE mode the test host sets: WxHxBPP, width 320 to 25
 
 
 def parse_fb_mode(text, what="--framebuffer"):
-    """'800x600x32' -> (800, 600, 32); 'none' -> None."""
-    if text in (None, ""):
+    """'800x600x32' -> (800, 600, 32); 'none' -> None; None (not given) -> the default.
+    An empty string is refused like any other text that is not a mode: a user who typed
+    `--framebuffer ""` did not ask for 800x600x32."""
+    if text is None:
         return (800, 600, 32)
     if text == "none":
         return None
@@ -89,13 +91,14 @@ def _sign_and_write(data, key, out):
 def cmd_pack(a):
     from ..formats import plugin as fmt
     from .package import check_name, make_package
-    if a.folder and (a.splash or a.bar_color or a.background):
+    # `is not None`: an option given as "" was given (and is refused below), not the default.
+    if a.folder and any(v is not None for v in (a.splash, a.bar_color, a.background)):
         raise UsageError("plugin pack: give a plugin folder or --splash, not both")
     key = _load_key(a.key)
     if a.folder:
         from .sdk import build_plugin
         obj, name, _ = build_plugin(a.folder)
-        if a.name and a.name != name:
+        if a.name is not None and a.name != name:
             raise UsageError(f"--name: the plugin's descriptor calls it {name!r}")
         sections = [(fmt.SECTION_KIND.OBJECT, obj.read_bytes())]
         assets = Path(a.folder) / "assets.bin"
@@ -110,9 +113,12 @@ def cmd_pack(a):
         if not a.splash:
             raise UsageError("plugin pack: give a plugin folder, or --splash IMAGE.png for a theme")
         from .theme import DEFAULT_BACKGROUND, DEFAULT_BAR_COLOR, parse_color, theme_from_png
-        bg = parse_color(a.background, "--background") if a.background else DEFAULT_BACKGROUND
-        bar = parse_color(a.bar_color, "--bar-color") if a.bar_color else DEFAULT_BAR_COLOR
-        name = check_name(a.name or Path(a.output).stem.lower(), "--name")
+        bg = (parse_color(a.background, "--background") if a.background is not None
+              else DEFAULT_BACKGROUND)
+        bar = (parse_color(a.bar_color, "--bar-color") if a.bar_color is not None
+               else DEFAULT_BAR_COLOR)
+        name = check_name(a.name if a.name is not None else Path(a.output).stem.lower(),
+                          "--name")
         asset = theme_from_png(a.splash, bg, bar)
         data = make_package(fmt.PACKAGE_KIND.THEME, name, [(fmt.SECTION_KIND.THEME, asset)])
         what = f"theme {name!r}"
@@ -229,7 +235,7 @@ def add_parser(sub):
     pv.add_argument("--framebuffer", default="800x600x32", metavar="WxHxBPP",
                     help="the screen to draw on: width 320 to 2560, height 200 to 1600, BPP 32, "
                          "24 or 16 (default 800x600x32)")
-    pv.add_argument("--percent", type=bounded_int(0, 100, "a percentage"), default=100,
+    pv.add_argument("--percent", type=bounded_int(0, 100, "a percentage", hex_ok=False), default=100,
                     metavar="0-100",
                     help="how far the progress bar is, 0 to 100 percent (default 100)")
     pv.add_argument("-o", "--output", required=True, metavar="FILE.png",

@@ -394,6 +394,8 @@ def loads(text, origin="target"):
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError) as e:   # RecursionError: deep nesting
         raise UsageError(f"{origin}: not a valid TOML file ({e})")
+    if not data:        # "name: missing" would not say which file holds nothing at all
+        raise UsageError(f"{origin}: no target description in it (an empty TOML file)")
     return from_dict(data)
 
 

@@ -11,7 +11,7 @@ option vbe=WxHxBPP): pitch = width * bytes per pixel, as Bochs VBE lays it out.
 from ..errors import UsageError
 from ..formats.common import SECTOR_SIZE, align_up
 from ..qemu.machine import DEBUG_EXIT_PORT
-from .description import Disk, Extent, Framebuffer, MemoryRange, Options, Reserved, Target
+from .description import MAX_SECTORS, Disk, Extent, Framebuffer, MemoryRange, Options, Reserved, Target
 
 MiB, GiB = 1 << 20, 1 << 30
 MIN_MEMORY, MAX_MEMORY = 64 * MiB, 8 * GiB
@@ -108,6 +108,10 @@ def qemu_target(memory, disk_size=None, compress="none", pci=None,
         if disk_size % sector_size:
             raise UsageError(f"{size_what}: must be a multiple of {sector_size} bytes")
         sectors = disk_size // sector_size
+        # Named here: validate() would name disk.sectors, a field the user never typed.
+        if sectors > MAX_SECTORS:
+            raise UsageError(f"{size_what}: {disk_size} bytes is more than 2^48 sectors of "
+                             f"{sector_size} bytes (ATA's 48-bit LBA)")
         if sectors < min_sectors:
             raise UsageError(f"{size_what}: {disk_size} bytes cannot hold the worst-case image "
                              f"(need at least {min_sectors * sector_size} bytes)")
