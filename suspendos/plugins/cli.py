@@ -235,7 +235,9 @@ def add_parser(sub):
     pv.add_argument("--framebuffer", default="800x600x32", metavar="WxHxBPP",
                     help="the screen to draw on: width 320 to 2560, height 200 to 1600, BPP 32, "
                          "24 or 16 (default 800x600x32)")
-    pv.add_argument("--percent", type=bounded_int(0, 100, "a percentage", hex_ok=False), default=100,
+    # Decimal only: "0x10" for a percentage is more likely a slip than a wish for 16%.
+    pv.add_argument("--percent", type=bounded_int(0, 100, "a percentage", hex_ok=False),
+                    default=100,
                     metavar="0-100",
                     help="how far the progress bar is, 0 to 100 percent (default 100)")
     pv.add_argument("-o", "--output", required=True, metavar="FILE.png",

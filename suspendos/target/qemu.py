@@ -11,7 +11,8 @@ option vbe=WxHxBPP): pitch = width * bytes per pixel, as Bochs VBE lays it out.
 from ..errors import UsageError
 from ..formats.common import SECTOR_SIZE, align_up
 from ..qemu.machine import DEBUG_EXIT_PORT
-from .description import MAX_SECTORS, Disk, Extent, Framebuffer, MemoryRange, Options, Reserved, Target
+from .description import (MAX_SECTORS, Disk, Extent, Framebuffer, MemoryRange, Options,
+                          Reserved, Target)
 
 MiB, GiB = 1 << 20, 1 << 30
 MIN_MEMORY, MAX_MEMORY = 64 * MiB, 8 * GiB
