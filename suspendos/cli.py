@@ -151,7 +151,7 @@ def cmd_qemu_kexec_jump(a):
     from .target.qemu import check_memory
     check_memory(memory)
     s = kexec_jump(memory, a.compress, inject_error=a.inject_write_error,
-                   log=lambda m: print(m, file=sys.stderr))
+                   log=lambda m: print(m, file=sys.stderr), iommu=a.iommu)
     if a.json:
         emit_json(s)
     else:
@@ -454,6 +454,8 @@ def parser():
     qk.add_argument("--compress", choices=COMPRESSIONS, default="lz4")
     qk.add_argument("--inject-write-error", action="store_true",
                     help="fail one write inside the extents first (blkdebug), then jump again")
+    qk.add_argument("--iommu", choices=("none", "intel", "amd"), default="none",
+                    help="QEMU's Intel or AMD IOMMU on the machine (docs/LINUX.md)")
     qk.add_argument("--json", action="store_true")
     qk.set_defaults(func=cmd_qemu_kexec_jump)
     # -- qemu linux: the real Debian guest (logic in suspendos/linuxvm/runner.py) --
@@ -462,6 +464,8 @@ def parser():
     ql.add_argument("--cpus", type=int, default=1, help="vCPUs, 1 to 4")
     ql.add_argument("--disk-bus", choices=("ahci", "nvme", "virtio"), default="ahci",
                     help="the guest's disk (root and swap) on this controller (default ahci)")
+    ql.add_argument("--iommu", choices=("none", "intel", "amd"), default="none",
+                    help="QEMU's Intel or AMD IOMMU, the guest's DMA translated (docs/LINUX.md)")
     ql.add_argument("--swap", choices=("file", "partition"), default="file")
     ql.add_argument("--compress", choices=COMPRESSIONS, default="lz4",
                     help="swsusp: lz4 means its default LZO, none hibernate=nocompress "
