@@ -22,9 +22,10 @@ from .debian import base_append
 BOOT_DEADLINE = 300.0     # s from QEMU start to the console's ready line (TCG, loaded host)
 
 
-# The emulated IOMMU of `--iommu` (QEMU 7.2 on q35, QEMU-NOTES). Intel's unit goes before
-# every PCI device so it covers them; interrupt remapping off, as checked here (on would want
-# -machine kernel-irqchip=split under KVM and x2APIC in the guest).
+# The emulated IOMMU of `--iommu` (QEMU 7.2 on q35, QEMU-NOTES). It goes before the disk's
+# -device: QEMU gives a PCI device its DMA address space when the device is created, so only
+# devices created after the IOMMU are behind it. Intel's interrupt remapping off, as checked
+# here (on would want -machine kernel-irqchip=split under KVM).
 IOMMU_DEVICES = {"none": [], "intel": ["-device", "intel-iommu,intremap=off"],
                  "amd": ["-device", "amd-iommu"]}
 # The guest's command line as a distribution sets it: Debian 12 turns Intel's IOMMU on only
