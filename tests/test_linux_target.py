@@ -258,3 +258,71 @@ def test_linux_target_uses_the_namespace_holding_the_swap_area(tmp_path):
     assert r.returncode == 0, r.stderr
     r = cli("inspect", str(blob))
     assert r.returncode == 0 and "namespace 3" in r.stdout, r.stdout
+
+
+# ---- the same, read from Debian's 6.1 kernel with QEMU's NVMe namespaces ------------------
+NVME_CAPTURE = r"""#!/bin/sh
+export PATH=/bin:/sbin
+mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
+for m in %(modules)s; do insmod /lib/modules/$m.ko || echo "@@ERROR insmod $m"; done
+i=0; while [ "$(ls /dev/nvme0n*p1 2>/dev/null | wc -l)" -lt 2 ] && [ $i -lt 600 ]; do
+  sleep 0.1; i=$((i+1)); done
+dump() { for f in "$@"; do [ -f "$f" ] || continue; echo "@@FILE $f"; cat "$f"; echo "@@END"; done; }
+dump /proc/cmdline /proc/iomem
+for d in /sys/firmware/memmap/*; do dump $d/start $d/end $d/type; done
+for b in /sys/class/block/*; do
+  echo "@@LINK $b $(readlink $b)"; r=$(readlink -f $b)
+  dump $r/start $r/size $r/partition $r/nsid $r/queue/logical_block_size $r/integrity/format
+done
+c=$(readlink -f /sys/class/block/nvme0n1); dump ${c%%/nvme/*}/resource ${c%%/nvme/*}/class
+for p in /dev/nvme0n*p1; do
+  echo "@@HEAD ${p#/} $(dd if=$p bs=4096 count=1 2>/dev/null | od -A n -t x1 -v | tr -d ' \n')"
+done
+echo "@@DONE"
+sleep 1
+poweroff -f
+"""
+
+
+def test_linux_target_on_nvme_namespaces_of_a_real_kernel(tmp_path):
+    """Debian's 6.1 kernel on QEMU's NVMe controller with three namespaces: NSID 2 plain,
+    NSID 5 holding a swap partition, NSID 7 formatted with 8 bytes of metadata per block
+    (nvme-ns ms=8) and a swap partition too. The sysfs it shows (captured as in
+    suspendos/linuxvm/capture.py): the target of the NSID 5 swap area names NSID 5 (not the
+    1 of nvme0n1, nor the 2 its name may suggest); the one on NSID 7 is refused, its
+    integrity format reading "nop"."""
+    import asyncio
+    from suspendos.linuxvm import AHCI_MODULES, Debian, build_initrd, make_disk
+    from suspendos.linuxvm.capture import _run, parse_capture
+    from suspendos.qemu.machine import machine_args
+    deb = Debian()
+    mods = AHCI_MODULES[:7] + ["drivers/nvme/host/nvme-core", "drivers/nvme/host/nvme"]
+    build_initrd(deb, NVME_CAPTURE % {"modules": " ".join(Path(m).name for m in mods)},
+                 tmp_path / "i.gz", modules=mods)
+    with open(tmp_path / "plain.img", "wb") as f:
+        f.truncate(16 << 20)
+    make_disk(tmp_path / "swap.img", 320)
+    make_disk(tmp_path / "meta.img", 320)
+    ns = []
+    for i, (img, opts) in enumerate([("plain.img", "nsid=2"), ("swap.img", "nsid=5"),
+                                     ("meta.img", "nsid=7,ms=8")]):
+        ns += ["-drive", f"if=none,id=n{i},file={tmp_path / img},format=raw",
+               "-device", f"nvme-ns,drive=n{i},bus=nv0,{opts}"]
+    args = [*machine_args(256 << 20), "-device", "nvme,serial=SOSNVME0,id=nv0", *ns,
+            "-kernel", str(deb.vmlinuz), "-initrd", str(tmp_path / "i.gz"),
+            "-append", "console=ttyS0 memmap=2M$0x4000000 quiet"]
+    lines = asyncio.run(_run(args, deadline_s=300))
+    root = tmp_path / "root"
+    parse_capture(lines, root)
+    nsids = {p.name: (root / "sys/class/block" / p.name).resolve() for p in
+             (root / "sys/class/block").iterdir() if p.name.endswith("p1")}
+    by_nsid = {int((path.parent / "nsid").read_text()): name for name, path in nsids.items()}
+    assert set(by_nsid) == {5, 7}, (by_nsid, lines[-20:])
+    fmt = {n: (path.parent / "integrity/format").read_text().strip()
+           for n, path in nsids.items()}
+    assert fmt[by_nsid[5]] == "none" and fmt[by_nsid[7]] == "nop", fmt
+    t = linux_target(f"/dev/{by_nsid[5]}", root)
+    assert (t.disk.kind, t.disk.namespace, t.disk.block_size) == ("nvme", 5, 512)
+    assert t.extents[0].lba == 2048 + 8
+    with pytest.raises(UsageError, match="carries metadata .*integrity format nop"):
+        linux_target(f"/dev/{by_nsid[7]}", root)
