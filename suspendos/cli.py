@@ -165,7 +165,7 @@ def cmd_qemu_kexec_jump(a):
     from .target.qemu import check_memory
     check_memory(memory)
     s = kexec_jump(memory, a.compress, inject_error=a.inject_write_error,
-                   log=lambda m: print(m, file=sys.stderr))
+                   log=lambda m: print(m, file=sys.stderr), iommu=a.iommu)
     if a.json:
         emit_json(s)
     else:
@@ -523,6 +523,9 @@ def parser():
                     help=helptext.compress("lz4"))
     qk.add_argument("--inject-write-error", action="store_true",
                     help="fail one write inside the extents first (blkdebug), then jump again")
+    qk.add_argument("--iommu", choices=("none", "intel", "amd"), default="none",
+                    help="QEMU's IOMMU on the machine: none, intel or amd (default none; "
+                         "docs/LINUX.md)")
     qk.add_argument("--json", action="store_true", help=helptext.JSON)
     qk.set_defaults(func=cmd_qemu_kexec_jump)
     # -- qemu linux: the real Debian guest (logic in suspendos/linuxvm/runner.py) --
@@ -535,6 +538,9 @@ def parser():
     ql.add_argument("--disk-bus", choices=("ahci", "nvme", "virtio"), default="ahci",
                     help="the controller of the guest's disk (root and swap): ahci, nvme or "
                          "virtio (default ahci)")
+    ql.add_argument("--iommu", choices=("none", "intel", "amd"), default="none",
+                    help="QEMU's IOMMU, translating the guest's DMA: none, intel or amd "
+                         "(default none; docs/LINUX.md)")
     ql.add_argument("--swap", choices=("file", "partition"), default="file",
                     help="where the guest swaps and hibernates to: a swap file or a swap "
                          "partition (default file)")

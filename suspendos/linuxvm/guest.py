@@ -122,6 +122,23 @@ done
 echo "@@CHECK {\\"md5_match\\": $md5, \\"process_continued\\": $cont, \\"cpus_online\\": $online, \\"cpus_ran\\": $ran, \\"cpus_present\\": \\"$present\\"}"
 """
 
+# Before the handoff: what the kernel says of its IOMMU, and of the disk controller's DMA.
+# $1 is the partition the root is on (sda2, nvme0n1p2, vda2); its sysfs path passes through
+# the controller's PCI function, whose IOMMU group's `type` is the domain its DMA goes
+# through ("DMA" / "DMA-FQ": translated, "identity": passed through).
+IOMMU = """#!/bin/bash
+dom=$(dmesg | grep -o 'Default domain type: [A-Za-z]*' | tail -1 | cut -d' ' -f4)
+units=$(ls /sys/class/iommu 2>/dev/null | tr '\\n' ' ')
+groups=$(ls /sys/kernel/iommu_groups 2>/dev/null | wc -l)
+pci=$(readlink -f /sys/class/block/$1 | tr '/' '\\n' | grep -E '^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}[.][0-7]$' | tail -1)
+grp=; typ=
+if [ -n "$pci" ] && [ -e /sys/bus/pci/devices/$pci/iommu_group ]; then
+  grp=$(basename "$(readlink -f /sys/bus/pci/devices/$pci/iommu_group)")
+  typ=$(cat /sys/kernel/iommu_groups/$grp/type 2>/dev/null)
+fi
+echo "@@IOMMU {\\"default_domain\\": \\"$dom\\", \\"units\\": \\"${units% }\\", \\"groups\\": $groups, \\"disk_pci\\": \\"$pci\\", \\"disk_group\\": \\"$grp\\", \\"disk_group_type\\": \\"$typ\\"}"
+"""
+
 # Baked into the guest image (debian.py): the console itself.
 GUEST_FILES = {
     "/etc/systemd/system/sos-console.service": (0o644, CONSOLE_UNIT),
@@ -137,4 +154,5 @@ RUNTIME_FILES = {
     "/usr/local/sbin/sos-workset": (0o755, WORKSET),
     "/usr/local/sbin/sos-dirty": (0o755, DIRTY),
     "/usr/local/sbin/sos-check": (0o755, CHECK),
+    "/usr/local/sbin/sos-iommu": (0o755, IOMMU),
 }

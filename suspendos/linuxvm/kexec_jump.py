@@ -39,6 +39,7 @@ from ..formats.handoff import HANDOFF_FLAGS, Handoff
 from ..formats.status import STATUS, describe
 from ..image.reader import NoImage, open_image
 from ..qemu.machine import DEBUG_EXIT_PORT, disk_args, machine_args
+from .realvm import IOMMU_APPEND, iommu_args
 from ..qemu.ramdump import dump_ram
 from ..target.linux import linux_target
 from . import _unpack, build_initrd, init_prelude, make_disk
@@ -81,6 +82,9 @@ status() {
   st=$(od -A n -t u4 -j %(status_off)d -N 4 /handoff.bin | tr -d ' ')
   mark "${1:-back} status=$st handoff=$(od -A n -t x1 -v /handoff.bin | tr -d ' \n')"
 }
+# what the kernel says of its IOMMU before the jump (a kernel without an IOMMU driver has
+# no units and no groups, whatever the machine carries)
+mark "iommu units=$(ls /sys/class/iommu 2>/dev/null | tr '\n' ,) groups=$(ls /sys/kernel/iommu_groups 2>/dev/null | wc -l) domain=$(dmesg | grep -o 'Default domain type: [A-Za-z]*' | tail -1 | cut -d' ' -f4)"
 printf SOSIMAGE01 | dd of=/dev/sda1 bs=1 seek=4086 conv=notrunc,fsync 2>/dev/null
 load
 sync
@@ -163,10 +167,21 @@ def kexec_tools_files():
     return files
 
 
-def _args(memory, kernel, initrd, disk, inject=None):
-    return [*machine_args(memory), *disk_args(disk, inject), "-kernel", str(kernel), "-initrd",
-            str(initrd), "-append", f"console=ttyS0 memmap={RESERVED_SIZE >> 20}M$"
-            f"{RESERVED_BASE:#x} no5lvl nokaslr loglevel=4"]
+def _args(memory, kernel, initrd, disk, inject=None, iommu="none"):
+    return [*machine_args(memory), *iommu_args(iommu), *disk_args(disk, inject), "-kernel",
+            str(kernel), "-initrd", str(initrd), "-append",
+            f"console=ttyS0 memmap={RESERVED_SIZE >> 20}M${RESERVED_BASE:#x} no5lvl nokaslr "
+            f"loglevel=4 {IOMMU_APPEND[iommu]}".strip()]
+
+
+def _iommu_line(line):
+    """`@@KJ iommu units=a,b, groups=N domain=D` -> what the kernel said, and whether it
+    translated: units present, groups made, translated default domains."""
+    f = dict(w.split("=", 1) for w in line.split()[2:] if "=" in w)
+    units = [u for u in f.get("units", "").split(",") if u]
+    groups = int(f.get("groups", "0") or 0)
+    return {"units": units, "groups": groups, "default_domain": f.get("domain", ""),
+            "translating": bool(units and groups and f.get("domain") == "Translated")}
 
 
 def _outside_extents(disk, extents):
@@ -206,10 +221,11 @@ def _handoff(line):
             if h.tsc_hz_used else None}
 
 
-async def _capture(memory, kernel, bb, tmp, disk):
+async def _capture(memory, kernel, bb, tmp, disk, iommu="none"):
     init = init_prelude(()) + CAPTURE_BODY
     build_initrd(bb, init, tmp / "capture.gz", modules=())
-    async with Session(_args(memory, kernel, tmp / "capture.gz", disk), tmp / "capture.log") as s:
+    async with Session(_args(memory, kernel, tmp / "capture.gz", disk, iommu=iommu),
+                       tmp / "capture.log") as s:
         if not await s.expect(r"^@@DONE", 180):
             raise s.m.failure("the capture boot ended before @@DONE")
         lines = s.lines
@@ -217,17 +233,22 @@ async def _capture(memory, kernel, bb, tmp, disk):
 
 
 async def _hibernate(memory, kernel, initrd, tmp, disk, extents, inject, before, log,
-                     ram_ranges=None):
+                     ram_ranges=None, iommu="none"):
     out = {"failed": None}
 
     async def ground_truth(machine):     # the payload waits before reading RAM
         await dump_ram(machine, ram_ranges, tmp / "ram.bin")
 
-    async with Session(_args(memory, kernel, initrd, disk, inject), tmp / "hibernate.log") as s:
+    async with Session(_args(memory, kernel, initrd, disk, inject, iommu),
+                       tmp / "hibernate.log") as s:
         line = await s.expect(r"^@@KJ md5 ", 300)
         if not line:
             raise s.m.failure("the kernel did not reach userspace")
         out["md5_before"] = line.split()[-1]
+        line = await s.expect(r"^@@KJ iommu ", 60)
+        if not line:
+            raise s.m.failure("the kernel did not say what its IOMMU does")
+        out["iommu"] = _iommu_line(line)
         while True:
             line = await s.expect(r"^@@KJ jumping|^@@KJ error", 120)
             if not line or line.startswith("@@KJ error"):
@@ -262,8 +283,8 @@ async def _hibernate(memory, kernel, initrd, tmp, disk, extents, inject, before,
             out["failed"]["reentry_status"] = _handoff(line)["status"]
 
 
-async def _resume(memory, loader, tmp, disk):
-    args = [*machine_args(memory), *disk_args(disk), "-kernel", str(loader)]
+async def _resume(memory, loader, tmp, disk, iommu="none"):
+    args = [*machine_args(memory), *iommu_args(iommu), *disk_args(disk), "-kernel", str(loader)]
     async with Session(args, tmp / "resume.log") as s:
         line = await s.expect(r"^@@KJ back ", 600)
         if not line:
@@ -278,12 +299,17 @@ async def _resume(memory, loader, tmp, disk):
 
 
 def kexec_jump(memory=256 * MiB, compress="lz4", inject_error=False, ground_truth=False,
-               workdir=None, log=print):
+               workdir=None, log=print, iommu="none"):
     """Run the whole flow; returns the summary dict (`status` "resumed" when it worked).
     ground_truth: the payload pauses before reading RAM, QMP pmemsave dumps it, and the
-    image is compared with the dump page by page (the last run's, when one failed first)."""
+    image is compared with the dump page by page (the last run's, when one failed first).
+    iommu: QEMU's Intel or AMD IOMMU on every boot (realvm.IOMMU_DEVICES); the summary's
+    iommu_translating_before says whether the kernel translated DMA before the jump (the
+    kernel built from kexec.config has no IOMMU driver, so it does not)."""
     if memory < 128 * MiB or memory % MiB:
         raise UsageError("--memory: at least 128 MiB, in whole MiB (the region sits at 64 MiB)")
+    if iommu not in IOMMU_APPEND:
+        raise UsageError("--iommu: none, intel or amd")
     t_all = time.monotonic()
     kernel = KexecKernel()
     cold = not kernel.bzimage.exists()
@@ -291,7 +317,8 @@ def kexec_jump(memory=256 * MiB, compress="lz4", inject_error=False, ground_trut
     summary = {"kernel": f"{kernel.key}", "kernel_built_now": cold,
                "kernel_build_seconds": kernel.build_seconds or float(
                    (kernel.dir / "build-seconds").read_text()),
-               "memory": memory, "compress": compress, "status": "failed", "md5_match": False}
+               "memory": memory, "compress": compress, "status": "failed", "md5_match": False,
+               "iommu": iommu}
     bb = Busybox()
     tools = kexec_tools_files()
     with tempfile.TemporaryDirectory(prefix="sos-kexec-jump-") as tmp:
@@ -302,7 +329,7 @@ def kexec_jump(memory=256 * MiB, compress="lz4", inject_error=False, ground_trut
         make_disk(disk, swap_mib)
 
         t = time.monotonic()
-        asyncio.run(_capture(memory, bz, bb, tmp, disk))
+        asyncio.run(_capture(memory, bz, bb, tmp, disk, iommu))
         target = linux_target("/dev/sda1", tmp / "sysroot", compress)
         target.options.debug_exit_port = DEBUG_EXIT_PORT
         target.options.serial_port = SERIAL
@@ -324,7 +351,9 @@ def kexec_jump(memory=256 * MiB, compress="lz4", inject_error=False, ground_trut
             inject = [{"event": "write_aio", "errno": 5, "sector": lba, "once": True}]
         t = time.monotonic()
         hib = asyncio.run(_hibernate(memory, bz, tmp / "kj.gz", tmp, disk, extents, inject,
-                                     None, log, ram_ranges))
+                                     None, log, ram_ranges, iommu))
+        summary["iommu_guest"] = hib["iommu"]
+        summary["iommu_translating_before"] = hib["iommu"]["translating"]
         summary["hibernate_seconds"] = round(time.monotonic() - t, 1)
         summary["jump_seconds"] = hib["jump_seconds"]
         summary["written"] = hib["written"]
@@ -336,7 +365,7 @@ def kexec_jump(memory=256 * MiB, compress="lz4", inject_error=False, ground_trut
         summary["image_verify"] = str(img.verify(ram=tmp / "ram.bin" if ground_truth else None))
 
         t = time.monotonic()
-        h, md5_after, ok = asyncio.run(_resume(memory, tmp / "resume.elf", tmp, disk))
+        h, md5_after, ok = asyncio.run(_resume(memory, tmp / "resume.elf", tmp, disk, iommu))
         summary["resume_seconds"] = round(time.monotonic() - t, 1)
         summary["resumed"] = h
         summary["md5_after"] = md5_after

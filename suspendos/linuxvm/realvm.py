@@ -7,6 +7,8 @@ The machine is the project's test machine (machine_args: q35, ICH9 AHCI, TCG, -c
 `-smp N` and multi-threaded TCG, the guest's disk (a qcow2 overlay, or the raw disk itself
 while provisioning) on AHCI port 0, or with `bus` "nvme" / "virtio" the same disk image as
 namespace 1 of an NVMe controller / a virtio-blk device (qemu/disks.py); root= follows.
+`iommu` "intel" / "amd" adds QEMU's emulated IOMMU and, on Debian's kernel, the command line
+a distribution would give it (IOMMU_APPEND).
 """
 import asyncio
 import re
@@ -20,11 +22,30 @@ from .debian import base_append
 BOOT_DEADLINE = 300.0     # s from QEMU start to the console's ready line (TCG, loaded host)
 
 
-def guest_args(memory, cpus, disk, kernel, initrd=None, append=None, bus="ahci"):
+# The emulated IOMMU of `--iommu` (QEMU 7.2 on q35, QEMU-NOTES). It goes before the disk's
+# -device: QEMU gives a PCI device its DMA address space when the device is created, so only
+# devices created after the IOMMU are behind it. Intel's interrupt remapping off, as checked
+# here (on would want -machine kernel-irqchip=split under KVM).
+IOMMU_DEVICES = {"none": [], "intel": ["-device", "intel-iommu,intremap=off"],
+                 "amd": ["-device", "amd-iommu"]}
+# The guest's command line as a distribution sets it: Debian 12 turns Intel's IOMMU on only
+# without an integrated GPU (CONFIG_INTEL_IOMMU_DEFAULT_ON_INTGPU_OFF), so say it; strict
+# invalidation as with iommu.strict=1 on hardened set-ups. AMD's is on wherever it exists.
+IOMMU_APPEND = {"none": "", "intel": "intel_iommu=on iommu.strict=1", "amd": ""}
+
+
+def iommu_args(iommu):
+    if iommu not in IOMMU_DEVICES:
+        raise ValueError(f"iommu: {iommu!r} is not one of {', '.join(IOMMU_DEVICES)}")
+    return list(IOMMU_DEVICES[iommu])
+
+
+def guest_args(memory, cpus, disk, kernel, initrd=None, append=None, bus="ahci", iommu="none"):
     args = machine_args(memory)
     i = args.index("-accel")
     # several vCPUs that really run in parallel: multi-threaded TCG (QEMU-NOTES)
     args[i:i + 2] = ["-accel", "tcg,thread=multi", "-smp", str(cpus)]
+    args += iommu_args(iommu)
     fmt = "qcow2" if str(disk).endswith(".qcow2") else "raw"
     args += ["-drive", f"if=none,id=d0,file={disk},format={fmt},cache=writeback",
              *device_args(bus, 512, "d0"), "-kernel", str(kernel)]
@@ -41,12 +62,13 @@ class GuestVM:
     alone."""
 
     def __init__(self, guest, disk, memory, cpus, log_path=None, append="", kernel=None,
-                 initrd=None, bus="ahci"):
+                 initrd=None, bus="ahci", iommu="none"):
         if kernel is None:
             args = guest_args(memory, cpus, disk, guest.vmlinuz, initrd or guest.initrd,
-                              f"{base_append(bus)} {append}".strip(), bus=bus)
+                              f"{base_append(bus)} {IOMMU_APPEND[iommu]} {append}".strip(),
+                              bus=bus, iommu=iommu)
         else:
-            args = guest_args(memory, cpus, disk, kernel, bus=bus)
+            args = guest_args(memory, cpus, disk, kernel, bus=bus, iommu=iommu)
         self.m = QemuMachine(args, log_path=log_path)
         self.lines = []           # (host seconds since start, line)
         self.t0 = None

@@ -22,6 +22,9 @@ One run, on a qcow2 overlay of the cached guest (suspendos/linuxvm/debian.py):
    to raw; cheaper than a third boot, and nothing is mounted).
 
 Every boot gets the same base command line (debian.BASE_APPEND: memmap=, no5lvl, loglevel).
+`--iommu intel|amd`: every boot of the run has QEMU's IOMMU (realvm.IOMMU_DEVICES), Debian's
+kernel the command line a distribution gives it; before hibernating, the guest says whether
+its IOMMU translated the disk controller's DMA (iommu_translating_before, iommu_guest).
 """
 import asyncio
 import json
@@ -35,7 +38,7 @@ from pathlib import Path
 
 from ..errors import RunError, UsageError
 from . import debian
-from .realvm import GuestVM
+from .realvm import IOMMU_DEVICES, GuestVM
 
 MiB = 1 << 20
 PAGE = 4096
@@ -52,7 +55,7 @@ def _log(msg):
 class Scenario:
     def __init__(self, memory, cpus, swap="file", compress="lz4", dirty_free=None,
                  hibernator="suspendos", boot_normally=False, disk_bus="ahci", workdir=None,
-                 keep=False, log=_log, keep_caches=False):
+                 keep=False, log=_log, keep_caches=False, iommu="none"):
         if not 1 <= cpus <= 4:
             raise UsageError("--cpus: 1 to 4")
         if not 512 * MiB <= memory <= MAX_MEMORY or memory % MiB:
@@ -60,6 +63,9 @@ class Scenario:
         if disk_bus not in debian.PARTITIONS:
             raise UsageError("--disk-bus: ahci, nvme or virtio")
         self.disk_bus = disk_bus      # root and swap on that disk (debian.PARTITIONS)
+        if iommu not in IOMMU_DEVICES:
+            raise UsageError("--iommu: none, intel or amd")
+        self.iommu = iommu            # QEMU's emulated IOMMU, on every boot of the run
         if swap not in ("file", "partition"):
             raise UsageError("--swap: file or partition")
         if hibernator not in ("suspendos", "swsusp"):
@@ -85,7 +91,7 @@ class Scenario:
         self.work.mkdir(parents=True, exist_ok=True)
         self.result = {"hibernator": hibernator, "cpus": cpus, "memory_mib": memory // MiB,
                        "swap": swap, "compress": compress, "dirty_free_mib": self.dirty // MiB,
-                       "disk_bus": disk_bus}
+                       "disk_bus": disk_bus, "iommu": iommu}
 
     # ---- what each hibernator needs on the command line ----------------------------------
     def swap_area(self):
@@ -155,8 +161,9 @@ class Scenario:
     async def _hibernate_boot(self):
         g, r = self.guest, self.result
         async with GuestVM(g, self.disk, self.memory, self.cpus, self.work / "hibernate.log",
-                           append=self.append(g), bus=self.disk_bus) as vm:
+                           append=self.append(g), bus=self.disk_bus, iommu=self.iommu) as vm:
             r["boot_seconds"] = round(await vm.ready(), 2)
+            await self._iommu_before(vm)
             area = self.swap_area()
             await vm.run(f"swapoff -a; swapon {area} && cat /proc/swaps", 120)
             out = await vm.run("sos-workset", 300)
@@ -183,6 +190,19 @@ class Scenario:
             r["hibernate_exit_code"] = code
             r["hibernate_phases"] = _phases(vm.lines, go[0], self.hibernator)
             r.update(_payload_cpus(vm.lines, go[0]))
+
+    async def _iommu_before(self, vm):
+        """What the guest's kernel says of its IOMMU before anything hibernates: translating
+        means units in /sys/class/iommu, translated default domains ("Default domain type:
+        Translated" in dmesg, which a kernel without any IOMMU logs too) and the disk
+        controller's group of type DMA or DMA-FQ (identity would pass addresses through)."""
+        part = debian.root_dev(self.disk_bus).rsplit("/", 1)[-1]
+        info = json.loads(_line(await vm.run(f"sos-iommu {part}", 60), "@@IOMMU")
+                          .split(" ", 1)[1])
+        self.result["iommu_guest"] = info
+        self.result["iommu_translating_before"] = bool(
+            info["units"] and info["default_domain"] == "Translated"
+            and info["disk_group_type"] in ("DMA", "DMA-FQ"))
 
     async def _swsusp_prepare(self, vm):
         want = f"resume={debian.root_dev(self.disk_bus)}" if self.swap == "file" else \
@@ -239,7 +259,7 @@ class Scenario:
             kernel, append = self.loader, ""
         async with GuestVM(g, self.disk, self.memory, self.cpus, self.work / "resume.log",
                            append=append, kernel=kernel, initrd=initrd,
-                           bus=self.disk_bus) as vm:
+                           bus=self.disk_bus, iommu=self.iommu) as vm:
             if self.boot_normally:
                 await self._normal_boot_checks(vm)
             else:
@@ -443,11 +463,12 @@ def cmd(a):
     r, ok = run_scenario(memory=memory, cpus=a.cpus, swap=a.swap, compress=a.compress,
                          dirty_free=dirty, hibernator=a.hibernator,
                          boot_normally=a.boot_normally, disk_bus=a.disk_bus,
-                         workdir=a.workdir, keep=a.keep)
+                         workdir=a.workdir, keep=a.keep, iommu=a.iommu)
     if a.json:
         print(json.dumps(r, indent=2))
     else:
-        for k in ("status", "stale_image", "cpus_online", "md5_match", "process_continued",
+        for k in ("status", "stale_image", "iommu_translating_before", "cpus_online",
+                  "md5_match", "process_continued",
                   "fsck", "pages_saved", "free_pages_skipped", "caches_dropped_pages",
                   "bytes_on_disk",
                   "hibernate_seconds", "resume_seconds"):

@@ -7,7 +7,8 @@
 - disk: the block device holding the swap area -> .../PCI_DEV/ataN/hostM/... in sysfs; the
   PCI function must be an AHCI controller (class 0x010601); ABAR = BAR5 from its `resource`
   file; port = ataN's port_no - 1; sectors from the whole disk's `size`. Or an NVMe namespace
-  (.../PCI_DEV/nvme/nvmeX/nvmeXnY: class 0x010802, BAR0, `nsid`), or a virtio-blk disk
+  (.../PCI_DEV/nvme/nvmeX/nvmeXnY: class 0x010802, BAR0, that namespace's `nsid`; not
+  behind Intel VMD, no metadata in its LBA format: docs/DRIVERS.md), or a virtio-blk disk
   (.../PCI_DEV/virtioN/block/vdX: the BAR of the common configuration capability read from
   the function's `config`). Block size from queue/logical_block_size (512 or 4096; extents
   and sectors count those blocks).
@@ -41,7 +42,10 @@ IOMEM_TYPES = {"System RAM": "ram", "Reserved": "reserved", "reserved": "reserve
                "Unusable memory": "unusable", "Persistent Memory (legacy)": "reserved",
                "Persistent Memory": "reserved", "Soft Reserved": "reserved"}
 SIZE_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-PCI_RE = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
+PCI_RE = re.compile(r"^([0-9a-f]{4,8}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
+# Intel VMD hides the NVMe controllers it takes behind its own PCI domains, numbered from
+# 0x10000 (Linux's drivers/pci/controller/vmd.c); the firmware calls it RAID or RST mode.
+VMD_FIRST_DOMAIN = 0x10000
 
 
 class System:
@@ -292,14 +296,57 @@ def _ahci_disk(sysmap, parts):
 def _nvme_disk(sysmap, parts, whole):
     """.../PCI/nvme/nvmeX/nvmeXnY[/nvmeXnYpZ]: BAR0 and the namespace id (NVMe 1.4 2.1.10)."""
     i = parts.index("nvme")
+    refuse_vmd(sysmap, parts, i - 1)
     pci_dir, pci = _pci_function(sysmap, parts, i - 1, "NVMe controller")
     cls = _pci_class(sysmap, pci_dir)
     if cls != NVME_CLASS:
         raise UsageError(f"disk: {pci} has PCI class {cls:#08x}, not an NVMe controller "
                          f"({NVME_CLASS:#08x})")
+    refuse_metadata(sysmap, whole)
+    # The namespace the swap area is on, as the controller numbers it: nvme0n2 need not be
+    # NSID 2 (names follow the order namespaces were found in, NSIDs are the controller's).
     nsid = int(sysmap.read(f"/sys/class/block/{whole}/nsid", "disk.namespace").strip())
     return Disk(kind="nvme", pci=pci, bar=_bar(sysmap, pci_dir, 0, f"{pci} MLBAR"),
                 namespace=nsid)
+
+
+def refuse_vmd(sysmap, parts, i):
+    """An NVMe controller behind Intel VMD: its registers sit behind the VMD device's own
+    BARs, which the payload's plain PCI access cannot reach, and the firmware alone can take
+    it out of there."""
+    domain = PCI_RE.match(parts[i])
+    behind = bool(domain) and int(domain.group(1), 16) >= VMD_FIRST_DOMAIN
+    # Or any PCI function above it bound to the vmd driver (the VMD device sits in domain
+    # 0000, above the host bridge it creates: .../0000:00:0e.0/pci10000:e0/...).
+    for j in range(1, i):
+        driver = sysmap.path("/".join(parts[:j + 1]) + "/driver")
+        if not behind and PCI_RE.match(parts[j]) and os.path.islink(driver):
+            behind = os.path.basename(os.readlink(driver)) == "vmd"
+    if behind:
+        raise UsageError("disk: the NVMe controller is behind Intel VMD (RAID/'Intel RST' "
+                         "mode): switch the firmware's SATA/NVMe mode to AHCI/NVMe")
+
+
+def refuse_metadata(sysmap, whole):
+    """A namespace whose LBA format carries metadata or protection information: the
+    payload's writes carry neither. Kernels from 6.8 say so in `metadata_bytes`; 6.1 only
+    through the block layer's integrity profile, which the nvme driver registers for every
+    namespace with metadata ("nop" without protection information, "T10-DIF-TYPEn-CRC" or
+    "EXT-DIF-TYPEn-CRC64" with it) and leaves at "none" otherwise."""
+    base = f"/sys/class/block/{whole}"
+    if sysmap.exists(f"{base}/metadata_bytes"):
+        found = int(sysmap.read(f"{base}/metadata_bytes", "disk").strip())
+        carries = f"{found} bytes of metadata" if found else None
+    elif sysmap.exists(f"{base}/integrity/format"):
+        found = sysmap.read(f"{base}/integrity/format", "disk").strip()
+        carries = f"integrity format {found}" if found != "none" else None
+    else:
+        raise UsageError(f"disk: cannot tell whether {whole}'s LBA format carries metadata "
+                         f"(neither {base}/metadata_bytes nor {base}/integrity/format)")
+    if carries:
+        raise UsageError(f"disk: {whole}'s LBA format carries metadata or protection "
+                         f"information ({carries}); the payload writes plain blocks: put the "
+                         "swap area on a namespace formatted without metadata")
 
 
 def _virtio_disk(sysmap, parts):
