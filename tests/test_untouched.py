@@ -1,0 +1,173 @@
+"""The proof that a run wrote nothing outside the swap area (suspendos/linuxvm/untouched.py),
+on real qcow2 chains made with qemu-img and written with qemu-io, a real QEMU taking the
+snapshot over QMP, and a real image written by `qemu suspend`."""
+import asyncio
+import shutil
+import subprocess
+
+import pytest
+
+from suspendos.linuxvm import untouched
+from suspendos.qemu.disks import device_args
+from suspendos.qemu.machine import QemuMachine, machine_args
+
+KiB, MiB = 1 << 10, 1 << 20
+
+assert shutil.which("qemu-img") and shutil.which("qemu-io"), "no qemu-utils (scripts/setup.sh)"
+
+
+def _img(*args):
+    subprocess.run(["qemu-img", *map(str, args)], check=True, capture_output=True)
+
+
+def _write(image, *cmds):
+    """qemu-io commands on a qcow2 image (its backing chain underneath)."""
+    args = ["qemu-io", "-f", "qcow2"]
+    for c in cmds:
+        args += ["-c", c]
+    subprocess.run([*args, str(image)], check=True, capture_output=True)
+
+
+@pytest.fixture
+def chain(tmp_path):
+    """base.raw (32 MiB, some data) <- mid.qcow2 (the run's overlay) <- a top layer."""
+    base = tmp_path / "base.raw"
+    with open(base, "wb") as f:
+        f.truncate(32 * MiB)
+        f.seek(5 * MiB)
+        f.write(b"\x5a" * 8192)
+    mid = tmp_path / "mid.qcow2"
+    _img("create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, mid)
+    _write(mid, "write -P 0x11 4M 64k")
+    return base, mid
+
+
+def test_merge_and_outside():
+    assert untouched.merge([(10, 5), (0, 4), (4, 2), (30, 0), (12, 10)]) == [(0, 6), (10, 12)]
+    allowed = [(100, 50), (200, 100)]
+    assert untouched.outside([(100, 50), (220, 30)], allowed) == []
+    assert untouched.outside([(90, 20)], allowed) == [(90, 10)]
+    assert untouched.outside([(140, 100)], allowed) == [(150, 50)]
+    assert untouched.outside([(0, 400)], allowed) == [(0, 100), (150, 50), (300, 100)]
+    assert untouched.outside([(0, 10)], []) == [(0, 10)]
+
+
+def test_area_ranges_and_offsets():
+    info = {"swapfile_extents": [[300, 2], [100, 3]]}      # file order, not disk order
+    file_ranges = untouched.area_ranges(info, "file", 1 * MiB, 0, 0)
+    assert file_ranges == [(1 * MiB + 300 * 4096, 8192), (1 * MiB + 100 * 4096, 12288)]
+    assert untouched.area_offset(file_ranges, 4096) == 1 * MiB + 301 * 4096    # swap page 1
+    assert untouched.area_offset(file_ranges, 8192) == 1 * MiB + 100 * 4096
+    part = untouched.area_ranges(info, "partition", 1 * MiB, 7 * MiB, 2 * MiB)
+    assert part == [(7 * MiB, 2 * MiB)]
+    assert untouched.area_offset(part, 4096) == 7 * MiB + 4096
+    with pytest.raises(Exception, match="past the end"):
+        untouched.area_offset(file_ranges, 20480)
+
+
+def test_writes_inside_the_area_pass(chain, tmp_path):
+    base, mid = chain
+    top = untouched.make_top_layer(mid, tmp_path / "top.qcow2")
+    _write(top, "write -P 0xaa 8M 12k", "write -z 9M 4k", "write -P 0xbb 20M 4k")
+    r = untouched.check_top_layer(top, mid, [(8 * MiB, 2 * MiB), (20 * MiB, 4096)])
+    assert r["snapshot_cluster_size"] == 4096
+    assert r["snapshot_clusters_checked"] == 5           # 3 written, 1 zeroed, 1 more
+    assert r["snapshot_bytes_held"] == 5 * 4096
+    assert r["outside_swap_written_bytes"] == 0 and r["outside_swap_ranges"] == []
+
+
+def test_a_write_outside_is_counted_even_with_the_same_bytes(chain, tmp_path):
+    base, mid = chain
+    top = untouched.make_top_layer(mid, tmp_path / "top.qcow2")
+    # inside, then one page of the file system rewritten with what it already held
+    _write(top, "write -P 0xaa 8M 4k", "write -P 0x11 4M 4k", "write -z 12M 8k")
+    r = untouched.check_top_layer(top, mid, [(8 * MiB, 1 * MiB)])
+    assert r["outside_swap_written_bytes"] == 4096 + 8192
+    assert r["outside_swap_ranges"] == [[4 * MiB, 4096], [12 * MiB, 8192]]
+    assert r["snapshot_clusters_checked"] == 4
+
+
+def test_a_wide_cluster_partly_inside_counts_only_changed_outside_bytes(chain, tmp_path):
+    """64 KiB clusters over an area that starts 4 KiB into one: a write inside allocates the
+    whole cluster, whose outside part still reads as below; one changed byte outside
+    counts as one."""
+    base, mid = chain
+    top = untouched.make_top_layer(mid, tmp_path / "top.qcow2", cluster_size=64 * KiB)
+    area = [(4 * MiB + 4096, 1 * MiB)]
+    _write(top, "write -P 0xaa 4100k 8k")
+    r = untouched.check_top_layer(top, mid, area)
+    assert r["snapshot_cluster_size"] == 64 * KiB and r["snapshot_clusters_checked"] == 1
+    assert r["outside_swap_written_bytes"] == 0, r
+    _write(top, "write -P 0x12 4M 1")      # below held 0x11 there
+    r = untouched.check_top_layer(top, mid, area)
+    assert r["outside_swap_written_bytes"] == 1 and r["outside_swap_ranges"] == [[4 * MiB, 4096]]
+    # two whole clusters before it count whole, the shared cluster's outside 4 KiB by bytes
+    _write(top, "write -P 0x11 4M 1", "write -P 0x22 3968k 136k")
+    r = untouched.check_top_layer(top, mid, area)
+    assert r["outside_swap_written_bytes"] == 128 * KiB + 4096, r
+    assert r["outside_swap_ranges"] == [[4 * MiB - 128 * KiB, 128 * KiB + 4096]]
+    assert r["snapshot_clusters_checked"] == 3
+
+
+def test_the_qmp_snapshot_sends_later_writes_to_the_top_layer(chain, tmp_path):
+    """A real QEMU with the chain as the runner's drive d0: a write before the snapshot goes
+    to mid.qcow2, one after it to the top layer, which is then all the check sees."""
+    base, mid = chain
+    top = untouched.make_top_layer(mid, tmp_path / "top.qcow2")
+    args = [*machine_args(64 * MiB), "-boot", "reboot-timeout=-1",   # SeaBIOS: no disk, wait
+            "-drive", f"if=none,id=d0,file={mid},format=qcow2,cache=writeback",
+            *device_args("ahci", 512, "d0")]
+
+    async def run():
+        m = QemuMachine(args, log_path=tmp_path / "serial.log")
+        try:
+            await m.start()
+            hmp = "human-monitor-command"
+            await m.execute(hmp, {"command-line": 'qemu-io d0 "write -P 0x33 6M 4k"'})
+            await untouched.snapshot(m, top)
+            await m.execute(hmp, {"command-line": 'qemu-io d0 "write -P 0x44 7M 8k"'})
+            status = await m.execute("query-status")
+            assert status["running"], status       # let go again after the switch
+        finally:
+            await m.stop()
+    asyncio.run(run())
+    assert untouched.top_allocation(top) == [(7 * MiB, 8192)]
+    assert (6 * MiB, 64 * KiB) in untouched.top_allocation(mid)      # its 64 KiB cluster
+    r = untouched.check_top_layer(top, mid, [(7 * MiB, 1 * MiB)])
+    assert r["outside_swap_written_bytes"] == 0 and r["snapshot_bytes_held"] == 8192
+    r = untouched.check_top_layer(top, mid, [(8 * MiB, 1 * MiB)])
+    assert r["outside_swap_written_bytes"] == 8192
+
+
+def test_image_on_disk_valid_then_none_after_the_header_is_zeroed(tmp_path):
+    """A real image from a 64M machine: read at its header (LBA 2048 for the QEMU target),
+    valid with every checksum; a damaged chunk is named; the header page zeroed as the
+    stale-image check does leaves none."""
+    from conftest import run_cli
+    from suspendos.image.reader import open_image
+    disk = tmp_path / "disk.img"
+    run_cli("qemu", "suspend", "--memory", "64M", "--disk", disk, "--quiet", check=True,
+            timeout=600)
+    at = 2048 * 512
+    found = untouched.image_on_disk(disk, at)
+    assert found["state"] == "valid" and found["checked"] == "every checksum matches", found
+    assert found["pages"] > 0 and found["chunks"] > 0
+    assert untouched.image_on_disk(disk, at + 4096) is None      # not where the header is
+
+    img = open_image(disk)
+    chunk_at, _ = img._map(img.header.chunks_offset + 100)
+    img.close()
+    damaged = tmp_path / "damaged.img"
+    shutil.copyfile(disk, damaged)
+    with open(damaged, "r+b") as f:
+        f.seek(chunk_at)
+        b = f.read(1)
+        f.seek(chunk_at)
+        f.write(bytes([b[0] ^ 1]))
+    bad = untouched.image_on_disk(damaged, at)
+    assert bad["state"] == "damaged" and "chunk" in bad["checked"], bad
+
+    with open(disk, "r+b") as f:
+        f.seek(at)
+        f.write(bytes(4096))
+    assert untouched.image_on_disk(disk, at) is None
