@@ -171,3 +171,12 @@ def test_image_on_disk_valid_then_none_after_the_header_is_zeroed(tmp_path):
         f.seek(at)
         f.write(bytes(4096))
     assert untouched.image_on_disk(disk, at) is None
+
+
+def test_pause_before_write_needs_serial(cli):
+    """The runner's hidden hibernate option: without --serial nobody could answer the
+    pause, so it is refused before anything is read or loaded."""
+    p = cli("hibernate", "--pause-before-write", "--swap", "/dev/null")
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.splitlines() == [
+        "suspendos: error: --pause-before-write: only with --serial (the pause waits there)"]
