@@ -9,13 +9,18 @@ One run, on a qcow2 overlay of the cached guest (suspendos/linuxvm/debian.py):
    * swsusp: the kernel's own, `echo disk > /sys/power/state` with /sys/power/disk =
      shutdown (S5, as ours), resume= (and resume_offset= for the swap file, from filefrag)
      on the command line; LZO unless `--compress none` (then `hibernate=nocompress`);
-   * suspendos: `suspendos hibernate` (the package's command, in the guest's venv).
-   hibernate_seconds: host clock from the guest's line just before the command to QEMU's exit.
+   * suspendos: `suspendos hibernate` (the package's command, in the guest's venv). Its
+     payload waits after `@@PAYLOAD start`, before it opens the disk, while the runner puts
+     a fresh qcow2 layer on the disk (QMP); after QEMU's exit that layer must hold nothing
+     outside the swap area (untouched.py: outside_swap_written_bytes = 0).
+   hibernate_seconds: host clock from the guest's line just before the command to QEMU's
+   exit, less the runner's pause.
 2. resume boot: swsusp: the same kernel and command line (its initramfs resumes); suspendos:
    the resume loader as -kernel. resume_seconds: host clock from QEMU's start to the first
    line the resumed userspace prints. Then the checks (md5s with the page cache dropped, the
    counter process, CPUs), and a clean `systemctl poweroff`.
-   `--boot-normally`: this boot is a normal boot instead, and must find the image discarded.
+   `--boot-normally`: this boot is a normal boot instead, and must find the image discarded
+   (and the raw disk must hold a valid image before it and none after it).
    Ours then runs on a cached layer of the guest with `suspendos install-resume` done once
    (resume_layer.py), booted with the initrd install-resume rebuilt.
 3. e2fsck -fn of the root, on the host, on the disk after QEMU exited (the overlay converted
@@ -498,7 +503,7 @@ def cmd(a):
     else:
         for k in ("status", "stale_image", "cpus_online", "md5_match", "process_continued",
                   "fsck", "pages_saved", "free_pages_skipped", "caches_dropped_pages",
-                  "bytes_on_disk",
+                  "bytes_on_disk", "outside_swap_written_bytes",
                   "hibernate_seconds", "resume_seconds"):
             if k in r:
                 print(f"{k}: {r[k]}")

@@ -160,7 +160,8 @@ def check_top_layer(top, below, allowed):
     allowed = merge(allowed)
     written, named = 0, []
     for s, n in outside(held, allowed):
-        bad = sum(_written(top, below, allowed, csize, ps, pn) for ps, pn in _by_cluster(s, n, csize))
+        bad = sum(_written(top, below, allowed, csize, ps, pn)
+                  for ps, pn in _by_cluster(s, n, csize))
         if bad:
             written += bad
             if len(named) < LISTED:
