@@ -180,3 +180,24 @@ def test_pause_before_write_needs_serial(cli):
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.splitlines() == [
         "suspendos: error: --pause-before-write: only with --serial (the pause waits there)"]
+
+
+def test_pause_before_write_reaches_the_module(tmp_path):
+    """`--pause-before-write` puts `pause=before` into the module's go line (the payload
+    then pauses after `@@PAYLOAD start`, before it opens the disk: builder/core/main.c);
+    without it the line is as before. A sysroot stands in for /dev and /sys."""
+    from suspendos.linuxhost.hibernate import SYSFS, handoff
+    from suspendos.linuxhost.host import Host
+    sysfs = tmp_path / SYSFS.lstrip("/")
+    sysfs.mkdir(parents=True)
+    (tmp_path / "dev").mkdir()
+    (sysfs / "stats").write_text("status=1 pages_saved=3\n")
+    (sysfs / "status").write_text("written\n")
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"\x7fblob")
+    host = Host(sysroot=str(tmp_path))
+    for pause, line in ((True, "go serial=0x3f8 pause=before\n"), (False, "go serial=0x3f8\n")):
+        err, stats, status, dropped = handoff(host, blob, 0x3f8, keep_caches=True, pause=pause)
+        assert (sysfs / "hibernate").read_text() == line
+        assert (tmp_path / "dev/suspendos").read_bytes() == b"\x7fblob"
+        assert (err, status, dropped) == (0, "written", 0) and stats["pages_saved"] == 3
