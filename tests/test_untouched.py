@@ -1,6 +1,6 @@
 """The proof that a run wrote nothing outside the swap area (suspendos/linuxvm/untouched.py),
 on real qcow2 chains made with qemu-img and written with qemu-io, a real QEMU taking the
-snapshot over QMP, and a real image written by `qemu suspend`."""
+snapshot over QMP, and the real payload on the QEMU test machine snapshotted at its pause."""
 import asyncio
 import shutil
 import subprocess
@@ -139,40 +139,6 @@ def test_the_qmp_snapshot_sends_later_writes_to_the_top_layer(chain, tmp_path):
     assert r["outside_swap_written_bytes"] == 8192
 
 
-def test_image_on_disk_valid_then_none_after_the_header_is_zeroed(tmp_path):
-    """A real image from a 64M machine: read at its header (LBA 2048 for the QEMU target),
-    valid with every checksum; a damaged chunk is named; the header page zeroed as the
-    stale-image check does leaves none."""
-    from conftest import run_cli
-    from suspendos.image.reader import open_image
-    disk = tmp_path / "disk.img"
-    run_cli("qemu", "suspend", "--memory", "64M", "--disk", disk, "--quiet", check=True,
-            timeout=600)
-    at = 2048 * 512
-    found = untouched.image_on_disk(disk, at)
-    assert found["state"] == "valid" and found["checked"] == "every checksum matches", found
-    assert found["pages"] > 0 and found["chunks"] > 0
-    assert untouched.image_on_disk(disk, at + 4096) is None      # not where the header is
-
-    img = open_image(disk)
-    chunk_at, _ = img._map(img.header.chunks_offset + 100)
-    img.close()
-    damaged = tmp_path / "damaged.img"
-    shutil.copyfile(disk, damaged)
-    with open(damaged, "r+b") as f:
-        f.seek(chunk_at)
-        b = f.read(1)
-        f.seek(chunk_at)
-        f.write(bytes([b[0] ^ 1]))
-    bad = untouched.image_on_disk(damaged, at)
-    assert bad["state"] == "damaged" and "chunk" in bad["checked"], bad
-
-    with open(disk, "r+b") as f:
-        f.seek(at)
-        f.write(bytes(4096))
-    assert untouched.image_on_disk(disk, at) is None
-
-
 def test_pause_before_write_needs_serial(cli):
     """The runner's hidden hibernate option: without --serial nobody could answer the
     pause, so it is refused before anything is read or loaded."""
@@ -201,3 +167,87 @@ def test_pause_before_write_reaches_the_module(tmp_path):
         assert (sysfs / "hibernate").read_text() == line
         assert (tmp_path / "dev/suspendos").read_bytes() == b"\x7fblob"
         assert (err, status, dropped) == (0, "written", 0) and stats["pages_saved"] == 3
+
+
+@pytest.fixture(scope="module")
+def payload_run(tmp_path_factory):
+    """The runner's protocol on the QEMU test machine with the real payload: at its
+    `before-read` pause (after `@@PAYLOAD start`, before it opens the disk) the disk gets
+    the top layer, as runner.py does on the Debian guest."""
+    from suspendos.build.payload import build_payload
+    from suspendos.build.testhost import build_test_host
+    from suspendos.qemu.machine import module_path
+    from suspendos.qemu.suspend import run_guest
+    from suspendos.target.qemu import qemu_target
+    d = tmp_path_factory.mktemp("payload")
+    memory = 64 * MiB
+    target = qemu_target(memory, framebuffer=None)
+    (d / "payload.blob").write_bytes(build_payload(target).blob)
+    build_test_host(d / "host.elf")
+    disk = d / "disk.qcow2"
+    _img("create", "-q", "-f", "qcow2", disk, target.disk.sectors * target.disk.block_size)
+    top = untouched.make_top_layer(disk, d / "top.qcow2")
+    args = [*machine_args(memory),
+            "-drive", f"if=none,id=d0,file={disk},format=qcow2,cache=writeback",
+            *device_args("ahci", 512, "d0"), "-kernel", str(d / "host.elf"),
+            "-initrd", module_path(d / "payload.blob"), "-append", "seed=3 pause=before vbe=off"]
+    seen = []
+
+    async def on_pause(machine, where):
+        seen.append(where)
+        if where == "before-read":
+            await untouched.snapshot(machine, top)
+    handoff, result, exit_value, error, m = asyncio.run(
+        run_guest(args, target, memory, on_pause))
+    assert seen == ["before-read"] and handoff is not None and not error, (error, m.tail)
+    raw = d / "disk.raw"
+    _img("convert", "-O", "raw", top, raw)
+    bs = target.disk.block_size
+    return {"disk": disk, "top": top, "raw": raw,
+            "extents": [(e.lba * bs, e.count * bs) for e in target.extents]}
+
+
+def test_a_real_payload_after_the_snapshot_writes_inside_its_extents_only(payload_run):
+    """The whole image lands in the top layer and inside the target's extents. Left out
+    of the allowed set, the first extent (the header's) shows up as written outside."""
+    from suspendos.image.reader import open_image
+    disk, top, extents = payload_run["disk"], payload_run["top"], payload_run["extents"]
+    r = untouched.check_top_layer(top, disk, extents)
+    assert r["outside_swap_written_bytes"] == 0 and r["outside_swap_ranges"] == [], r
+    assert untouched.top_allocation(disk) == []          # nothing before the pause
+    info = open_image(payload_run["raw"]).info()
+    assert info["state"] == "valid"
+    # the image's every byte (header, tables, chunks up to data_end) is in the layer
+    assert r["snapshot_bytes_held"] >= info["bytes_on_disk"] > 0, (r, info)
+    r = untouched.check_top_layer(top, disk, extents[1:])
+    assert r["outside_swap_written_bytes"] > 0 and r["outside_swap_ranges"][0][0] == extents[0][0]
+
+
+def test_image_on_disk_valid_damaged_then_none(payload_run, tmp_path):
+    """That image read on the raw disk at its header (the first extent): valid with every
+    checksum; a damaged chunk is named; the header page zeroed, as the stale-image check
+    does, leaves none."""
+    from suspendos.image.reader import open_image
+    disk = tmp_path / "disk.raw"
+    shutil.copyfile(payload_run["raw"], disk)
+    at = payload_run["extents"][0][0]
+    found = untouched.image_on_disk(disk, at)
+    assert found["state"] == "valid" and found["checked"] == "every checksum matches", found
+    assert found["pages"] > 0 and found["chunks"] > 0
+    assert untouched.image_on_disk(disk, at + 4096) is None      # not where the header is
+
+    img = open_image(disk)
+    chunk_at, _ = img._map(img.header.chunks_offset + 100)
+    img.close()
+    with open(disk, "r+b") as f:
+        f.seek(chunk_at)
+        b = f.read(1)
+        f.seek(chunk_at)
+        f.write(bytes([b[0] ^ 1]))
+    bad = untouched.image_on_disk(disk, at)
+    assert bad["state"] == "damaged" and "chunk" in bad["checked"], bad
+
+    with open(disk, "r+b") as f:
+        f.seek(at)
+        f.write(bytes(4096))
+    assert untouched.image_on_disk(disk, at) is None

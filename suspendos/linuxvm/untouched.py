@@ -64,7 +64,8 @@ def top_allocation(top):
     """(start, length) in disk bytes of every range the top layer itself holds."""
     out = json.loads(_qemu_img(["map", "--output=json", "-f", "qcow2", str(top)],
                                "the snapshot layer"))
-    return [(e["start"], e["length"]) for e in out if e["depth"] == 0]
+    # depth 0: this file's own clusters; "present" false: a hole in an image without backing
+    return [(e["start"], e["length"]) for e in out if e["depth"] == 0 and e.get("present", True)]
 
 
 def cluster_size(top):
