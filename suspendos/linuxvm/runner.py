@@ -200,8 +200,9 @@ class Scenario:
         p = await vm.expect(r"^@@PAUSE before-read|^@@BACK|^\{.*\"status\"",
                             HIBERNATE_DEADLINE)
         if not p or not p[1].string.startswith("@@PAUSE"):
+            said = f": {p[1].string[:300]}" if p else " (QEMU ended)"
             raise RunError("the payload did not pause before writing, so no snapshot could "
-                           f"be taken (see {self.work / 'hibernate.log'})")
+                           f"be taken{said} (see {self.work / 'hibernate.log'})")
         t0 = time.monotonic()
         await untouched.snapshot(vm.m, self.top)
         self.below, self.disk = self.disk, self.top    # the resume boots on the whole chain
