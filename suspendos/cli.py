@@ -293,7 +293,8 @@ def cmd_hibernate(a):
     from .linuxhost.hibernate import Request, hibernate
     return hibernate(Request(swap=a.swap, compress=a.compress, prepare=a.prepare,
                              dry_run=a.dry_run, json=a.json, serial=a.serial,
-                             keep_caches=a.keep_caches), _linux_host(a))
+                             keep_caches=a.keep_caches,
+                             pause_before_write=a.pause_before_write), _linux_host(a))
 
 
 def cmd_install_resume(a):
@@ -325,6 +326,8 @@ def add_linux_host_parsers(sub):
     h.add_argument("--keep-caches", action="store_true",
                    help="do not drop clean page cache and slab first (they are then saved)")
     h.add_argument("--sysroot", help=argparse.SUPPRESS)     # tests: read /sys, /proc here
+    # tests: the payload waits on --serial before it opens the disk (runner.py snapshots it)
+    h.add_argument("--pause-before-write", action="store_true", help=argparse.SUPPRESS)
     h.set_defaults(func=cmd_hibernate)
     r = sub.add_parser("install-resume", help="install the resume loader, its GRUB entry and "
                        "the initramfs check that discards an image not resumed")

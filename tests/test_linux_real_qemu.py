@@ -36,6 +36,14 @@ def _check_resumed(r, cpus):
     assert 0 < r["resume_seconds"] and 0 < r["hibernate_seconds"], r
 
 
+def _check_untouched(r):
+    """Ours: from the payload's pause on, the disk's top layer holds the image only."""
+    assert r["outside_swap_written_bytes"] == 0, r
+    assert r["outside_swap_ranges"] == [], r
+    assert r["snapshot_cluster_size"] == 4096 and r["snapshot_clusters_checked"] > 0, r
+    assert r["snapshot_bytes_held"] > 0, r           # the image: in the layer
+
+
 def test_linux_real_swsusp_swap_file_2_cpus(tmp_path):
     """The kernel's own hibernation on the same guest: the oracle that the guest itself is
     sound (resume= and resume_offset= from filefrag, LZO)."""
@@ -68,6 +76,7 @@ def test_linux_real_suspendos_iommu_amd_swap_file_4_cpus_lz4(tmp_path):
                          hibernator="suspendos", workdir=tmp_path, iommu="amd")
     _check_resumed(r, 4)
     _check_iommu_translating(r, "amd")
+    _check_untouched(r)
     assert r["free_pages_skipped"] > 0, r          # the dirtied free memory was left out
     assert r["caches_dropped_pages"] > 0, r        # and so was the page cache dropped
     assert r["bytes_written"] > 0, r
@@ -87,6 +96,11 @@ def test_linux_real_suspendos_swap_partition_1_cpu_boot_normally(tmp_path):
     assert not any("no stale-image guard" in n for n in r["plan_notes"]), r   # found, matched
     assert r["stale_image"] == "discarded", r
     assert r["swap_signature_after_boot"] == "SWAPSPACE2", r
+    # read on the raw disk: a whole image after the hibernate boot, none after the normal one
+    assert r["image_after_hibernate"]["state"] == "valid", r
+    assert r["image_after_hibernate"]["checked"] == "every checksum matches", r
+    assert r["image_after_normal_boot"] is None, r
+    assert r["outside_swap_written_bytes"] == 0 and r["snapshot_clusters_checked"] > 0, r
     assert r["fsck"] == "clean", r.get("fsck_output")
     assert r["hibernate_exit_code"] == 0 and r["poweroff_exit_code"] == 0, r
     assert r["cpus_online"] == 1
@@ -109,6 +123,7 @@ def test_linux_real_suspendos_nvme_iommu_intel_swap_file_2_cpus_lz4(tmp_path):
                          iommu="intel")
     _check_resumed(r, 2)
     _check_iommu_translating(r, "intel")
+    _check_untouched(r)
     assert r["target_disk"] == "nvme", r
     assert r["free_pages_skipped"] > 0 and r["bytes_written"] > 0, r
     assert r["cpus_used"] == 2 and r["cpus_missing"] == 0, r       # every CPU in the payload

@@ -48,6 +48,7 @@ class Request:
     json: bool = False
     serial: int = 0
     keep_caches: bool = False
+    pause_before_write: bool = False   # the payload waits for a byte on serial (test hosts)
 
 
 # ---- what this machine is ------------------------------------------------------------------
@@ -241,15 +242,19 @@ def drop_caches(host):
     return max(0, host.meminfo()["MemFree"] - before) // PAGE_SIZE
 
 
-def handoff(host, blob, serial, keep_caches=False):
+def handoff(host, blob, serial, keep_caches=False, pause=False):
     """Load the blob, drop the caches (unless kept) and trigger; returns (errno or 0, stats
-    dict, status line, pages freed by dropping caches)."""
+    dict, status line, pages freed by dropping caches). `pause`: the payload prints
+    "@@PAUSE before-read" on serial before it opens the disk and waits for one byte there
+    (a test host snapshots the disk in that moment: suspendos/linuxvm/untouched.py)."""
     with open(host.sys.path("/dev/suspendos"), "wb") as f:
         f.write(Path(blob).read_bytes())
     os.sync()
     dropped = 0 if keep_caches else drop_caches(host)
     err = 0
     go = f"go serial={serial:#x}" if serial else "go"
+    if pause:
+        go += " pause=before"
     try:
         with open(host.sys.path(f"{SYSFS}/hibernate"), "w") as f:
             f.write(go + "\n")
@@ -274,6 +279,8 @@ def report(req, result):
 
 
 def hibernate(req, host=None):
+    if req.pause_before_write and not req.serial:     # nobody could answer the pause
+        raise UsageError("--pause-before-write: only with --serial (the pause waits there)")
     host = host or Host()
     target, swap, steps, notes, state = plan(host, req)
     if req.dry_run:
@@ -302,7 +309,8 @@ def hibernate(req, host=None):
             swapped_off = True
         tl.mark_swap(area)
         marked = True
-        err, stats, status, dropped = handoff(host, blob, req.serial, req.keep_caches)
+        pause = {"pause": True} if req.pause_before_write else {}
+        err, stats, status, dropped = handoff(host, blob, req.serial, req.keep_caches, **pause)
     finally:
         if marked:
             tl.discard_image(area)

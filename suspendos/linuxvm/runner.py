@@ -9,13 +9,18 @@ One run, on a qcow2 overlay of the cached guest (suspendos/linuxvm/debian.py):
    * swsusp: the kernel's own, `echo disk > /sys/power/state` with /sys/power/disk =
      shutdown (S5, as ours), resume= (and resume_offset= for the swap file, from filefrag)
      on the command line; LZO unless `--compress none` (then `hibernate=nocompress`);
-   * suspendos: `suspendos hibernate` (the package's command, in the guest's venv).
-   hibernate_seconds: host clock from the guest's line just before the command to QEMU's exit.
+   * suspendos: `suspendos hibernate` (the package's command, in the guest's venv). Its
+     payload waits after `@@PAYLOAD start`, before it opens the disk, while the runner puts
+     a fresh qcow2 layer on the disk (QMP); after QEMU's exit that layer must hold nothing
+     outside the swap area (untouched.py: outside_swap_written_bytes = 0).
+   hibernate_seconds: host clock from the guest's line just before the command to QEMU's
+   exit, less the runner's pause.
 2. resume boot: swsusp: the same kernel and command line (its initramfs resumes); suspendos:
    the resume loader as -kernel. resume_seconds: host clock from QEMU's start to the first
    line the resumed userspace prints. Then the checks (md5s with the page cache dropped, the
    counter process, CPUs), and a clean `systemctl poweroff`.
-   `--boot-normally`: this boot is a normal boot instead, and must find the image discarded.
+   `--boot-normally`: this boot is a normal boot instead, and must find the image discarded
+   (and the raw disk must hold a valid image before it and none after it).
    Ours then runs on a cached layer of the guest with `suspendos install-resume` done once
    (resume_layer.py), booted with the initrd install-resume rebuilt.
 3. e2fsck -fn of the root, on the host, on the disk after QEMU exited (the overlay converted
@@ -38,6 +43,7 @@ from pathlib import Path
 
 from ..errors import RunError, UsageError
 from . import debian
+from . import untouched
 from .realvm import IOMMU_DEVICES, GuestVM
 
 MiB = 1 << 20
@@ -134,6 +140,10 @@ class Scenario:
             self.result["resume_layer"] = self.layer.dir.name
             self.result["install_resume"] = self.layer.info["installed"]
         self.disk = (self.layer or guest).overlay(self.work / "disk.qcow2")
+        if self.hibernator == "suspendos":
+            # the layer every write of the payload lands in (untouched.py), made before QEMU
+            # holds the disk's lock; QMP puts it on top at the payload's pause
+            self.top = untouched.make_top_layer(self.disk, self.work / "top.qcow2")
         try:
             asyncio.run(self._hibernate_boot())
             asyncio.run(self._second_boot())
@@ -143,7 +153,7 @@ class Scenario:
         finally:
             self.result["run_seconds"] = round(time.monotonic() - t0, 1)
             if not self.keep:
-                for f in ("disk.qcow2", "disk.raw"):
+                for f in ("disk.qcow2", "top.qcow2", "disk.raw"):
                     (self.work / f).unlink(missing_ok=True)
         r = self.result
         ok = (r.get("status") == "resumed" and r.get("md5_match") and r.get("process_continued")
@@ -152,6 +162,8 @@ class Scenario:
             ok = ok and r.get("cpus_used") == self.cpus
         if self.boot_normally:
             ok = r.get("stale_image") == "discarded" and r.get("fsck") == "clean"
+        if self.hibernator == "suspendos":     # and wrote inside the swap area only
+            ok = ok and r.get("outside_swap_written_bytes") == 0
         if ok and self.own_work and not self.keep:
             shutil.rmtree(self.work, ignore_errors=True)
         else:
@@ -181,15 +193,53 @@ class Scenario:
             go = await vm.expect(r"^@@HIBERNATE-GO", 300)
             if not go:
                 raise RunError("the guest ended before hibernating")
+            held = 0.0
+            if self.hibernator == "suspendos":
+                held = await self._snapshot_at_pause(vm)
             back = await vm.expect(r"^@@BACK|^\{.*\"status\"", HIBERNATE_DEADLINE)
             if back:
                 raise RunError(f"the hibernator returned without powering off: {back[1].string}"
                                f" (see {self.work / 'hibernate.log'})")
             code = await vm.wait_exit(60)
-            r["hibernate_seconds"] = round(vm.now() - go[0], 2)
+            # the snapshot's pause is the runner's, not the hibernator's: left out
+            r["hibernate_seconds"] = round(vm.now() - go[0] - held, 2)
             r["hibernate_exit_code"] = code
-            r["hibernate_phases"] = _phases(vm.lines, go[0], self.hibernator)
+            r["hibernate_phases"] = _phases(vm.lines, go[0], self.hibernator, held)
             r.update(_payload_cpus(vm.lines, go[0]))
+        if self.hibernator == "suspendos":
+            self._check_untouched()
+
+    async def _snapshot_at_pause(self, vm):
+        """At the payload's pause (after `@@PAYLOAD start`, before it opens the disk): the
+        top layer goes on the disk, then the payload is let go. Returns the host seconds the
+        payload was held."""
+        p = await vm.expect(r"^@@PAUSE before-read|^@@BACK|^\{.*\"status\"",
+                            HIBERNATE_DEADLINE)
+        if not p or not p[1].string.startswith("@@PAUSE"):
+            said = f": {p[1].string[:300]}" if p else " (QEMU ended)"
+            raise RunError("the payload did not pause before writing, so no snapshot could "
+                           f"be taken{said} (see {self.work / 'hibernate.log'})")
+        t0 = time.monotonic()
+        await untouched.snapshot(vm.m, self.top)
+        self.below, self.disk = self.disk, self.top    # the resume boots on the whole chain
+        await vm.send("g")
+        held = time.monotonic() - t0
+        self.result["snapshot_at"] = "@@PAUSE before-read (after @@PAYLOAD start)"
+        self.result["snapshot_pause_seconds"] = round(held, 2)
+        return held
+
+    def _area_ranges(self):
+        start = (debian.ROOT_START_LBA + debian.ROOT_MIB * MiB // 512) * 512
+        return untouched.area_ranges(self.guest.info, self.swap, debian.ROOT_START_LBA * 512,
+                                     start, debian.SWAP_PART_MIB * MiB)
+
+    def _check_untouched(self):
+        """Everything the payload wrote lies inside the swap area (untouched.py); with
+        --boot-normally, also the image it left there, read from the raw disk."""
+        self.result.update(untouched.check_top_layer(self.top, self.below,
+                                                     self._area_ranges()))
+        if self.boot_normally:
+            self.result["image_after_hibernate"] = self._image_on_disk(self._raw())
 
     async def _iommu_before(self, vm):
         """What the guest's kernel says of its IOMMU before anything hibernates: translating
@@ -233,7 +283,8 @@ class Scenario:
         target = self._build_loader(self.plan["target_toml"])
         self.result["target_disk"] = target.disk.kind      # the driver the payload links
         keep = " --keep-caches" if self.keep_caches else ""
-        return f"suspendos hibernate {swap} --serial 0x3f8 --json{keep}"
+        # it waits at its pause for the runner's snapshot of the disk (_snapshot_at_pause)
+        return f"suspendos hibernate {swap} --serial 0x3f8 --json{keep} --pause-before-write"
 
     def _build_loader(self, toml):
         """The resume loader for the target the guest printed, booted with -kernel."""
@@ -299,6 +350,7 @@ class Scenario:
         r["stale_image_message"] = said[0] if said else None
         r["swap_active_after_boot"] = area in out.splitlines()[1:] if self.swap == "file" \
             else None
+        # (with the image read from the raw disk before and after this boot: _fsck_and_measure)
         r["stale_image"] = "discarded" if sig == "SWAPSPACE2" and said else \
             ("present" if sig == "SOSIMAGE01" else f"unclear ({sig!r})")
         out = await vm.run("sos-check", 300)
@@ -324,17 +376,29 @@ class Scenario:
         if p.returncode:
             r["fsck_output"] = (p.stdout + p.stderr)[-1500:]
         r["bytes_on_disk"] = self._swap_bytes(raw)
+        if self.boot_normally:
+            self._stale_image_on_disk(raw)
+
+    def _image_on_disk(self, raw):
+        """Our image header at swap page 1 of the area, on the raw disk (untouched.py)."""
+        return untouched.image_on_disk(raw, untouched.area_offset(self._area_ranges(), PAGE))
+
+    def _stale_image_on_disk(self, raw):
+        """"discarded" holds only if the raw disk had a valid image after the hibernate boot
+        and has none after the normal boot."""
+        r = self.result
+        before = r.get("image_after_hibernate")
+        after = r["image_after_normal_boot"] = self._image_on_disk(raw)
+        if r.get("stale_image") == "discarded" and not (
+                before and before["state"] == "valid" and after is None):
+            r["stale_image"] = (f"unclear (image on the raw disk: after the hibernate boot "
+                                f"{before and before['state']}, after the normal boot "
+                                f"{after and after['state']})")
 
     def _swap_bytes(self, raw):
         """Non-zero 4 KiB pages of the swap area after the header page (the disk starts
         zeroed, so this is what the hibernator wrote), in bytes."""
-        g = self.guest
-        if self.swap == "file":
-            base = debian.ROOT_START_LBA * 512
-            runs = [(base + p * PAGE, n * PAGE) for p, n in g.info["swapfile_extents"]]
-        else:
-            start = (debian.ROOT_START_LBA + debian.ROOT_MIB * MiB // 512) * 512
-            runs = [(start, debian.SWAP_PART_MIB * MiB)]
+        runs = self._area_ranges()
         zero = bytes(PAGE)
         total, skip = 0, PAGE          # the swap header page is not the image
         with open(raw, "rb") as f:
@@ -374,16 +438,19 @@ SWSUSP_RES = [("kernel", r"Linux version"),
               ("userspace", r"^@@BACK")]
 
 
-def _phases(lines, t_go, hibernator):
-    """Host seconds from the hibernate command to each phase marker seen on the console."""
+def _phases(lines, t_go, hibernator, held=0.0):
+    """Host seconds from the hibernate command to each phase marker seen on the console
+    (`held`: seconds the runner held the payload at its pause, left out of what follows)."""
     marks = SWSUSP_HIB if hibernator == "swsusp" else [
         ("module", r"suspendos"), ("payload", r"^@@PAYLOAD start"),
         ("written", r"^@@PAYLOAD done")]
+    paused = next((t for t, l in lines if t >= t_go and l.startswith("@@PAUSE")), None)
     out = {}
     for name, pat in marks:
         for t, l in lines:
             if t >= t_go and re.search(pat, l):
-                out[name] = round(t - t_go, 2)
+                late = held if paused is not None and t > paused else 0.0
+                out[name] = round(t - t_go - late, 2)
                 break
     return out
 
@@ -470,7 +537,7 @@ def cmd(a):
         for k in ("status", "stale_image", "iommu_translating_before", "cpus_online",
                   "md5_match", "process_continued",
                   "fsck", "pages_saved", "free_pages_skipped", "caches_dropped_pages",
-                  "bytes_on_disk",
+                  "bytes_on_disk", "outside_swap_written_bytes",
                   "hibernate_seconds", "resume_seconds"):
             if k in r:
                 print(f"{k}: {r[k]}")
