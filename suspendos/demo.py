@@ -62,9 +62,23 @@ def _last_line(text):
     return lines[-1].removeprefix("suspendos: error: ") if lines else "(no message)"
 
 
+# A step that ended by Ctrl-C, SIGTERM or SIGHUP: the exit status the CLI gives for each.
+_INTERRUPTED = {130: None, 128 + signal.SIGTERM: signal.SIGTERM, 128 + signal.SIGHUP: signal.SIGHUP}
+
+
+def _interrupted(returncode):
+    """Raise the interrupt a step ended by. Ctrl-C reaches the whole process group, so the
+    step may finish its teardown and exit 130 before the demo's own KeyboardInterrupt is
+    raised: the demo must then clean up as for its own interrupt, not report a failed step."""
+    if returncode in _INTERRUPTED:
+        signum = _INTERRUPTED[returncode]
+        raise KeyboardInterrupt if signum is None else Terminated(signum)
+
+
 def step(what, *args, parse_json=False):
     t = time.monotonic()
     p = suspendos(*args)
+    _interrupted(p.returncode)
     if p.returncode:
         sys.exit(f"demo: {what} failed (exit {p.returncode}): {_last_line(p.stderr)}")
     # flushed: a reader that went away is noticed now, not after the last step
@@ -183,6 +197,7 @@ def _run(a, work):
              parse_json=True)
     again = suspendos("qemu", "resume", "--memory", a.memory, "--disk", disk, "--quiet",
                       "--json")
+    _interrupted(again.returncode)
     check_second_resume(again)
     print("  resume the same image again: refused (already-resumed), as it must be", flush=True)
     saved = sum(e - s_ for s_, e in info["ranges"])

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT, run_cli
-from test_signals_qemu import processes_with, qemu_running_with, wait_until
+from test_signals_qemu import children_of, processes_with, qemu_running_with, wait_until
 
 USER_FILES = {"disk.img": b"the user's disk", "ram.bin": b"the user's dump"}
 
@@ -97,4 +97,24 @@ def test_a_closed_output_pipe_removes_the_work_folder(tmp_path):
     err = p.stderr.read()
     assert p.returncode == 1 and err == "", err
     assert processes_with(str(tmp_path / "tmp")) == []
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_step_ended_by_the_interrupt_counts_as_the_demos_own(tmp_path):
+    """Ctrl-C reaches the demo and its step together; when the step wins the race (it stops
+    its QEMU and exits 130 before the demo's KeyboardInterrupt is raised) the demo must still
+    clean up as interrupted, not report a failed step and leave its files. Here the step
+    alone is interrupted, which is that race decided for the step."""
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    p = start_demo(tmp_path, "--keep", keep)
+    step = lambda: [c for c in children_of(p.pid) if c in processes_with(str(keep / "disk.img"))]
+    wait_until(p, qemu_running_with(str(keep / "disk.img")), "QEMU on the demo's disk")
+    wait_until(p, step, "the demo's step")
+    os.kill(step()[0], signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and err.splitlines() == ["suspendos: interrupted"], err
+    assert [x.name for x in keep.iterdir()] == ["notes.txt"]
+    assert processes_with(str(keep)) == []
     assert list((tmp_path / "tmp").iterdir()) == []
