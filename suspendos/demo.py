@@ -136,6 +136,11 @@ def _keep_folder(keep):
         raise UsageError("--keep: an empty folder name")
     if os.path.lexists(keep) and not os.path.isdir(keep):
         raise UsageError(f"--keep: {show(keep)}: not a folder")
+    if not os.path.lexists(keep):
+        # made by the run: where it would go must take a new name (a folder that exists,
+        # writable, the name not too long), as for any output
+        check_output(keep.rstrip("/") or keep, "--keep")
+        return
     for name in OUTPUTS:
         path = os.path.join(keep, name)
         if os.path.lexists(path):

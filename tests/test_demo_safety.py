@@ -118,3 +118,14 @@ def test_a_step_ended_by_the_interrupt_counts_as_the_demos_own(tmp_path):
     assert [x.name for x in keep.iterdir()] == ["notes.txt"]
     assert processes_with(str(keep)) == []
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_keep_may_name_a_folder_the_demo_makes(tmp_path):
+    """`--keep DIR` with DIR not there yet is the README's own use: accepted and nothing made
+    by the check; one whose parent is missing is refused naming that parent."""
+    from suspendos.demo import _keep_folder
+    from suspendos.errors import UsageError
+    _keep_folder(str(tmp_path / "work,1"))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(UsageError, match="nodir"):
+        _keep_folder(str(tmp_path / "nodir" / "work"))
