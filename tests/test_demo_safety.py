@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from conftest import ROOT, run_cli
-from test_signals_qemu import children_of, processes_with, qemu_running_with, wait_until
+from test_signals_qemu import (children_of, default_signals, processes_with,
+                               qemu_running_with, wait_until)
 
 USER_FILES = {"disk.img": b"the user's disk", "ram.bin": b"the user's dump"}
 
@@ -68,7 +69,7 @@ def start_demo(tmp_path, *args, **popen):
     return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py"), "--memory",
                              "64M", "--compress", "none", *map(str, args)], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **popen)
+                            text=True, preexec_fn=default_signals, **popen)
 
 
 def test_ctrl_c_removes_what_the_demo_made_and_nothing_else(tmp_path):

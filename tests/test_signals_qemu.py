@@ -66,13 +66,22 @@ def child_working_in(pid, folder):
     return False
 
 
+def default_signals():
+    """preexec_fn: the child starts with SIGINT, SIGHUP and SIGTERM at their defaults, as
+    from a terminal. A runner started in the background (`cmd &`, nohup) hands its children
+    SIGINT and SIGHUP ignored, an ignored signal stays ignored across exec, and the tool
+    rightly keeps a SIGHUP the user chose to ignore (suspendos/interrupt.py)."""
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def start(tmp_path, *args):
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir(exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmpdir))
     return subprocess.Popen([sys.executable, "-m", "suspendos.cli", *map(str, args)],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
 
 
 def wait_until(proc, ready, what):
