@@ -1,8 +1,11 @@
 """gcc and ld for freestanding x86-64 code: one place for the flags, every failure reported
 with the command and the compiler's own words."""
 import functools
+import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from ..errors import BuildError
@@ -43,11 +46,60 @@ def tool(name):
     return path
 
 
+# Seconds a tool's process group has to end on SIGTERM before it is killed.
+TERM_GRACE = 5.0
+
+
+def _run_group(cmd, cwd):
+    """Run `cmd` in a process group of its own and, on any way out but its own exit (a
+    timeout, Ctrl-C, SIGTERM taking the Ctrl-C path), end the whole group: gcc is a driver
+    whose cc1 and as run on after the driver alone is killed, as subprocess.run would do,
+    still writing into the build's folder (tests/test_signals_qemu.py saw a cc1 outlive the
+    build)."""
+    # errors="replace": a source file in another encoding makes gcc quote non-UTF-8 bytes
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, errors="replace", start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=COMPILE_TIMEOUT)
+    except BaseException:
+        _end_group(proc)
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _end_group(proc):
+    """SIGTERM first (gcc removes its temporary files on it), SIGKILL after TERM_GRACE; then
+    wait, within a deadline, until no member is left, so nothing of it outlives the caller's
+    cleanup. poll() reaps the leader; its orphaned children are reaped by init."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + TERM_GRACE
+        while time.monotonic() < deadline:
+            proc.poll()
+            if not _group_alive(proc.pid):
+                break
+            time.sleep(0.02)
+        else:
+            continue
+        break
+    for stream in (proc.stdout, proc.stderr):
+        stream.close()
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def run(cmd, what, cwd=None):
     try:
-        # errors="replace": a source file in another encoding makes gcc quote non-UTF-8 bytes
-        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, errors="replace",
-                           timeout=COMPILE_TIMEOUT)
+        p = _run_group(cmd, cwd)
     except subprocess.TimeoutExpired:
         raise BuildError(f"{what}: timed out after {COMPILE_TIMEOUT} s: {' '.join(map(str, cmd))}")
     if p.returncode:
@@ -95,7 +147,8 @@ def compile_all(sources, workdir, extra_flags=(), includes=None):
         src = Path(src)
         obj = obj_dir / f"{src.parent.name}_{src.stem}.o"
         size = ["-Os"] if (src.parent.name, src.stem) in COLD_SOURCES else []
-        run([tool("gcc"), *flags, *size, "-c", str(src), "-o", str(obj)],
+        # -pipe: cc1 hands as its assembly through a pipe, no temporary file in TMPDIR
+        run([tool("gcc"), "-pipe", *flags, *size, "-c", str(src), "-o", str(obj)],
             f"compiling {src.name}")
         objects.append(obj)
     return objects
