@@ -30,3 +30,34 @@ def run_cli(*args, cwd=None, timeout=900, check=False):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# -- the order of a run, and what shares a worker --------------------------------------------
+# `./run test` runs two pytest-xdist workers with --dist loadgroup. Each file's tests share a
+# group (its module fixtures are made once, on one worker), except the two chains that fill a
+# cache every later test of theirs reuses: the runs on the cached Debian guest (the guest and
+# its install-resume layer are about half the suite's time cold) and the runs on the kexec
+# kernel built from Debian's source. Each chain is one group, so one worker builds its cache
+# while the other goes on, and both go first, so the longest chain does not start last.
+CHAINS = {
+    "debian-guest": ["tests/test_linux_real_qemu.py",
+                     "tests/test_signals_linux_qemu.py::test_qemu_linux_is_torn_down_on_sigterm"],
+    "kexec-kernel": ["tests/test_kexec_jump_qemu.py",
+                     "tests/test_signals_linux_qemu.py::test_qemu_kexec_jump_is_torn_down_on_sigterm"],
+}
+
+
+def chain_of(nodeid):
+    for rank, (name, prefixes) in enumerate(CHAINS.items()):
+        if any(nodeid == p or nodeid.startswith(p + "::") for p in prefixes):
+            return rank, name
+    return len(CHAINS), None
+
+
+def pytest_collection_modifyitems(config, items):
+    ranked = []
+    for index, item in enumerate(items):
+        rank, chain = chain_of(item.nodeid)
+        item.add_marker(pytest.mark.xdist_group(chain or item.nodeid.split("::")[0]))
+        ranked.append((rank, index, item))
+    items[:] = [item for _, _, item in sorted(ranked, key=lambda r: r[:2])]

@@ -20,6 +20,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from ..cachelock import locked
 from ..errors import UsageError
 
 # The AHCI driver stack of Debian's 6.1 kernel, in load order (no modules.dep in the deb).
@@ -113,24 +114,30 @@ def kernel_abi(cache=None):
 
 
 def _deb(cache, package):
-    found = list(cache.glob(f"{package.replace('+', '%2b')}_*.deb")) or \
-        list(cache.glob(f"{package}_*.deb"))
-    if found:
+    """The newest cached .deb of `package`, downloaded when none is (apt-get writes it in
+    place, hence the lock: no reader sees half a file)."""
+    with locked(cache, "apt-get-download"):
+        found = list(cache.glob(f"{package.replace('+', '%2b')}_*.deb")) or \
+            list(cache.glob(f"{package}_*.deb"))
+        if found:
+            return newest_deb(found, _deb_version)
+        r = subprocess.run(["apt-get", "download", package], cwd=cache, capture_output=True,
+                           text=True)
+        found = list(cache.glob(f"{package}_*.deb"))
+        if r.returncode or not found:
+            raise UsageError(f"apt-get download {package} failed: "
+                             f"{(r.stderr or r.stdout).strip()[-300:]}")
         return newest_deb(found, _deb_version)
-    r = subprocess.run(["apt-get", "download", package], cwd=cache, capture_output=True, text=True)
-    found = list(cache.glob(f"{package}_*.deb"))
-    if r.returncode or not found:
-        raise UsageError(f"apt-get download {package} failed: {(r.stderr or r.stdout).strip()[-300:]}")
-    return newest_deb(found, _deb_version)
 
 
 def _unpack(cache, package, into):
     deb = _deb(cache, package)
     stamp = into / f".{deb.name}.done"
-    if not stamp.exists():
-        into.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(into)], check=True)
-        stamp.touch()
+    with locked(cache, "unpack"):
+        if not stamp.exists():
+            into.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(into)], check=True)
+            stamp.touch()
 
 
 class Debian:

@@ -35,6 +35,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from ..cachelock import locked
 from ..errors import BuildError, UsageError
 from . import kernel_abi
 from .guest import GUEST_FILES
@@ -115,8 +116,13 @@ def _publish(tmp, final):
 def base_tar(abi, log=print):
     pkgs = PACKAGES + [f"linux-image-{abi}", f"linux-headers-{abi}"]
     d = cache_root() / f"base-{_key(SUITE, *sorted(pkgs))}"
-    if (d / "root.tar").exists():
-        return d / "root.tar"
+    with locked(cache_root(), d.name):
+        if (d / "root.tar").exists():
+            return d / "root.tar"
+        return _build_base(d, pkgs, log)
+
+
+def _build_base(d, pkgs, log):
     if not shutil.which("mmdebstrap"):
         raise UsageError("mmdebstrap is not installed (Debian: apt-get install mmdebstrap)")
     tmp = Path(tempfile.mkdtemp(prefix=d.name + ".", dir=d.parent))
@@ -286,26 +292,31 @@ def build_guest(abi=None, log=print):
         key = _key(tar.parent.name, wheel_digest, _guest_files_digest(), ROOT_MIB,
                    SWAP_PART_MIB, SWAP_FILE_MIB, BASE_APPEND)
         d = cache_root() / f"guest-{key}"
-        if (d / "guest.json").exists():
-            return Guest(d)
-        log(f"debian: building guest {d.name} (kernel {abi}, suspendos {wheel_digest})")
-        tmp = Path(tempfile.mkdtemp(prefix=d.name + ".", dir=d.parent))
-        try:
-            _assemble(tar, wheels, abi, work, tmp)
-            info = {"abi": abi, "base": tar.parent.name, "wheel": wheel_digest,
-                    "append": BASE_APPEND, "root_mib": ROOT_MIB, "swap_part_mib": SWAP_PART_MIB,
-                    "swap_file_mib": SWAP_FILE_MIB,
-                    "assemble_seconds": round(time.monotonic() - t0, 1)}
-            (tmp / "guest.json").write_text(json.dumps(info))
-            t1 = time.monotonic()
-            info.update(asyncio.run(_provision(Guest(tmp), tmp)))
-            info["provision_seconds"] = round(time.monotonic() - t1, 1)
-            (tmp / "guest.json").write_text(json.dumps(info, indent=1))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        log(f"debian: guest ready in {time.monotonic() - t0:.0f} s")
-        return Guest(_publish(tmp, d))
+        with locked(cache_root(), d.name):
+            if (d / "guest.json").exists():
+                return Guest(d)
+            return _build_guest(d, tar, wheels, wheel_digest, abi, work, t0, log)
+
+
+def _build_guest(d, tar, wheels, wheel_digest, abi, work, t0, log):
+    log(f"debian: building guest {d.name} (kernel {abi}, suspendos {wheel_digest})")
+    tmp = Path(tempfile.mkdtemp(prefix=d.name + ".", dir=d.parent))
+    try:
+        _assemble(tar, wheels, abi, work, tmp)
+        info = {"abi": abi, "base": tar.parent.name, "wheel": wheel_digest,
+                "append": BASE_APPEND, "root_mib": ROOT_MIB, "swap_part_mib": SWAP_PART_MIB,
+                "swap_file_mib": SWAP_FILE_MIB,
+                "assemble_seconds": round(time.monotonic() - t0, 1)}
+        (tmp / "guest.json").write_text(json.dumps(info))
+        t1 = time.monotonic()
+        info.update(asyncio.run(_provision(Guest(tmp), tmp)))
+        info["provision_seconds"] = round(time.monotonic() - t1, 1)
+        (tmp / "guest.json").write_text(json.dumps(info, indent=1))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"debian: guest ready in {time.monotonic() - t0:.0f} s")
+    return Guest(_publish(tmp, d))
 
 
 PREBUILD_MODULE = """

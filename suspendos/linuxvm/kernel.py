@@ -17,7 +17,6 @@ the source package's version and the fragment's hash: a cold cache builds it (mi
 warm one reuses bzImage. apt takes the newest 6.12 Debian has, so a Debian security update
 means one new build. The unpacked source tree is removed after a build.
 """
-import fcntl
 import hashlib
 import os
 import re
@@ -26,7 +25,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..errors import BuildError, UsageError
+from ..cachelock import locked
+from ..errors import BuildError
+from . import _deb
 
 SOURCE_PACKAGE = "linux-source-6.12"
 FRAGMENT = Path(__file__).with_name("kexec.config")
@@ -53,16 +54,7 @@ def fragment_options(text=None):
 
 
 def source_deb(cache):
-    found = sorted(cache.glob(f"{SOURCE_PACKAGE}_*.deb"))
-    if found:
-        return found[-1]
-    r = subprocess.run(["apt-get", "download", SOURCE_PACKAGE], cwd=cache, capture_output=True,
-                       text=True)
-    found = sorted(cache.glob(f"{SOURCE_PACKAGE}_*.deb"))
-    if r.returncode or not found:
-        raise UsageError(f"apt-get download {SOURCE_PACKAGE} failed: "
-                         f"{(r.stderr or r.stdout).strip()[-300:]}")
-    return found[-1]
+    return _deb(cache, SOURCE_PACKAGE)
 
 
 def _run(cmd, cwd, log):
@@ -107,8 +99,7 @@ class KexecKernel:
         if self.bzimage.exists():
             return self.bzimage
         # one build at a time per key: a second caller waits, then finds the result
-        with open(self.cache / f"{self.key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with locked(self.cache, self.key):
             if self.bzimage.exists():
                 return self.bzimage
             return self._build(log)

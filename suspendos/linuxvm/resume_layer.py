@@ -34,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..cachelock import locked
 from ..errors import BuildError
 from . import debian
 
@@ -63,8 +64,13 @@ def resume_layer(guest, memory, area, compress, log=print):
     """The cached layer for this guest, memory size, swap area and compression."""
     key = debian._key(guest.dir.name, memory, area, compress)
     d = guest.dir.parent / f"resume-{key}"
-    if (d / "layer.json").exists():
-        return ResumeLayer(d)
+    with locked(d.parent, d.name):
+        if (d / "layer.json").exists():
+            return ResumeLayer(d)
+        return _build(d, guest, memory, area, compress, log)
+
+
+def _build(d, guest, memory, area, compress, log):
     log(f"debian: building {d.name}: install-resume in the guest ({memory // MiB} MiB, "
         f"{area}; gcc and update-initramfs under TCG: minutes)")
     t0 = time.monotonic()
