@@ -15,6 +15,9 @@ from ..formats.common import PAGE_SIZE
 
 MEMORY_TYPES = ("ram", "reserved", "acpi", "nvs", "unusable")
 DISK_KINDS = ("ahci", "nvme", "virtio-blk")
+IOMMU_KINDS = ("none", "vt-d", "amd-vi")    # Intel VT-d, AMD-Vi
+IOMMU_MMIO_SPAN = 0x1000        # the payload reads one status register in the first page:
+                                # VT-d GSTS (0x1C), AMD-Vi Control (0x18)
 BLOCK_SIZES = (512, 4096)
 COMPRESSIONS = ("none", "lz4", "lz4hc")   # lz4hc: LZ4 blocks, slower search, smaller
 FB_FORMATS = ("xrgb8888", "rgb888", "rgb565")
@@ -61,6 +64,11 @@ class Disk:
     namespace: int = 0  # nvme: namespace id (1 when 0)
     block_size: int = 512   # logical block size; extents and sectors count these
     sectors: int = 0    # disk size in logical blocks; 0 when unknown
+    # The IOMMU unit that translates this controller's DMA (IOMMU_KINDS), and its register
+    # base: the payload and the resume loader read its status before their first DMA and
+    # stop with iommu_translating while it translates (docs/LINUX.md, IOMMU).
+    iommu: str = "none"
+    iommu_base: int = 0
 
     def base(self):
         """The controller's MMIO base the payload checks against PCI config space."""
@@ -251,10 +259,25 @@ class Target:
         what = "disk.ahci_base" if d.kind == "ahci" else "disk.bar"
         page = d.base() & ~(PAGE_SIZE - 1)
         self._check_mmio(what, page, page + DISK_MMIO_SPAN[d.kind])
+        self._validate_iommu()
         if not 0 <= d.sectors <= MAX_SECTORS:
             raise UsageError(f"disk.sectors: must be from 0 to 2^48 (ATA's 48-bit LBA), "
                              f"got {d.sectors}")
         d.pci_address()
+
+    def _validate_iommu(self):
+        d = self.disk
+        if d.iommu not in IOMMU_KINDS:
+            raise UsageError(f"disk.iommu: {d.iommu!r} is not one of {', '.join(IOMMU_KINDS)}")
+        if d.iommu == "none":
+            if d.iommu_base:
+                raise UsageError("disk.iommu_base: set while disk.iommu is none")
+            return
+        if d.iommu_base <= 0 or d.iommu_base % PAGE_SIZE or \
+                d.iommu_base + IOMMU_MMIO_SPAN > MAX_PHYSICAL:
+            raise UsageError(f"disk.iommu_base: {d.iommu_base:#x} is not a 4 KiB-aligned MMIO "
+                             "address")
+        self._check_mmio("disk.iommu_base", d.iommu_base, d.iommu_base + IOMMU_MMIO_SPAN)
 
     def _validate_extents(self):
         if not self.extents:
