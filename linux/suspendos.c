@@ -80,6 +80,7 @@ struct sos_run {
 	u32 status;
 	int error;
 	int acpi_off;                    /* S5 prepared: power off right after 'written' */
+	int syscore;                     /* syscore_suspend/resume around the call */
 };
 
 /* ---- page tables: the reserved region 1:1, the kernel half from the current PGD ------- */
@@ -238,7 +239,7 @@ static int sos_handoff_cpu(void *data)
 	unsigned long cr3;
 	int error;
 
-	error = syscore_suspend();
+	error = run->syscore ? syscore_suspend() : 0;
 	if (error) {
 		run->error = error;
 		return 0;
@@ -279,7 +280,8 @@ static int sos_handoff_cpu(void *data)
 	if (run->status == SOS_STATUS_WRITTEN && run->acpi_off)
 		acpi_enter_sleep_state(ACPI_STATE_S5);      /* does not return when it works */
 #endif
-	syscore_resume();
+	if (run->syscore)
+		syscore_resume();
 	return 0;
 }
 
@@ -339,7 +341,8 @@ static int load_blob(struct sos_run *run, const struct sos_linux_request *req, v
 		memunmap(map);
 		return -EINVAL;
 	}
-	ho->flags = req->flags & ~(SOS_LINUX_NO_POWEROFF | SOS_LINUX_SAVE_FREE);
+	ho->flags = req->flags & ~(SOS_LINUX_NO_POWEROFF | SOS_LINUX_SAVE_FREE |
+				   SOS_LINUX_TEST_NO_SYSCORE);
 	ho->serial_port = req->serial_port;
 	ho->tsc_hz = (u64)tsc_khz * 1000;
 	run->entry = h.entry;
@@ -433,6 +436,7 @@ static int sos_hibernate(struct sos_linux_request *req)
 	if (error)
 		goto out_cpus;
 	hand_in_offline(run.ho_map, taken);
+	run.syscore = !(req->flags & SOS_LINUX_TEST_NO_SYSCORE);
 
 	sleep_flags = lock_system_sleep();
 	ksys_sync_helper();
@@ -609,6 +613,8 @@ static ssize_t hibernate_store(struct device *dev, struct device_attribute *attr
 			req.flags |= SOS_LINUX_NO_POWEROFF;
 		else if (!strcmp(word, "savefree"))
 			req.flags |= SOS_LINUX_SAVE_FREE;
+		else if (!strcmp(word, "test=no-syscore"))
+			req.flags |= SOS_LINUX_TEST_NO_SYSCORE;
 		else
 			error = -EINVAL;
 	}

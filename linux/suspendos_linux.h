@@ -8,6 +8,9 @@
 #define SOS_MAX_RESERVED_MIB 64          /* the largest reserved region the module maps */
 #define SOS_LINUX_NO_POWEROFF 0x80000000u /* request flag: return after 'written' (tests) */
 #define SOS_LINUX_SAVE_FREE 0x40000000u   /* request flag: save free pages too (comparisons) */
+#define SOS_LINUX_TEST_NO_SYSCORE 0x20000000u /* request flag (tests only): no syscore_suspend,
+					    * so the IOMMU keeps translating and the payload's
+					    * own check must stop it (iommu_translating) */
 
 struct sos_linux_request {
 	__u32 flags;          /* in: SOS_HANDOFF_PAUSE_* for the payload, SOS_LINUX_NO_POWEROFF */

@@ -8,6 +8,13 @@ the resume loader, on the QEMU test machine (q35, ICH9 AHCI, TCG).
 3. host: the image verifies page by page against the dump; the swap signature is ours;
 4. resume boot: the resume loader restores RAM and returns into Linux: the module says
    'resumed', md5sums match, the scratch partition writes and reads back, the shell answers.
+The machine has QEMU's Intel IOMMU, which the kernel turns on (intel_iommu=on): `target
+linux` names the unit over the AHCI controller (vt-d at 0xfed90000), and before the
+hibernation, in the same boot, the module's test switch leaves it translating (no
+syscore_suspend): the payload reads GSTS.TES, stops with iommu_translating before any DMA
+(the disk's first 64 MiB unchanged) and Linux goes on; the real run's syscore_suspend turns
+translation off, the payload and the resume loader find it off, and after the resume the
+md5s and the scratch partition go through the IOMMU again.
 Two vCPUs (the module takes the second offline and brings it back after the return), and
 64 MiB of stale random data in free memory: the image leaves the buddy allocator's free
 pages out, and every page it holds equals QEMU's dump. Before that, in the same boot, a blob
@@ -17,6 +24,7 @@ Debian's packages come through apt-get download (cached in ~/.cache/suspendos/li
 """
 import asyncio
 import copy
+import re
 import shutil
 
 from suspendos.build.payload import build_payload
@@ -24,6 +32,7 @@ from suspendos.build.resume import build_resume_loader
 from suspendos.image.reader import open_image
 from suspendos.linuxvm import INIT_PRELUDE, Debian, build_initrd, build_module, make_disk
 from suspendos.linuxvm.capture import CAPTURE_INIT, parse_capture
+from suspendos.linuxvm.realvm import IOMMU_APPEND, iommu_args
 from suspendos.linuxvm.vm import Session, hib_init
 from suspendos.qemu.machine import DEBUG_EXIT_PORT, disk_args, machine_args
 from suspendos.qemu.ramdump import dump_ram
@@ -33,7 +42,8 @@ from suspendos.target.linux import SUSPENDOS_SWAP_MAGIC, discard_image, linux_ta
 MEMORY = 512 << 20
 RESERVED = "2M$0x10000000"
 SWAP_MIB = 640
-APPEND = f"console=ttyS0 memmap={RESERVED} no5lvl loglevel=6"
+APPEND = f"console=ttyS0 memmap={RESERVED} no5lvl loglevel=6 {IOMMU_APPEND['intel']}"
+VTD_BASE = 0xFED90000       # QEMU's intel-iommu on q35 (Q35_HOST_BRIDGE_IOMMU_ADDR)
 CPUS = 2
 DIRTY_MIB = 64
 
@@ -42,7 +52,7 @@ def _machine():
     """The test machine with CPUS vCPUs (one host thread each)."""
     args = machine_args(MEMORY)
     args[args.index("-accel") + 1] = "tcg,thread=multi"
-    return [*args, "-smp", str(CPUS)]
+    return [*args, "-smp", str(CPUS), *iommu_args("intel")]   # before the disk's -device
 
 assert shutil.which("qemu-system-x86_64"), "no QEMU (scripts/setup.sh installs it)"
 
@@ -61,7 +71,7 @@ async def _capture(debian, tmp, disk):
 
 
 async def _hibernate(debian, tmp, disk, blob, small, ko, ram_ranges):
-    init = hib_init(INIT_PRELUDE, dirty_mib=DIRTY_MIB)
+    init = hib_init(INIT_PRELUDE, dirty_mib=DIRTY_MIB, iommu_probe=True)
     build_initrd(debian, init, tmp / "hib.gz", {"blob": blob, "blob.small": small,
                                                 "lib/modules/suspendos.ko": ko})
 
@@ -74,6 +84,11 @@ async def _hibernate(debian, tmp, disk, blob, small, ko, ram_ranges):
         assert small.startswith("@@LINUX small rc=1 status=failed 0x120 "), small
         cpus = await s.expect(r"^@@LINUX small cpus", 30)
         assert cpus == f"@@LINUX small cpus online 0-{CPUS - 1}", cpus
+        iommu = await s.expect(r"^@@LINUX iommu rc", 240)
+        assert iommu.startswith("@@LINUX iommu rc=1 status=failed 0x11d "), iommu
+        gsts = re.search(rf"VT-d unit {VTD_BASE:x} translates DMA \(GSTS ([0-9a-f]+)\)", iommu)
+        assert gsts and int(gsts.group(1), 16) & 1 << 31, iommu      # TES: translating
+        assert await s.expect(r"^@@LINUX iommu disk", 120) == "@@LINUX iommu disk unchanged"
         assert await s.expect(r"^@@LINUX hibernating", 60)
         line = await s.expect(r"^@@LINUX back|^@@PAYLOAD done", 240, on_pause=ground_truth)
         assert line == "@@PAYLOAD done status=1", f"the payload did not write the image: {line}"
@@ -109,6 +124,7 @@ def test_linux_hibernate_and_resume(tmp_path):
     asyncio.run(_capture(debian, tmp_path, disk))
     target = linux_target("/dev/sda1", tmp_path / "sysroot")
     assert [(e.lba, e.count) for e in target.extents] == [(part[0] + 8, part[1] - 8)]
+    assert (target.disk.iommu, target.disk.iommu_base) == ("vt-d", VTD_BASE)
     target.options.debug_exit_port = DEBUG_EXIT_PORT     # loader refusals end QEMU
     blob = build_payload(target).blob
     # a swap area far smaller than the compressed image: image_full, no header, Linux goes on

@@ -6,6 +6,7 @@
 #include "payload.h"
 #include "disk.h"
 #include "failure.h"
+#include "iommu.h"
 #include "image_writer.h"
 #include "plugin_host.h"
 #include "printf.h"
@@ -124,6 +125,11 @@ static uint32_t open_disk(const struct sos_payload_info *info)
         .dev = info->ahci_pci_dev, .fn = info->ahci_pci_fn, .port = info->ahci_port,
         .nsid = info->disk_nsid, .block_size = info->block_size,
     };
+    uint32_t reg;
+    if (iommu_translating(info->iommu_kind, info->iommu_base, &reg))
+        return fail(SOS_STATUS_IOMMU_TRANSLATING, IOMMU_TRANSLATING_FMT,
+                    iommu_unit_name(info->iommu_kind), info->iommu_base,
+                    iommu_register_name(info->iommu_kind), reg);
     /* The driver's queues / command tables live at the start of scratch. */
     int rc = disk_open(&cfg, (void *)(uintptr_t)info->scratch_base, PAYLOAD_DISK_DMA_SIZE);
     if (rc) {

@@ -13,6 +13,7 @@
 #include "disk.h"
 #include "apic.h"
 #include "failure.h"
+#include "iommu.h"
 #include "multiboot.h"
 #include "port_io.h"
 #include "printf.h"
@@ -224,6 +225,11 @@ static uint64_t open_disk(const struct sos_payload_info *info)
         .dev = info->ahci_pci_dev, .fn = info->ahci_pci_fn, .port = info->ahci_port,
         .nsid = info->disk_nsid, .block_size = info->block_size,
     };
+    uint32_t reg;      /* pre-boot DMA protection, or a firmware that left it on */
+    if (iommu_translating(info->iommu_kind, info->iommu_base, &reg))
+        refuse(REFUSE_IOMMU_TRANSLATING, IOMMU_TRANSLATING_FMT,
+               iommu_unit_name(info->iommu_kind), info->iommu_base,
+               iommu_register_name(info->iommu_kind), reg);
     int rc = disk_open(&cfg, (void *)(uintptr_t)info->scratch_base, PAYLOAD_DISK_DMA_SIZE);
     const char *what = disk_last_error()->what;
     if (rc && cfg.kind == SOS_DISK_KIND_AHCI)

@@ -43,7 +43,8 @@
     X(14, WRONG_KEY,        "wrong-key")        /* key_check does not open with our key */   \
     X(15, UNSUPPORTED,      "unsupported")      /* encoding, cipher or chunk size */         \
     X(16, CHUNK_DAMAGED,    "chunk-damaged")    /* verify pass: a chunk failed a check */    \
-    X(17, READ_ERROR,       "read-error")       /* the disk failed a read */
+    X(17, READ_ERROR,       "read-error")       /* the disk failed a read */             \
+    X(18, IOMMU_TRANSLATING, "iommu-translating") /* the disk's IOMMU unit translates DMA */
 
 enum resume_reason {
 #define RESUME_ENUM(n, id, name) REFUSE_##id = n,

@@ -27,9 +27,10 @@ from ..formats import handoff as handofffmt
 from ..formats import lists
 from ..formats.common import PAGE_SIZE, align_up, build
 from ..formats.payload_info import (CHECKSUM, COMPRESSION, DISK_KIND, ENCRYPTION, FB_FORMAT,
+                                    IOMMU_KIND,
                                     PAYLOAD_INFO_MAGIC, PAYLOAD_INFO_REVISION, PayloadInfo)
 from ..sources import source_dir
-from ..target.description import DISK_MMIO_SPAN
+from ..target.description import DISK_MMIO_SPAN, IOMMU_MMIO_SPAN
 from . import idt, toolchain, trampoline
 
 STACK_SIZE = 64 * 1024
@@ -43,6 +44,7 @@ PLUGIN_MIN_WRITER_SCRATCH = 512 * 1024
 # those CPUs out when IA32_APIC_BASE says otherwise (x2APIC mode needs no mapping: MSRs).
 XAPIC_BASE = 0xFEE00000
 DISK_KIND_OF = {"ahci": DISK_KIND.AHCI, "nvme": DISK_KIND.NVME, "virtio-blk": DISK_KIND.VIRTIO_BLK}
+IOMMU_KIND_OF = {"none": IOMMU_KIND.NONE, "vt-d": IOMMU_KIND.VTD, "amd-vi": IOMMU_KIND.AMDVI}
 SEG = blobfmt.SEGMENT_KIND
 PERM = blobfmt.SEGMENT_PERM
 
@@ -161,6 +163,8 @@ def payload_info(target, key=None, selftest=0, **layout):
         disk_nsid=(target.disk.namespace or 1) if target.disk.kind == "nvme" else 0,
         ap_start_page=target.reserved.ap_start,
         lapic_base=XAPIC_BASE if target.reserved.ap_start else 0,
+        iommu_kind=IOMMU_KIND_OF[target.disk.iommu], _pad_iommu=bytes(4),
+        iommu_base=target.disk.iommu_base,
         **{"ap_entry": 0, "ap_exit": 0, **layout})
     return build(PayloadInfo, info, "payload info")
 
@@ -226,6 +230,9 @@ def _assemble(target, sections, sym, key=None, selftest=0, plugins=()):
         mmio = target.disk.base() & ~(PAGE_SIZE - 1)
         r.append(Region(f"{target.disk.kind} MMIO", mmio, mmio + DISK_MMIO_SPAN[target.disk.kind],
                         "rw-", uncached=True))
+        if target.disk.iommu != "none":     # read-only: the payload only reads its status
+            r.append(Region("IOMMU unit", target.disk.iommu_base,
+                            target.disk.iommu_base + IOMMU_MMIO_SPAN, "r--", uncached=True))
         if target.reserved.ap_start:    # the shared start code runs there under our CR3
             r.append(Region("AP start page", target.reserved.ap_start,    # (drivers/apic.h)
                             target.reserved.ap_start + PAGE_SIZE, "rwx"))

@@ -132,7 +132,7 @@ COLD_SOURCES = {("core", "main"), ("core", "smp"), ("core", "raw_ceiling"), ("co
                 ("drivers", "ahci_disk"), ("core", "vector"), ("drivers", "apic"),
                 ("core", "ap_wake"), ("core", "stream"), ("drivers", "nvme"),
                 ("drivers", "virtio_blk"), ("drivers", "disk_queue"), ("drivers", "pci"),
-                ("drivers", "timer"), ("drivers", "serial")}
+                ("drivers", "timer"), ("drivers", "serial"), ("drivers", "iommu")}
 
 
 def compile_all(sources, workdir, extra_flags=(), includes=None):
@@ -170,7 +170,7 @@ DISK_DRIVERS = {"ahci": ("ahci.c", "ahci_disk.c"), "nvme": ("nvme.c", "disk_queu
 
 def driver_sources(kind="ahci"):
     drivers = source_dir("drivers")
-    return [drivers / n for n in ("serial.c", "printf.c", "pci.c", "timer.c",
+    return [drivers / n for n in ("serial.c", "printf.c", "pci.c", "timer.c", "iommu.c",
                                   *DISK_DRIVERS[kind])]
 
 

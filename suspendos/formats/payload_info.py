@@ -9,7 +9,7 @@ import construct as c
 from .common import Constants, magic32, u8, u16, u32, u64
 
 PAYLOAD_INFO_MAGIC = magic32("SOSI")
-PAYLOAD_INFO_REVISION = 4
+PAYLOAD_INFO_REVISION = 5
 
 # LZ4HC is the payload's slower, more thorough LZ4 search (builder/core/lz4.c,
 # lz4_compress_high): the blocks are LZ4 blocks, so the image header says LZ4 for it.
@@ -22,6 +22,8 @@ SELFTEST = Constants("SOS_SELFTEST_", "Deliberate faults that prove the page tab
                      AP_WRITE_SAVED_RAM=6)   # the first AP that answers writes saved RAM
 DISK_KIND = Constants("SOS_DISK_KIND_", "The disk controller the payload drives ([disk] kind).",
                       AHCI=0, NVME=1, VIRTIO_BLK=2)
+IOMMU_KIND = Constants("SOS_IOMMU_", "The IOMMU unit over the disk controller ([disk] iommu).",
+                      NONE=0, VTD=1, AMDVI=2)
 FB_FORMAT = Constants("SOS_FB_", "Framebuffer pixel formats.", NONE=0, XRGB8888=1, RGB888=2,
                       RGB565=3)
 
@@ -71,4 +73,8 @@ PayloadInfo = c.Struct(
                                 # (target reserved.ap_start): where CPUs in state OFFLINE
                                 # start (STARTUP IPI vector = page number, SDM vol. 3 8.4.4.1)
     "lapic_base" / u64,         # the xAPIC page the payload maps to send those IPIs (0: none)
+    "iommu_kind" / u32,         # IOMMU_KIND of the unit that translates the disk's DMA
+    "_pad_iommu" / c.Bytes(4),
+    "iommu_base" / u64,         # its register page, mapped uncached: the payload and the
+                                # resume loader read its status before their first DMA
 )

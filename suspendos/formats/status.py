@@ -23,6 +23,9 @@ STATUS = Constants(
     DISK_FATAL=0x11A,       # NVMe CSTS.CFS / virtio DEVICE_NEEDS_RESET (message names the command)
     DISK_UNSUPPORTED=0x11B, # the device lacks what the driver needs (namespace, feature, queue)
     DISK_BAD_REQUEST=0x11C, # NVMe / virtio-blk: a transfer the driver cannot express
+    IOMMU_TRANSLATING=0x11D,  # the IOMMU unit over the disk controller translates DMA: the
+                            # physical addresses the driver would hand out mean something
+                            # else (message names the unit and its status register)
     IMAGE_FULL=0x120,       # the sector list is exhausted before all memory was written
     MEMORY_MISMATCH=0x121,  # the memory list does not match the machine
     PLUGIN_FAULT=0x130,     # a plugin faulted (message names it)

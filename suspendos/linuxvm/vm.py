@@ -3,7 +3,9 @@
 The hibernate init (HIB_INIT) fills a tmpfs with the swsusp baseline's mix, records md5sums,
 optionally fills free memory with stale data (a deleted file of random bytes), marks the swap
 area (SOSIMAGE01 over SWAPSPACE2), optionally first tries /blob.small (extents too small:
-the payload must stop with image_full and Linux go on), loads the blob into /dev/suspendos
+the payload must stop with image_full and Linux go on), optionally runs the blob once with
+the module's test switch that leaves the IOMMU translating (the payload must stop with
+iommu_translating before any DMA: the disk's first 64 MiB unchanged), loads the blob into /dev/suspendos
 and triggers it. After
 a resume it reports the module's statistics, the online CPUs and a process run on the last
 CPU, puts SWAPSPACE2 back, compares the md5sums, writes, syncs and
@@ -40,6 +42,15 @@ if [ -f /blob.small ]; then       # first a blob whose extents are too small: it
   mark "small rc=$rc status=$(cat /sys/class/misc/suspendos/status)"
   mark "small cpus online $(cat /sys/devices/system/cpu/online)"
 fi
+if [ %(iommu_probe)d -gt 0 ]; then  # the IOMMU left on (test switch): the payload must refuse
+  sum() { dd if=/dev/sda bs=1M count=64 2>/dev/null | md5sum | cut -d' ' -f1; }
+  before=$(sum)
+  cat /blob > /dev/suspendos || mark "error loading the blob"
+  echo "go serial=0x3f8 test=no-syscore" > /sys/class/misc/suspendos/hibernate
+  rc=$?
+  mark "iommu rc=$rc status=$(cat /sys/class/misc/suspendos/status)"
+  if [ "$before" = "$(sum)" ]; then mark "iommu disk unchanged"; else mark "iommu disk changed"; fi
+fi
 cat /blob > /dev/suspendos || mark "error loading the blob"
 sync
 mark "hibernating"
@@ -65,9 +76,10 @@ exec sh
 
 
 def hib_init(prelude, zero_mib=64, rand_mib=64, seq=1000000, go="serial=0x3f8 pause=before",
-             dirty_mib=0):
+             dirty_mib=0, iommu_probe=False):
     return prelude + HIB_INIT_BODY % {"zero_mib": zero_mib, "rand_mib": rand_mib, "seq": seq,
-                                      "go": go, "dirty_mib": dirty_mib}
+                                      "go": go, "dirty_mib": dirty_mib,
+                                      "iommu_probe": int(iommu_probe)}
 
 
 class Session:
