@@ -72,20 +72,32 @@ def start_demo(tmp_path, *args, **popen):
                             text=True, preexec_fn=default_signals, **popen)
 
 
-def test_ctrl_c_removes_what_the_demo_made_and_nothing_else(tmp_path):
-    """Ctrl-C: the terminal signals the whole foreground process group (the demo and its
-    step). The kept folder already held a file of the user's: it stays, with the folder."""
+def keep_folder_with_users_file(tmp_path):
+    """A kept folder that already holds a file of the user's."""
     keep = tmp_path / "keep"
     keep.mkdir()
     (keep / "notes.txt").write_text("mine")
-    p = start_demo(tmp_path, "--keep", keep, start_new_session=True)
-    wait_until(p, qemu_running_with(str(keep / "disk.img")), "QEMU on the demo's disk")
-    os.killpg(p.pid, signal.SIGINT)
+    return keep
+
+
+def assert_interrupted_and_cleaned(p, tmp_path, keep):
+    """Exit 130 with one line; the user's file stays with its folder, nothing of the demo's
+    (files, QEMU, temp folders) is left."""
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130 and err.splitlines() == ["suspendos: interrupted"], err
     assert [x.name for x in keep.iterdir()] == ["notes.txt"]
     assert processes_with(str(keep)) == []
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_ctrl_c_removes_what_the_demo_made_and_nothing_else(tmp_path):
+    """Ctrl-C: the terminal signals the whole foreground process group (the demo and its
+    step). The kept folder already held a file of the user's: it stays, with the folder."""
+    keep = keep_folder_with_users_file(tmp_path)
+    p = start_demo(tmp_path, "--keep", keep, start_new_session=True)
+    wait_until(p, qemu_running_with(str(keep / "disk.img")), "QEMU on the demo's disk")
+    os.killpg(p.pid, signal.SIGINT)
+    assert_interrupted_and_cleaned(p, tmp_path, keep)
 
 
 def test_a_closed_output_pipe_removes_the_work_folder(tmp_path):
@@ -106,19 +118,13 @@ def test_a_step_ended_by_the_interrupt_counts_as_the_demos_own(tmp_path):
     its QEMU and exits 130 before the demo's KeyboardInterrupt is raised) the demo must still
     clean up as interrupted, not report a failed step and leave its files. Here the step
     alone is interrupted, which is that race decided for the step."""
-    keep = tmp_path / "keep"
-    keep.mkdir()
-    (keep / "notes.txt").write_text("mine")
+    keep = keep_folder_with_users_file(tmp_path)
     p = start_demo(tmp_path, "--keep", keep)
     step = lambda: [c for c in children_of(p.pid) if c in processes_with(str(keep / "disk.img"))]
     wait_until(p, qemu_running_with(str(keep / "disk.img")), "QEMU on the demo's disk")
     wait_until(p, step, "the demo's step")
     os.kill(step()[0], signal.SIGINT)
-    out, err = p.communicate(timeout=120)
-    assert p.returncode == 130 and err.splitlines() == ["suspendos: interrupted"], err
-    assert [x.name for x in keep.iterdir()] == ["notes.txt"]
-    assert processes_with(str(keep)) == []
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert_interrupted_and_cleaned(p, tmp_path, keep)
 
 
 def test_keep_may_name_a_folder_the_demo_makes(tmp_path):

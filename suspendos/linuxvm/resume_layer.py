@@ -85,10 +85,18 @@ def _build(d, guest, memory, area, compress, log):
                     compress=compress, seconds=round(time.monotonic() - t0, 1))
         (tmp / "layer.json").write_text(json.dumps(info, indent=1))
     except BaseException:
+        _keep_log(tmp / "install.log", d.parent / f"{d.name}.failed.log", log)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log(f"debian: {d.name} ready in {time.monotonic() - t0:.0f} s")
     return ResumeLayer(debian._publish(tmp, d))
+
+
+def _keep_log(log_file, kept, log):
+    """The guest's console of a failed build outlives the build's folder: it is what says why."""
+    if log_file.exists():
+        shutil.copyfile(log_file, kept)
+        log(f"debian: the install-resume boot's console is kept in {kept}")
 
 
 async def _install(guest, disk, memory, area, compress, tmp):
@@ -105,7 +113,7 @@ async def _install(guest, disk, memory, area, compress, tmp):
         code = await vm.poweroff()
     if code:
         raise BuildError(f"the install-resume boot ended with QEMU exit {code} "
-                         f"(see {tmp / 'install.log'})")
+                         "(its console is kept beside the layer, as .failed.log)")
     return {"installed": installed, "blob": prepared.get("blob")}
 
 
