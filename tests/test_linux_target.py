@@ -1,12 +1,16 @@
 """`suspendos target linux` against a snapshot of /sys and /proc captured from Debian's 6.1
 kernel on the QEMU test machine (python -m suspendos.linuxvm.capture tests/data/linux-sysroot:
 q35, ICH9 AHCI, 512 MiB, memmap=2M$0x10000000, sda1 = 640 MiB swap from LBA 2048)."""
+import os
 import shutil
+import struct
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from suspendos.errors import UsageError
 from suspendos.target import load
@@ -326,3 +330,218 @@ def test_linux_target_on_nvme_namespaces_of_a_real_kernel(tmp_path):
     assert t.extents[0].lba == 2048 + 8
     with pytest.raises(UsageError, match="carries metadata .*integrity format nop"):
         linux_target(f"/dev/{by_nsid[7]}", root)
+
+
+# ---- the IOMMU unit translating the disk's DMA (synthetic, added to the sysroots) ----------
+# Laid out as Linux lays it out: the disk function's `iommu` link leads to the unit, which
+# /sys/class/iommu lists; a VT-d unit is a virtual device with intel-iommu/address, an AMD-Vi
+# unit sits below its own PCI function (its `device`) and has its base only in ACPI's IVRS.
+# The IVRS bytes are written with struct, not with suspendos.formats.acpi, so the parser is
+# checked against an encoding of its own (AMD IOMMU spec 48882, 5.2; ACPI 6.5, 5.2.6).
+AHCI_PCI = "sys/devices/pci0000:00/0000:00:1f.2"
+VIRTIO_PCI = "sys/devices/pci0000:00/0000:00:03.0"
+IVRS = "sys/firmware/acpi/tables/IVRS"
+VTD_BASE = 0xfed90000       # QEMU's intel-iommu; outside the sysroots' RAM (ends 0x1ffdf000)
+AMD_VI_BASE = 0xfed80000    # QEMU's amd-iommu; likewise
+
+
+def _symlink(root, path, target):
+    """A relative symlink root/path -> root/target, as sysfs writes them."""
+    link = root / path
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(os.path.relpath(root / target, link.parent))
+
+
+def _add_vt_d(root, pci_dir, address="fed90000", name="dmar0"):
+    unit = f"sys/devices/virtual/iommu/{name}"
+    (root / unit / "intel-iommu").mkdir(parents=True)
+    (root / unit / "intel-iommu/address").write_text(address + "\n")
+    _symlink(root, f"sys/class/iommu/{name}", unit)
+    _symlink(root, f"{pci_dir}/iommu", unit)
+
+
+def _add_amd_vi(root, pci_dir, ivrs, function="0000:00:00.2"):
+    unit = f"sys/devices/pci0000:00/{function}/iommu/ivhd0"
+    (root / unit).mkdir(parents=True)
+    _symlink(root, f"{unit}/device", f"sys/devices/pci0000:00/{function}")
+    _symlink(root, "sys/class/iommu/ivhd0", unit)
+    _symlink(root, f"{pci_dir}/iommu", unit)
+    if ivrs is not None:
+        (root / IVRS).parent.mkdir(parents=True, exist_ok=True)
+        (root / IVRS).write_bytes(ivrs)
+
+
+def _acpi_table(signature, body):
+    """36-byte header (signature, length, revision, checksum, OEM ids and revisions), the
+    body, and the checksum byte set so that every byte sums to 0 modulo 256."""
+    table = bytearray(struct.pack("<4sIBB6s8sIII", signature, 36 + len(body), 2, 0, b"SOSOEM",
+                                  b"SOSTESTS", 1, 0x534F5354, 1) + body)
+    table[9] = -sum(table) & 0xFF
+    return bytes(table)
+
+
+def _ivrs(*blocks):
+    return _acpi_table(b"IVRS", struct.pack("<I8x", 0x00203041) + b"".join(blocks))
+
+
+def _ivhd(kind, device_id, base, segment=0):
+    """IVHD type 10h (24-byte header) or 11h/40h (40 bytes: EFR copies, zero here), then one
+    device entry of type 1 (all devices), so the block is longer than its header."""
+    header = struct.pack("<BBHHHQHHI", kind, 0xB0, (24 if kind == 0x10 else 40) + 4,
+                         device_id, 0x40, base, segment, 0, 0)
+    return header + bytes(0 if kind == 0x10 else 16) + struct.pack("<BHB", 1, 0, 0)
+
+
+def _ivmd(start, length):
+    return struct.pack("<BBHHHH6xQQ", 0x21, 0x01, 32, 0, 0, 0, start, length)
+
+
+def _amd_ivrs(device_id=0x0002, base=AMD_VI_BASE):
+    """What an AMD firmware writes: a memory block, the unit twice (10h for older readers,
+    40h for newer), and another unit elsewhere whose base must not be taken."""
+    return _ivrs(_ivmd(0x9F000, 0x1000), _ivhd(0x10, device_id, base),
+                 _ivhd(0x40, device_id, base), _ivhd(0x10, 0x4012, 0xFEC00000),
+                 _ivmd(0xFEE00000, 0x100000))
+
+
+def _sysroot_copy(tmp_path, name):
+    root = tmp_path / "root"
+    shutil.copytree(SYSROOT.parent / name, root, symlinks=True)
+    return root
+
+
+@pytest.mark.parametrize("name, swap", [("linux-sysroot", "/dev/sda1"),
+                                        ("linux-sysroot-nvme", "/dev/nvme0n1p2"),
+                                        ("linux-sysroot-virtio", "/dev/vda2")])
+def test_linux_target_without_an_iommu(name, swap):
+    """The captured sysroots (Debian's kernel on QEMU without an IOMMU device) have no
+    `iommu` link and no /sys/class/iommu."""
+    disk = linux_target(swap, SYSROOT.parent / name).disk
+    assert (disk.iommu, disk.iommu_base) == ("none", 0)
+
+
+@pytest.mark.parametrize("name, swap, pci_dir, kind, base", [
+    ("linux-sysroot", "/dev/sda1", AHCI_PCI, "vt-d", VTD_BASE),
+    ("linux-sysroot", "/dev/sda1", AHCI_PCI, "amd-vi", AMD_VI_BASE),
+    ("linux-sysroot-nvme", "/dev/nvme0n1p2", NVME_PCI, "amd-vi", AMD_VI_BASE),
+    ("linux-sysroot-virtio", "/dev/vda2", VIRTIO_PCI, "vt-d", VTD_BASE),
+])
+def test_linux_target_finds_the_iommu_unit(tmp_path, name, swap, pci_dir, kind, base):
+    root = _sysroot_copy(tmp_path, name)
+    if kind == "vt-d":
+        _add_vt_d(root, pci_dir)
+    elif name.endswith("nvme"):       # bus 0x40: device ID 0x4002, the other unit's is 0x4012
+        _add_amd_vi(root, pci_dir, _ivrs(_ivhd(0x10, 0x0002, 0xFEC00000),
+                                         _ivhd(0x11, 0x4002, base)), "0000:40:00.2")
+    else:
+        _add_amd_vi(root, pci_dir, _amd_ivrs())
+    disk = linux_target(swap, root).disk
+    assert (disk.iommu, disk.iommu_base) == (kind, base)
+
+
+def test_linux_target_cli_writes_the_iommu_unit(tmp_path):
+    root = _sysroot_copy(tmp_path, "linux-sysroot")
+    _add_amd_vi(root, AHCI_PCI, _amd_ivrs())
+    out = tmp_path / "t.toml"
+    r = run_cli("target", "linux", "--sysroot", root, "--swap", "/dev/sda1", "-o", out)
+    assert r.returncode == 0, r.stderr
+    disk = tomllib.loads(out.read_text())["disk"]
+    assert (disk["iommu"], disk["iommu_base"]) == ("amd-vi", AMD_VI_BASE)
+    assert load(out).disk.iommu_base == AMD_VI_BASE
+
+
+def _checksummed(table, at, value):
+    """`table` with the byte at `at` replaced and its checksum made right again."""
+    table = bytearray(table)
+    table[at] = value
+    table[9] = (table[9] - sum(table)) & 0xFF
+    return bytes(table)
+
+
+@pytest.mark.parametrize("ivrs, message", [
+    pytest.param(None, "cannot read /sys/firmware/acpi/tables/IVRS (No such file or "
+                 "directory)", id="missing"),
+    pytest.param(_amd_ivrs()[:-10], "IVRS: truncated, 202 of the 212 bytes", id="truncated"),
+    pytest.param(_amd_ivrs()[:20], "IVRS: 20 bytes, too short for an ACPI table header",
+                 id="no-header"),
+    pytest.param(_amd_ivrs() + bytes(4), "IVRS: 216 bytes, but its header declares 212",
+                 id="longer-than-declared"),
+    pytest.param(_checksummed(_amd_ivrs(), 0, ord("X")), "IVRS: signature b'XVRS', not "
+                 "b'IVRS'", id="signature"),
+    pytest.param(_amd_ivrs()[:16] + b"\x01" + _amd_ivrs()[17:], "IVRS: bad checksum",
+                 id="checksum"),
+    pytest.param(_ivrs(_ivhd(0x10, 0x0010, AMD_VI_BASE)), "no IVHD block for the AMD-Vi "
+                 "unit at 0000:00:00.2 (device ID 0x0002)", id="no-matching-ivhd"),
+    pytest.param(_ivrs(_ivhd(0x40, 0x0002, AMD_VI_BASE, segment=1)), "in PCI segment 1; "
+                 "only segment 0", id="segment-1"),
+    pytest.param(_ivrs(_ivhd(0x10, 0x0002, AMD_VI_BASE), _ivhd(0x11, 0x0002, 0xFED81000)),
+                 "disagree on its base (0xfed80000, 0xfed81000)", id="bases-disagree"),
+    pytest.param(_ivrs(_ivhd(0x10, 0x0002, 0)), "gives the register base 0x0, not a 4 "
+                 "KiB-aligned", id="base-0"),
+    pytest.param(_ivrs(_ivhd(0x10, 0x0002, AMD_VI_BASE + 0x80)), "register base "
+                 "0xfed80080, not a 4 KiB", id="base-unaligned"),
+    # a block whose length runs past the table, or is too short for its kind
+    pytest.param(_checksummed(_ivrs(_ivmd(0, 0x1000)), 50, 64), "block of type 0x21 at "
+                 "offset 48 declares 64 bytes", id="block-past-end"),
+    pytest.param(_checksummed(_ivrs(_ivhd(0x10, 0x0002, AMD_VI_BASE)), 50, 20), "block of "
+                 "type 0x10 at offset 48 declares 20 bytes", id="ivhd-too-short"),
+    pytest.param(_ivrs(_ivmd(0, 0x1000), b"\x10\x00"), "block header at offset 80 runs "
+                 "past", id="cut-block-header"),
+])
+def test_linux_target_refuses_an_amd_vi_unit_it_cannot_place(tmp_path, ivrs, message):
+    root = _sysroot_copy(tmp_path, "linux-sysroot")
+    _add_amd_vi(root, AHCI_PCI, ivrs)
+    with pytest.raises(UsageError, match=r"^disk\.iommu: ") as e:
+        linux_target("/dev/sda1", root)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_linux_target_cli_refuses_a_damaged_ivrs_in_one_line(tmp_path):
+    root = _sysroot_copy(tmp_path, "linux-sysroot")
+    _add_amd_vi(root, AHCI_PCI, _amd_ivrs()[:-1])
+    out = tmp_path / "t.toml"
+    r = run_cli("target", "linux", "--sysroot", root, "--swap", "/dev/sda1", "-o", out)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "/sys/firmware/acpi/tables/IVRS: truncated" in r.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: _add_vt_d(r, AHCI_PCI, name="viommu0"), "translated by IOMMU unit viommu0 "
+     "(/sys/class/iommu/viommu0), neither Intel VT-d (dmarN) nor AMD-Vi (ivhdN)"),
+    (lambda r: _add_vt_d(r, AHCI_PCI, address="fed90800"), "intel-iommu/address gives the "
+     "register base 0xfed90800, not a 4 KiB-aligned address"),
+    (lambda r: _add_vt_d(r, AHCI_PCI, address="0"), "register base 0x0"),
+    (lambda r: _add_vt_d(r, AHCI_PCI, address="dmar at fed90000"), "reads 'dmar at "
+     "fed90000', not a hexadecimal address"),
+    (lambda r: (_add_vt_d(r, AHCI_PCI), (r / "sys/class/iommu/dmar0").unlink()),
+     "00:1f.2's iommu link names dmar0, which /sys/class/iommu does not list"),
+    (lambda r: _add_amd_vi(r, AHCI_PCI, _amd_ivrs(), function="0001:00:00.2"),
+     "PCI function 0001:00:00.2: PCI domain 0001 is not supported"),
+    # a VT-d base inside RAM: target linux takes it, Target.validate() refuses it
+    (lambda r: _add_vt_d(r, AHCI_PCI, address="1000000"), "disk.iommu_base: "
+     "0x1000000-0x1001000 lies inside RAM"),
+])
+def test_linux_target_refuses_an_iommu_unit(tmp_path, change, message):
+    root = _sysroot_copy(tmp_path, "linux-sysroot")
+    change(root)
+    with pytest.raises(UsageError) as e:
+        linux_target("/dev/sda1", root)
+    assert message in str(e.value), str(e.value)
+
+
+def test_capture_lines_give_the_amd_vi_unit(tmp_path):
+    """What CAPTURE_BODY prints for a disk behind an AMD-Vi unit (QEMU's amd-iommu is PCI
+    function 00:02.0) becomes a sysroot linux_target reads the unit from."""
+    from suspendos.linuxvm.capture import CAPTURE_BODY, parse_capture
+    assert "@@HEX" in CAPTURE_BODY and "intel-iommu/address" in CAPTURE_BODY
+    root = _sysroot_copy(tmp_path, "linux-sysroot")
+    ivrs = _amd_ivrs(device_id=0x0010)
+    parse_capture([
+        "@@LINK /sys/devices/pci0000:00/0000:00:1f.2/iommu ../0000:00:02.0/iommu/ivhd0",
+        "@@LINK /sys/class/iommu/ivhd0 ../../devices/pci0000:00/0000:00:02.0/iommu/ivhd0",
+        "@@LINK /sys/devices/pci0000:00/0000:00:02.0/iommu/ivhd0/device ../../../0000:00:02.0",
+        f"@@HEX sys/firmware/acpi/tables/IVRS {ivrs.hex()}",
+    ], root)
+    assert (root / IVRS).read_bytes() == ivrs
+    disk = linux_target("/dev/sda1", root).disk
+    assert (disk.iommu, disk.iommu_base) == ("amd-vi", AMD_VI_BASE)

@@ -2,7 +2,11 @@
 booted on the QEMU test machine, and turn them into a sysroot tree (tests/data/linux-sysroot).
 
 The guest's /init prints every file between `@@FILE path` and `@@END`, every symlink as
-`@@LINK path target`, and the swap partition's first page as `@@HEAD dev/sda1 <hex>`.
+`@@LINK path target`, the swap partition's first page as `@@HEAD dev/sda1 <hex>`, and a
+binary file (the ACPI IVRS table, where AMD-Vi units have their register base) as
+`@@HEX path <hex>`. With an IOMMU (QEMU's intel-iommu or amd-iommu device) it also prints the
+disk function's `iommu` link, the unit's /sys/class/iommu link, its intel-iommu/address and
+its `device` link; without one those are absent and nothing is printed for them.
 
     python -m suspendos.linuxvm.capture OUT_DIR [--memory 512M] [--reserved 2M@0x10000000]
 """
@@ -30,6 +34,12 @@ for a in /sys/class/ata_port/*; do dump $(readlink -f $a)/port_no; done
 r=$(readlink -f /sys/class/block/sda)
 pci=$(echo $r | sed -n 's#^\(.*/[0-9a-f]\{4\}:[0-9a-f]\{2\}:[0-9a-f]\{2\}\.[0-7]\)/ata[0-9]*/.*#\1#p')
 dump $pci/resource $pci/class $pci/vendor $pci/device
+if [ -L $pci/iommu ]; then
+  link $pci/iommu; u=/sys/class/iommu/$(basename $(readlink $pci/iommu))
+  link $u; u=$(readlink -f $u); dump $u/intel-iommu/address; link $u/device
+fi
+hexdump() { [ -f "/$1" ] && echo "@@HEX $1 $(od -A n -t x1 -v "/$1" | tr -d ' \n')"; }
+hexdump sys/firmware/acpi/tables/IVRS
 for g in /sys/class/graphics/*; do g=$(readlink -f $g); dump $g/virtual_size $g/bits_per_pixel $g/stride $g/name; done
 echo "@@HEAD dev/sda1 $(dd if=/dev/sda1 bs=4096 count=1 2>/dev/null | od -A n -t x1 -v | tr -d ' \n')"
 echo "@@DONE"
@@ -61,9 +71,9 @@ def parse_capture(lines, out):
             if p.is_symlink() or p.exists():
                 p.unlink()
             os.symlink(target, p)
-        elif line.startswith("@@HEAD "):
+        elif line.startswith(("@@HEAD ", "@@HEX ")):
             _, path, hexdata = line.split(" ", 2)
-            p = out / path
+            p = out / path.lstrip("/")
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(bytes.fromhex(hexdata.strip()))
 

@@ -14,6 +14,10 @@
   and sectors count those blocks).
 - extents: a swap partition's sectors after its header page, in whole pages; or a swap
   file's extents (FIEMAP), its first page left out, shifted by its partition's start.
+- iommu: the unit the disk's PCI function links to as `iommu` (Linux's
+  iommu_device_link), found in /sys/class/iommu. Intel VT-d (dmarN): its base from
+  intel-iommu/address. AMD-Vi (ivhdN): Linux shows no base, so it is the IVHD block in the
+  ACPI IVRS table whose IOMMU device ID is the unit's own PCI function (`device`).
 - framebuffer: /dev/fb0 (FBIOGET_*SCREENINFO) when there is one.
 
 Anything that cannot be determined is a UsageError (exit 2) with a one-line reason; nothing
@@ -28,6 +32,7 @@ import struct
 from pathlib import Path
 
 from ..errors import UsageError
+from ..formats.acpi import ivhd_blocks
 from ..formats.common import PAGE_SIZE, SECTOR_SIZE
 from .description import Disk, Extent, Framebuffer, MemoryRange, Options, Reserved, Target
 
@@ -68,8 +73,17 @@ class System:
         except UnicodeDecodeError:      # the kernel writes these as text: a copy is damaged
             raise UsageError(f"{what}: {p} is not UTF-8 text")
 
+    def read_bytes(self, p, what):
+        try:
+            return self.path(p).read_bytes()
+        except OSError as e:
+            raise UsageError(f"{what}: cannot read {p} ({e.strerror})")
+
     def exists(self, p):
         return self.path(p).exists()
+
+    def is_link(self, p):
+        return os.path.islink(self.path(p))
 
     def realpath(self, p):
         """The path inside the system that p resolves to (symlinks followed in the sysroot)."""
@@ -235,14 +249,15 @@ def disk_of(sysmap, part):
         raise UsageError(f"--swap: {part} is a whole disk, not a partition (give the swap partition)")
     whole = parts[parts.index("block") + 1] if "block" in parts else parts[-2]
     if any(re.fullmatch(r"ata\d+", p) for p in parts):
-        disk = _ahci_disk(sysmap, parts)
+        disk, pci_dir = _ahci_disk(sysmap, parts)
     elif "nvme" in parts:
-        disk = _nvme_disk(sysmap, parts, whole)
+        disk, pci_dir = _nvme_disk(sysmap, parts, whole)
     elif any(re.fullmatch(r"virtio\d+", p) for p in parts):
-        disk = _virtio_disk(sysmap, parts)
+        disk, pci_dir = _virtio_disk(sysmap, parts)
     else:
         raise UsageError(f"disk: {part} is not on an AHCI port, an NVMe namespace or a "
                          f"virtio-blk device ({real}); no device-mapper, USB or RAID")
+    disk.iommu, disk.iommu_base = iommu_unit(sysmap, pci_dir, disk.pci)
     lbs = int(sysmap.read(f"/sys/class/block/{whole}/queue/logical_block_size", "disk").strip())
     if lbs not in (512, 4096) or (disk.kind == "ahci" and lbs != SECTOR_SIZE):
         raise UsageError(f"disk: {whole} has {lbs}-byte logical blocks; the {disk.kind} driver "
@@ -290,7 +305,7 @@ def _ahci_disk(sysmap, parts):
     bar5 = _bar(sysmap, pci_dir, 5, f"{pci} ABAR")
     port_dir = f"{'/'.join(parts[:ata + 1])}/ata_port/{parts[ata]}"
     port_no = int(sysmap.read(f"{port_dir}/port_no", "disk.port").strip())
-    return Disk(ahci_base=bar5, pci=pci, port=port_no - 1)
+    return Disk(ahci_base=bar5, pci=pci, port=port_no - 1), pci_dir
 
 
 def _nvme_disk(sysmap, parts, whole):
@@ -307,7 +322,7 @@ def _nvme_disk(sysmap, parts, whole):
     # NSID 2 (names follow the order namespaces were found in, NSIDs are the controller's).
     nsid = int(sysmap.read(f"/sys/class/block/{whole}/nsid", "disk.namespace").strip())
     return Disk(kind="nvme", pci=pci, bar=_bar(sysmap, pci_dir, 0, f"{pci} MLBAR"),
-                namespace=nsid)
+                namespace=nsid), pci_dir
 
 
 def refuse_vmd(sysmap, parts, i):
@@ -365,7 +380,8 @@ def _virtio_disk(sysmap, parts):
     if bar is None:
         raise UsageError(f"disk: {pci} has no virtio 1.x common configuration capability in "
                          f"the config space readable here (legacy device, or not root)")
-    return Disk(kind="virtio-blk", pci=pci, bar=_bar(sysmap, pci_dir, bar, f"{pci} virtio BAR"))
+    return Disk(kind="virtio-blk", pci=pci,
+                bar=_bar(sysmap, pci_dir, bar, f"{pci} virtio BAR")), pci_dir
 
 
 def virtio_common_bar(config):
@@ -378,6 +394,90 @@ def virtio_common_bar(config):
             return config[at + 4]
         at, seen = config[at + 1] & 0xFC, seen + 1
     return None
+
+
+# ---- the IOMMU unit that translates the disk controller's DMA ----------------------------
+IOMMU_CLASS = "/sys/class/iommu"
+IVRS = "/sys/firmware/acpi/tables/IVRS"
+
+
+def iommu_unit(sysmap, pci_dir, pci):
+    """(Disk.iommu, Disk.iommu_base) for the PCI function at `pci_dir`. Linux links a
+    function it put behind an IOMMU unit to that unit as `iommu` (drivers/iommu/iommu-sysfs.c,
+    iommu_device_link); no link: nothing translates its DMA."""
+    if not sysmap.is_link(f"{pci_dir}/iommu"):
+        return "none", 0
+    name = os.path.basename(sysmap.realpath(f"{pci_dir}/iommu"))
+    unit = f"{IOMMU_CLASS}/{name}"
+    if not sysmap.exists(unit):
+        raise UsageError(f"disk.iommu: {pci}'s iommu link names {name}, which {IOMMU_CLASS} "
+                         "does not list")
+    # The unit names are the drivers' own: "dmar%d" (Intel), "ivhd%d" (AMD).
+    if re.fullmatch(r"dmar\d+", name):
+        return "vt-d", vtd_base(sysmap, sysmap.realpath(unit))
+    if re.fullmatch(r"ivhd\d+", name):
+        return "amd-vi", amd_vi_base(sysmap, sysmap.realpath(unit))
+    raise UsageError(f"disk.iommu: {pci} is translated by IOMMU unit {name} ({unit}), "
+                     "neither Intel VT-d (dmarN) nor AMD-Vi (ivhdN): the payload could not "
+                     "check whether it translates")
+
+
+def vtd_base(sysmap, unit_dir):
+    """The register base of a VT-d unit (its DRHD's Register Base Address), which Linux
+    prints as bare hexadecimal in intel-iommu/address (drivers/iommu/intel/iommu.c,
+    address_show)."""
+    path = f"{unit_dir}/intel-iommu/address"
+    text = sysmap.read(path, "disk.iommu").strip()
+    if not re.fullmatch(r"(0x)?[0-9a-fA-F]{1,16}", text):
+        raise UsageError(f"disk.iommu: {path} reads {text[:40]!r}, not a hexadecimal address")
+    return _register_base(int(text, 16), path)
+
+
+def amd_vi_base(sysmap, unit_dir):
+    """The register base of an AMD-Vi unit. Linux shows none in sysfs; the firmware's IVRS
+    table has an IVHD block per unit, keyed by the IOMMU's own PCI function (its `device`
+    link), whose base is the one Linux programs (AMD IOMMU spec 48882, 5.2)."""
+    function = _amd_vi_function(sysmap, unit_dir)
+    m = PCI_RE.match(function)
+    device_id = int(m.group(2), 16) << 8 | int(m.group(3), 16) << 3 | int(m.group(4))
+    mine = [b for b in ivhd_blocks(sysmap.read_bytes(IVRS, "disk.iommu"),
+                                   f"disk.iommu: {IVRS}") if b.device_id == device_id]
+    if not mine:
+        raise UsageError(f"disk.iommu: {IVRS} has no IVHD block for the AMD-Vi unit at "
+                         f"{function} (device ID {device_id:#06x})")
+    # Segment and domain are one number on x86 (ACPI _SEG); only domain 0000 is supported.
+    in_domain = [b for b in mine if b.pci_segment == 0]
+    if not in_domain:
+        raise UsageError(f"disk.iommu: {IVRS}'s IVHD block for device ID {device_id:#06x} is "
+                         f"in PCI segment {mine[0].pci_segment}; only segment 0 (PCI domain "
+                         "0000) is supported")
+    # A unit may have a 10h block and a 11h or 40h block (for older and newer readers);
+    # they describe the same registers.
+    bases = sorted({b.base_address for b in in_domain})
+    if len(bases) > 1:
+        raise UsageError(f"disk.iommu: {IVRS}'s IVHD blocks for device ID {device_id:#06x} "
+                         f"disagree on its base ({', '.join(map(hex, bases))})")
+    return _register_base(bases[0], f"{IVRS} (IVHD for {function})")
+
+
+def _amd_vi_function(sysmap, unit_dir):
+    """The name (0000:BB:DD.F) of the PCI function an AMD-Vi unit is."""
+    link = f"{unit_dir}/device"
+    function = os.path.basename(sysmap.realpath(link)) if sysmap.is_link(link) else ""
+    m = PCI_RE.match(function)
+    if not m:
+        raise UsageError(f"disk.iommu: {link} does not lead to the unit's PCI function")
+    if m.group(1) != "0000":
+        raise UsageError(f"disk.iommu: the AMD-Vi unit is PCI function {function}: PCI domain "
+                         f"{m.group(1)} is not supported (only 0000)")
+    return function
+
+
+def _register_base(base, source):
+    if not base or base % PAGE_SIZE:
+        raise UsageError(f"disk.iommu: {source} gives the register base {base:#x}, not a "
+                         "4 KiB-aligned address")
+    return base
 
 
 def read_swap_magic(path):
