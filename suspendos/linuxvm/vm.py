@@ -21,6 +21,9 @@ from ..qemu.machine import QemuMachine
 HIB_INIT_BODY = r"""
 mark() { echo "@@LINUX $*"; }
 insmod /lib/modules/suspendos.ko || mark "error insmod suspendos"
+# from here on only warnings reach the console: the resumed kernel's info lines (ata power
+# modes, the IOMMU coming back) would otherwise land in the middle of a @@LINUX line
+dmesg -n 4
 grep -q la57 /proc/cpuinfo && mark "note cpu has la57"
 mkdir -p /mnt/t && mount -t tmpfs -o size=300m tmpfs /mnt/t
 dd if=/dev/zero of=/mnt/t/zero bs=1M count=%(zero_mib)d 2>/dev/null
