@@ -7,13 +7,14 @@
  * target names, turns on memory decoding and bus mastering (INTx off), disables the
  * controller (CC.EN = 0, wait CSTS.RDY = 0 within CAP.TO: 7.6.1) whether the host left it
  * enabled or not, points AQA/ASQ/ACQ at queues in the DMA area, enables it (CC.EN = 1, wait
- * CSTS.RDY = 1), identifies controller and namespace (MDTS, the LBA format in use) and
- * creates one I/O completion queue (no interrupts) and one I/O submission queue (7.6.1 steps
- * 5-9). Reads and writes are split into commands of at most MDTS bytes whose data a PRP
- * list of one page describes (4.3); up to NVME_SLOTS commands are in flight at once, each
- * with its own PRP list page. Completions are found by the phase tag (4.6.2). disk_close
- * sends the shutdown notification (CC.SHN = 01b, wait CSTS.SHST = 10b: 7.6.2), clears
- * CC.EN and puts AQA/ASQ/ACQ and the PCI command register back.
+ * CSTS.RDY = 1), identifies controller and namespace (MDTS, the LBA format in use), makes
+ * sure the Host Memory Buffer is off (hmb_off) and creates one I/O completion queue (no
+ * interrupts) and one I/O submission queue (7.6.1 steps 5-9). Reads and writes are split
+ * into commands of at most MDTS bytes whose data a PRP list of one page describes (4.3); up
+ * to NVME_SLOTS commands are in flight at once, each with its own PRP list page.
+ * Completions are found by the phase tag (4.6.2). disk_close sends the shutdown
+ * notification (CC.SHN = 01b, wait CSTS.SHST = 10b: 7.6.2), clears CC.EN and puts
+ * AQA/ASQ/ACQ and the PCI command register back.
  *
  * Give-back (disk.h): Linux's nvme driver shuts the controller down when it freezes for
  * hibernation and resets it from scratch on thaw and restore, so after a suspend the
@@ -82,7 +83,7 @@ static struct {
     uint32_t saved_cc, saved_aqa;
     uint64_t saved_asq, saved_acq;
     int pci_touched, regs_saved, enabled, io_ready, broken, timed_out;
-    uint32_t block;
+    uint32_t block, hmpre, dw0;         /* dw0: the last admin completion's Dword 0 */
     uint64_t blocks, max_bytes;
     char model[41];
     struct slot slot[NVME_SLOTS];
@@ -195,6 +196,7 @@ static int admin(uint8_t opcode, const char *name, uint32_t nsid, uint64_t prp1,
             if (!nv.acq_head)
                 nv.acq_phase ^= 1;
             doorbell(1, nv.acq_head);
+            nv.dw0 = c->dw0;
             if (st >> 1)
                 return fail(SOS_STATUS_DISK_UNSUPPORTED, name, 0, st >> 1,
                             "%s failed: status 0x%x (SCT %u SC 0x%x)", name, st >> 1,
@@ -464,6 +466,7 @@ static int identify(void)
     if (rc)
         return rc;
     uint8_t mdts = id[NVME_IDC_MDTS];
+    memcpy(&nv.hmpre, id + NVME_IDC_HMPRE, 4);
     nv.max_bytes = NVME_MAX_CMD_BYTES;
     if (mdts && mdts < 31 && ((uint64_t)PAGE << mdts) < nv.max_bytes)   /* CAP.MPSMIN = 4K */
         nv.max_bytes = (uint64_t)PAGE << mdts;
@@ -497,6 +500,45 @@ static int identify(void)
                     lbads < 32 ? 1u << lbads : 0);
     nv.block = 1u << lbads;
     return 0;
+}
+
+/* Get Features, Host Memory Buffer: EHM lands in nv.dw0. The attributes structure it also
+ * returns goes to the identify page, whose contents are no longer needed (5.21.1.13). */
+static int hmb_get(void)
+{
+    return admin(NVME_ADMIN_GET_FEATURES, "GET FEATURES HMB", 0, phys(nv.dma + DMA_IDENT),
+                 NVME_FID_HMB, 0);
+}
+
+/*
+ * The controller may read and write its Host Memory Buffer, which is host RAM, whenever
+ * EHM is 1 (5.21.1.13). A Controller Level Reset leaves it off until the host enables it
+ * again, so after disable() it should be; a controller that kept it could write RAM while
+ * the payload saves it, so we ask (docs/DRIVERS.md). HMPRE 0: the controller wants no
+ * buffer and there is nothing to ask. EHM 1: Set Features EHM = 0, MR = 0 (CDW11 0), and
+ * ask again. A command that fails, or EHM still 1, ends the open before any write.
+ */
+static int hmb_off(void)
+{
+    const char *state = "not-requested";
+    int rc = 0;
+    if (nv.hmpre) {
+        state = "off";
+        rc = hmb_get();
+        if (!rc && (nv.dw0 & NVME_HMB_EHM)) {
+            state = "turned-off";
+            rc = admin(NVME_ADMIN_SET_FEATURES, "SET FEATURES HMB", 0, 0, NVME_FID_HMB, 0);
+            if (!rc)
+                rc = hmb_get();
+            if (!rc && (nv.dw0 & NVME_HMB_EHM))
+                rc = fail(SOS_STATUS_DISK_UNSUPPORTED, "SET FEATURES HMB", 0, nv.dw0,
+                          "Host Memory Buffer still on (EHM 1) after Set Features EHM=0: "
+                          "the controller may write host RAM");
+        }
+    }
+    if (!rc)
+        kprintf("@@NVME hmb %s\n", state);
+    return rc;
 }
 
 static int create_io_queues(void)
@@ -636,6 +678,8 @@ int disk_open(const struct disk_config *cfg, void *dma, uint64_t dma_size)
                               "enable: CSTS.RDY not 1 within %u ms (CAP.TO) after CC.EN=1, "
                               "CSTS 0x%x (NVMe 1.4 7.6.1)", nv.to_ms, rd32(NVME_REG_CSTS)));
     rc = identify();
+    if (!rc)
+        rc = hmb_off();
     if (!rc)
         rc = create_io_queues();
     if (rc)

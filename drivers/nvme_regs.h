@@ -76,6 +76,8 @@ _Static_assert(sizeof(struct nvme_cqe) == 16, "CQE is 16 bytes");
 #define NVME_ADMIN_DELETE_CQ    0x04
 #define NVME_ADMIN_CREATE_CQ    0x05
 #define NVME_ADMIN_IDENTIFY     0x06
+#define NVME_ADMIN_SET_FEATURES 0x09    /* 5.21 */
+#define NVME_ADMIN_GET_FEATURES 0x0A    /* 5.13 */
 /* NVM I/O commands (6, figure 346). */
 #define NVME_CMD_FLUSH          0x00
 #define NVME_CMD_WRITE          0x01
@@ -89,6 +91,8 @@ _Static_assert(sizeof(struct nvme_cqe) == 16, "CQE is 16 bytes");
 #define NVME_IDC_SN             4       /* 20 ASCII bytes */
 #define NVME_IDC_MN             24      /* 40 ASCII bytes */
 #define NVME_IDC_MDTS           77      /* 2^n units of CAP.MPSMIN; 0: no limit */
+#define NVME_IDC_HMPRE          272     /* 32 bits: Host Memory Buffer Preferred Size, 4 KiB
+                                           units; 0: the controller wants no HMB */
 #define NVME_IDC_NN             516     /* 32 bits: number of namespaces */
 #define NVME_IDC_VWC            525     /* bit 0: volatile write cache present */
 
@@ -101,5 +105,14 @@ _Static_assert(sizeof(struct nvme_cqe) == 16, "CQE is 16 bytes");
 /* CDW10 of Create I/O Completion / Submission Queue (5.3, 5.4): QSIZE 31:16 (0's
  * based), QID 15:0; CDW11: CQ: IV 31:16, IEN bit 1, PC bit 0; SQ: CQID 31:16, PC bit 0. */
 #define NVME_QUEUE_PC           (1u << 0)
+
+/* Features: CDW10 bits 7:0 are the Feature Identifier (5.13 Get Features: SEL 10:8, 000b
+ * the current value; 5.21 Set Features: SV bit 31, 0 not saved). */
+#define NVME_FID_HMB            0x0D    /* Host Memory Buffer (5.21.1.13) */
+/* HMB: Set Features CDW11, and Dword 0 of a Get Features completion (5.21.1.13). Get
+ * Features also returns the 4 KiB Host Memory Buffer Attributes structure (HSIZE, the
+ * descriptor list) in its data buffer, so it needs one. */
+#define NVME_HMB_EHM            (1u << 0)   /* Enable Host Memory */
+#define NVME_HMB_MR             (1u << 1)   /* Memory Return */
 
 #endif

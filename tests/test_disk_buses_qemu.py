@@ -94,6 +94,8 @@ def test_resume_cycle_and_damage(tmp_path, cli, bus, sector_size, compress):
     disk = tmp_path / "disk.img"
     p, s = _suspend(cli, disk, "64M", bus, sector_size, "--compress", compress)
     assert p.returncode == 0 and s["status"] == "written", p.stderr
+    if bus == "nvme":       # QEMU's controller asks for no Host Memory Buffer (HMPRE 0)
+        assert s["disk_log"] == ["@@NVME hmb not-requested"], s["disk_log"]
     damaged = tmp_path / "damaged.img"
     damaged.write_bytes(disk.read_bytes())
     img = open_image(damaged)
@@ -110,6 +112,8 @@ def test_resume_cycle_and_damage(tmp_path, cli, bus, sector_size, compress):
     out = json.loads(r.stdout)
     assert r.returncode == 0 and out["status"] == "resumed", (out, r.stderr)
     assert out["host_memory_check"] == "passed" and out["host_cpu_check"] == "passed"
+    if bus == "nvme":       # the resume loader links the same driver
+        assert out["disk_log"] == ["@@NVME hmb not-requested"], out["disk_log"]
     again = cli("qemu", "resume", "--memory", "64M", "--disk", disk, "--json", "--quiet",
                 *_bus(bus, sector_size), timeout=900)
     assert again.returncode == 1 and json.loads(again.stdout)["reason"] == "already-resumed"

@@ -41,6 +41,7 @@ class LoaderLog:
         self.outcome = None          # ("refused", reason, message) / ("failed", message) / ...
         self.times = {}
         self.cpu_lines = []          # the loader's @@CPUS / @@CPU lines: APs used, left out
+        self.disk_lines = []         # the disk driver's: @@NVME hmb ... (drivers/nvme.c)
         self.vector_path = None      # @@VECTOR path=scalar|sse2|avx2 (the loader's choice)
         self.returned = False        # the loader went back into the host: the image is used
 
@@ -49,6 +50,9 @@ class LoaderLog:
             self.returned = True
         if key in ("CPU", "CPUS"):
             self.cpu_lines.append(line.strip())
+            return True
+        if key == "NVME":
+            self.disk_lines.append(line.strip())
             return True
         if key == "PROGRESS" and len(fields) == 2:
             self.progress.show(self.phase, int(fields[0]) * 100 // max(1, int(fields[1])))
@@ -265,6 +269,7 @@ def qemu_resume(memory, disk, key=None, show_progress=True, bus="ahci", sector_s
     summary["disk_seconds"] = round(handoff.disk_tsc / hz, 4)
     summary["compute_seconds"] = round(handoff.compute_tsc / hz, 4)
     summary["cpu_log"] = log.cpu_lines
+    summary["disk_log"] = log.disk_lines
     summary["vector_path"] = log.vector_path
     summary["host_ap_check"] = "passed" if result.get("aps", "ok") == "ok" else "failed"
     if error:

@@ -367,6 +367,8 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
                 seen["vbe"] = " ".join(fields)
             elif key in ("AP", "CPU"):             # the host's AP checks, the payload's CPUs
                 seen.setdefault("cpu_lines", []).append(line.strip())
+            elif key == "NVME":                    # @@NVME hmb ... (drivers/nvme.c)
+                seen.setdefault("disk_lines", []).append(line.strip())
             elif key == "VECTOR" and fields:       # @@VECTOR path=scalar|sse2|avx2 (payload)
                 seen["vector_path"] = protocol.parse_fields(fields).get("path")
             elif key == "AVX" and fields:          # @@AVX on|off: the host's ymm canaries
@@ -393,6 +395,7 @@ def qemu_suspend(memory, disk, seed=1, compress="none", ram_dump=None, inject=No
             summary["raw_ceiling"] = True      # no image: bytes_written / seconds = mb_per_s
         summary["host_ap_check"] = "passed" if result.get("aps", "ok") == "ok" else "failed"
         summary["cpu_log"] = seen.get("cpu_lines", [])
+        summary["disk_log"] = seen.get("disk_lines", [])
         summary["vector_path"] = seen.get("vector_path")
         summary["host_avx"] = seen.get("host_avx")
         if "vbe" in seen:
