@@ -100,21 +100,33 @@ def _keep_log(log_file, kept, log):
 
 
 async def _install(guest, disk, memory, area, compress, tmp):
+    """One boot of the guest: install-resume, the blob prepared, a clean power-off. Each
+    step's host seconds go into layer.json, so a slow cold build shows where it went."""
     from .realvm import GuestVM
+    seconds = {}
     async with GuestVM(guest, disk, memory, cpus=1, log_path=tmp / "install.log") as vm:
+        t = time.monotonic()
         await vm.ready()
+        seconds["boot"] = time.monotonic() - t
         await vm.run(f"swapoff -a; swapon {area}", 120)
+        t = time.monotonic()
         out = await vm.run(f"suspendos install-resume --no-grub --swap {area}",
                            INSTALL_DEADLINE)
+        seconds["install_resume"] = time.monotonic() - t
         installed = [l for l in out.splitlines() if l.startswith("installed")]
+        t = time.monotonic()
         out = await vm.run(f"suspendos hibernate --swap {area} --compress {compress} "
                            "--prepare --json", PREPARE_DEADLINE)
+        seconds["prepare"] = time.monotonic() - t
         prepared = json.loads(out[out.index("{"):])
+        t = time.monotonic()
         code = await vm.poweroff()
+        seconds["poweroff"] = time.monotonic() - t
     if code:
         raise BuildError(f"the install-resume boot ended with QEMU exit {code} "
                          "(its console is kept beside the layer, as .failed.log)")
-    return {"installed": installed, "blob": prepared.get("blob")}
+    return {"installed": installed, "blob": prepared.get("blob"),
+            "step_seconds": {k: round(v, 1) for k, v in seconds.items()}}
 
 
 def _initrd_from_disk(disk, abi, out, tmp):
