@@ -39,25 +39,32 @@ def cli():
 # its install-resume layer are about half the suite's time cold) and the runs on the kexec
 # kernel built from Debian's source. Each chain is one group, so one worker builds its cache
 # while the other goes on, and both go first, so the longest chain does not start last.
+# A chain runs in the order of its list (then of collection), so its first entry builds the
+# cache. A test taken from a file for a chain has the file's module fixtures made again on
+# its worker (test_packaging.py's wheel and venv: about a minute).
 CHAINS = {
     "debian-guest": ["tests/test_linux_real_qemu.py",
-                     "tests/test_signals_linux_qemu.py::test_qemu_linux_is_torn_down_on_sigterm"],
+                     "tests/test_signals_linux_qemu.py::test_qemu_linux_is_torn_down_on_sigterm",
+                     "tests/test_packaging.py::test_qemu_linux_from_the_installed_wheel"],
     "kexec-kernel": ["tests/test_kexec_jump_qemu.py",
                      "tests/test_signals_linux_qemu.py::test_qemu_kexec_jump_is_torn_down_on_sigterm"],
 }
 
 
 def chain_of(nodeid):
+    """(the chain's rank, the entry's place in it, the chain's name); tests of no chain
+    rank after every chain."""
     for rank, (name, prefixes) in enumerate(CHAINS.items()):
-        if any(nodeid == p or nodeid.startswith(p + "::") for p in prefixes):
-            return rank, name
-    return len(CHAINS), None
+        for place, p in enumerate(prefixes):
+            if nodeid == p or nodeid.startswith(p + "::"):
+                return rank, place, name
+    return len(CHAINS), 0, None
 
 
 def pytest_collection_modifyitems(config, items):
     ranked = []
     for index, item in enumerate(items):
-        rank, chain = chain_of(item.nodeid)
+        rank, place, chain = chain_of(item.nodeid)
         item.add_marker(pytest.mark.xdist_group(chain or item.nodeid.split("::")[0]))
-        ranked.append((rank, index, item))
-    items[:] = [item for _, _, item in sorted(ranked, key=lambda r: r[:2])]
+        ranked.append((rank, place, index, item))
+    items[:] = [item for *_, item in sorted(ranked, key=lambda r: r[:3])]

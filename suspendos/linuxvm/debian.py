@@ -1,12 +1,15 @@
 """A real Debian 12 guest built from Debian's packages: systemd, udev, ext4 root, a swap file
-made with fallocate + mkswap, Debian's kernel and its headers, gcc, and the suspendos wheel of
-the tree under test in a venv (/opt/suspendos, `suspendos` on root's PATH).
+made with fallocate + mkswap, Debian's kernel and its headers, gcc, and in a venv
+(/opt/suspendos, `suspendos` on root's PATH) the suspendos that runs here: the wheel of the
+tree under test, or, for an installed suspendos, its own files rebuilt as a wheel
+(selfwheel.py).
 
 Three cached layers under ~/.cache/suspendos/debian (SOS_DEBIAN_CACHE overrides), each keyed
 by a hash of its inputs so a change rebuilds only what depends on it:
 
   base-KEY/root.tar    mmdebstrap --variant=minbase of PACKAGES + the kernel ABI (~70 s)
-  wheels-KEY/          the suspendos wheel of this tree and its dependencies (pip wheel)
+  wheels-KEY/          the wheels of suspendos's dependencies (pip wheel), keyed by the
+                       list its wheel declares
   guest-KEY/           the tar unpacked, the venv installed and suspendos.ko built inside it
                        (chroot), the guest's config files written, then an MBR disk whose
                        partition 1 is the root made by `mkfs.ext4 -d` (nothing mounted) and
@@ -23,6 +26,7 @@ from the same clean system without copying gigabytes. Building needs root (chroo
 nodes in the tree); CI runs as root.
 """
 import asyncio
+import email.parser
 import hashlib
 import json
 import os
@@ -137,29 +141,49 @@ def _build_base(d, pkgs, log):
 
 
 # ---- layer 2: wheels ---------------------------------------------------------------------
-def _wheel_digest(path):
-    """A hash of a wheel's contents (names and bytes), not of the zip (it holds mtimes)."""
+def wheel_digest(path):
+    """A hash of what a wheel installs for the guest to run: each package and data file's
+    name where it lands (NAME-VERSION.data/SCHEME/PATH read as SCHEME, PATH) and its bytes.
+    Not of the zip (it holds mtimes), nor of the .dist-info: its metadata differs between
+    the wheel pip builds from the tree and the one rebuilt from an installed copy
+    (selfwheel.py) while the files are the same, and the guest should be the same too."""
     h = hashlib.sha256()
     with zipfile.ZipFile(path) as z:
-        for name in sorted(z.namelist()):
-            h.update(name.encode() + b"\0" + z.read(name))
+        for where, name in sorted(_installed_names(z)):
+            data = z.read(name)
+            h.update(f"{where}\0{len(data)}\0".encode() + data)
     return h.hexdigest()[:16]
 
 
+def _installed_names(z):
+    """("SCHEME\0PATH", name in the zip) of each file a wheel installs, its .dist-info's
+    left out; the files at the wheel's root are "root" (site-packages, PEP 427)."""
+    for name in z.namelist():
+        top, _, rest = name.partition("/")
+        if name.endswith("/") or top.endswith(".dist-info"):
+            continue
+        if top.endswith(".data") and rest:
+            scheme, _, path = rest.partition("/")
+            yield f"{scheme}\0{path}", name
+        else:
+            yield f"root\0{name}", name
+
+
 def build_wheels(work, log=print):
-    """The suspendos wheel of this tree (and its dependencies' wheels, cached by the
-    dependency list). Returns (dir with all wheels, digest of the suspendos wheel)."""
+    """The suspendos wheel the guest gets and its dependencies' wheels (cached by the
+    dependency list). From a source tree, the tree's wheel (the changes under test
+    included); from an installed suspendos, its own files rebuilt as a wheel (selfwheel.py).
+    Returns (dir with all wheels, digest of the suspendos wheel, key of the dependencies)."""
     repo = Path(__file__).resolve().parents[2]
-    if not (repo / "setup.cfg").exists():
-        raise UsageError("the guest is built from a source tree of suspendos (setup.cfg not found)")
     out = Path(work) / "wheels"
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="sos-src-") as src:
-        _clean_copy(repo, Path(src))
-        _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), src],
-             "pip wheel suspendos")
-    wheel = sorted(out.glob("suspendos-*.whl"))[-1]
-    reqs = _install_requires(repo / "setup.cfg")
+    if (repo / "setup.cfg").exists():
+        wheel = checkout_wheel(repo, out)
+    else:
+        from .selfwheel import build_wheel
+        wheel = build_wheel(out)
+    # The list the wheel itself declares, so a tree and an installed copy key it alike
+    reqs = wheel_requirements(wheel)
     deps = cache_root() / f"wheels-{_key(sys.version_info[:2], *reqs)}"
     if not deps.exists():
         log("debian: pip wheel of the dependencies for the guest")
@@ -169,7 +193,16 @@ def build_wheels(work, log=print):
         _publish(tmp, deps)
     for w in deps.glob("*.whl"):
         shutil.copy(w, out / w.name)
-    return out, _wheel_digest(wheel)
+    return out, wheel_digest(wheel), deps.name
+
+
+def checkout_wheel(repo, out):
+    """pip wheel of the tree at `repo`, from a clean copy of it; returns the wheel's path."""
+    with tempfile.TemporaryDirectory(prefix="sos-src-") as src:
+        _clean_copy(repo, Path(src))
+        _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), src],
+             "pip wheel suspendos")
+    return sorted(Path(out).glob("suspendos-*.whl"))[-1]
 
 
 def _clean_copy(repo, dest):
@@ -193,11 +226,20 @@ def _clean_copy(repo, dest):
         shutil.copy2(repo / rel, dest / rel)
 
 
-def _install_requires(setup_cfg):
-    import configparser
-    cp = configparser.ConfigParser()
-    cp.read(setup_cfg)
-    return [l.strip() for l in cp["options"]["install_requires"].splitlines() if l.strip()]
+def wheel_requirements(wheel):
+    """The Requires-Dist of a wheel's METADATA that its extras do not add (setup.cfg
+    install_requires), spelled one way: setuptools once wrote `name (>=1)`, now `name>=1`."""
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist()
+                    if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+        meta = email.parser.Parser().parsestr(z.read(name).decode())
+    out = []
+    for r in meta.get_all("Requires-Dist") or ():
+        spec, sep, marker = r.partition(";")
+        if re.search(r"\bextra\s*==", marker):
+            continue
+        out.append(re.sub(r"[\s()]", "", spec) + (f"; {marker.strip()}" if sep else ""))
+    return out
 
 
 # ---- layer 3: the guest disk -------------------------------------------------------------
@@ -288,22 +330,37 @@ def build_guest(abi=None, log=print):
     tar = base_tar(abi, log)
     with tempfile.TemporaryDirectory(prefix="sos-guest-") as work:
         work = Path(work)
-        wheels, wheel_digest = build_wheels(work, log)
-        key = _key(tar.parent.name, wheel_digest, _guest_files_digest(), ROOT_MIB,
-                   SWAP_PART_MIB, SWAP_FILE_MIB, BASE_APPEND)
-        d = cache_root() / f"guest-{key}"
+        wheels, wheel_digest, deps = build_wheels(work, log)
+        d = _guest_dir(tar, wheel_digest, deps)
         with locked(cache_root(), d.name):
             if (d / "guest.json").exists():
                 return Guest(d)
-            return _build_guest(d, tar, wheels, wheel_digest, abi, work, t0, log)
+            return _build_guest(d, tar, wheels, wheel_digest, deps, abi, work, t0, log)
 
 
-def _build_guest(d, tar, wheels, wheel_digest, abi, work, t0, log):
+def guest_dir(abi=None, log=print):
+    """The folder build_guest() uses for this suspendos, whether the guest is built or not
+    (the base layer and the wheels, its key's inputs, are built when missing): a tree and an
+    installed copy of the same files find the same one."""
+    tar = base_tar(abi or kernel_abi(), log)
+    with tempfile.TemporaryDirectory(prefix="sos-guest-") as work:
+        _, wheel_digest, deps = build_wheels(Path(work), log)
+    return _guest_dir(tar, wheel_digest, deps)
+
+
+def _guest_dir(tar, wheel_digest, deps):
+    # deps (wheels-KEY): the digest leaves out METADATA, so the dependency list counts here
+    return cache_root() / "guest-{}".format(_key(
+        tar.parent.name, wheel_digest, deps, _guest_files_digest(), ROOT_MIB, SWAP_PART_MIB,
+        SWAP_FILE_MIB, BASE_APPEND))
+
+
+def _build_guest(d, tar, wheels, wheel_digest, deps, abi, work, t0, log):
     log(f"debian: building guest {d.name} (kernel {abi}, suspendos {wheel_digest})")
     tmp = Path(tempfile.mkdtemp(prefix=d.name + ".", dir=d.parent))
     try:
         _assemble(tar, wheels, abi, work, tmp)
-        info = {"abi": abi, "base": tar.parent.name, "wheel": wheel_digest,
+        info = {"abi": abi, "base": tar.parent.name, "wheel": wheel_digest, "wheels": deps,
                 "append": BASE_APPEND, "root_mib": ROOT_MIB, "swap_part_mib": SWAP_PART_MIB,
                 "swap_file_mib": SWAP_FILE_MIB,
                 "assemble_seconds": round(time.monotonic() - t0, 1)}
