@@ -22,11 +22,14 @@
 /* How long to wait for THRE before writing anyway. A real 16550 at 115200 baud empties its
  * 16-byte FIFO in 1.4 ms, but QEMU's keeps THRE clear while its output backend cannot take
  * more (a busy host, a slow reader), and writing into a full FIFO drops a byte (PC16550D
- * "FIFO mode": the transmitter FIFO holds 16). So the deadline is generous, on the TSC once
- * timer_init has run; before that a spin count stands in for the clock. After one wait
- * times out the UART counts as wedged and is not waited for again until THRE shows, so a
- * dead UART costs one deadline, not one per byte. */
-#define TX_DEADLINE_US 2000000
+ * "FIFO mode": the transmitter FIFO holds 16). QEMU writes each byte to its socket on its
+ * own, so a few hundred bytes fill the socket's buffer and a reader that is not scheduled
+ * for a moment stalls the UART: 2 s was seen to run out on a loaded 2-core host (half of a
+ * 4 KiB status line lost). So the deadline is generous, on the TSC once timer_init has
+ * run; before that a spin count stands in for the clock. After one wait times out the UART
+ * counts as wedged and is not waited for again until THRE shows, so a dead UART costs one
+ * deadline, not one per byte. */
+#define TX_DEADLINE_US 10000000
 #define TX_SPIN_LIMIT  2000000
 
 static uint16_t serial_port;
