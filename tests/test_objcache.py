@@ -279,6 +279,14 @@ def test_the_cache_folder(monkeypatch):
     assert objcache.cache_dir() is None
 
 
+def test_the_chroot_warm_up_has_the_guest_console_environment():
+    """debian._assemble warms the cache with GUEST_ENV, the guest's commands run with the
+    console's: the same HOME (so the same folder) and PATH (so the same gcc)."""
+    from suspendos.linuxvm import debian, guest
+    line = next(l for l in guest.CONSOLE.splitlines() if l.startswith("export PATH="))
+    assert dict(w.split("=", 1) for w in line.split()[1:]) == debian.GUEST_ENV
+
+
 # ---- the entries ---------------------------------------------------------------------------
 def an_object(tmp_path):
     """A real object (and its key's stand-in) to store."""
