@@ -80,19 +80,25 @@ def _elf_info(path):
     return sections, symbols
 
 
-def _mcmodel(target):
+def mcmodel(target):
     # The small code model needs every symbol below 2 GiB; above that, the large one.
-    return "-mcmodel=small" if target.reserved_range[1] <= (1 << 31) else "-mcmodel=large"
+    return "small" if target.reserved_range[1] <= (1 << 31) else "large"
+
+
+def payload_flags(mcmodel, compress):
+    """The payload's compile flags beyond toolchain.FREESTANDING: all a target changes in
+    them is its code model ("small", "large") and its compression, so the object cache's
+    warm-up (objcache.py) builds every set there is without a target."""
+    # the LZ4 search is fixed per build (builder/core/image_writer.c), so a blob carries one
+    return [f"-mcmodel={mcmodel}", "-ffunction-sections", "-fdata-sections",
+            f"-DSOS_LZ4_HIGH={int(compress == 'lz4hc')}"]
 
 
 def compile_payload(target, workdir):
     load = target.reserved.load_address
     text_base = load + 2 * PAGE_SIZE
-    # the LZ4 search is fixed per build (builder/core/image_writer.c), so a blob carries one
-    lz4_high = f"-DSOS_LZ4_HIGH={int(target.options.compress == 'lz4hc')}"
     objects = toolchain.compile_all(toolchain.payload_sources(target.disk.kind), workdir,
-                                    [_mcmodel(target), "-ffunction-sections", "-fdata-sections",
-                                     lz4_high])
+                                    payload_flags(mcmodel(target), target.options.compress))
     script = (source_dir("builder") / "payload.ld").read_text()
     script = script.replace("@TEXT_BASE@", hex(text_base)).replace("@STACK_SIZE@", hex(STACK_SIZE))
     elf = Path(workdir) / "payload.elf"

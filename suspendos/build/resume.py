@@ -18,7 +18,7 @@ from ..errors import BuildError, UsageError
 from ..formats.common import PAGE_SIZE, align_up
 from ..sources import source_dir
 from . import idt, toolchain, trampoline
-from .payload import AHCI_DMA_SIZE, _elf_info, _mcmodel, patch_payload_info, payload_info, \
+from .payload import AHCI_DMA_SIZE, _elf_info, mcmodel, patch_payload_info, payload_info, \
     target_lists
 
 HANDOFF_OFFSET = PAGE_SIZE       # blob.handoff = load_base + 0x1000, as for the payload
@@ -48,6 +48,18 @@ def loader_sources(kind="ahci"):
             + [source_dir("builder") / "lib" / "string.c"])
 
 
+def loader_flags(mcmodel, serial_port):
+    """The loader's compile flags beyond toolchain.FREESTANDING, from all a target changes
+    in them: its code model ("small", "large") and serial port (payload_flags' twin)."""
+    return [f"-mcmodel={mcmodel}", "-ffunction-sections", "-fdata-sections",
+            "-DBOOT_MAIN=resume_main", f"-DRESUME_SERIAL_PORT={serial_port:#x}"]
+
+
+def loader_includes(work):
+    return [*toolchain.include_dirs(work), source_dir("builder") / "resume",
+            source_dir("qemu-boot")]
+
+
 def _lists_source(work, mem_list, sec_list):
     """An assembly file that puts the two lists in .lists (the linker script keeps them)."""
     (work / "memory_list.bin").write_bytes(mem_list)
@@ -72,12 +84,9 @@ def build_resume_loader(target, out_path, key=None, workdir=None):
         work = Path(workdir or tmp)
         _, mem_list, sec_list = target_lists(target)
         resume = source_dir("builder") / "resume"
-        includes = [*toolchain.include_dirs(work), resume, source_dir("qemu-boot")]
-        flags = [_mcmodel(target), "-ffunction-sections", "-fdata-sections",
-                 "-DBOOT_MAIN=resume_main",
-                 f"-DRESUME_SERIAL_PORT={target.options.serial_port:#x}"]
+        flags = loader_flags(mcmodel(target), target.options.serial_port)
         objects = toolchain.compile_all([*loader_sources(target.disk.kind), _lists_source(work, mem_list, sec_list)],
-                                        work, flags, includes=includes)
+                                        work, flags, includes=loader_includes(work))
         script = (resume / "resume.ld").read_text().replace("@LOAD_BASE@", hex(load)).replace(
             "@RESERVED_END@", hex(reserved_end))
         elf64 = work / "resume64.elf"

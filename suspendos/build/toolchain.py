@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import BuildError
 from ..formats import cheader
 from ..sources import source_dir
+from . import objcache
 
 # No red zone (exceptions push onto the current stack), general registers only (the host's
 # vector state is the host's: only the few functions that carry their own target attribute
@@ -136,7 +137,10 @@ COLD_SOURCES = {("core", "main"), ("core", "smp"), ("core", "raw_ceiling"), ("co
 
 
 def compile_all(sources, workdir, extra_flags=(), includes=None):
-    """Compile C and assembly sources to objects in workdir/obj; returns the object paths."""
+    """Compile C and assembly sources to objects in workdir/obj; returns the object paths.
+    An object the cache holds (objcache.py: same compiler, flags and sources) is copied
+    from it instead of compiled."""
+    gcc = tool("gcc")               # a missing compiler is reported as such, cache or not
     obj_dir = Path(workdir) / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
     incs = includes if includes is not None else include_dirs(workdir)
@@ -148,8 +152,9 @@ def compile_all(sources, workdir, extra_flags=(), includes=None):
         obj = obj_dir / f"{src.parent.name}_{src.stem}.o"
         size = ["-Os"] if (src.parent.name, src.stem) in COLD_SOURCES else []
         # -pipe: cc1 hands as its assembly through a pipe, no temporary file in TMPDIR
-        run([tool("gcc"), "-pipe", *flags, *size, "-c", str(src), "-o", str(obj)],
-            f"compiling {src.name}")
+        cmd = [gcc, "-pipe", *flags, *size, "-c", str(src), "-o", str(obj)]
+        objcache.compile_cached(cmd, src, obj, Path(workdir) / "include",
+                                lambda: run(cmd, f"compiling {src.name}"))
         objects.append(obj)
     return objects
 

@@ -10,11 +10,12 @@ by a hash of its inputs so a change rebuilds only what depends on it:
   base-KEY/root.tar    mmdebstrap --variant=minbase of PACKAGES + the kernel ABI (~70 s)
   wheels-KEY/          the wheels of suspendos's dependencies (pip wheel), keyed by the
                        list its wheel declares
-  guest-KEY/           the tar unpacked, the venv installed and suspendos.ko built inside it
-                       (chroot), the guest's config files written, then an MBR disk whose
-                       partition 1 is the root made by `mkfs.ext4 -d` (nothing mounted) and
-                       partition 2 a swap partition (mkswap); vmlinuz and initrd.img copied
-                       out of /boot; then one provisioning boot makes /swapfile the
+  guest-KEY/           the tar unpacked, the venv installed, suspendos.ko built and the
+                       object cache warmed inside it (chroot), the guest's config files
+                       written, then an MBR disk whose partition 1 is the root made by
+                       `mkfs.ext4 -d` (nothing mounted) and partition 2 a swap partition
+                       (mkswap); vmlinuz and initrd.img copied out of /boot; then one
+                       provisioning boot makes /swapfile the
                        distribution way (fallocate + mkswap, in the guest: mkfs.ext4 -d
                        would copy a file of zeros as holes), writes it out once (dd: what
                        `suspendos hibernate` asks of fallocated swap files) and records its
@@ -376,6 +377,10 @@ def _build_guest(d, tar, wheels, wheel_digest, deps, abi, work, t0, log):
     return Guest(_publish(tmp, d))
 
 
+# What the guest's console gives the commands it runs (guest.py CONSOLE).
+GUEST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             "HOME": "/root"}
+
 PREBUILD_MODULE = """
 import sys
 from suspendos.linuxhost import host, module
@@ -399,6 +404,13 @@ def _assemble(tar, wheels, abi, work, out):
     # headers and gcc) into the cache `suspendos hibernate` looks in, as it would build it
     _run(["chroot", str(root), "/opt/suspendos/bin/python", "-c", PREBUILD_MODULE, abi],
          "kbuild suspendos.ko (guest)", blog)
+    # the payload's and resume loader's objects, compiled once here (natively: ~15 s, where
+    # each `suspendos hibernate --prepare` and `install-resume` in the guest would compile
+    # them under TCG) into the object cache root's commands in the guest use: the same
+    # gcc, sources and paths, so the same keys (suspendos/build/objcache.py). The
+    # environment is the guest console's (guest.py CONSOLE), nothing of the host's.
+    _run(["chroot", str(root), "/opt/suspendos/bin/python", "-m", "suspendos.build.objcache",
+          "--warm"], "object cache warm-up (guest)", blog, env=GUEST_ENV)
     _configure(root, abi)
     for name, dst in ((f"vmlinuz-{abi}", "vmlinuz"), (f"initrd.img-{abi}", "initrd.img")):
         shutil.copy(root / "boot" / name, out / dst)

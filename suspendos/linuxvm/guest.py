@@ -26,7 +26,8 @@ TimeoutStopSec=10
 WantedBy=multi-user.target
 """
 
-# No echo, no line editing, no prompt: the host sees only what commands print.
+# No echo, no line editing, no prompt: the host sees only what commands print. PATH and
+# HOME as debian.GUEST_ENV (the chroot's object cache warm-up fills /root/.cache for them).
 CONSOLE = """#!/bin/sh
 stty -echo 2>/dev/null
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
