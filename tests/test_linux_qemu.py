@@ -115,7 +115,7 @@ async def _resume(tmp, disk, loader):
         return back, (stats, cpus, ran), md5, disk_line, sig, answer, s.lines
 
 
-def test_linux_hibernate_and_resume(tmp_path):
+def test_linux_hibernate_refused_while_iommu_translates_then_resumed(tmp_path):
     debian = Debian(headers=True)
     ko = build_module(debian, tmp_path / "module").read_bytes()
     disk = tmp_path / "disk.img"
