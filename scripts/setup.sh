@@ -33,11 +33,12 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 # The Linux tests fetch Debian's kernel with `apt-get download`: they need package lists too.
 if [ ${#need[@]} -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
-    $sudo apt-get update -q
+    # another apt (unattended-upgrades, a second setup) may hold the lock: wait for it
+    $sudo apt-get -o DPkg::Lock::Timeout=600 update -q
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]} from Debian"
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -q "${need[@]}"
 fi
 
 if [ ! -x .venv/bin/python ]; then
