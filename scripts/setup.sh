@@ -27,6 +27,11 @@ command -v qemu-img >/dev/null || need+=(qemu-utils)
 # loop devices (losetup, mount) and put ext4 and swap on them.
 command -v wipefs >/dev/null || need+=(util-linux)
 command -v losetup >/dev/null || need+=(mount)
+# UEFI machines (`qemu linux --firmware uefi`, the EFI resume loader): OVMF as the firmware,
+# the ESP made with mkfs.vfat and filled with mtools (nothing mounted).
+[ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
+command -v mkfs.vfat >/dev/null || need+=(dosfstools)
+command -v mcopy >/dev/null || need+=(mtools)
 # tests/test_cli_docs.py renders the man page the wheel installs.
 command -v groff >/dev/null || need+=(groff-base)
 sudo=""
