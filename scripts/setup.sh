@@ -32,6 +32,7 @@ command -v losetup >/dev/null || need+=(mount)
 [ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
 command -v mkfs.vfat >/dev/null || need+=(dosfstools)
 command -v mcopy >/dev/null || need+=(mtools)
+command -v sfdisk >/dev/null || need+=(fdisk)      # the guest disk's GPT
 # tests/test_cli_docs.py renders the man page the wheel installs.
 command -v groff >/dev/null || need+=(groff-base)
 sudo=""

@@ -544,6 +544,9 @@ def parser():
     ql.add_argument("--iommu", choices=("none", "intel", "amd"), default="none",
                     help="QEMU's IOMMU, translating the guest's DMA: none, intel or amd "
                          "(default none; docs/LINUX.md)")
+    ql.add_argument("--firmware", choices=("bios", "uefi"), default="bios",
+                    help="the machine's firmware: bios (SeaBIOS; QEMU hands over the kernel) "
+                         "or uefi (OVMF, booting GRUB from the disk's ESP; default bios)")
     ql.add_argument("--swap", choices=("file", "partition"), default="file",
                     help="where the guest swaps and hibernates to: a swap file or a swap "
                          "partition (default file)")

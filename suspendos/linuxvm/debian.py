@@ -12,9 +12,11 @@ by a hash of its inputs so a change rebuilds only what depends on it:
                        list its wheel declares
   guest-KEY/           the tar unpacked, the venv installed, suspendos.ko built and the
                        object cache warmed inside it (chroot), the guest's config files
-                       written, then an MBR disk whose partition 1 is the root made by
-                       `mkfs.ext4 -d` (nothing mounted) and partition 2 a swap partition
-                       (mkswap); vmlinuz and initrd.img copied out of /boot; then one
+                       written, then a GPT disk whose partition 1 is the root made by
+                       `mkfs.ext4 -d` (nothing mounted), partition 2 a swap partition
+                       (mkswap) and partition 3 the EFI system partition with Debian's
+                       GRUB (esp.py: UEFI machines boot from it, BIOS ones get the
+                       kernel from QEMU); vmlinuz and initrd.img copied out of /boot; then one
                        provisioning boot makes /swapfile the
                        distribution way (fallocate + mkswap, in the guest: mkfs.ext4 -d
                        would copy a file of zeros as holes), writes it out once (dd: what
@@ -43,17 +45,23 @@ from pathlib import Path
 from ..cachelock import locked
 from ..errors import BuildError, UsageError
 from . import kernel_abi
+from .esp import GRUB_MODULES, grub_cfg, make_esp
 from .guest import GUEST_FILES
 
 SUITE = "bookworm"
 PACKAGES = ["systemd-sysv", "udev", "kmod", "e2fsprogs", "util-linux", "procps", "python3",
-            "python3-venv", "initramfs-tools", "gcc", "make", "binutils"]
+            "python3-venv", "initramfs-tools", "gcc", "make", "binutils",
+            # UEFI: Debian's GRUB for the ESP, the tools to see and set boot entries, the
+            # ESP's fsck
+            "grub-efi-amd64-bin", "efibootmgr", "dosfstools"]
 MiB = 1 << 20
 SECTOR = 512
 ROOT_START_LBA = 2048                  # partition 1 (root, ext4) at 1 MiB
 ROOT_MIB = 3584
 SWAP_PART_MIB = 1024                   # partition 2 (swap partition variant)
 SWAP_FILE_MIB = 1024                   # /swapfile on the root
+ESP_MIB = 64                           # partition 3 (the EFI system partition, FAT32)
+ESP_LABEL = "SOSESP"
 ROOT_DEV, SWAP_PART_DEV, SWAP_FILE = "/dev/sda1", "/dev/sda2", "/swapfile"
 # What every boot of the guest gets on its kernel command line, whichever hibernator runs:
 # the region suspendos needs kept from Linux, 4-level paging, the same log level.
@@ -75,6 +83,10 @@ def root_dev(bus="ahci"):
 
 def swap_part_dev(bus="ahci"):
     return PARTITIONS[bus][1]
+
+
+# What GRUB on the ESP boots when the machine does not say (esp.py): the root by label.
+UEFI_DEFAULT_CMDLINE = BASE_APPEND.replace(f"root={ROOT_DEV}", f"root=LABEL={ROOT_LABEL}")
 
 
 def base_append(bus="ahci"):
@@ -267,18 +279,23 @@ class Guest:
         return path
 
 
-def _mbr(path, parts):
-    import struct
+# GPT partition types (UEFI 2.10, 5.3.3) and fixed GUIDs, so that the same inputs make the
+# same disk: Linux data, Linux swap, EFI system partition.
+GPT_TYPES = {"root": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+             "swap": "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",
+             "esp": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"}
+DISK_GUID = "50534F53-0000-4000-8000-000000000000"
 
-    def ent(typ, start, size):
-        return struct.pack("<B3sB3sII", 0, b"\xfe\xff\xff", typ, b"\xfe\xff\xff", start, size)
-    mbr = bytearray(SECTOR)
-    mbr[440:444] = b"SOS1"                   # disk signature
-    for i, (typ, start, size) in enumerate(parts):
-        mbr[446 + 16 * i:462 + 16 * i] = ent(typ, start, size)
-    mbr[510:512] = b"\x55\xaa"
-    with open(path, "r+b") as f:
-        f.write(mbr)
+
+def _gpt(path, parts, log):
+    """A GPT (with its protective MBR) on the disk image at `path`: (name, start, sectors)
+    in order, so partition N is the Nth (p1 root, p2 swap, p3 ESP, on every bus)."""
+    lines = ["label: gpt", f"label-id: {DISK_GUID}", "unit: sectors"]
+    for i, (name, start, size) in enumerate(parts, 1):
+        lines.append(f"start={start}, size={size}, type={GPT_TYPES[name]}, name={name}, "
+                     f"uuid={DISK_GUID[:-2]}{i:02X}")
+    _run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(path)], "sfdisk", log,
+         input="\n".join(lines) + "\n")
 
 
 def _configure(root, abi):
@@ -289,6 +306,7 @@ def _configure(root, abi):
     (root / "etc/fstab").write_text(
         "# <file system> <mount point> <type> <options> <dump> <pass>\n"
         f"LABEL={ROOT_LABEL} / ext4 errors=remount-ro 0 1\n"
+        f"LABEL={ESP_LABEL} /boot/efi vfat umask=0077,nofail 0 1\n"
         f"{SWAP_FILE} none swap sw,nofail 0 0\n")
     for rel, (mode, text) in GUEST_FILES.items():
         p = root / rel.lstrip("/")
@@ -353,7 +371,12 @@ def _guest_dir(tar, wheel_digest, deps):
     # deps (wheels-KEY): the digest leaves out METADATA, so the dependency list counts here
     return cache_root() / "guest-{}".format(_key(
         tar.parent.name, wheel_digest, deps, _guest_files_digest(), ROOT_MIB, SWAP_PART_MIB,
-        SWAP_FILE_MIB, BASE_APPEND))
+        SWAP_FILE_MIB, BASE_APPEND, "gpt", ESP_MIB, _esp_digest()))
+
+
+def _esp_digest():
+    """What the ESP is made from (esp.py's GRUB modules and config)."""
+    return _key(*GRUB_MODULES, grub_cfg("ABI", ROOT_LABEL, UEFI_DEFAULT_CMDLINE))
 
 
 def _build_guest(d, tar, wheels, wheel_digest, deps, abi, work, t0, log):
@@ -363,7 +386,7 @@ def _build_guest(d, tar, wheels, wheel_digest, deps, abi, work, t0, log):
         _assemble(tar, wheels, abi, work, tmp)
         info = {"abi": abi, "base": tar.parent.name, "wheel": wheel_digest, "wheels": deps,
                 "append": BASE_APPEND, "root_mib": ROOT_MIB, "swap_part_mib": SWAP_PART_MIB,
-                "swap_file_mib": SWAP_FILE_MIB,
+                "swap_file_mib": SWAP_FILE_MIB, "esp_mib": ESP_MIB,
                 "assemble_seconds": round(time.monotonic() - t0, 1)}
         (tmp / "guest.json").write_text(json.dumps(info))
         t1 = time.monotonic()
@@ -414,14 +437,24 @@ def _assemble(tar, wheels, abi, work, out):
     _configure(root, abi)
     for name, dst in ((f"vmlinuz-{abi}", "vmlinuz"), (f"initrd.img-{abi}", "initrd.img")):
         shutil.copy(root / "boot" / name, out / dst)
-    # the disk: MBR, p1 = ext4 root filled from the tree, p2 = swap partition
+    (root / "boot/efi").mkdir(exist_ok=True)
+    esp_image = make_esp(root, work / "esp.img", ESP_MIB, ESP_LABEL,
+                         grub_cfg(abi, ROOT_LABEL, UEFI_DEFAULT_CMDLINE))
+    # the disk: GPT, p1 = ext4 root filled from the tree, p2 = swap partition, p3 = the ESP
+    # (last, so that the BIOS boots' partitions keep their numbers and places)
     disk = out / "disk.raw"
     root_sectors = ROOT_MIB * MiB // SECTOR
     swap_start = ROOT_START_LBA + root_sectors
     swap_sectors = SWAP_PART_MIB * MiB // SECTOR
+    esp_start = swap_start + swap_sectors
+    esp_sectors = ESP_MIB * MiB // SECTOR
     with open(disk, "wb") as f:
-        f.truncate((swap_start + swap_sectors + 2048) * SECTOR)
-    _mbr(disk, [(0x83, ROOT_START_LBA, root_sectors), (0x82, swap_start, swap_sectors)])
+        f.truncate((esp_start + esp_sectors + 2048) * SECTOR)    # room for the backup GPT
+    _gpt(disk, [("root", ROOT_START_LBA, root_sectors), ("swap", swap_start, swap_sectors),
+                ("esp", esp_start, esp_sectors)], blog)
+    with open(esp_image, "rb") as s, open(disk, "r+b") as f:
+        f.seek(esp_start * SECTOR)
+        shutil.copyfileobj(s, f, 1 << 20)
     _run(["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-E",
           f"offset={ROOT_START_LBA * SECTOR}", "-d", str(root), str(disk),
           f"{ROOT_MIB * 1024}k"], "mkfs.ext4 -d", blog)

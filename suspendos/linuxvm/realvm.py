@@ -8,7 +8,9 @@ The machine is the project's test machine (machine_args: q35, ICH9 AHCI, TCG, -c
 while provisioning) on AHCI port 0, or with `bus` "nvme" / "virtio" the same disk image as
 namespace 1 of an NVMe controller / a virtio-blk device (qemu/disks.py); root= follows.
 `iommu` "intel" / "amd" adds QEMU's emulated IOMMU and, on Debian's kernel, the command line
-a distribution would give it (IOMMU_APPEND).
+a distribution would give it (IOMMU_APPEND). `firmware` "bios" (SeaBIOS) gets the kernel from
+QEMU (-kernel); "uefi" is OVMF with the run's own variable store, booting the disk's ESP:
+GRUB, then the kernel and initrd from the root (esp.py).
 """
 import asyncio
 import re
@@ -41,6 +43,8 @@ def iommu_args(iommu):
 
 
 def guest_args(memory, cpus, disk, kernel, initrd=None, append=None, bus="ahci", iommu="none"):
+    """The machine with the guest's disk; `kernel` None: no -kernel (UEFI boots from the
+    disk: uefi_args)."""
     args = machine_args(memory)
     i = args.index("-accel")
     # several vCPUs that really run in parallel: multi-threaded TCG (QEMU-NOTES)
@@ -48,12 +52,22 @@ def guest_args(memory, cpus, disk, kernel, initrd=None, append=None, bus="ahci",
     args += iommu_args(iommu)
     fmt = "qcow2" if str(disk).endswith(".qcow2") else "raw"
     args += ["-drive", f"if=none,id=d0,file={disk},format={fmt},cache=writeback",
-             *device_args(bus, 512, "d0"), "-kernel", str(kernel)]
+             *device_args(bus, 512, "d0")]
+    if kernel is not None:
+        args += ["-kernel", str(kernel)]
     if initrd:
         args += ["-initrd", str(initrd)]
     if append is not None:
         args += ["-append", append]
     return args
+
+
+def uefi_args(vars_path, cmdline):
+    """OVMF with the run's variable store; the kernel's command line for the guest's GRUB
+    (esp.py). Firmware, GRUB and kernel all come from the disk, as on a real machine."""
+    from ..qemu.ovmf import pflash_args
+    from .esp import cmdline_smbios_args
+    return [*pflash_args(vars_path), *cmdline_smbios_args(cmdline)]
 
 
 class GuestVM:
@@ -62,8 +76,15 @@ class GuestVM:
     alone."""
 
     def __init__(self, guest, disk, memory, cpus, log_path=None, append="", kernel=None,
-                 initrd=None, bus="ahci", iommu="none"):
-        if kernel is None:
+                 initrd=None, bus="ahci", iommu="none", firmware="bios", vars_path=None):
+        if firmware == "uefi":
+            if kernel is not None or initrd is not None:
+                raise RunError("a UEFI guest boots what its disk holds: no kernel or initrd "
+                               "can be handed to it")
+            cmdline = f"{base_append(bus)} {IOMMU_APPEND[iommu]} {append}".strip()
+            args = guest_args(memory, cpus, disk, None, bus=bus, iommu=iommu) + \
+                uefi_args(vars_path, cmdline)
+        elif kernel is None:
             args = guest_args(memory, cpus, disk, guest.vmlinuz, initrd or guest.initrd,
                               f"{base_append(bus)} {IOMMU_APPEND[iommu]} {append}".strip(),
                               bus=bus, iommu=iommu)

@@ -27,6 +27,10 @@ One run, on a qcow2 overlay of the cached guest (suspendos/linuxvm/debian.py):
    to raw; cheaper than a third boot, and nothing is mounted).
 
 Every boot gets the same base command line (debian.BASE_APPEND: memmap=, no5lvl, loglevel).
+`--firmware uefi`: every boot of the run starts in OVMF, which starts GRUB from the disk's
+ESP, which boots the disk's kernel and initrd (esp.py, realvm.uefi_args); both boots share
+the run's variable store. boot_seconds (and second_boot_seconds for a normal second boot)
+times each stage from power-on.
 `--iommu intel|amd`: every boot of the run has QEMU's IOMMU (realvm.IOMMU_DEVICES), Debian's
 kernel the command line a distribution gives it; before hibernating, the guest says whether
 its IOMMU translated the disk controller's DMA (iommu_translating_before, iommu_guest).
@@ -44,6 +48,7 @@ from pathlib import Path
 from ..errors import RunError, UsageError
 from . import debian
 from . import untouched
+from .esp import GRUB_MARK
 from .realvm import IOMMU_DEVICES, GuestVM
 
 MiB = 1 << 20
@@ -51,6 +56,9 @@ PAGE = 4096
 MAX_MEMORY = 8 << 30         # the test machine's ceiling (suspendos.target.qemu.MAX_MEMORY)
 HIBERNATE_DEADLINE = 900.0   # s from the hibernate command to QEMU's exit (TCG, loaded host)
 RESUME_DEADLINE = 600.0      # s from QEMU's start to the resumed userspace's first line
+# bios: SeaBIOS, QEMU hands over the kernel (or the resume loader); uefi: OVMF with a
+# variable store of the run's own (both boots share it), GRUB from the disk's ESP (esp.py)
+FIRMWARES = ("bios", "uefi")
 
 
 def _log(msg):
@@ -61,7 +69,7 @@ def _log(msg):
 class Scenario:
     def __init__(self, memory, cpus, swap="file", compress="lz4", dirty_free=None,
                  hibernator="suspendos", boot_normally=False, disk_bus="ahci", workdir=None,
-                 keep=False, log=_log, keep_caches=False, iommu="none"):
+                 keep=False, log=_log, keep_caches=False, iommu="none", firmware="bios"):
         if not 1 <= cpus <= 4:
             raise UsageError("--cpus: 1 to 4")
         if not 512 * MiB <= memory <= MAX_MEMORY or memory % MiB:
@@ -72,6 +80,13 @@ class Scenario:
         if iommu not in IOMMU_DEVICES:
             raise UsageError("--iommu: none, intel or amd")
         self.iommu = iommu            # QEMU's emulated IOMMU, on every boot of the run
+        if firmware not in FIRMWARES:
+            raise UsageError("--firmware: bios or uefi")
+        if firmware == "uefi" and hibernator == "suspendos" and not boot_normally:
+            # what resumes on UEFI is an EFI application (issue 21), not yet a boot option
+            raise UsageError("--firmware uefi: the resume loader does not boot on UEFI yet; "
+                             "use --boot-normally or --hibernator swsusp")
+        self.firmware = firmware      # every boot of the run (FIRMWARES)
         if swap not in ("file", "partition"):
             raise UsageError("--swap: file or partition")
         if hibernator not in ("suspendos", "swsusp"):
@@ -97,7 +112,7 @@ class Scenario:
         self.work.mkdir(parents=True, exist_ok=True)
         self.result = {"hibernator": hibernator, "cpus": cpus, "memory_mib": memory // MiB,
                        "swap": swap, "compress": compress, "dirty_free_mib": self.dirty // MiB,
-                       "disk_bus": disk_bus, "iommu": iommu}
+                       "disk_bus": disk_bus, "iommu": iommu, "firmware": firmware}
 
     # ---- what each hibernator needs on the command line ----------------------------------
     def swap_area(self):
@@ -115,6 +130,9 @@ class Scenario:
         if self.compress == "none":
             extra.append("hibernate=nocompress")
         return " ".join(extra)
+
+    def _firmware_args(self):
+        return {"firmware": self.firmware, "vars_path": self.vars}
 
     # ---- the run -------------------------------------------------------------------------
     def run(self):
@@ -140,6 +158,10 @@ class Scenario:
             self.result["resume_layer"] = self.layer.dir.name
             self.result["install_resume"] = self.layer.info["installed"]
         self.disk = (self.layer or guest).overlay(self.work / "disk.qcow2")
+        self.vars = None
+        if self.firmware == "uefi":
+            from ..qemu.ovmf import vars_copy
+            self.vars = vars_copy(self.work / "efivars.fd")
         if self.hibernator == "suspendos":
             # the layer every write of the payload lands in (untouched.py), made before QEMU
             # holds the disk's lock; QMP puts it on top at the payload's pause
@@ -153,7 +175,7 @@ class Scenario:
         finally:
             self.result["run_seconds"] = round(time.monotonic() - t0, 1)
             if not self.keep:
-                for f in ("disk.qcow2", "top.qcow2", "disk.raw"):
+                for f in ("disk.qcow2", "top.qcow2", "disk.raw", "efivars.fd"):
                     (self.work / f).unlink(missing_ok=True)
         r = self.result
         ok = (r.get("status") == "resumed" and r.get("md5_match") and r.get("process_continued")
@@ -173,8 +195,10 @@ class Scenario:
     async def _hibernate_boot(self):
         g, r = self.guest, self.result
         async with GuestVM(g, self.disk, self.memory, self.cpus, self.work / "hibernate.log",
-                           append=self.append(g), bus=self.disk_bus, iommu=self.iommu) as vm:
-            r["boot_seconds"] = round(await vm.ready(), 2)
+                           append=self.append(g), bus=self.disk_bus, iommu=self.iommu,
+                           **self._firmware_args()) as vm:
+            ready = await vm.ready()
+            r["boot_seconds"] = boot_seconds(vm.lines, ready)
             await self._iommu_before(vm)
             area = self.swap_area()
             await vm.run(f"swapoff -a; swapon {area} && cat /proc/swaps", 120)
@@ -308,9 +332,12 @@ class Scenario:
             kernel, append = None, self.append(g)
         else:
             kernel, append = self.loader, ""
+        if self.firmware == "uefi":      # the ESP's GRUB boots the disk's own kernel, initrd
+            kernel = initrd = None
         async with GuestVM(g, self.disk, self.memory, self.cpus, self.work / "resume.log",
                            append=append, kernel=kernel, initrd=initrd,
-                           bus=self.disk_bus, iommu=self.iommu) as vm:
+                           bus=self.disk_bus, iommu=self.iommu,
+                           **self._firmware_args()) as vm:
             if self.boot_normally:
                 await self._normal_boot_checks(vm)
             else:
@@ -340,7 +367,7 @@ class Scenario:
         """A normal boot after a hibernation: the initramfs check must have discarded the
         image before the root was mounted, and the area must be swap again."""
         r = self.result
-        await vm.ready()
+        r["second_boot_seconds"] = boot_seconds(vm.lines, await vm.ready())
         area = self.swap_area()
         out = await vm.run(f"dd if={area} bs=1 skip=4086 count=10 2>/dev/null; echo; "
                            f"swapon --show=NAME --noheadings", 120)
@@ -521,6 +548,24 @@ def run_scenario(**kw):
     return Scenario(**kw).run()
 
 
+BOOT_MARKS = (("loader", re.escape(GRUB_MARK)), ("kernel", r"Linux version \d"),
+              ("userspace", r"systemd\[1\]: systemd \d\S* running"))
+
+
+def boot_seconds(lines, ready):
+    """Host seconds from QEMU's start (power-on) to the first line of each stage of a boot:
+    `loader` (GRUB, on UEFI; with -kernel QEMU is the loader: absent), `kernel`, `userspace`
+    (systemd's first line), `ready` (the console): what the firmware's share is."""
+    out = {}
+    for name, pattern in BOOT_MARKS:
+        rx = re.compile(pattern)
+        t = next((t for t, l in lines if rx.search(l)), None)
+        if t is not None:
+            out[name] = round(t, 2)
+    out["ready"] = round(ready, 2)
+    return out
+
+
 def cmd(a):
     """`suspendos qemu linux` (argparse in cli.py)."""
     import sys
@@ -530,7 +575,7 @@ def cmd(a):
     r, ok = run_scenario(memory=memory, cpus=a.cpus, swap=a.swap, compress=a.compress,
                          dirty_free=dirty, hibernator=a.hibernator,
                          boot_normally=a.boot_normally, disk_bus=a.disk_bus,
-                         workdir=a.workdir, keep=a.keep, iommu=a.iommu)
+                         workdir=a.workdir, keep=a.keep, iommu=a.iommu, firmware=a.firmware)
     if a.json:
         print(json.dumps(r, indent=2))
     else:
