@@ -44,13 +44,28 @@ def _check_untouched(r):
     assert r["snapshot_bytes_held"] > 0, r           # the image: in the layer
 
 
-def test_linux_real_swsusp_swap_file_2_cpus(tmp_path):
-    """The kernel's own hibernation on the same guest: the oracle that the guest itself is
-    sound (resume= and resume_offset= from filefrag, LZO)."""
+def _check_uefi(r, boot):
+    """Both boots went OVMF -> GRUB from the ESP -> the disk's kernel, in that order, and
+    the firmware's runtime services answered the kernel afterwards (efivarfs, efibootmgr)."""
+    assert r["firmware"] == "uefi", r
+    b = r[boot]
+    assert 0 < b["loader"] < b["kernel"] < b["userspace"] <= b["ready"], b
+    assert r["boot_seconds"]["loader"] < r["boot_seconds"]["kernel"], r
+    assert r["efi_runtime"] == "ok", r.get("efi_runtime_detail")
+
+
+def test_linux_real_swsusp_uefi_swap_file_2_cpus(tmp_path):
+    """The kernel's own hibernation on the same guest, on a UEFI machine: the oracle that
+    the guest itself is sound (resume= and resume_offset= from filefrag, LZO), booted both
+    times by OVMF, then Debian's GRUB from the disk's ESP (`--firmware uefi`): the image is
+    read back by the kernel GRUB started, the resumed kernel still reaches EFI's runtime
+    services."""
     r, ok = run_scenario(memory=MEMORY, cpus=2, swap="file", compress="lz4",
-                         hibernator="swsusp", workdir=tmp_path)
+                         hibernator="swsusp", workdir=tmp_path, firmware="uefi")
     _check_resumed(r, 2)
     assert r["swsusp_resume"].startswith("8:1 "), r     # the root partition + an offset
+    _check_uefi(r, "boot_seconds")
+    assert r["resume_phases"], r
     assert ok
 
 
@@ -86,12 +101,16 @@ def test_linux_real_suspendos_iommu_amd_swap_file_4_cpus_lz4(tmp_path):
     assert ok
 
 
-def test_linux_real_suspendos_swap_partition_1_cpu_boot_normally(tmp_path):
-    """1 vCPU, the swap partition, and a normal boot instead of the resume: the initramfs
-    check `install-resume` put in (once, in the cached layer: resume_layer.py) discards the
-    image before the root is mounted."""
+def test_linux_real_suspendos_uefi_swap_partition_1_cpu_boot_normally(tmp_path):
+    """1 vCPU, the swap partition, and a normal boot instead of the resume, on a UEFI
+    machine: `suspendos hibernate` under a kernel OVMF and GRUB started, then the next
+    power-on boots through them again with the initramfs `install-resume` rebuilt (once, in
+    the cached layer: resume_layer.py), whose check discards the image before the root is
+    mounted."""
     r, ok = run_scenario(memory=MEMORY, cpus=1, swap="partition", compress="none",
-                         hibernator="suspendos", boot_normally=True, workdir=tmp_path)
+                         hibernator="suspendos", boot_normally=True, workdir=tmp_path,
+                         firmware="uefi")
+    _check_uefi(r, "second_boot_seconds")
     assert any("local-premount/suspendos" in l for l in r["install_resume"]), r
     assert not any("no stale-image guard" in n for n in r["plan_notes"]), r   # found, matched
     assert r["stale_image"] == "discarded", r

@@ -140,6 +140,39 @@ fi
 echo "@@IOMMU {\\"default_domain\\": \\"$dom\\", \\"units\\": \\"${units% }\\", \\"groups\\": $groups, \\"disk_pci\\": \\"$pci\\", \\"disk_group\\": \\"$grp\\", \\"disk_group_type\\": \\"$typ\\"}"
 """
 
+# On a UEFI boot: the firmware's runtime services through the kernel, as systemd and
+# efibootmgr use them (UEFI 2.10, 8.2: GetVariable, SetVariable, GetNextVariableName). A
+# variable of our own vendor GUID is written (attributes NV+BS+RT, then the data, in one
+# write as efivarfs wants), read back and deleted; efibootmgr must list the boot entries.
+EFI_CHECK = """#!/usr/bin/python3
+import os, subprocess, sys, time
+d = "/sys/firmware/efi/efivars"
+def say(state, **kw):
+    print("@@EFI " + state + "".join(f" {k}={v}" for k, v in kw.items()), flush=True)
+    sys.exit(0 if state == "ok" else 1)
+if not os.path.isdir(d):
+    say("no-efi")
+if not os.listdir(d):
+    subprocess.run(["mount", "-t", "efivarfs", "efivarfs", d])
+path = f"{d}/SosRuntimeCheck-50534f53-0000-4000-8000-0000000000ef"
+value = str(time.time_ns()).encode()
+try:
+    with open(path, "wb", buffering=0) as f:
+        f.write((7).to_bytes(4, "little") + value)
+    with open(path, "rb") as f:
+        back = f.read()[4:]
+    subprocess.run(["chattr", "-i", path], capture_output=True)
+    os.unlink(path)
+except OSError as e:
+    say("failed", error=repr(str(e)))
+gone = not os.path.exists(path)
+out = subprocess.run(["efibootmgr"], capture_output=True, text=True)
+entries = sum(1 for l in out.stdout.splitlines() if l[:4] == "Boot" and l[4:8].isalnum() and l[8:9] in "* ")
+if back == value and gone and out.returncode == 0 and entries > 0:
+    say("ok", entries=entries)
+say("failed", read_back=back == value, deleted=gone, efibootmgr=out.returncode, entries=entries)
+"""
+
 # Baked into the guest image (debian.py): the console itself.
 # Debian's default MODULES=most makes update-initramfs look at every driver the kernel has,
 # one modprobe call each: inside the guest under TCG that took 8 of the install-resume
@@ -167,4 +200,5 @@ RUNTIME_FILES = {
     "/usr/local/sbin/sos-dirty": (0o755, DIRTY),
     "/usr/local/sbin/sos-check": (0o755, CHECK),
     "/usr/local/sbin/sos-iommu": (0o755, IOMMU),
+    "/usr/local/sbin/sos-efi-check": (0o755, EFI_CHECK),
 }

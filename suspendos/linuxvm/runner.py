@@ -186,6 +186,8 @@ class Scenario:
             ok = r.get("stale_image") == "discarded" and r.get("fsck") == "clean"
         if self.hibernator == "suspendos":     # and wrote inside the swap area only
             ok = ok and r.get("outside_swap_written_bytes") == 0
+        if self.firmware == "uefi":            # and the firmware still answers the kernel
+            ok = ok and r.get("efi_runtime") == "ok"
         if ok and self.own_work and not self.keep:
             shutil.rmtree(self.work, ignore_errors=True)
         else:
@@ -361,6 +363,7 @@ class Scenario:
                     r.update(_swsusp_counts(vm.lines))
                 out = await vm.run("sos-check", 300)
                 r.update(json.loads(_line(out, "@@CHECK").split(" ", 1)[1]))
+                await self._efi_check(vm)
             r["poweroff_exit_code"] = await vm.poweroff()
 
     async def _normal_boot_checks(self, vm):
@@ -383,6 +386,17 @@ class Scenario:
         out = await vm.run("sos-check", 300)
         check = json.loads(_line(out, "@@CHECK").split(" ", 1)[1])
         r["cpus_online"] = check["cpus_online"]
+        await self._efi_check(vm)
+
+    async def _efi_check(self, vm):
+        """UEFI: the firmware's runtime services answer the kernel after this boot (guest.py
+        EFI_CHECK): efi_runtime "ok", or what failed."""
+        if self.firmware != "uefi":
+            return
+        out = await vm.run("sos-efi-check", 120, check=False)
+        said = _line(out, "@@EFI").split(" ", 1)[1]
+        self.result["efi_runtime"] = "ok" if said.startswith("ok") else said
+        self.result["efi_runtime_detail"] = said
 
     def _raw(self):
         """The run's disk as a raw file (the overlay flattened), for tools that read ext4."""
