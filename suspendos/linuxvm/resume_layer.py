@@ -21,7 +21,8 @@ then a clean power-off, and the rebuilt initrd read back from the ext4 root (deb
 nothing mounted) for the runs' -initrd. Cached under the guest's cache root as
 resume-KEY/ (disk.qcow2 backed by the guest's disk.raw, initrd.img, layer.json), keyed by
 the guest directory (which is keyed by the suspendos wheel, so a change to install-resume
-rebuilds it), the memory size, the swap area and the compression. Runs put their own
+rebuilds it), the memory size, the swap area, the compression and the firmware (a uefi
+layer is made by a UEFI boot and keeps its variable store, efivars.fd, which runs copy). Runs put their own
 overlay on disk.qcow2 and never write to it. The guard itself is still checked on every
 run: `suspendos hibernate` refuses when resume.conf no longer matches the target, and the
 normal boot must find the image discarded by the installed check.
@@ -49,6 +50,7 @@ class ResumeLayer:
         self.dir = Path(d)
         self.disk = self.dir / "disk.qcow2"
         self.initrd = self.dir / "initrd.img"
+        self.vars = self.dir / "efivars.fd"           # uefi: the machine's variable store
         self.info = json.loads((self.dir / "layer.json").read_text())
 
     def overlay(self, path):
@@ -60,17 +62,19 @@ class ResumeLayer:
         return path
 
 
-def resume_layer(guest, memory, area, compress, log=print):
-    """The cached layer for this guest, memory size, swap area and compression."""
-    key = debian._key(guest.dir.name, memory, area, compress)
+def resume_layer(guest, memory, area, compress, log=print, firmware="bios"):
+    """The cached layer for this guest, memory size, swap area, compression and firmware
+    (install-resume records the machine it ran on, firmware memory map included: a layer
+    made under SeaBIOS is refused under OVMF, as on a real machine)."""
+    key = debian._key(guest.dir.name, memory, area, compress, firmware)
     d = guest.dir.parent / f"resume-{key}"
     with locked(d.parent, d.name):
         if (d / "layer.json").exists():
             return ResumeLayer(d)
-        return _build(d, guest, memory, area, compress, log)
+        return _build(d, guest, memory, area, compress, log, firmware)
 
 
-def _build(d, guest, memory, area, compress, log):
+def _build(d, guest, memory, area, compress, log, firmware):
     log(f"debian: building {d.name}: install-resume in the guest ({memory // MiB} MiB, "
         f"{area}; gcc and update-initramfs under TCG: minutes)")
     t0 = time.monotonic()
@@ -79,10 +83,15 @@ def _build(d, guest, memory, area, compress, log):
         disk = tmp / "disk.qcow2"
         debian._run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
                      str(guest.disk), str(disk)], "qemu-img create")
-        info = asyncio.run(_install(guest, disk, memory, area, compress, tmp))
+        fw = {"firmware": firmware, "vars_path": None}
+        if firmware == "uefi":       # kept with the layer: runs start from a copy of it
+            from ..qemu.ovmf import vars_copy
+            fw["vars_path"] = vars_copy(tmp / "efivars.fd")
+        info = asyncio.run(_install(guest, disk, memory, area, compress, tmp, fw))
         _initrd_from_disk(disk, guest.abi, tmp / "initrd.img", tmp)
         info.update(guest=guest.dir.name, memory_mib=memory // MiB, area=area,
-                    compress=compress, seconds=round(time.monotonic() - t0, 1))
+                    compress=compress, firmware=firmware,
+                    seconds=round(time.monotonic() - t0, 1))
         (tmp / "layer.json").write_text(json.dumps(info, indent=1))
     except BaseException:
         _keep_log(tmp / "install.log", d.parent / f"{d.name}.failed.log", log)
@@ -99,12 +108,13 @@ def _keep_log(log_file, kept, log):
         log(f"debian: the install-resume boot's console is kept in {kept}")
 
 
-async def _install(guest, disk, memory, area, compress, tmp):
+async def _install(guest, disk, memory, area, compress, tmp, fw):
     """One boot of the guest: install-resume, the blob prepared, a clean power-off. Each
     step's host seconds go into layer.json, so a slow cold build shows where it went."""
     from .realvm import GuestVM
     seconds = {}
-    async with GuestVM(guest, disk, memory, cpus=1, log_path=tmp / "install.log") as vm:
+    async with GuestVM(guest, disk, memory, cpus=1, log_path=tmp / "install.log",
+                       **fw) as vm:
         t = time.monotonic()
         await vm.ready()
         seconds["boot"] = time.monotonic() - t

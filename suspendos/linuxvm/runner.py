@@ -154,14 +154,15 @@ class Scenario:
             # the stale-image guard installed once, as its owner would (resume_layer.py)
             from .resume_layer import resume_layer
             self.layer = resume_layer(guest, self.memory, self.swap_area(), self.compress,
-                                      log=self.log)
+                                      log=self.log, firmware=self.firmware)
             self.result["resume_layer"] = self.layer.dir.name
             self.result["install_resume"] = self.layer.info["installed"]
         self.disk = (self.layer or guest).overlay(self.work / "disk.qcow2")
         self.vars = None
         if self.firmware == "uefi":
             from ..qemu.ovmf import vars_copy
-            self.vars = vars_copy(self.work / "efivars.fd")
+            self.vars = vars_copy(self.work / "efivars.fd",
+                                  **({"template": self.layer.vars} if self.layer else {}))
         if self.hibernator == "suspendos":
             # the layer every write of the payload lands in (untouched.py), made before QEMU
             # holds the disk's lock; QMP puts it on top at the payload's pause
