@@ -121,6 +121,8 @@ EFIAPI efi_status efi_main(efi_handle image, struct efi_system_table *st)
     s = get_map(bs, &map, &cap, &size, &key, &desc_size);
     if (s || efi_memmap_convert(map, size, desc_size, &entry.boot)) {
         bs->free_pages(base, pages);
+        if (map)
+            bs->free_pool(map);
         return back(s ? s : EFI_OUT_OF_RESOURCES, "memory-map: the firmware's map does not "
                     "convert");
     }
