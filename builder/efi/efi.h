@@ -99,7 +99,7 @@ struct efi_system_table {
     struct efi_configuration_table *configuration_table;
 };
 
-/* 4.6.1.1 Industry Standard Configuration Tables */
+/* 4.6, the industry standard configuration tables (ACPI) */
 #define EFI_ACPI_20_TABLE_GUID \
     { 0x8868e871, 0xe4f1, 0x11d3, { 0xbc, 0x22, 0x00, 0x80, 0xc7, 0x3c, 0x88, 0x81 } }
 #define EFI_ACPI_TABLE_GUID \

@@ -2,7 +2,7 @@
  * EFI memory types after ExitBootServices, as the E820 types the loader's RAM check reads.
  * The rule is Linux's, for the E820 table its EFI stub builds from the same map
  * (drivers/firmware/efi/libstub/x86-stub.c, setup_e820): loader and boot services code and
- * data are free once boot services are gone (UEFI 2.10, 7.2, table 7-6 "Memory Type Usage
+ * data are free once boot services are gone (UEFI 2.10, 7.2, the table "Memory Type Usage
  * after ExitBootServices()"), so they count as RAM with conventional memory; runtime
  * services, ACPI, MMIO, PAL code, reserved memory do not, nor does unaccepted memory (the
  * loader cannot accept it, 7.2 EfiUnacceptedMemoryType).

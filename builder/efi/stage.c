@@ -8,7 +8,7 @@
  *   4. lets the loader check the machine's RAM, the disk and the image header and tables
  *      (efi_entry.h: check). Nothing to resume, or an image the loader refuses: the region
  *      is freed, "@@EFI back-to-firmware ..." printed, and an error status returned, so the
- *      boot manager goes on to its next boot option (3.1.1) and the machine boots as usual;
+ *      boot manager goes on to its next boot option (3.1.2, load option processing) and the machine boots as usual;
  *   5. otherwise exits boot services (7.4.6) with a fresh memory map and enters the loader
  *      on its 64-bit entry with that map. No way back to the firmware after this.
  * Progress goes to the loader's serial port in its "@@" line style.
@@ -44,7 +44,7 @@ static int same_guid(const struct efi_guid *a, const struct efi_guid *b)
     return !memcmp(a, b, sizeof *a);
 }
 
-/* The ACPI 2.0 RSDP, or ACPI 1.0's when the firmware offers only that (4.6.1.1). */
+/* The ACPI 2.0 RSDP, or ACPI 1.0's when the firmware offers only that (4.6). */
 static uint64_t find_rsdp(const struct efi_system_table *st)
 {
     static const struct efi_guid acpi20 = EFI_ACPI_20_TABLE_GUID, acpi10 = EFI_ACPI_TABLE_GUID;
