@@ -51,3 +51,13 @@ def test_the_multiboot_format_stays_the_default(tmp_path, cli):
     assert "a multiboot kernel" in p.stdout
     head = out.read_bytes()[:20]
     assert head[:4] == b"\x7fELF" and head[4] == 1 and struct.unpack_from("<H", head, 18)[0] == 3
+
+
+def test_a_loader_built_with_a_key_is_readable_by_its_owner_only(tmp_path, cli):
+    target, key, out = tmp_path / "t.toml", tmp_path / "k", tmp_path / "BOOTX64.EFI"
+    assert cli("target", "qemu", "--memory", "256M", "--framebuffer", "none", "-o",
+               target).returncode == 0
+    assert cli("key", "new", "-o", key).returncode == 0
+    p = cli("build-resume", "--target", target, "--key", key, "-o", out, "--format", "efi")
+    assert p.returncode == 0, p.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
