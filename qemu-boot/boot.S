@@ -112,6 +112,7 @@ boot_mbi:       .long 0
         .align 4096
         .globl boot_pml4
 boot_pml4:      .skip 4096
+        .globl boot_pdpt                /* the EFI entry builds the same map */
 boot_pdpt:      .skip 4096
         .globl boot_stack_bottom
 boot_stack_bottom:

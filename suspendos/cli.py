@@ -106,6 +106,25 @@ def cmd_inspect(a):
     emit_json(r) if a.json else print(format_text(r))
 
 
+def cmd_build_resume(a):
+    import tempfile
+    from pathlib import Path
+    from .build.resume import build_resume_loader
+    from .target import load
+    t = load(a.target, "--target")
+    key = _key(a)
+    with tempfile.TemporaryDirectory(prefix="sos-build-resume-") as tmp:
+        out = Path(tmp) / "loader"
+        build_resume_loader(t, out, key=key, fmt=a.format)
+        data = out.read_bytes()
+    # A loader built with a key carries it: only its owner may read it.
+    write_atomic(a.output, data, mode=0o600 if key else 0o644, what="-o")
+    what = ("an EFI application (copy it to the ESP, as EFI/BOOT/BOOTX64.EFI or a boot "
+            "entry of its own)" if a.format == "efi" else "a multiboot kernel")
+    print(f"wrote {show(a.output)}: {len(data)} bytes, {what}; the loader lives at "
+          f"{t.reserved.load_address:#x}")
+
+
 # ---- qemu ---------------------------------------------------------------------------------
 def _parse_inject(spec):
     """write-error:LBA[,always] -> blkdebug inject-error rules; write-stall -> a blkdebug
@@ -444,6 +463,18 @@ def parser():
     i.add_argument("payload", metavar="PAYLOAD", help="the payload blob (suspendos build)")
     i.add_argument("--json", action="store_true", help=helptext.JSON)
     i.set_defaults(func=cmd_inspect)
+
+    br = sub.add_parser("build-resume", help="build the resume loader for a target (docs/RESUME.md)")
+    br.add_argument("--target", required=True, metavar="FILE",
+                    help="the target description (TOML) the image was written for")
+    br.add_argument("-o", "--output", required=True, metavar="LOADER",
+                    help="the loader file to write")
+    _key_option(br)
+    br.add_argument("--format", choices=("multiboot", "efi"), default="multiboot",
+                    help="multiboot: an ELF for QEMU's -kernel or GRUB's multiboot (default); "
+                         "efi: a PE32+ EFI application that goes back to the firmware when "
+                         "there is nothing to resume")
+    br.set_defaults(func=cmd_build_resume)
 
     q = sub.add_parser("qemu", help="run the QEMU test machine").add_subparsers(
         dest="what", required=True)

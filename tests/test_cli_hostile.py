@@ -79,6 +79,7 @@ def _output_commands(tmp, target, kit):
     return [
         ("target qemu", ["target", "qemu", "--memory", "64M", "-o", "OUT"]),
         ("build", ["build", "--target", target, "-o", "OUT"]),
+        ("build-resume", ["build-resume", "--target", target, "-o", "OUT", "--format", "efi"]),
         ("key new", ["key", "new", "-o", "OUT"]),
         ("plugin keygen", ["plugin", "keygen", "-o", "OUT"]),
         ("plugin pack", ["plugin", "pack", "--splash", kit / "logo.png", "-o", "OUT"]),
@@ -95,7 +96,7 @@ def _output_commands(tmp, target, kit):
     ]
 
 
-COMMANDS = ["target qemu", "build", "key new", "plugin keygen", "plugin pack", "plugin sign",
+COMMANDS = ["target qemu", "build", "build-resume", "key new", "plugin keygen", "plugin pack", "plugin sign",
             "plugin preview", "qemu suspend --disk", "qemu suspend --ram-dump",
             "qemu suspend --screenshot", "image extract -o", "image extract --elf",
             "bench compress"]

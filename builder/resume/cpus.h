@@ -21,6 +21,10 @@
 
 typedef void (*cpus_job)(unsigned cpu, void *arg);
 
+/* madt.c: the ACPI RSDP's physical address when the boot path found it (the EFI entry,
+ * from the EFI configuration table); 0: scan the BIOS areas for it. */
+extern uint64_t cpus_rsdp;
+
 /* The loader's command line, for the tests (qemu resume --inject ap-deaf:ID / ap-fault:ID):
  * "ap-deaf=ID" makes the AP with that APIC id start but never answer, "ap-fault=ID" makes
  * it take a #GP in its first job. */

@@ -255,7 +255,7 @@ static void start_cpus(const struct boot_info *boot, uint8_t **p, uint8_t *end,
     *p += (uint64_t)(cpus - 1) * stride;
 }
 
-void image_open(uint64_t disk_sectors, const struct boot_info *boot)
+void image_check(uint64_t disk_sectors)
 {
     const struct sos_payload_info *info = sos_run.info;
     im.info = info;
@@ -291,6 +291,14 @@ void image_open(uint64_t disk_sectors, const struct boot_info *boot)
     check_header(disk_sectors);
     read_buffer(SOS_IMAGE_HEADER_BLOCK, im.tables, im.tables_bytes);
     check_tables(disk_sectors);
+}
+
+void image_open(uint64_t disk_sectors, const struct boot_info *boot)
+{
+    const struct sos_payload_info *info = sos_run.info;
+    image_check(disk_sectors);
+    uint8_t *p = im.tables + im.tables_bytes;
+    uint8_t *scratch_end = (uint8_t *)(uintptr_t)(info->scratch_base + info->scratch_size);
 
     /* LZ4 output holds one chunk's pages; the read buffer at least one whole buffered
      * chunk (raw unencrypted chunks of any size are streamed). */

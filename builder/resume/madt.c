@@ -1,7 +1,9 @@
 /*
  * Which other CPUs this machine has: the local APIC ids in the ACPI MADT (ACPI 6.5, 5.2.12:
- * entries 0 "Processor Local APIC" and 9 "Processor Local x2APIC"), found through the RSDP (5.2.5.1: on a 16-byte boundary in the
- * first KiB of the EBDA or in 0xE0000-0xFFFFF) and the XSDT or RSDT. Every table is
+ * entries 0 "Processor Local APIC" and 9 "Processor Local x2APIC"), found through the RSDP and
+ * the XSDT or RSDT. The RSDP is the one the EFI entry found in the EFI configuration table
+ * (cpus_rsdp; ACPI 6.5, 5.2.5.2 "Finding the RSDP on UEFI Enabled Systems"), else the BIOS
+ * areas' (5.2.5.1: on a 16-byte boundary in the first KiB of the EBDA or in 0xE0000-0xFFFFF). Every table is
  * checked (signature, length, checksum) before it is believed; only Enabled CPUs are
  * started (Online Capable alone means not present yet). Without ACPI, under QEMU,
  * fw_cfg's CPU count (docs/specs/fw_cfg.rst, FW_CFG_NB_CPUS) with QEMU's numbering 0..N-1.
@@ -28,8 +30,14 @@ static uint8_t sum(const uint8_t *p, uint32_t n)
 static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
+uint64_t cpus_rsdp;
+
 static const uint8_t *find_rsdp(void)
 {
+    if (cpus_rsdp) {            /* handed to us: believed only with its signature and sum */
+        const uint8_t *r = (const uint8_t *)(uintptr_t)cpus_rsdp;
+        return cpus_rsdp < (1ull << 39) && !memcmp(r, "RSD PTR ", 8) && !sum(r, 20) ? r : 0;
+    }
     uint64_t ebda = (uint64_t)*(const volatile uint16_t *)(uintptr_t)0x40E << 4;
     uint64_t areas[2][2] = { { ebda, ebda + 1024 }, { 0xE0000, 0x100000 } };
     for (int a = 0; a < 2; a++) {

@@ -95,6 +95,8 @@ void refuse(enum resume_reason why, const char *fmt, ...)
         restore_failed("%s: %s", reason_names[why], msg);
     release_devices();
     kprintf("@@RESUME refused %s %s\n", reason_names[why], msg);
+    if (resume_refuse_hook)
+        resume_refuse_hook(why, reason_names[why]);
     resume_pause("end");
     end(RESUME_EXIT_REFUSED + why);
 }
@@ -248,16 +250,30 @@ static uint64_t open_disk(const struct sos_payload_info *info)
     return sectors;
 }
 
-void resume_main(uint32_t magic, uint32_t mbi)
+/* A refusal goes here instead of ending when the EFI entry's check set it (efi/entry.c):
+ * boot services are still up then, and the firmware gets the machine back. */
+void (*resume_refuse_hook)(enum resume_reason why, const char *name);
+
+struct boot_info *resume_boot(void)
+{
+    return &boot;
+}
+
+/* Both entries start so: our serial, our IDT when it has been written, the first line. */
+void resume_start(int own_idt)
+{
+    serial_init(RESUME_SERIAL_PORT);
+    if (own_idt)
+        load_idt();
+    kprintf("\n@@RESUME start\n");
+}
+
+/* Once `boot` holds this machine's memory map: our configuration and the machine's RAM,
+ * before scratch or any saved page is written. */
+void resume_begin(void)
 {
     const struct sos_payload_info *info = (const struct sos_payload_info *)&sos_payload_info;
     struct sos_handoff *h = &resume_handoff;
-    serial_init(RESUME_SERIAL_PORT);
-    load_idt();
-    kprintf("\n@@RESUME start\n");
-    /* First, before scratch or any saved page is written: the firmware's memory map
-     * lives in low RAM (and the multiboot structures right after our image). */
-    multiboot_read(magic, mbi, &boot);
     resume_pause_init(boot.cmdline);
     cpus_options(boot.cmdline);
 
@@ -270,14 +286,24 @@ void resume_main(uint32_t magic, uint32_t mbi)
     sos_run.info = info;
     check_config(info);
     check_memory_map(info);
+}
 
+uint64_t resume_open_disk(void)
+{
+    return open_disk(sos_run.info);
+}
+
+/* From the checks on: the disk, the image, the two passes, the return into the host. */
+__attribute__((noreturn)) void resume_run(void)
+{
+    struct sos_handoff *h = sos_run.handoff;
     timer_init(0);
     vector_enter(0);        /* ChaCha20's SSE2/AVX2 path where the CPU allows it */
     cpus_discover();
     h->tsc_hz_used = timer_hz();
     h->tsc_source = timer_calibrated() ? SOS_TSC_PIT : SOS_TSC_FALLBACK;
     resume_pause("start");
-    uint64_t sectors = open_disk(info);
+    uint64_t sectors = resume_open_disk();
     h->tsc_start = rdtsc();                 /* from the first image read to the return */
     image_open(sectors, &boot);
     image_verify();
@@ -294,4 +320,14 @@ void resume_main(uint32_t magic, uint32_t mbi)
     kprintf("@@RESUME returning rip=0x%lx rsp=0x%lx\n", h->context.rip, h->context.rsp);
     vector_leave(0);        /* our own XCR0/CR4 first; the context then loads the host's */
     cpu_resume(image_context());
+}
+
+void resume_main(uint32_t magic, uint32_t mbi)
+{
+    resume_start(1);
+    /* First, before scratch or any saved page is written: the firmware's memory map
+     * lives in low RAM (and the multiboot structures right after our image). */
+    multiboot_read(magic, mbi, &boot);
+    resume_begin();
+    resume_run();
 }

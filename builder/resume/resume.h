@@ -70,12 +70,32 @@ void restore_failed(const char *fmt, ...);
 __attribute__((noreturn))
 void resume_ap_fault(uint32_t apic, uint64_t vector, uint64_t error, uint64_t rip, uint64_t cr2);
 
+/* main.c, the steps both entries (multiboot: resume_main; EFI: efi/entry.c) share.
+ * resume_start: our serial (and our IDT when own_idt), "@@RESUME start". resume_boot: the
+ * memory map the entry fills before resume_begin, which checks our configuration and that
+ * every saved range is RAM in it. resume_open_disk: the IOMMU check, the disk taken over
+ * and identified (its sector count). resume_run: the rest, from the disk to the return. */
+struct boot_info;
+void resume_start(int own_idt);
+struct boot_info *resume_boot(void);
+void resume_begin(void);
+uint64_t resume_open_disk(void);
+__attribute__((noreturn)) void resume_run(void);
+
+/* Called by refuse() after its @@RESUME line, when set, instead of ending: the EFI entry's
+ * check (boot services still up) goes back to the firmware from there. Never returns. */
+extern void (*resume_refuse_hook)(enum resume_reason why, const char *name);
+
+/* Give the disk back (as found before the restore, reset after it). */
+void release_devices(void);
+
 /* Set once the restore pass has written the first page of saved RAM. */
 extern int resume_ram_touched;
 
-/* image.c: the two passes over the chunks. They call refuse() / restore_failed(). */
-struct boot_info;
-/* Also starts the APs (cpus.c) with room for them in scratch. */
+/* image.c: the two passes over the chunks. They call refuse() / restore_failed().
+ * image_check reads the header block and the tables and checks them (every check that
+ * needs no chunk); image_open does that, then lays out scratch and starts the APs (cpus.c). */
+void image_check(uint64_t disk_sectors);
 void image_open(uint64_t disk_sectors, const struct boot_info *boot);
 void image_verify(void);
 void image_restore(void);

@@ -1,5 +1,7 @@
 """Build the resume loader for a target: a multiboot kernel (elf32-i386, as QEMU's -kernel and
-GRUB's multiboot command take it) linked to live only inside the target's reserved region.
+GRUB's multiboot command take it) linked to live only inside the target's reserved region,
+or (format "efi") the same loader with its EFI entries inside a PE32+ EFI application
+(build/efi.py) that copies it there.
 
 It is compiled from builder/resume/ with the payload's own drivers and core pieces (stream,
 XXH64, LZ4, ChaCha20-Poly1305, the ISR stubs) and qemu-boot's boot stub and multiboot
@@ -17,12 +19,15 @@ from pathlib import Path
 from ..errors import BuildError, UsageError
 from ..formats.common import PAGE_SIZE, align_up
 from ..sources import source_dir
-from . import idt, toolchain, trampoline
+from . import efi, idt, toolchain, trampoline
 from .payload import AHCI_DMA_SIZE, _elf_info, mcmodel, patch_payload_info, payload_info, \
     target_lists
 
 HANDOFF_OFFSET = PAGE_SIZE       # blob.handoff = load_base + 0x1000, as for the payload
 MIN_SCRATCH = AHCI_DMA_SIZE + 256 * 1024
+FORMATS = ("multiboot", "efi")
+# The EFI build's extra entries, kept from --gc-sections (builder/resume/efi/).
+EFI_KEEP = "KEEP(*(.text.efi_entry))"
 
 
 @dataclass
@@ -35,11 +40,12 @@ class LoaderBuild:
     symbols: dict = field(default_factory=dict)
 
 
-def loader_sources(kind="ahci"):
+def loader_sources(kind="ahci", fmt="multiboot"):
     resume = source_dir("builder") / "resume"
     core = source_dir("builder") / "core"
     boot = source_dir("qemu-boot")
-    return ([*sorted(resume.glob("*.c")), *sorted(resume.glob("*.S")),
+    entries = [resume / "efi" / "entry.c", resume / "efi" / "entry64.S"] if fmt == "efi" else []
+    return ([*sorted(resume.glob("*.c")), *sorted(resume.glob("*.S")), *entries,
              boot / "boot.S", boot / "multiboot.c", core / "isr.S"]
             + [core / n for n in ("stream.c", "xxh64.c", "lz4.c", "chacha20poly1305.c",
                                   "vector.c")]
@@ -57,7 +63,7 @@ def loader_flags(mcmodel, serial_port):
 
 def loader_includes(work):
     return [*toolchain.include_dirs(work), source_dir("builder") / "resume",
-            source_dir("qemu-boot")]
+            source_dir("builder") / "resume" / "efi", source_dir("qemu-boot")]
 
 
 def _lists_source(work, mem_list, sec_list):
@@ -74,21 +80,25 @@ def _lists_source(work, mem_list, sec_list):
     return src
 
 
-def build_resume_loader(target, out_path, key=None, workdir=None):
-    """Compile, link and configure the loader for `target`; write it to `out_path`."""
+def build_resume_loader(target, out_path, key=None, workdir=None, fmt="multiboot"):
+    """Compile, link and configure the loader for `target`; write it to `out_path` as a
+    multiboot ELF or (fmt "efi") an EFI application."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     target.validate()
     load, reserved_end = target.reserved_range
-    if reserved_end > 1 << 32:
+    if fmt == "multiboot" and reserved_end > 1 << 32:
         raise UsageError("reserved: a multiboot loader must load below 4 GiB")
     with tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
         work = Path(workdir or tmp)
         _, mem_list, sec_list = target_lists(target)
         resume = source_dir("builder") / "resume"
         flags = loader_flags(mcmodel(target), target.options.serial_port)
-        objects = toolchain.compile_all([*loader_sources(target.disk.kind), _lists_source(work, mem_list, sec_list)],
+        objects = toolchain.compile_all([*loader_sources(target.disk.kind, fmt), _lists_source(work, mem_list, sec_list)],
                                         work, flags, includes=loader_includes(work))
         script = (resume / "resume.ld").read_text().replace("@LOAD_BASE@", hex(load)).replace(
-            "@RESERVED_END@", hex(reserved_end))
+            "@RESERVED_END@", hex(reserved_end)).replace(
+            "@EFI_KEEP@", EFI_KEEP if fmt == "efi" else "")
         elf64 = work / "resume64.elf"
         toolchain.link(objects, script, elf64, work)
         sections, sym = _elf_info(elf64)
@@ -113,8 +123,27 @@ def build_resume_loader(target, out_path, key=None, workdir=None):
         data = data[:off] + gates + data[off + len(gates):]
         patched = work / "data.bin"
         patched.write_bytes(data)
-        toolchain.run([toolchain.tool("objcopy"), "--update-section", f".data={patched}",
-                       "-O", "elf32-i386", str(elf64), str(out_path)],
-                      "configuring the resume loader")
+        if fmt == "efi":
+            _efi(work, elf64, patched, sym, target, reserved_end, out_path)
+        else:
+            toolchain.run([toolchain.tool("objcopy"), "--update-section", f".data={patched}",
+                           "-O", "elf32-i386", str(elf64), str(out_path)],
+                          "configuring the resume loader")
     return LoaderBuild(elf=Path(out_path), load_base=load, handoff=load + HANDOFF_OFFSET,
                        scratch_base=scratch_base, scratch_size=scratch_size, symbols=sym)
+
+
+def _efi(work, elf64, patched_data, sym, target, reserved_end, out_path):
+    """The configured loader as a flat image from load_base, inside the EFI stage."""
+    flat = work / "resume_flat.bin"
+    toolchain.run([toolchain.tool("objcopy"), "--update-section", f".data={patched_data}",
+                   "-O", "binary", str(elf64), str(flat)], "flattening the resume loader")
+    load = sym["sos_resume_start"]
+    image_bytes = flat.stat().st_size
+    if load + image_bytes > sym["sos_resume_end"]:
+        raise BuildError("resume loader: its flat image runs past sos_resume_end")
+    loader = {"load_base": load, "reserved_end": reserved_end, "image_bytes": image_bytes,
+              "zero_end": sym["sos_resume_end"], "check": sym["resume_efi_check"],
+              "start": sym["resume_efi_start"]}
+    efi.efi_application(flat, loader, target.options.serial_port, loader_includes(work), work,
+                        out_path)

@@ -26,8 +26,9 @@ def _bar(dev, index):
     return None
 
 
-async def _probe(memory, bus, sector_size):
-    m = QemuMachine(machine_args(memory) + disks.probe_args(bus, sector_size))
+async def _probe(memory, bus, sector_size, firmware_args):
+    m = QemuMachine(machine_args(memory) + disks.probe_args(bus, sector_size)
+                    + list(firmware_args))
     try:
         await m.start()
         deadline = time.monotonic() + PROBE_DEADLINE
@@ -58,7 +59,8 @@ async def _probe(memory, bus, sector_size):
         await m.stop()
 
 
-def probe_pci(memory, bus="ahci", sector_size=512):
+def probe_pci(memory, bus="ahci", sector_size=512, firmware_args=()):
     """{'ahci': (pci address, ABAR), 'vga': (pci address, framebuffer base, size)}, and with
-    another bus its controller: 'nvme' / 'virtio': (pci address, BAR)."""
-    return asyncio.run(_probe(memory, bus, sector_size))
+    another bus its controller: 'nvme' / 'virtio': (pci address, BAR). `firmware_args`:
+    another firmware than QEMU's SeaBIOS (ovmf.pflash_args), which places BARs its own way."""
+    return asyncio.run(_probe(memory, bus, sector_size, firmware_args))

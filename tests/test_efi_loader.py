@@ -1,0 +1,63 @@
+"""The resume loader built as an EFI application (`build-resume --format efi`), read back by
+an independent PE parser (lief): a PE32+ image for x86-64 with the EFI application subsystem
+(UEFI 2.10, 2.1.2), its entry in .text, and a base relocation for the one absolute address
+it holds, the loader image it carries, which is the multiboot build's own code."""
+import struct
+
+import lief
+
+MULTIBOOT_MAGIC = 0x1BADB002
+
+
+def _build(tmp_path, cli, fmt):
+    target, out = tmp_path / "t.toml", tmp_path / f"loader.{fmt}"
+    p = cli("target", "qemu", "--memory", "256M", "--framebuffer", "none", "-o", target)
+    assert p.returncode == 0, p.stderr
+    p = cli("build-resume", "--target", target, "-o", out, "--format", fmt)
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+def test_the_efi_resume_loader_is_a_pe32plus_efi_application(tmp_path, cli):
+    pe = lief.PE.parse(str(_build(tmp_path, cli, "efi")))
+    assert pe is not None
+    assert pe.header.machine == lief.PE.Header.MACHINE_TYPES.AMD64
+    assert pe.optional_header.magic == lief.PE.PE_TYPE.PE32_PLUS
+    assert pe.optional_header.subsystem == lief.PE.OptionalHeader.SUBSYSTEM.EFI_APPLICATION
+    text = pe.get_section(".text")
+    entry = pe.optional_header.addressof_entrypoint
+    assert text.virtual_address <= entry < text.virtual_address + text.virtual_size
+
+    # Linked at a base no firmware hands out: it must carry its relocations, and the one
+    # absolute address (the record's pointer to the carried loader) must be one of them.
+    assert pe.has_relocations
+    fixups = [r.virtual_address + e.position for r in pe.relocations for e in r.entries
+              if e.type == lief.PE.RelocationEntry.BASE_TYPES.DIR64]
+    assert len(fixups) == 1
+    loader = pe.get_section(".sosldr")
+    base = pe.optional_header.imagebase
+    (pointer,) = struct.unpack("<Q", bytes(pe.get_content_from_virtual_address(fixups[0], 8)))
+    assert pointer == base + loader.virtual_address
+    # The carried image starts at the loader's link address: its multiboot header first.
+    assert struct.unpack_from("<I", bytes(loader.content))[0] == MULTIBOOT_MAGIC
+
+
+def test_the_multiboot_format_stays_the_default(tmp_path, cli):
+    target, out = tmp_path / "t.toml", tmp_path / "loader"
+    assert cli("target", "qemu", "--memory", "256M", "--framebuffer", "none", "-o",
+               target).returncode == 0
+    p = cli("build-resume", "--target", target, "-o", out)
+    assert p.returncode == 0, p.stderr
+    assert "a multiboot kernel" in p.stdout
+    head = out.read_bytes()[:20]
+    assert head[:4] == b"\x7fELF" and head[4] == 1 and struct.unpack_from("<H", head, 18)[0] == 3
+
+
+def test_a_loader_built_with_a_key_is_readable_by_its_owner_only(tmp_path, cli):
+    target, key, out = tmp_path / "t.toml", tmp_path / "k", tmp_path / "BOOTX64.EFI"
+    assert cli("target", "qemu", "--memory", "256M", "--framebuffer", "none", "-o",
+               target).returncode == 0
+    assert cli("key", "new", "-o", key).returncode == 0
+    p = cli("build-resume", "--target", target, "--key", key, "-o", out, "--format", "efi")
+    assert p.returncode == 0, p.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
