@@ -560,7 +560,6 @@ RESUME = ["qemu", "resume", "--memory", "64M", "--disk", "d.img"]
     (["qemu", "linux", "--iommu", "arm-smmu"], ["--iommu"]),
     (["qemu", "linux", "--firmware", "coreboot"], ["--firmware"]),
     (["qemu", "linux", "--firmware", "UEFI"], ["--firmware"]),
-    (["qemu", "linux", "--firmware", "uefi", "--json"], ["--firmware uefi"]),
     (["qemu", "kexec-jump", "--iommu", "Intel"], ["--iommu"]),
     (["qemu", "linux", "--hibernator", "s2ram"], ["--hibernator"]),
     (["qemu", "linux", "--compress", "zstd"], ["--compress"]),

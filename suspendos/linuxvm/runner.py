@@ -82,10 +82,6 @@ class Scenario:
         self.iommu = iommu            # QEMU's emulated IOMMU, on every boot of the run
         if firmware not in FIRMWARES:
             raise UsageError("--firmware: bios or uefi")
-        if firmware == "uefi" and hibernator == "suspendos" and not boot_normally:
-            # what resumes on UEFI is an EFI application (issue 21), not yet a boot option
-            raise UsageError("--firmware uefi: the resume loader does not boot on UEFI yet; "
-                             "use --boot-normally or --hibernator swsusp")
         self.firmware = firmware      # every boot of the run (FIRMWARES)
         if swap not in ("file", "partition"):
             raise UsageError("--swap: file or partition")
@@ -150,8 +146,9 @@ class Scenario:
         self.guest = guest
         self.result["guest"] = guest.dir.name
         self.layer = None
-        if self.boot_normally and self.hibernator == "suspendos":
-            # the stale-image guard installed once, as its owner would (resume_layer.py)
+        if self.hibernator == "suspendos" and (self.boot_normally or self.firmware == "uefi"):
+            # the stale-image guard installed once, as its owner would (resume_layer.py); on
+            # UEFI also the EFI loader on the ESP and its boot entry, which hibernate arms
             from .resume_layer import resume_layer
             self.layer = resume_layer(guest, self.memory, self.swap_area(), self.compress,
                                       log=self.log, firmware=self.firmware)
@@ -307,7 +304,11 @@ class Scenario:
         self.result["plan_notes"] = self.plan.get("notes")
         if prep.get("target_toml") != self.plan["target_toml"]:
             raise RunError("the guest's target changed between --prepare and --dry-run")
-        target = self._build_loader(self.plan["target_toml"])
+        if self.firmware == "uefi":      # the guest's own loader, from its ESP (BootNext)
+            from ..target import loads
+            target = loads(self.plan["target_toml"])
+        else:
+            target = self._build_loader(self.plan["target_toml"])
         self.result["target_disk"] = target.disk.kind      # the driver the payload links
         keep = " --keep-caches" if self.keep_caches else ""
         # it waits at its pause for the runner's snapshot of the disk (_snapshot_at_pause)
@@ -344,9 +345,13 @@ class Scenario:
             if self.boot_normally:
                 await self._normal_boot_checks(vm)
             else:
-                back = await vm.expect(r"^@@BACK|^\{.*\"status\"", RESUME_DEADLINE)
-                if not back:
-                    raise RunError(f"the guest did not come back (see {self.work / 'resume.log'})")
+                # (UEFI: a loader that refuses goes back to the firmware, which boots Linux)
+                back = await vm.expect(r"^@@BACK|^\{.*\"status\"|@@EFI back-to-firmware|"
+                                       r"^@@GUEST ready", RESUME_DEADLINE)
+                if not back or not re.match(r"@@BACK|\{", back[1].string):
+                    said = f": {back[1].string[:200]}" if back else ""
+                    raise RunError(f"the guest did not come back{said} "
+                                   f"(see {self.work / 'resume.log'})")
                 r["resume_seconds"] = round(back[0], 2)
                 r["resume_phases"] = _resume_phases(vm.lines, self.hibernator)
                 if back[1].string.startswith("{"):
@@ -512,7 +517,7 @@ def _payload_cpus(lines, t_go):
 
 def _resume_phases(lines, hibernator):
     marks = SWSUSP_RES if hibernator == "swsusp" else [
-        ("loader", r"^@@RESUME"), ("verified", r"^@@RESUME verified"),
+        ("efi_stage", r"@@EFI start"), ("loader", r"^@@RESUME"), ("verified", r"^@@RESUME verified"),
         ("restored", r"^@@RESUME restored"), ("userspace", r"^\{.*\"status\"|^@@BACK")]
     out = {}
     for name, pat in marks:
