@@ -4,12 +4,17 @@ hibernation (swsusp), on the same guest, same data, same kernel command line (is
 
     python bench/linux_real.py [--reps 5] [--memory 1G] [--cpus 2] [--swap file]
                                [--cases swsusp-lzo,ours-lz4,ours-lz4hc,swsusp-nocompress,ours-none]
-                               [--disk-bus ahci|nvme|virtio]
+                               [--disk-bus ahci|nvme|virtio] [--firmware bios|uefi]
                                [--json bench/results/linux_real.json] [--workdir DIR]
 
 `--disk-bus nvme`: the same guest disk as namespace 1 of QEMU's NVMe controller (root and
 swap on /dev/nvme0n1pN, swsusp's resume= likewise); results default to
-bench/results/linux_real-nvme.json.
+bench/results/linux_real-nvme.json. `--firmware uefi`: every boot starts in OVMF, which starts
+GRUB from the disk's ESP (swsusp's resume boot: firmware, GRUB, kernel, initramfs, then its
+image) or, armed by `suspendos hibernate` with BootNext, our EFI resume loader (firmware,
+then the loader); results default to linux_real-uefi.json (linux_real-uefi-nvme.json).
+resume_seconds counts from power-on in every case, so the firmware's share is in it;
+boot_userspace_seconds is the hibernate boot's power-on -> userspace (runner.boot_seconds).
 
 Every case is one `suspendos qemu linux` run (suspendos/linuxvm/runner.py) on a new qcow2
 overlay of the cached guest: boot, working set (tmpfs + md5s, a counter process, a file on
@@ -49,7 +54,7 @@ CASES = {"swsusp-lzo": ("swsusp", "lz4"), "ours-lz4": ("suspendos", "lz4"),
          "ours-lz4hc": ("suspendos", "lz4hc"),
          "swsusp-nocompress": ("swsusp", "none"), "ours-none": ("suspendos", "none")}
 KEYS = ("hibernate_seconds", "resume_seconds", "bytes_on_disk", "pages_saved",
-        "free_pages_skipped", "caches_dropped_pages", "boot_seconds")
+        "free_pages_skipped", "caches_dropped_pages", "boot_userspace_seconds")
 
 
 def log(msg):
@@ -106,6 +111,7 @@ def main(argv=None):
     ap.add_argument("--swap", default="file", choices=("file", "partition"))
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--disk-bus", default="ahci", choices=("ahci", "nvme", "virtio"))
+    ap.add_argument("--firmware", default="bios", choices=("bios", "uefi"))
     ap.add_argument("--json", type=Path)
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--first-rep", type=int, default=1, help="number the repetitions from here "
@@ -117,8 +123,9 @@ def main(argv=None):
         print(markdown(json.loads(a.markdown.read_text())))
         return 0
     if a.json is None:
-        a.json = Path(__file__).parent / "results" / (
-            "linux_real.json" if a.disk_bus == "ahci" else f"linux_real-{a.disk_bus}.json")
+        name = "-".join(["linux_real"] + (["uefi"] if a.firmware == "uefi" else [])
+                        + ([a.disk_bus] if a.disk_bus != "ahci" else []))
+        a.json = Path(__file__).parent / "results" / f"{name}.json"
     cases = a.cases.split(",")
     for c in cases:
         if c not in CASES:
@@ -139,9 +146,10 @@ def main(argv=None):
             try:
                 r, ok = run_scenario(memory=memory, cpus=a.cpus, swap=a.swap, compress=comp,
                                      hibernator=hib, workdir=wd, log=log,
-                                     disk_bus=a.disk_bus)
+                                     disk_bus=a.disk_bus, firmware=a.firmware)
             except Exception as e:      # noqa: BLE001 - recorded, the benchmark goes on
                 r, ok = {"error": f"{type(e).__name__}: {str(e)[:2000]}"}, False
+            r["boot_userspace_seconds"] = (r.get("boot_seconds") or {}).get("userspace")
             r.update(case=c, rep=rep, ok=ok, load_before=round(la, 2),
                      load_after=round(loadavg()[0], 2),
                      started=time.strftime("%H:%M:%S", time.gmtime(t0)))
@@ -153,7 +161,7 @@ def main(argv=None):
             a.json.parent.mkdir(parents=True, exist_ok=True)
             a.json.write_text(json.dumps(
                 {"memory": a.memory, "cpus": a.cpus, "swap": a.swap, "reps": a.reps,
-                 "disk_bus": a.disk_bus,
+                 "disk_bus": a.disk_bus, "firmware": a.firmware,
                  "guest": guest.dir.name, "summary": summary, "ours_over_swsusp": ratios, "runs": runs}, indent=2))
     print(json.dumps({"summary": summary, "ours_over_swsusp": ratios}, indent=2))
     return 0
