@@ -31,6 +31,13 @@
  * deadline, not one per byte. */
 #define TX_DEADLINE_US 10000000
 #define TX_SPIN_LIMIT  2000000
+/* Between two reads of LSR, a pause that touches no device. Under QEMU every port read takes
+ * the big QEMU lock, and a vCPU that reads LSR back to back can keep the thread that empties
+ * the UART into its socket from ever getting that lock on a loaded host: the UART then stays
+ * full for as long as we poll, the deadline runs out and bytes are lost. On hardware the gap
+ * is far below one character time (87 us at 115200 baud). */
+#define TX_POLL_GAP_US 20
+#define TX_POLL_GAP_PAUSES 64
 
 static uint16_t serial_port;
 static int tx_wedged;
@@ -51,13 +58,18 @@ static void wait_tx_ready(void)
         return;
     if (timer_calibrated()) {
         uint64_t deadline = timer_deadline_us(TX_DEADLINE_US);
-        while (!timer_expired(deadline))
+        while (!timer_expired(deadline)) {
             if (tx_ready())
                 return;
+            timer_udelay(TX_POLL_GAP_US);
+        }
     } else {
-        for (unsigned spin = 0; spin < TX_SPIN_LIMIT; spin++)
+        for (unsigned spin = 0; spin < TX_SPIN_LIMIT; spin++) {
             if (tx_ready())
                 return;
+            for (unsigned p = 0; p < TX_POLL_GAP_PAUSES; p++)
+                __asm__ volatile("pause");
+        }
     }
     tx_wedged = 1;
 }
