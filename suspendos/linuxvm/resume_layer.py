@@ -21,7 +21,7 @@ then a clean power-off, and the rebuilt initrd read back from the ext4 root (deb
 nothing mounted) for the runs' -initrd. Cached under the guest's cache root as
 resume-KEY/ (disk.qcow2 backed by the guest's disk.raw, initrd.img, layer.json), keyed by
 the guest directory (which is keyed by the suspendos wheel, so a change to install-resume
-rebuilds it), the memory size, the swap area, the compression and the firmware (a uefi
+rebuilds it), the memory size, the swap area, the compression and the machine: firmware, disk bus, IOMMU (a uefi
 layer is made by a UEFI boot and keeps its variable store, efivars.fd, which runs copy). Runs put their own
 overlay on disk.qcow2 and never write to it. The guard itself is still checked on every
 run: `suspendos hibernate` refuses when resume.conf no longer matches the target, and the
@@ -62,19 +62,23 @@ class ResumeLayer:
         return path
 
 
-def resume_layer(guest, memory, area, compress, log=print, firmware="bios"):
-    """The cached layer for this guest, memory size, swap area, compression and firmware
-    (install-resume records the machine it ran on, firmware memory map included: a layer
-    made under SeaBIOS is refused under OVMF, as on a real machine)."""
-    key = debian._key(guest.dir.name, memory, area, compress, firmware)
+def resume_layer(guest, memory, area, compress, log=print, firmware="bios", bus="ahci",
+                 iommu="none"):
+    """The cached layer for this guest, memory size, swap area, compression and machine
+    (install-resume records the machine it ran on: the firmware's memory map, the disk's
+    controller and the IOMMU in front of it; a layer made on another is refused, as on a
+    real machine)."""
+    # the defaults add nothing to the key: layers made before these existed stay valid
+    machine = [] if (firmware, bus, iommu) == ("bios", "ahci", "none") else [firmware, bus, iommu]
+    key = debian._key(guest.dir.name, memory, area, compress, *machine)
     d = guest.dir.parent / f"resume-{key}"
     with locked(d.parent, d.name):
         if (d / "layer.json").exists():
             return ResumeLayer(d)
-        return _build(d, guest, memory, area, compress, log, firmware)
+        return _build(d, guest, memory, area, compress, log, firmware, bus, iommu)
 
 
-def _build(d, guest, memory, area, compress, log, firmware):
+def _build(d, guest, memory, area, compress, log, firmware, bus, iommu):
     log(f"debian: building {d.name}: install-resume in the guest ({memory // MiB} MiB, "
         f"{area}; gcc and update-initramfs under TCG: minutes)")
     t0 = time.monotonic()
@@ -83,14 +87,14 @@ def _build(d, guest, memory, area, compress, log, firmware):
         disk = tmp / "disk.qcow2"
         debian._run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
                      str(guest.disk), str(disk)], "qemu-img create")
-        fw = {"firmware": firmware, "vars_path": None}
+        fw = {"firmware": firmware, "vars_path": None, "bus": bus, "iommu": iommu}
         if firmware == "uefi":       # kept with the layer: runs start from a copy of it
             from ..qemu.ovmf import vars_copy
             fw["vars_path"] = vars_copy(tmp / "efivars.fd")
         info = asyncio.run(_install(guest, disk, memory, area, compress, tmp, fw))
         _initrd_from_disk(disk, guest.abi, tmp / "initrd.img", tmp)
         info.update(guest=guest.dir.name, memory_mib=memory // MiB, area=area,
-                    compress=compress, firmware=firmware,
+                    compress=compress, firmware=firmware, bus=bus, iommu=iommu,
                     seconds=round(time.monotonic() - t0, 1))
         (tmp / "layer.json").write_text(json.dumps(info, indent=1))
     except BaseException:

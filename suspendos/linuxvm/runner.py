@@ -151,7 +151,8 @@ class Scenario:
             # UEFI also the EFI loader on the ESP and its boot entry, which hibernate arms
             from .resume_layer import resume_layer
             self.layer = resume_layer(guest, self.memory, self.swap_area(), self.compress,
-                                      log=self.log, firmware=self.firmware)
+                                      log=self.log, firmware=self.firmware,
+                                      bus=self.disk_bus, iommu=self.iommu)
             self.result["resume_layer"] = self.layer.dir.name
             self.result["install_resume"] = self.layer.info["installed"]
         self.disk = (self.layer or guest).overlay(self.work / "disk.qcow2")
