@@ -21,9 +21,9 @@ then a clean power-off, and the rebuilt initrd read back from the ext4 root (deb
 nothing mounted) for the runs' -initrd. Cached under the guest's cache root as
 resume-KEY/ (disk.qcow2 backed by the guest's disk.raw, initrd.img, layer.json), keyed by
 the guest directory (which is keyed by the suspendos wheel, so a change to install-resume
-rebuilds it), the memory size, the swap area, the compression and the machine: firmware, disk bus, IOMMU (a uefi
-layer is made by a UEFI boot and keeps its variable store, efivars.fd, which runs copy). Runs put their own
-overlay on disk.qcow2 and never write to it. The guard itself is still checked on every
+rebuilds it), the memory size, the swap area, the compression and the machine (firmware,
+disk bus, IOMMU: a uefi layer is made by a UEFI boot and keeps its variable store,
+efivars.fd, which runs copy). Runs put their own overlay on disk.qcow2 and never write to it. The guard itself is still checked on every
 run: `suspendos hibernate` refuses when resume.conf no longer matches the target, and the
 normal boot must find the image discarded by the installed check.
 """
