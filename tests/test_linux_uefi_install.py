@@ -338,7 +338,8 @@ def test_uninstall_resume_after_a_bios_install(root, tmp_path):  # noqa: F811
     assert r.returncode == 0, r.stderr
     etc = root / "etc"
     assert r.stdout.splitlines() == [
-        f"removed: {etc}/grub.d/42_suspendos", f"removed: resume loader {boot}/suspendos-resume.elf",
+        f"removed: {etc}/grub.d/42_suspendos",
+        f"removed: resume loader {boot}/suspendos-resume.elf",
         f"removed: {etc}/initramfs-tools/hooks/suspendos",
         f"removed: {etc}/initramfs-tools/scripts/local-premount/suspendos",
         f"removed: {etc}/suspendos/resume.conf"]
