@@ -3,6 +3,7 @@ tests/test_linux_hibernate_refusals.py booted through UEFI, with its ESP (sda3, 
 /boot/efi and a folder standing in for efivarfs. Boot entries are made by a fake efibootmgr
 (the firmware's variables cannot be written here) that writes EFI_LOAD_OPTIONs as UEFI 2.10
 §3.1.3 lays them out; the argv it gets is checked against Debian's real efibootmgr."""
+import fcntl
 import json
 import os
 import struct
@@ -133,6 +134,51 @@ def test_boot_next_is_written_in_one_write_read_back_and_cleared(tmp_path):
     (tmp_path / f"BootNext-{GUID}").write_bytes(b"\x07\x00\x00\x00\x04")
     with pytest.raises(UsageError, match="not the attributes and a UINT16"):
         uefi.read_boot_next(None, tmp_path)
+
+
+def set_immutable(path, on):
+    """`chattr +i` / `chattr -i`: what efivarfs does to the files of variables it does not
+    know (FS_IMMUTABLE_FL; root may set it on the ext4 of tmp_path)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        flags = bytearray(4)
+        fcntl.ioctl(fd, uefi.FS_IOC_GETFLAGS, flags)
+        value = struct.unpack("i", flags)[0]
+        value = value | uefi.FS_IMMUTABLE_FL if on else value & ~uefi.FS_IMMUTABLE_FL
+        fcntl.ioctl(fd, uefi.FS_IOC_SETFLAGS, struct.pack("i", value))
+    finally:
+        os.close(fd)
+
+
+def test_an_immutable_boot_next_is_made_mutable_and_deleted(tmp_path):
+    uefi.write_boot_next(None, 4, tmp_path)
+    path = tmp_path / f"BootNext-{GUID}"
+    set_immutable(path, True)
+    try:
+        with pytest.raises(PermissionError):
+            os.unlink(path)                       # what a plain unlink meets
+        assert uefi.clear_boot_next(None, tmp_path) is True
+        assert not path.exists()
+    finally:
+        if path.exists():
+            set_immutable(path, False)
+
+
+def test_disarm_leaves_other_entries_and_only_warns(uefi_root, tmp_path, capsys):
+    """After the handoff BootNext is cleared only when it names our entry, and a variable
+    that cannot be read is a warning (the cleanup goes on), not an exception."""
+    h = host(uefi_root, tmp_path)
+    efivars = uefi_root / "sys/firmware/efi/efivars"
+    uefi.write_boot_next(None, 0, efivars)
+    assert uefi.disarm(h, 1) is False and boot_next(uefi_root) == b"\x07\x00\x00\x00\x00\x00"
+    uefi.write_boot_next(None, 1, efivars)
+    assert uefi.disarm(h, 1) is True and boot_next(uefi_root) is None
+    assert capsys.readouterr().err == ""
+    (efivars / f"BootNext-{GUID}").write_bytes(b"\x07\x00")
+    assert uefi.disarm(h, 1) is False
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("suspendos: warning: BootNext could not be")
+    assert "efibootmgr --delete-bootnext" in err
 
 
 def test_load_options_are_read_and_ours_told_apart(tmp_path):

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import struct
+import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -360,10 +361,17 @@ def arm(host, num):
 
 def disarm(host, num):
     """After any return from the handoff: BootNext off again if it still names our entry (a
-    resume already had the firmware delete it). True when it was cleared."""
-    where = efivars(host)
-    if read_boot_next(host, where) == num:
-        return clear_boot_next(host, where)
+    resume already had the firmware delete it). True when it was cleared. It runs in the
+    cleanup after the handoff, so a failure is a warning on stderr, never an exception that
+    would hide what the handoff did."""
+    try:
+        where = efivars(host)
+        if read_boot_next(host, where) == num:
+            return clear_boot_next(host, where)
+    except (OSError, UsageError) as e:
+        print(f"suspendos: warning: BootNext could not be cleared ({e}): the next boot may "
+              f"start {boot_name(num)}; clear it with efibootmgr --delete-bootnext",
+              file=sys.stderr)
     return False
 
 
