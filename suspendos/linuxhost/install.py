@@ -84,6 +84,9 @@ def install_resume(req, host=None):
     done = []
     fw = firmware(host, req.firmware)
     boot = Path(req.boot_dir)
+    if real_etc and not shutil.which("update-initramfs"):     # refused before any write
+        raise UsageError("update-initramfs not found: the stale-image check needs "
+                         "initramfs-tools (apt install initramfs-tools)")
     if fw == "uefi":                    # everything that can refuse, before any write
         esp = uefi.find_esp(host)
         uefi.efivars(host)
@@ -113,9 +116,6 @@ def install_resume(req, host=None):
         path.chmod(0o755)
         done.append(str(path))
     if real_etc:
-        if not shutil.which("update-initramfs"):
-            raise UsageError("update-initramfs not found: the stale-image check needs "
-                             "initramfs-tools (apt install initramfs-tools)")
         r = subprocess.run(["update-initramfs", "-u", "-k", host.release],
                            capture_output=True, text=True)
         if r.returncode:

@@ -52,7 +52,7 @@ def _efi_plan(host):
     if uefi.is_uefi(host):
         where = uefi.efivars(host)
         ours = sorted(n for n, e in uefi.boot_entries(host, where).items() if uefi.is_ours(e))
-    if rec:
+    if rec:                             # its mount point is all it takes to find the loader
         return where, ours, uefi.Esp(rec[1], "", 0)
     try:
         return where, ours, uefi.find_esp(host) if where is not None else None
