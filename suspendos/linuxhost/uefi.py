@@ -4,7 +4,9 @@ boot entry, and BootNext, which arms that entry for one boot.
 The entry is made with Debian's efibootmgr --create-only, so it is never in BootOrder
 (UEFI 2.10 §3.1.1): the firmware starts the loader only on the boot after `suspendos
 hibernate` set BootNext to it, and the boot manager deletes BootNext before it starts the
-option (§3.1.1), so every later boot is the normal one. Its number (Boot####) is recorded in
+option (§3.1.2 Load Option Processing), so every later boot is the normal one. The boot
+manager may also remove load options nothing references (§3.1.1): an entry outside BootOrder
+can vanish, so `hibernate` checks it is still there. Its number (Boot####) is recorded in
 /etc/suspendos/efi-boot.conf, beside the stale-image guard's resume.conf:
 
     SOS_EFI_BOOTNUM="0004"     the Boot#### entry, four hex digits
