@@ -1,8 +1,10 @@
 """install-resume, hibernate and uninstall-resume on a UEFI machine: the synthetic sysroot of
 tests/test_linux_hibernate_refusals.py booted through UEFI, with its ESP (sda3, vfat) at
 /boot/efi and a folder standing in for efivarfs. Boot entries are made by a fake efibootmgr
-(the firmware's variables cannot be written here) that writes EFI_LOAD_OPTIONs as UEFI 2.10
-§3.1.3 lays them out; the argv it gets is checked against Debian's real efibootmgr."""
+(the firmware's variables cannot be written here) that writes the EFI_LOAD_OPTIONs Debian's
+libefiboot makes, as efibootmgr does; the argv it gets is checked against Debian's real
+efibootmgr."""
+import ctypes
 import fcntl
 import json
 import os
@@ -28,15 +30,31 @@ EFI_MOUNTS = ("30 22 8:3 / /boot/efi rw,relatime shared:9 - vfat /dev/sda3 rw,fm
 
 
 def load_option(label, path, active=True):
-    """An EFI_LOAD_OPTION (UEFI 2.10 §3.1.3): attributes, FilePathListLength, the CHAR16
-    description, then a hard drive node (§10.3.5.1, 42 bytes), a file path node (§10.3.5.4)
-    and the end node (§10.3.1)."""
-    hd = struct.pack("<BBHIQQ16sBB", 4, 1, 42, 3, 2048, 204800, bytes(16), 2, 2)
-    name = (path + "\0").encode("utf-16-le")
-    file_node = struct.pack("<BBH", 4, 4, 4 + len(name)) + name
-    paths = hd + file_node + b"\x7f\xff\x04\x00"
-    return (struct.pack("<IH", int(active), len(paths)) + (label + "\0").encode("utf-16-le")
-            + paths)
+    """The EFI_LOAD_OPTION (UEFI 2.10 §3.1.3) efibootmgr writes for `--disk D --part 3
+    --loader PATH --label LABEL`, made by the libraries it makes it with (Debian's libefivar1
+    and libefiboot1, efivar 37): a hard drive node (§10.3.5.1) for the partition, a file path
+    node (§10.3.5.4) and the end node (§10.3.1), then efi_loadopt_create."""
+    size = ctypes.c_ssize_t
+    efivar, efiboot = ctypes.CDLL("libefivar.so.1"), ctypes.CDLL("libefiboot.so.1")
+    for f in (efivar.efidp_make_hd, efivar.efidp_make_file, efivar.efidp_make_generic,
+              efiboot.efi_loadopt_create):
+        f.restype = size
+    dp, at = ctypes.create_string_buffer(1024), 0
+    signature = (ctypes.c_uint8 * 16)(*range(16))              # the partition's GPT GUID
+    for make, *args in ((efivar.efidp_make_hd, ctypes.c_uint32(3), ctypes.c_uint64(2048),
+                         ctypes.c_uint64(204800), signature, ctypes.c_uint8(2),
+                         ctypes.c_uint8(2)),
+                        (efivar.efidp_make_file, path.encode()),
+                        (efivar.efidp_make_generic, ctypes.c_uint8(0x7F), ctypes.c_uint8(0xFF),
+                         size(4))):
+        n = make(ctypes.byref(dp, at), size(len(dp) - at), *args)
+        assert n > 0, make
+        at += n
+    out = ctypes.create_string_buffer(2048)
+    n = efiboot.efi_loadopt_create(out, size(len(out)), ctypes.c_uint32(int(active)), dp,
+                                   size(at), label.encode(), None, ctypes.c_size_t(0))
+    assert n > 0
+    return out.raw[:n]
 
 
 def put_var(efivars, name, data, attrs=7):
