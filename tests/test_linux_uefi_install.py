@@ -340,6 +340,27 @@ def test_hibernate_arms_boot_next_for_the_handoff_only(uefi_root, tmp_path, monk
     assert tl.read_swap_magic(uefi_root / "dev/sda1") == b"SWAPSPACE2"
 
 
+def test_hibernate_does_not_hand_off_when_boot_next_cannot_be_set(uefi_root, tmp_path,
+                                                                  monkeypatch, capsys):
+    """The firmware refusing the variable (efivarfs answers EIO): no `go`, the swap area
+    given back, nothing armed."""
+    from suspendos.linuxhost import hibernate as hib
+    (tmp_path / "boot").mkdir()
+    h, _ = install(uefi_root, tmp_path, capsys)
+    fake_module(uefi_root, 0x2)
+    monkeypatch.setattr(hib.kmodule, "cached_module", lambda host: tmp_path / "suspendos.ko")
+    monkeypatch.setattr(hib.kmodule, "load", lambda host, ko: "loaded")
+
+    def refused(host, num, where=None):
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(uefi, "write_boot_next", refused)
+    with pytest.raises(OSError):
+        hibernate(Request(swap="/dev/sda1", json=True), h)
+    assert not (uefi_root / "sys/class/misc/suspendos/hibernate").exists()
+    assert tl.read_swap_magic(uefi_root / "dev/sda1") == b"SWAPSPACE2"
+    assert boot_next(uefi_root) is None
+
+
 def test_hibernate_refuses_when_the_entry_is_gone(uefi_root, tmp_path, capsys):
     (tmp_path / "boot").mkdir()
     h, _ = install(uefi_root, tmp_path, capsys)
