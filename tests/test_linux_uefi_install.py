@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from suspendos.errors import RunError, UsageError
-from suspendos.linuxhost import guard, uefi
+from suspendos.linuxhost import efivars, guard, uefi
 from suspendos.linuxhost.hibernate import Request, hibernate, plan
 from suspendos.linuxhost.install import InstallRequest, install_resume
 from suspendos.linuxhost.uninstall import UninstallRequest, uninstall_resume
@@ -57,28 +57,28 @@ def load_option(label, path, active=True):
     return out.raw[:n]
 
 
-def put_var(efivars, name, data, attrs=7):
-    (efivars / f"{name}-{GUID}").write_bytes(struct.pack("<I", attrs) + data)
+def put_var(vardir, name, data, attrs=7):
+    (vardir / f"{name}-{GUID}").write_bytes(struct.pack("<I", attrs) + data)
 
 
 class FakeEfibootmgr:
     """What efibootmgr 17 does to the variables for the two commands we run: --create-only
     takes the lowest free Boot#### and leaves BootOrder alone; --delete-bootnum removes it."""
 
-    def __init__(self, efivars):
-        self.efivars, self.calls = efivars, []
+    def __init__(self, vardir):
+        self.vardir, self.calls = vardir, []
 
     def __call__(self, argv):
         self.calls.append(argv)
         assert argv[0] == "efibootmgr"
         if argv[1] == "--create-only":
             opts = dict(zip(argv[2::2], argv[3::2]))
-            taken = {f.name[4:8] for f in self.efivars.glob("Boot????-*")}
+            taken = {f.name[4:8] for f in self.vardir.glob("Boot????-*")}
             num = next(n for n in range(0x10000) if f"{n:04X}" not in taken)
-            put_var(self.efivars, f"Boot{num:04X}", load_option(opts["--label"], opts["--loader"]))
+            put_var(self.vardir, f"Boot{num:04X}", load_option(opts["--label"], opts["--loader"]))
             return 0, ""
         if argv[1] == "--delete-bootnum":
-            (self.efivars / f"Boot{argv[3]}-{GUID}").unlink()
+            (self.vardir / f"Boot{argv[3]}-{GUID}").unlink()
             return 0, ""
         raise AssertionError(argv)
 
@@ -87,10 +87,10 @@ class FakeEfibootmgr:
 def uefi_root(root):  # noqa: F811
     """The machine booted through UEFI: efivarfs with Debian's entry (Boot0000) and BootOrder,
     the ESP sda3 at /boot/efi."""
-    efivars = root / "sys/firmware/efi/efivars"
-    efivars.mkdir(parents=True)
-    put_var(efivars, "Boot0000", load_option("debian", "\\EFI\\debian\\shimx64.efi"))
-    put_var(efivars, "BootOrder", struct.pack("<H", 0))
+    vardir = root / "sys/firmware/efi/efivars"
+    vardir.mkdir(parents=True)
+    put_var(vardir, "Boot0000", load_option("debian", "\\EFI\\debian\\shimx64.efi"))
+    put_var(vardir, "BootOrder", struct.pack("<H", 0))
     sda3 = root / "sys" / SDA / "sda3"
     sda3.mkdir()
     (sda3 / "partition").write_text("3\n")
@@ -110,7 +110,7 @@ def uefi_host(root, tmp_path):
 
 
 def entries(root):
-    return uefi.boot_entries(None, root / "sys/firmware/efi/efivars")
+    return efivars.boot_entries(None, root / "sys/firmware/efi/efivars")
 
 
 def boot_next(root):
@@ -140,18 +140,18 @@ def test_efibootmgr_argv_is_what_debians_efibootmgr_takes():
 
 def test_boot_next_is_written_in_one_write_read_back_and_cleared(tmp_path):
     """The efivarfs file: attributes NV|BS|RT (7) then the UINT16, 6 bytes."""
-    assert uefi.read_boot_next(None, tmp_path) is None
-    uefi.write_boot_next(None, 0x1A, tmp_path)
+    assert efivars.read_boot_next(None, tmp_path) is None
+    efivars.write_boot_next(None, 0x1A, tmp_path)
     assert (tmp_path / f"BootNext-{GUID}").read_bytes() == b"\x07\x00\x00\x00\x1a\x00"
-    assert uefi.read_boot_next(None, tmp_path) == 0x1A
-    uefi.write_boot_next(None, 0x0004, tmp_path)          # replaced whole
+    assert efivars.read_boot_next(None, tmp_path) == 0x1A
+    efivars.write_boot_next(None, 0x0004, tmp_path)          # replaced whole
     assert (tmp_path / f"BootNext-{GUID}").read_bytes() == b"\x07\x00\x00\x00\x04\x00"
-    assert uefi.clear_boot_next(None, tmp_path) is True
-    assert uefi.read_boot_next(None, tmp_path) is None
-    assert uefi.clear_boot_next(None, tmp_path) is False
+    assert efivars.clear_boot_next(None, tmp_path) is True
+    assert efivars.read_boot_next(None, tmp_path) is None
+    assert efivars.clear_boot_next(None, tmp_path) is False
     (tmp_path / f"BootNext-{GUID}").write_bytes(b"\x07\x00\x00\x00\x04")
     with pytest.raises(UsageError, match="not the attributes and a UINT16"):
-        uefi.read_boot_next(None, tmp_path)
+        efivars.read_boot_next(None, tmp_path)
 
 
 def set_immutable(path, on):
@@ -160,22 +160,22 @@ def set_immutable(path, on):
     fd = os.open(path, os.O_RDONLY)
     try:
         flags = bytearray(4)
-        fcntl.ioctl(fd, uefi.FS_IOC_GETFLAGS, flags)
+        fcntl.ioctl(fd, efivars.FS_IOC_GETFLAGS, flags)
         value = struct.unpack("i", flags)[0]
-        value = value | uefi.FS_IMMUTABLE_FL if on else value & ~uefi.FS_IMMUTABLE_FL
-        fcntl.ioctl(fd, uefi.FS_IOC_SETFLAGS, struct.pack("i", value))
+        value = value | efivars.FS_IMMUTABLE_FL if on else value & ~efivars.FS_IMMUTABLE_FL
+        fcntl.ioctl(fd, efivars.FS_IOC_SETFLAGS, struct.pack("i", value))
     finally:
         os.close(fd)
 
 
 def test_an_immutable_boot_next_is_made_mutable_and_deleted(tmp_path):
-    uefi.write_boot_next(None, 4, tmp_path)
+    efivars.write_boot_next(None, 4, tmp_path)
     path = tmp_path / f"BootNext-{GUID}"
     set_immutable(path, True)
     try:
         with pytest.raises(PermissionError):
             os.unlink(path)                       # what a plain unlink meets
-        assert uefi.clear_boot_next(None, tmp_path) is True
+        assert efivars.clear_boot_next(None, tmp_path) is True
         assert not path.exists()
     finally:
         if path.exists():
@@ -186,13 +186,13 @@ def test_disarm_leaves_other_entries_and_only_warns(uefi_root, tmp_path, capsys)
     """After the handoff BootNext is cleared only when it names our entry, and a variable
     that cannot be read is a warning (the cleanup goes on), not an exception."""
     h = host(uefi_root, tmp_path)
-    efivars = uefi_root / "sys/firmware/efi/efivars"
-    uefi.write_boot_next(None, 0, efivars)
+    vardir = uefi_root / "sys/firmware/efi/efivars"
+    efivars.write_boot_next(None, 0, vardir)
     assert uefi.disarm(h, 1) is False and boot_next(uefi_root) == b"\x07\x00\x00\x00\x00\x00"
-    uefi.write_boot_next(None, 1, efivars)
+    efivars.write_boot_next(None, 1, vardir)
     assert uefi.disarm(h, 1) is True and boot_next(uefi_root) is None
     assert capsys.readouterr().err == ""
-    (efivars / f"BootNext-{GUID}").write_bytes(b"\x07\x00")
+    (vardir / f"BootNext-{GUID}").write_bytes(b"\x07\x00")
     assert uefi.disarm(h, 1) is False
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("suspendos: warning: BootNext could not be")
@@ -205,7 +205,7 @@ def test_load_options_are_read_and_ours_told_apart(tmp_path):
     put_var(tmp_path, "Boot000B", load_option("suspendos resume", "\\EFI\\other\\resume.efi"))
     put_var(tmp_path, "BootOrder", b"\x00\x00")
     put_var(tmp_path, "Boot000C", b"\x01")                         # too short: not listed
-    found = uefi.boot_entries(None, tmp_path)
+    found = efivars.boot_entries(None, tmp_path)
     assert found == {0: ("debian", "\\EFI\\debian\\shimx64.efi"),
                      0xA: ("suspendos resume", "\\EFI\\suspendos\\resume.efi"),
                      0xB: ("suspendos resume", "\\EFI\\other\\resume.efi")}
@@ -228,7 +228,7 @@ def test_the_esp_is_found_by_mount_point_or_type(uefi_root, tmp_path):
     # efivarfs must be mounted for anything to be read or armed
     info.write_text(info.read_text().replace("efivarfs efivarfs", "tmpfs tmpfs"))
     with pytest.raises(UsageError, match="efivarfs is not mounted"):
-        uefi.efivars(h)
+        efivars.folder(h)
 
 
 # ---- install-resume ------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_install_resume_on_uefi_and_again(uefi_root, tmp_path, capsys):
            "/dev/sda partition 3)" in out
     assert "installed: boot entry Boot0001 'suspendos resume' (not in BootOrder" in out
     # again, with BootNext left pointing at the old entry: replaced, not piled up
-    uefi.write_boot_next(None, 1, uefi_root / "sys/firmware/efi/efivars")
+    efivars.write_boot_next(None, 1, uefi_root / "sys/firmware/efi/efivars")
     h, out = install(uefi_root, tmp_path, capsys)
     assert h.run.calls[1:] == [["efibootmgr", "--delete-bootnum", "--bootnum", "0001"]]
     assert sorted(entries(uefi_root)) == [0, 2]
@@ -353,7 +353,7 @@ def test_hibernate_does_not_hand_off_when_boot_next_cannot_be_set(uefi_root, tmp
 
     def refused(host, num, where=None):
         raise OSError(5, "Input/output error")
-    monkeypatch.setattr(uefi, "write_boot_next", refused)
+    monkeypatch.setattr(efivars, "write_boot_next", refused)
     with pytest.raises(OSError):
         hibernate(Request(swap="/dev/sda1", json=True), h)
     assert not (uefi_root / "sys/class/misc/suspendos/hibernate").exists()
@@ -382,9 +382,9 @@ def test_hibernate_refuses_when_the_entry_is_gone(uefi_root, tmp_path, capsys):
 def test_uninstall_resume_on_uefi_is_idempotent(uefi_root, tmp_path, capsys):
     (tmp_path / "boot").mkdir()
     h, _ = install(uefi_root, tmp_path, capsys)
-    efivars = uefi_root / "sys/firmware/efi/efivars"
-    put_var(efivars, "Boot0005", load_option("suspendos resume", "\\EFI\\suspendos\\resume.efi"))
-    uefi.write_boot_next(None, 1, efivars)                  # armed, as if hibernate died
+    vardir = uefi_root / "sys/firmware/efi/efivars"
+    put_var(vardir, "Boot0005", load_option("suspendos resume", "\\EFI\\suspendos\\resume.efi"))
+    efivars.write_boot_next(None, 1, vardir)                  # armed, as if hibernate died
     h.run.calls.clear()
     assert uninstall_resume(UninstallRequest(boot_dir=str(tmp_path / "boot")), h) == 0
     out = capsys.readouterr().out.splitlines()
@@ -406,7 +406,7 @@ def test_uninstall_resume_on_uefi_is_idempotent(uefi_root, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("nothing to remove")
     assert h.run.calls[2:] == []
     # someone else's BootNext is left alone
-    uefi.write_boot_next(None, 0, efivars)
+    efivars.write_boot_next(None, 0, vardir)
     uninstall_resume(UninstallRequest(boot_dir=str(tmp_path / "boot")), h)
     assert boot_next(uefi_root) == b"\x07\x00\x00\x00\x00\x00"
 

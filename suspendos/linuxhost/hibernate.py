@@ -32,7 +32,7 @@ from ..formats.status import STATUS
 from ..sources import source_dir
 from ..target import description
 from ..target import linux as tl
-from . import guard, uefi
+from . import efivars, guard, uefi
 from . import module as kmodule
 from .host import Host
 
@@ -208,7 +208,7 @@ def plan(host, req):
               f"{', BootNext cleared' if boot_entry is not None else ''}, every CPU online, "
               "report"]
     if boot_entry is not None:
-        steps.insert(-2, f"arm: BootNext = {uefi.boot_name(boot_entry)} ('{uefi.LABEL}'), "
+        steps.insert(-2, f"arm: BootNext = {efivars.boot_name(boot_entry)} ('{uefi.LABEL}'), "
                          "so the next boot starts the resume loader")
     state = {"active": active, "used": used}
     if boot_entry is not None:
@@ -347,7 +347,7 @@ def hibernate(req, host=None):
               "bytes_written": stats.get("bytes_written", 0), "cpus_online": cpus,
               "message": status}
     if entry is not None:
-        result["boot_next"] = uefi.boot_name(entry)    # armed, and cleared again
+        result["boot_next"] = efivars.boot_name(entry)    # armed, and cleared again
     # The CPUs of the run that returned: the payload's after a failure, the resume loader's
     # after a resume (the payload that wrote the image reports its own on serial, @@CPUS).
     result["resume_cpus_used" if code == STATUS.RESUMED else "cpus_used"] = \

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..fileutil import write_atomic
-from . import guard, uefi
+from . import efivars, guard, uefi
 from .hibernate import Request, capture, check_kernel, swap_path
 from .host import Host
 
@@ -89,7 +89,7 @@ def install_resume(req, host=None):
                          "initramfs-tools (apt install initramfs-tools)")
     if fw == "uefi":                    # everything that can refuse, before any write
         esp = uefi.find_esp(host)
-        uefi.efivars(host)
+        efivars.folder(host)
         uefi.need_efibootmgr()
         done += uefi.install(host, target, esp)
     else:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from . import guard, uefi
+from . import efivars, guard, uefi
 from .host import Host
 from .install import LOADER_NAME
 
@@ -50,8 +50,8 @@ def _efi_plan(host):
         rec = None
     where, ours = None, []
     if uefi.is_uefi(host):
-        where = uefi.efivars(host)
-        ours = sorted(n for n, e in uefi.boot_entries(host, where).items() if uefi.is_ours(e))
+        where = efivars.folder(host)
+        ours = sorted(n for n, e in efivars.boot_entries(host, where).items() if uefi.is_ours(e))
     if rec:                             # its mount point is all it takes to find the loader
         return where, ours, uefi.Esp(rec[1], "", 0)
     try:
@@ -63,13 +63,13 @@ def _efi_plan(host):
 def _efi(host, where, ours, esp):
     removed = []
     if where is not None:
-        pending = uefi.read_boot_next(host, where)
+        pending = efivars.read_boot_next(host, where)
         if pending in ours:
-            uefi.clear_boot_next(host, where)
-            removed.append(f"BootNext ({uefi.boot_name(pending)})")
+            efivars.clear_boot_next(host, where)
+            removed.append(f"BootNext ({efivars.boot_name(pending)})")
         for n in ours:
             uefi.efibootmgr(host, uefi.delete_argv(n))
-            removed.append(f"boot entry {uefi.boot_name(n)} '{uefi.LABEL}'")
+            removed.append(f"boot entry {efivars.boot_name(n)} '{uefi.LABEL}'")
     loader = esp.loader(host) if esp else None
     if loader is not None and loader.exists():
         loader.unlink()
