@@ -33,6 +33,10 @@ command -v losetup >/dev/null || need+=(mount)
 command -v mkfs.vfat >/dev/null || need+=(dosfstools)
 command -v mcopy >/dev/null || need+=(mtools)
 command -v sfdisk >/dev/null || need+=(fdisk)      # the guest disk's GPT
+# tests/test_linux_uefi_install.py checks install-resume's efibootmgr commands against
+# Debian's efibootmgr (17) itself, and makes boot entries with its libraries (libefivar1,
+# libefiboot1, which it depends on).
+command -v efibootmgr >/dev/null || need+=(efibootmgr)
 # tests/test_cli_docs.py renders the man page the wheel installs.
 command -v groff >/dev/null || need+=(groff-base)
 sudo=""

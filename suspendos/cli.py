@@ -318,8 +318,13 @@ def cmd_hibernate(a):
 
 def cmd_install_resume(a):
     from .linuxhost.install import InstallRequest, install_resume
-    return install_resume(InstallRequest(swap=a.swap, no_grub=a.no_grub, boot_dir=a.boot_dir),
-                          _linux_host(a))
+    return install_resume(InstallRequest(swap=a.swap, no_grub=a.no_grub, boot_dir=a.boot_dir,
+                                         firmware=a.firmware), _linux_host(a))
+
+
+def cmd_uninstall_resume(a):
+    from .linuxhost.uninstall import UninstallRequest, uninstall_resume
+    return uninstall_resume(UninstallRequest(boot_dir=a.boot_dir), _linux_host(a))
 
 
 def _port(text):
@@ -348,15 +353,26 @@ def add_linux_host_parsers(sub):
     # tests: the payload waits on --serial before it opens the disk (runner.py snapshots it)
     h.add_argument("--pause-before-write", action="store_true", help=argparse.SUPPRESS)
     h.set_defaults(func=cmd_hibernate)
-    r = sub.add_parser("install-resume", help="install the resume loader, its GRUB entry and "
-                       "the initramfs check that discards an image not resumed")
+    r = sub.add_parser("install-resume", help="install the resume loader (BIOS: with a GRUB "
+                       "entry; UEFI: with a boot entry hibernate arms) and the initramfs check "
+                       "that discards an image not resumed")
     r.add_argument("--swap", metavar="FILE|DEV", help="the swap partition or swap file "
                    "(default: the only active one)")
-    r.add_argument("--no-grub", action="store_true", help="no GRUB menu entry")
+    r.add_argument("--firmware", choices=("auto", "bios", "uefi"), default="auto",
+                   help="bios: a multiboot loader in --boot-dir and a GRUB entry; uefi: an EFI "
+                        "loader on the ESP and a boot entry hibernate arms with BootNext "
+                        "(default auto: what this machine booted through)")
+    r.add_argument("--no-grub", action="store_true", help="no GRUB menu entry (bios)")
     r.add_argument("--boot-dir", default="/boot", metavar="DIR",
-                   help="the folder the resume loader goes in (default /boot)")
+                   help="the folder the multiboot resume loader goes in (default /boot)")
     r.add_argument("--sysroot", help=argparse.SUPPRESS)
     r.set_defaults(func=cmd_install_resume)
+    u = sub.add_parser("uninstall-resume", help="remove what install-resume installed: boot "
+                       "entry, loaders, GRUB entry, initramfs check")
+    u.add_argument("--boot-dir", default="/boot", metavar="DIR",
+                   help="the folder install-resume put the multiboot loader in (default /boot)")
+    u.add_argument("--sysroot", help=argparse.SUPPRESS)
+    u.set_defaults(func=cmd_uninstall_resume)
 
 
 def linux_host_main(argv):
@@ -713,8 +729,9 @@ def main(argv=None):
         if argv[:1] == ["demo"]:                  # the main job (suspendos/demo.py)
             from .demo import main as demo_main
             return demo_main(argv[1:])
-        if argv[:1] in (["hibernate"], ["install-resume"]):   # runs under the clock: none of
-            return linux_host_main(argv)                      # the other commands' imports
+        if argv[:1] in (["hibernate"], ["install-resume"], ["uninstall-resume"]):
+            return linux_host_main(argv)    # hibernate runs under the clock: none of the
+                                            # other commands' imports
         args = parser().parse_args(argv)
         _check_paths(args)
         return args.func(args) or 0

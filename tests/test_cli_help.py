@@ -51,8 +51,8 @@ def test_the_tree_holds_every_command():
     compress, hibernate) with their real options, not stand-ins."""
     leaves = {" ".join(c.words): c.parser for c in walk(cli.parser()) if c.is_leaf}
     assert {"target qemu", "target check", "qemu suspend", "qemu linux", "image verify",
-            "image discard", "hibernate", "install-resume", "demo", "bench compress",
-            "plugin verify", "key new", "completion"} <= set(leaves)
+            "image discard", "hibernate", "install-resume", "uninstall-resume", "demo",
+            "bench compress", "plugin verify", "key new", "completion"} <= set(leaves)
     opts = lambda p: {s for a in own_actions(p) for s in a.option_strings}
     assert {"--memory", "--seed", "--keep"} <= opts(leaves["demo"])
     assert {"--chunk", "--make-corpus"} <= opts(leaves["bench compress"])

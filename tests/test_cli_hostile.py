@@ -595,6 +595,8 @@ RESUME = ["qemu", "resume", "--memory", "64M", "--disk", "d.img"]
     (["hibernate", "--serial", "0x10000"], ["--serial"]),
     (["hibernate", "--compress", "zstd"], ["--compress"]),
     (["install-resume", "--bogus"], ["--bogus"]),
+    (["install-resume", "--firmware", "efi"], ["--firmware"]),
+    (["uninstall-resume", "--bogus"], ["--bogus"]),
     (["bench", "compress", "--path", "sse9"], ["--path"]),
     (["bench", "compress", "--make-corpus", "c.bin", "--size", "5000"], ["--size", "4096"]),
     (["bench", "compress", "--path"], ["--path"]),

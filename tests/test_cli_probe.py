@@ -222,6 +222,7 @@ SETUPS = {
         "console=ttyS0 \x1b[2J memmap=2M$0x10000000\n"),
     "root-binaryiomem": lambda w: (sysroot(w) / "proc/iomem").write_bytes(bytes(range(256))),
     "root-noiomem": lambda w: (sysroot(w) / "proc/iomem").unlink(),
+    "root-uefi": lambda w: (sysroot(w) / "sys/firmware/efi/efivars").mkdir(parents=True),
     "corpus": lambda w: (w / "c.bin").write_bytes(bytes(8192)),
     "plugin": lambda w: ((w / "pl").mkdir(), (w / "pl" / "pl.c").write_text("int x;\n")),
 }
@@ -243,6 +244,7 @@ SUSP = ["qemu", "suspend", "--memory", "64M", "--disk", "new.img"]
 RES = ["qemu", "resume", "--memory", "64M"]
 HIB = ["hibernate", "--dry-run", "--sysroot", "root"]
 INS = ["install-resume", "--sysroot", "root", "--boot-dir", "dir"]
+UNI = ["uninstall-resume", "--sysroot", "root", "--boot-dir", "dir"]
 PACK = ["plugin", "pack", "--splash", "logo.png"]
 
 CASES = [
@@ -673,6 +675,20 @@ CASES = [
       setup="root"),
     C("ir-wrong-option", INS + ["--swap", "/dev/sda1", "--dry-run"], 2, ["--dry-run"],
       setup="root"),
+    C("ir-firmware-bad", INS + ["--swap", "/dev/sda1", "--firmware", "efi"], 2,
+      ["--firmware"], setup="root"),
+    C("ir-firmware-uefi-on-bios", INS + ["--swap", "/dev/sda1", "--firmware", "uefi"], 2,
+      ["--firmware uefi"], setup="root"),
+    C("ir-uefi-no-esp", INS + ["--swap", "/dev/sda1"], 2, ["EFI System Partition"],
+      setup="root-uefi"),
+    C("ir-firmware-bios-on-uefi", INS + ["--swap", "/dev/sda1", "--firmware", "bios"], W,
+      setup="root-uefi"),
+    # -- uninstall-resume (nothing installed in the sysroot) -------------------------------
+    C("uir-nothing", UNI, 0, setup="root"),
+    C("uir-sysroot-missing", ["uninstall-resume", "--sysroot", "noroot"], 2, ["noroot"]),
+    C("uir-uefi-no-efivarfs", UNI, 2, ["efivarfs"], setup="root-uefi"),
+    C("uir-wrong-option", UNI + ["--swap", "/dev/sda1"], 2, ["--swap"], setup="root"),
+    C("uir-positional", UNI + ["now"], 2, ["now"], setup="root"),
     # -- demo (its runs replaced by a stub) ------------------------------------------------
     C("demo-good", ["demo", "--memory", "64M"], W),
     C("demo-help", ["demo", "--help"], 0),

@@ -8,10 +8,11 @@
     caches    clean page cache and reclaimable slab dropped (/proc/sys/vm/drop_caches),
               so those pages are free and left out of the image, as swsusp shrinks memory
               before its snapshot; `--keep-caches` saves them instead
+    arm       on a UEFI install, BootNext = its boot entry (uefi.py), just before:
     handoff   /sys/class/misc/suspendos/hibernate: the payload writes the image and the
               machine powers off; a resume comes back here
-    after     any return: SWAPSPACE2 back (the image header zeroed), swapon again, every
-              CPU online, one line (JSON with --json) saying what happened
+    after     any return: SWAPSPACE2 back (the image header zeroed), swapon again, BootNext
+              cleared, every CPU online, one line (JSON with --json) saying what happened
 
 `--prepare` stops after the builds (so a timed run measures the hibernate, not gcc);
 `--dry-run` prints the plan and the target and touches nothing. Whatever cannot be done
@@ -31,7 +32,7 @@ from ..formats.status import STATUS
 from ..sources import source_dir
 from ..target import description
 from ..target import linux as tl
-from . import guard
+from . import efivars, guard, uefi
 from . import module as kmodule
 from .host import Host
 
@@ -182,6 +183,7 @@ def plan(host, req):
     warning = guard.check(host, swap, target)
     if warning:
         notes.append(warning)
+    boot_entry = uefi.armed_entry(host)       # refused here when the entry is gone
     if not target.reserved.ap_start and len(host.cpus()) > 1:
         notes.append(f"the payload runs on one CPU: add {suggest_ap_start(target.memory)} to "
                       "the kernel command line (a page where it starts the other CPUs) to "
@@ -202,8 +204,16 @@ def plan(host, req):
               "pages freed are left out of the image",
               f"hand off: echo go > {SYSFS}/hibernate (image written: power off)",
               f"after any return: SWAPSPACE2 back on {swap}"
-              f"{f', swapon {swap}' if active else ''}, every CPU online, report"]
-    return target, swap, steps, notes, {"active": active, "used": used}
+              f"{f', swapon {swap}' if active else ''}"
+              f"{', BootNext cleared' if boot_entry is not None else ''}, every CPU online, "
+              "report"]
+    if boot_entry is not None:
+        steps.insert(-2, f"arm: BootNext = {efivars.boot_name(boot_entry)} ('{uefi.LABEL}'), "
+                         "so the next boot starts the resume loader")
+    state = {"active": active, "used": used}
+    if boot_entry is not None:
+        state["boot_entry"] = boot_entry
+    return target, swap, steps, notes, state
 
 
 # ---- running it ----------------------------------------------------------------------------
@@ -242,8 +252,9 @@ def drop_caches(host):
     return max(0, host.meminfo()["MemFree"] - before) // PAGE_SIZE
 
 
-def handoff(host, blob, serial, keep_caches=False, pause=False):
-    """Load the blob, drop the caches (unless kept) and trigger; returns (errno or 0, stats
+def handoff(host, blob, serial, keep_caches=False, pause=False, arm=None):
+    """Load the blob, drop the caches (unless kept), call `arm` (BootNext: set as late as
+    possible, after everything that can fail) and trigger; returns (errno or 0, stats
     dict, status line, pages freed by dropping caches). `pause`: the payload prints
     "@@PAUSE before-read" on serial before it opens the disk and waits for one byte there
     (a test host snapshots the disk in that moment: suspendos/linuxvm/untouched.py)."""
@@ -255,6 +266,8 @@ def handoff(host, blob, serial, keep_caches=False, pause=False):
     go = f"go serial={serial:#x}" if serial else "go"
     if pause:
         go += " pause=before"
+    if arm:
+        arm()
     try:
         with open(host.sys.path(f"{SYSFS}/hibernate"), "w") as f:
             f.write(go + "\n")
@@ -301,6 +314,8 @@ def hibernate(req, host=None):
     kmodule.load(host, ko)
     swapped_off = marked = False
     area = host.area(swap)
+    entry = state.get("boot_entry")
+    arm = (lambda: uefi.arm(host, entry)) if entry is not None else None
     try:
         if state["active"]:
             rc, why = host.run(["swapoff", swap])
@@ -309,14 +324,18 @@ def hibernate(req, host=None):
             swapped_off = True
         tl.mark_swap(area)
         marked = True
-        pause = {"pause": True} if req.pause_before_write else {}
-        err, stats, status, dropped = handoff(host, blob, req.serial, req.keep_caches, **pause)
+        extra = {"pause": True} if req.pause_before_write else {}
+        if arm:
+            extra["arm"] = arm
+        err, stats, status, dropped = handoff(host, blob, req.serial, req.keep_caches, **extra)
     finally:
         if marked:
             tl.discard_image(area)
         if swapped_off:
             host.run(["swapon", swap])
         cpus = cpus_online(host)
+        if entry is not None:       # no power-off: the next boot is a normal one again
+            uefi.disarm(host, entry)
     code = stats.get("status", 0)
     result = {"status": "resumed" if code == STATUS.RESUMED else
               "written" if code == STATUS.WRITTEN else "failed",
@@ -327,6 +346,8 @@ def hibernate(req, host=None):
               "caches_dropped_pages": dropped, "caches_kept": req.keep_caches,
               "bytes_written": stats.get("bytes_written", 0), "cpus_online": cpus,
               "message": status}
+    if entry is not None:
+        result["boot_next"] = efivars.boot_name(entry)    # armed, and cleared again
     # The CPUs of the run that returned: the payload's after a failure, the resume loader's
     # after a resume (the payload that wrote the image reports its own on serial, @@CPUS).
     result["resume_cpus_used" if code == STATUS.RESUMED else "cpus_used"] = \

@@ -2,6 +2,7 @@
 its kernel release, who runs it, and the caches. Everything else reads the system through
 this, so the refusals can be tested against a synthetic sysroot."""
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -62,6 +63,18 @@ class Host:
                 what = f"swap: /proc/swaps {w[0]}"
                 out.append((w[0].replace("\\040", " "), w[1], _count(w[2], what) * 1024,
                             _count(w[3], what) * 1024))
+        return out
+
+    def mounts(self):
+        """[(major:minor, mount point, filesystem type, source)] of /proc/self/mountinfo
+        (Documentation/filesystems/proc.rst 3.5; octal escapes such as \\040 undone)."""
+        out = []
+        for line in self.read("/proc/self/mountinfo", "mounts").splitlines():
+            left, sep, right = line.partition(" - ")
+            w, r = left.split(), right.split()
+            if sep and len(w) >= 5 and len(r) >= 2:
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), w[4])
+                out.append((w[2], point, r[0], r[1]))
         return out
 
     def cpu_flags(self):

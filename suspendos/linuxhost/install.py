@@ -6,8 +6,10 @@ discarded, never resumed late.
 - the initramfs-tools hook (initramfs/hook -> /etc/initramfs-tools/hooks/suspendos) and the
   check (initramfs/local-premount -> .../scripts/local-premount/suspendos), then
   update-initramfs -u;
-- the resume loader (a multiboot kernel) in /boot, and unless --no-grub a GRUB menu entry
-  that boots it (/etc/grub.d/42_suspendos, then update-grub).
+- on a BIOS machine the resume loader (a multiboot kernel) in /boot, and unless --no-grub a
+  GRUB menu entry that boots it (/etc/grub.d/42_suspendos, then update-grub);
+- on a UEFI machine the loader as an EFI application on the ESP and its boot entry, outside
+  BootOrder, which `suspendos hibernate` arms for one boot with BootNext (uefi.py).
 """
 import shutil
 import subprocess
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..fileutil import write_atomic
-from . import guard
+from . import efivars, guard, uefi
 from .hibernate import Request, capture, check_kernel, swap_path
 from .host import Host
 
@@ -43,6 +45,22 @@ class InstallRequest:
     swap: str = None
     no_grub: bool = False
     boot_dir: str = "/boot"
+    firmware: str = "auto"
+
+
+FIRMWARES = ("auto", "bios", "uefi")
+
+
+def firmware(host, choice):
+    """"bios" or "uefi": what this boot came through (auto), or what --firmware says."""
+    if choice not in FIRMWARES:
+        raise UsageError(f"--firmware: {choice!r} is not one of {', '.join(FIRMWARES)}")
+    if choice == "auto":
+        return "uefi" if uefi.is_uefi(host) else "bios"
+    if choice == "uefi" and not uefi.is_uefi(host):
+        raise UsageError("--firmware uefi: this machine did not boot through UEFI (no "
+                         "/sys/firmware/efi)")
+    return choice
 
 
 def _boot_relative(host, boot):
@@ -64,13 +82,27 @@ def install_resume(req, host=None):
     etc = host.etc
     real_etc = str(etc) == "/etc"
     done = []
-
+    fw = firmware(host, req.firmware)
     boot = Path(req.boot_dir)
-    if not boot.is_dir():
-        raise UsageError(f"--boot-dir: {boot} is not a directory")
-    from ..build.resume import build_resume_loader
-    build_resume_loader(target, boot / LOADER_NAME)
-    done.append(f"resume loader {boot / LOADER_NAME}")
+    if real_etc and not shutil.which("update-initramfs"):     # refused before any write
+        raise UsageError("update-initramfs not found: the stale-image check needs "
+                         "initramfs-tools (apt install initramfs-tools)")
+    if fw == "uefi":                    # everything that can refuse, before any write
+        esp = uefi.find_esp(host)
+        efivars.folder(host)
+        uefi.need_efibootmgr()
+        done += uefi.install(host, target, esp)
+    else:
+        if not boot.is_dir():
+            raise UsageError(f"--boot-dir: {boot} is not a directory")
+        from ..build.resume import build_resume_loader
+        build_resume_loader(target, boot / LOADER_NAME)
+        done.append(f"resume loader {boot / LOADER_NAME}")
+        efi_conf = uefi.conf_path(host)
+        if efi_conf.exists():           # hibernate must no longer arm the UEFI entry
+            efi_conf.unlink()
+            done.append(f"no UEFI boot entry armed any more ({efi_conf} removed; "
+                        "suspendos uninstall-resume deletes the entry)")
 
     conf = guard.conf_path(host)
     conf.parent.mkdir(parents=True, exist_ok=True)
@@ -84,9 +116,6 @@ def install_resume(req, host=None):
         path.chmod(0o755)
         done.append(str(path))
     if real_etc:
-        if not shutil.which("update-initramfs"):
-            raise UsageError("update-initramfs not found: the stale-image check needs "
-                             "initramfs-tools (apt install initramfs-tools)")
         r = subprocess.run(["update-initramfs", "-u", "-k", host.release],
                            capture_output=True, text=True)
         if r.returncode:
@@ -95,7 +124,7 @@ def install_resume(req, host=None):
     else:
         done.append(f"update-initramfs not run ({etc} is not /etc)")
 
-    if not req.no_grub:
+    if fw == "bios" and not req.no_grub:
         script = etc / "grub.d" / "42_suspendos"
         script.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(script, (GRUB_SCRIPT % {"loader": _boot_relative(host, boot)}).encode())

@@ -9,7 +9,8 @@ by one boot of the guest, on a qcow2 overlay of the cached disk, at the memory s
 runs that use it (the target holds the memory map; it holds no CPU count):
 
     swapoff -a; swapon AREA
-    suspendos install-resume --no-grub --swap AREA   loader in /boot, /etc/suspendos/
+    suspendos install-resume --firmware bios --no-grub --swap AREA
+                                                     loader in /boot, /etc/suspendos/
                                                      resume.conf, the initramfs hook and
                                                      check, update-initramfs -u
     suspendos hibernate --swap AREA --compress C --prepare
@@ -124,7 +125,10 @@ async def _install(guest, disk, memory, area, compress, tmp, fw):
         seconds["boot"] = time.monotonic() - t
         await vm.run(f"swapoff -a; swapon {area}", 120)
         t = time.monotonic()
-        out = await vm.run(f"suspendos install-resume --no-grub --swap {area}",
+        # --firmware bios on both firmwares: the runs resume with QEMU's -kernel or boot
+        # normally; a UEFI install's boot entry would be armed by hibernate and turn a
+        # --boot-normally run's second boot into a resume (docs/LINUX.md, UEFI machines).
+        out = await vm.run(f"suspendos install-resume --firmware bios --no-grub --swap {area}",
                            INSTALL_DEADLINE)
         seconds["install_resume"] = time.monotonic() - t
         installed = [l for l in out.splitlines() if l.startswith("installed")]
