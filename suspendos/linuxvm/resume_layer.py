@@ -9,7 +9,7 @@ by one boot of the guest, on a qcow2 overlay of the cached disk, at the memory s
 runs that use it (the target holds the memory map; it holds no CPU count):
 
     swapoff -a; swapon AREA
-    suspendos install-resume --firmware bios --no-grub --swap AREA
+    suspendos install-resume --firmware bios --no-grub --swap AREA   (uefi: --firmware uefi)
                                                      loader in /boot, /etc/suspendos/
                                                      resume.conf, the initramfs hook and
                                                      check, update-initramfs -u
@@ -125,11 +125,11 @@ async def _install(guest, disk, memory, area, compress, tmp, fw):
         seconds["boot"] = time.monotonic() - t
         await vm.run(f"swapoff -a; swapon {area}", 120)
         t = time.monotonic()
-        # --firmware bios on both firmwares: the runs resume with QEMU's -kernel or boot
-        # normally; a UEFI install's boot entry would be armed by hibernate and turn a
-        # --boot-normally run's second boot into a resume (docs/LINUX.md, UEFI machines).
-        out = await vm.run(f"suspendos install-resume --firmware bios --no-grub --swap {area}",
-                           INSTALL_DEADLINE)
+        # the machine's own way: on UEFI the EFI loader on the ESP and its boot entry
+        # (hibernate arms it with BootNext); on BIOS the multiboot loader, which the runs
+        # hand to QEMU as -kernel, so no GRUB entry
+        how = "--firmware uefi" if fw["firmware"] == "uefi" else "--firmware bios --no-grub"
+        out = await vm.run(f"suspendos install-resume {how} --swap {area}", INSTALL_DEADLINE)
         seconds["install_resume"] = time.monotonic() - t
         installed = [l for l in out.splitlines() if l.startswith("installed")]
         t = time.monotonic()

@@ -339,6 +339,13 @@ class Scenario:
             kernel, append = self.loader, ""
         if self.firmware == "uefi":      # the ESP's GRUB boots the disk's own kernel, initrd
             kernel = initrd = None
+            if self.boot_normally:
+                # hibernate armed the EFI loader with BootNext: this boot is one on a
+                # firmware that ignores BootNext (docs/LINUX.md), the variable store as
+                # install-resume left it
+                from ..qemu.ovmf import vars_copy
+                vars_copy(self.vars, template=self.layer.vars)
+                r["boot_next"] = "ignored (the store as before the hibernation)"
         async with GuestVM(g, self.disk, self.memory, self.cpus, self.work / "resume.log",
                            append=append, kernel=kernel, initrd=initrd,
                            bus=self.disk_bus, iommu=self.iommu,
