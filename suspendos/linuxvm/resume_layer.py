@@ -64,22 +64,23 @@ class ResumeLayer:
 
 
 def resume_layer(guest, memory, area, compress, log=print, firmware="bios", bus="ahci",
-                 iommu="none"):
+                 iommu="none", cpus=1):
     """The cached layer for this guest, memory size, swap area, compression and machine
     (install-resume records the machine it ran on: the firmware's memory map, the disk's
     controller and the IOMMU in front of it; a layer made on another is refused, as on a
-    real machine)."""
+    real machine). The CPU count too: OVMF's memory map depends on it (per-CPU data)."""
     # the defaults add nothing to the key: layers made before these existed stay valid
-    machine = [] if (firmware, bus, iommu) == ("bios", "ahci", "none") else [firmware, bus, iommu]
+    machine = [] if (firmware, bus, iommu, cpus) == ("bios", "ahci", "none", 1) else \
+        [firmware, bus, iommu, cpus]
     key = debian._key(guest.dir.name, memory, area, compress, *machine)
     d = guest.dir.parent / f"resume-{key}"
     with locked(d.parent, d.name):
         if (d / "layer.json").exists():
             return ResumeLayer(d)
-        return _build(d, guest, memory, area, compress, log, firmware, bus, iommu)
+        return _build(d, guest, memory, area, compress, log, firmware, bus, iommu, cpus)
 
 
-def _build(d, guest, memory, area, compress, log, firmware, bus, iommu):
+def _build(d, guest, memory, area, compress, log, firmware, bus, iommu, cpus):
     log(f"debian: building {d.name}: install-resume in the guest ({memory // MiB} MiB, "
         f"{area}; gcc and update-initramfs under TCG: minutes)")
     t0 = time.monotonic()
@@ -92,10 +93,10 @@ def _build(d, guest, memory, area, compress, log, firmware, bus, iommu):
         if firmware == "uefi":       # kept with the layer: runs start from a copy of it
             from ..qemu.ovmf import vars_copy
             fw["vars_path"] = vars_copy(tmp / "efivars.fd")
-        info = asyncio.run(_install(guest, disk, memory, area, compress, tmp, fw))
+        info = asyncio.run(_install(guest, disk, memory, area, compress, tmp, fw, cpus))
         _initrd_from_disk(disk, guest.abi, tmp / "initrd.img", tmp)
         info.update(guest=guest.dir.name, memory_mib=memory // MiB, area=area,
-                    compress=compress, firmware=firmware, bus=bus, iommu=iommu,
+                    compress=compress, firmware=firmware, bus=bus, iommu=iommu, cpus=cpus,
                     seconds=round(time.monotonic() - t0, 1))
         (tmp / "layer.json").write_text(json.dumps(info, indent=1))
     except BaseException:
@@ -113,12 +114,12 @@ def _keep_log(log_file, kept, log):
         log(f"debian: the install-resume boot's console is kept in {kept}")
 
 
-async def _install(guest, disk, memory, area, compress, tmp, fw):
+async def _install(guest, disk, memory, area, compress, tmp, fw, cpus):
     """One boot of the guest: install-resume, the blob prepared, a clean power-off. Each
     step's host seconds go into layer.json, so a slow cold build shows where it went."""
     from .realvm import GuestVM
     seconds = {}
-    async with GuestVM(guest, disk, memory, cpus=1, log_path=tmp / "install.log",
+    async with GuestVM(guest, disk, memory, cpus=cpus, log_path=tmp / "install.log",
                        **fw) as vm:
         t = time.monotonic()
         await vm.ready()

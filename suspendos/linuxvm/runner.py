@@ -152,7 +152,8 @@ class Scenario:
             from .resume_layer import resume_layer
             self.layer = resume_layer(guest, self.memory, self.swap_area(), self.compress,
                                       log=self.log, firmware=self.firmware,
-                                      bus=self.disk_bus, iommu=self.iommu)
+                                      bus=self.disk_bus, iommu=self.iommu,
+                                      cpus=self.cpus if self.firmware == "uefi" else 1)
             self.result["resume_layer"] = self.layer.dir.name
             self.result["install_resume"] = self.layer.info["installed"]
         self.disk = (self.layer or guest).overlay(self.work / "disk.qcow2")
