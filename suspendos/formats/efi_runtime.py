@@ -1,0 +1,46 @@
+"""The EFI runtime map: the firmware's runtime regions and the virtual addresses the
+hibernated kernel gave them (Linux: /sys/firmware/efi/runtime-map).
+
+The EFI resume loader carries it in its .lists (the EFI build only). Before
+ExitBootServices it checks the firmware's current memory map against it; after the restore
+it hands the entries to SetVirtualAddressMap (UEFI 2.10, 8.4), so the fresh firmware runs at
+the addresses the resumed kernel calls it at. An entry is laid out as EFI_MEMORY_DESCRIPTOR
+version 1 (UEFI 2.10, 7.2), so `entries[0 .. count)` is the VirtualMap argument itself,
+with DescriptorSize = the entry's size.
+"""
+import construct as c
+
+from .common import u32, u64
+
+# Linux x86-64 maps every descriptor with EFI_MEMORY_RUNTIME and gives SetVirtualAddressMap
+# those; firmware seen in practice has a few dozen (OVMF about ten). Room for more than
+# twice that, at 40 bytes an entry in the loader.
+MAX_ENTRIES = 128
+DESCRIPTOR_VERSION = 1                  # EFI_MEMORY_DESCRIPTOR_VERSION (UEFI 2.10, 7.2)
+MEMORY_RUNTIME = 1 << 63                # EFI_MEMORY_RUNTIME attribute (UEFI 2.10, 7.2)
+
+EfiRuntimeEntry = c.Struct(
+    "type" / u32,               # EFI_MEMORY_TYPE (UEFI 2.10, 7.2)
+    "_pad" / c.Bytes(4),
+    "physical_start" / u64,     # page-aligned
+    "virtual_start" / u64,      # where the hibernated kernel maps it (its virt_addr)
+    "number_of_pages" / u64,    # 4 KiB pages
+    "attribute" / u64,          # EFI_MEMORY_* bits; EFI_MEMORY_RUNTIME always set
+)
+
+EfiRuntimeList = c.Struct(
+    "count" / u32,              # entries in use; 0: none captured (a BIOS machine)
+    "_pad" / c.Bytes(4),
+    "entries" / c.Array(MAX_ENTRIES, EfiRuntimeEntry),
+)
+
+
+def runtime_list(entries):
+    """The EfiRuntimeList bytes of (type, physical_start, virtual_start, pages, attribute)
+    tuples, at most MAX_ENTRIES (the target description checks)."""
+    rows = [dict(type=t, _pad=bytes(4), physical_start=p, virtual_start=v, number_of_pages=n,
+                 attribute=a) for t, p, v, n, a in entries]
+    empty = dict(type=0, _pad=bytes(4), physical_start=0, virtual_start=0, number_of_pages=0,
+                 attribute=0)
+    return EfiRuntimeList.build(dict(count=len(rows), _pad=bytes(4),
+                                     entries=rows + [empty] * (MAX_ENTRIES - len(rows))))
