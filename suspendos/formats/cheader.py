@@ -43,7 +43,7 @@ STRUCTS = [
 def _values():
     """Every exported constant group and plain value, gathered from the format modules."""
     groups = []
-    for mod in (status, handoff, smp, payload_info, blob, image, plugin):
+    for mod in (status, handoff, smp, payload_info, blob, image, plugin, efi_runtime):
         for name in dir(mod):
             obj = getattr(mod, name)
             if isinstance(obj, Constants) and obj not in groups:

@@ -10,7 +10,7 @@ with DescriptorSize = the entry's size.
 """
 import construct as c
 
-from .common import u32, u64
+from .common import Constants, u32, u64
 
 # Linux x86-64 maps every descriptor with EFI_MEMORY_RUNTIME and gives SetVirtualAddressMap
 # those; firmware seen in practice has a few dozen (OVMF about ten). Room for more than
@@ -18,6 +18,14 @@ from .common import u32, u64
 MAX_ENTRIES = 128
 DESCRIPTOR_VERSION = 1                  # EFI_MEMORY_DESCRIPTOR_VERSION (UEFI 2.10, 7.2)
 MEMORY_RUNTIME = 1 << 63                # EFI_MEMORY_RUNTIME attribute (UEFI 2.10, 7.2)
+
+MEMORY_TYPE = Constants(
+    "SOS_EFI_", "EFI memory types (UEFI 2.10, 7.2 EFI_MEMORY_TYPE).",
+    RESERVED_MEMORY=0, LOADER_CODE=1, LOADER_DATA=2, BOOT_SERVICES_CODE=3,
+    BOOT_SERVICES_DATA=4, RUNTIME_SERVICES_CODE=5, RUNTIME_SERVICES_DATA=6,
+    CONVENTIONAL_MEMORY=7, UNUSABLE_MEMORY=8, ACPI_RECLAIM_MEMORY=9, ACPI_MEMORY_NVS=10,
+    MEMORY_MAPPED_IO=11, MEMORY_MAPPED_IO_PORT_SPACE=12, PAL_CODE=13, PERSISTENT_MEMORY=14,
+    UNACCEPTED_MEMORY=15)
 
 EfiRuntimeEntry = c.Struct(
     "type" / u32,               # EFI_MEMORY_TYPE (UEFI 2.10, 7.2)

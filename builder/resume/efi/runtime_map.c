@@ -1,0 +1,85 @@
+/*
+ * Does the firmware booting now have the runtime regions the hibernated kernel mapped?
+ * Linux x86-64 maps every EFI_MEMORY_RUNTIME descriptor at a fixed virtual address and
+ * gives SetVirtualAddressMap (UEFI 2.10, 8.4) that map once a boot; after our restore the
+ * kernel calls the firmware at those addresses, so a fresh firmware must hold its runtime
+ * code and data at the same physical places, region for region, or the kernel's mapping
+ * points at something else. The rule both ways (docs/RESUME.md, "The EFI loader"):
+ *   - every firmware descriptor with EFI_MEMORY_RUNTIME is in the list with the same
+ *     type, physical start and page count;
+ *   - every list entry of a firmware-owned type is such a descriptor (the kernel-kept
+ *     types excepted: efi_runtime_kernel_kept).
+ * An empty list (a target captured without a runtime map) therefore matches only a firmware
+ * with no runtime regions.
+ */
+#include "runtime_map.h"
+
+int efi_runtime_kernel_kept(uint32_t type)
+{
+    return type == SOS_EFI_LOADER_CODE || type == SOS_EFI_LOADER_DATA ||
+           type == SOS_EFI_BOOT_SERVICES_CODE || type == SOS_EFI_BOOT_SERVICES_DATA ||
+           type == SOS_EFI_CONVENTIONAL_MEMORY;
+}
+
+/* A version 1 descriptor has the layout of a list entry (formats/efi_runtime.py). */
+static const struct sos_efi_runtime_entry *at(const void *map, uint64_t off)
+{
+    return (const struct sos_efi_runtime_entry *)((const uint8_t *)map + off);
+}
+
+static int firmware_runtime(const struct sos_efi_runtime_entry *d)
+{
+    return (d->attribute & SOS_EFI_MEMORY_RUNTIME) && d->number_of_pages;
+}
+
+enum efi_runtime_verdict efi_runtime_compare(const struct sos_efi_runtime_list *list,
+                                             const void *map, uint64_t map_size,
+                                             uint64_t descriptor_size,
+                                             struct efi_runtime_mismatch *m)
+{
+    uint32_t count = list->count < SOS_EFI_RUNTIME_MAX ? list->count : SOS_EFI_RUNTIME_MAX;
+    *m = (struct efi_runtime_mismatch){ EFI_RT_MATCH, 0, 0, 0, 0, 0 };
+    /* Walk by the firmware's size, never sizeof (7.2: later revisions may append fields). */
+    if (descriptor_size < sizeof(struct sos_efi_runtime_entry)) {
+        m->verdict = EFI_RT_BAD_MAP;
+        return m->verdict;
+    }
+    for (uint64_t off = 0; off + descriptor_size <= map_size; off += descriptor_size) {
+        const struct sos_efi_runtime_entry *d = at(map, off);
+        if (!firmware_runtime(d))
+            continue;
+        const struct sos_efi_runtime_entry *e = 0;
+        for (uint32_t i = 0; i < count && !e; i++)
+            if (list->entries[i].physical_start == d->physical_start)
+                e = &list->entries[i];
+        m->type = d->type;
+        m->start = d->physical_start;
+        m->pages = d->number_of_pages;
+        if (!e) {
+            m->verdict = EFI_RT_NOT_CAPTURED;
+            return m->verdict;
+        }
+        if (e->type != d->type || e->number_of_pages != d->number_of_pages) {
+            m->list_type = e->type;
+            m->list_pages = e->number_of_pages;
+            m->verdict = EFI_RT_DIFFERS;
+            return m->verdict;
+        }
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        const struct sos_efi_runtime_entry *e = &list->entries[i];
+        if (efi_runtime_kernel_kept(e->type))
+            continue;
+        int found = 0;
+        for (uint64_t off = 0; off + descriptor_size <= map_size && !found;
+             off += descriptor_size)
+            found = firmware_runtime(at(map, off)) &&
+                    at(map, off)->physical_start == e->physical_start;
+        if (!found) {       /* same start found means same type and size: checked above */
+            *m = (struct efi_runtime_mismatch){ EFI_RT_NOT_FIRMWARE, e->type,
+                                                e->physical_start, e->number_of_pages, 0, 0 };
+            return m->verdict;
+        }
+    }
+    return EFI_RT_MATCH;
+}
