@@ -73,7 +73,7 @@ void efi_runtime_check(const struct sos_efi_entry *e)
  * executable, so the firmware's code and data and MMIO below that are all reachable at
  * their physical addresses, as 8.4 wants of a caller in physical mode) and on the loader's
  * 64 KiB stack (qemu-boot/boot.S): more than Linux gives runtime services, which it calls on
- * a 16 KiB kernel stack. The firmware may use SSE (2.3.4.1): entry64.S turned on
+ * a 16 KiB kernel stack. The firmware may use SSE (2.3.4): entry64.S turned on
  * CR4.OSFXSR and OSXMMEXCPT and cleared CR0.EM; nothing in the loader sets CR0.TS. The call
  * is the Microsoft x64 convention (2.3.4.2), which the compiler makes for EFIAPI.
  *
