@@ -205,7 +205,8 @@ def test_a_runtime_map_unlike_ovmfs_is_refused_and_the_firmware_boots_on(
     assert len(refused) == 1 and refused[0].startswith("@@RESUME refused efi-runtime-map "), text
     r = changed[-1]
     assert (f"firmware runtime region at {r['phys']:#x} is type {r['type']}, {r['pages'] + 1} "
-            f"pages; the target's efi_runtime has type {r['type']}, {r['pages']} pages"
+            f"pages; the target's efi_runtime has type {r['type']}, {r['pages']} pages at "
+            f"{r['phys']:#x}"
             in refused[0]), refused[0]
     assert "@@DISK " not in text
     assert lines[back].endswith(" efi-runtime-map")

@@ -26,7 +26,8 @@ VIRT = 0xfffffffeff000000
 class Mismatch(ctypes.Structure):
     _fields_ = [("verdict", ctypes.c_int), ("type", ctypes.c_uint32),
                 ("start", ctypes.c_uint64), ("pages", ctypes.c_uint64),
-                ("list_type", ctypes.c_uint32), ("list_pages", ctypes.c_uint64)]
+                ("list_type", ctypes.c_uint32), ("list_start", ctypes.c_uint64),
+                ("list_pages", ctypes.c_uint64), ("covered", ctypes.c_uint64)]
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +88,47 @@ def test_same_start_other_size_or_type(lib):
     entries = captured(FIRMWARE)
     t, s, v, n, a = entries[1]
     m = compare(lib, entries[:1] + [(t, s, v, n - 1, a)] + entries[2:], FIRMWARE)
-    assert (m.verdict, m.start, m.type, m.pages, m.list_type, m.list_pages) == \
-        (DIFFERS, s, t, n, t, n - 1)
+    assert (m.verdict, m.start, m.type, m.pages, m.list_type, m.list_start, m.list_pages) == \
+        (DIFFERS, s, t, n, t, s, n - 1)
     m = compare(lib, entries[:1] + [(5, s, v, n, a)] + entries[2:], FIRMWARE)
     assert (m.verdict, m.type, m.list_type) == (DIFFERS, 6, 5)
+
+
+def test_a_list_entry_overlapping_a_firmware_region_partly(lib):
+    entries = captured(FIRMWARE)
+    t, s, v, n, a = entries[1]
+    m = compare(lib, entries[:1] + [(t, s + 0x1000, v, n - 1, a)] + entries[2:], FIRMWARE)
+    assert (m.verdict, m.start, m.list_start) == (DIFFERS, s, s + 0x1000)
+
+
+def test_a_list_entry_longer_than_the_firmware_regions_it_holds(lib):
+    entries = captured(FIRMWARE)
+    t, s, v, n, a = entries[1]
+    m = compare(lib, entries[:1] + [(t, s, v, n + 1, a)] + entries[2:], FIRMWARE)
+    assert (m.verdict, m.type, m.start, m.pages, m.covered) == (NOT_FIRMWARE, t, s, n + 1, n)
+
+
+def test_an_entry_linux_merged_from_neighbours_of_one_type(lib):
+    """arch/x86/platform/efi/efi.c, efi_merge_regions: neighbouring descriptors of one type
+    and attribute become one before SetVirtualAddressMap, and so in the runtime map."""
+    split = [(5, 0x7e00000, 0x8, RT | 0xF), (5, 0x7e08000, 0x18, RT | 0xF),
+             (6, 0x7e20000, 0x40, RT | 0xF)]
+    merged = [(5, 0x7e00000, VIRT, 0x20, RT | 0xF), (6, 0x7e20000, VIRT + 0x20000, 0x40, RT | 0xF)]
+    assert compare(lib, merged, split).verdict == MATCH
+    # a hole in the firmware's: the merged entry is not all the firmware's
+    holed = [split[0], (5, 0x7e10000, 0x10, RT | 0xF), split[2]]
+    m = compare(lib, merged, holed)
+    assert (m.verdict, m.start, m.pages, m.covered) == (NOT_FIRMWARE, 0x7e00000, 0x20, 0x18)
+    # one of another type inside it
+    typed = [split[0], (6, 0x7e08000, 0x18, RT | 0xF), split[2]]
+    m = compare(lib, merged, typed)
+    assert (m.verdict, m.start, m.type, m.list_type) == (DIFFERS, 0x7e08000, 6, 5)
 
 
 def test_a_list_region_the_firmware_does_not_have(lib):
     extra = captured(FIRMWARE) + [(6, 0x7f000000, VIRT + 0x1000000, 4, RT)]
     m = compare(lib, extra, FIRMWARE)
-    assert (m.verdict, m.type, m.start, m.pages) == (NOT_FIRMWARE, 6, 0x7f000000, 4)
+    assert (m.verdict, m.type, m.start, m.pages, m.covered) == (NOT_FIRMWARE, 6, 0x7f000000, 4, 0)
 
 
 def test_a_list_region_without_runtime_in_the_firmware_map_is_not_the_firmwares(lib):

@@ -60,11 +60,12 @@ void efi_runtime_check(const struct sos_efi_entry *e)
                list->count);
     case EFI_RT_DIFFERS:
         refuse(REFUSE_EFI_RUNTIME_MAP, "firmware runtime region at 0x%lx is type %u, %lu "
-               "pages; the target's efi_runtime has type %u, %lu pages", m.start, m.type,
-               m.pages, m.list_type, m.list_pages);
+               "pages; the target's efi_runtime has type %u, %lu pages at 0x%lx", m.start,
+               m.type, m.pages, m.list_type, m.list_pages, m.list_start);
     case EFI_RT_NOT_FIRMWARE:
         refuse(REFUSE_EFI_RUNTIME_MAP, "the target's efi_runtime region type %u at 0x%lx "
-               "(%lu pages) is no firmware runtime region", m.type, m.start, m.pages);
+               "(%lu pages) is not the firmware's: its runtime regions of that type cover %lu "
+               "of them", m.type, m.start, m.pages, m.covered);
     }
 }
 

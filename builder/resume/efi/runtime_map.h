@@ -9,20 +9,22 @@
 #include "suspendos_abi.h"
 
 enum efi_runtime_verdict {
-    EFI_RT_MATCH,           /* every region on both sides, same type, start and pages */
+    EFI_RT_MATCH,           /* the same runtime memory on both sides, type for type */
     EFI_RT_BAD_MAP,         /* the firmware's descriptor size is below version 1's */
-    EFI_RT_NOT_CAPTURED,    /* a firmware runtime region the list does not have at its start */
-    EFI_RT_DIFFERS,         /* the list has one at its start, of another type or size */
-    EFI_RT_NOT_FIRMWARE,    /* a firmware-owned list entry the firmware has no runtime
-                             * region for */
+    EFI_RT_NOT_CAPTURED,    /* a firmware runtime region no list entry overlaps */
+    EFI_RT_DIFFERS,         /* the list entry overlapping it is of another type or does
+                             * not hold all of it */
+    EFI_RT_NOT_FIRMWARE,    /* a firmware-owned list entry the firmware's runtime regions
+                             * of its type do not cover exactly */
 };
 
 struct efi_runtime_mismatch {
     enum efi_runtime_verdict verdict;
     uint32_t type;          /* the region named: the firmware's (NOT_CAPTURED, DIFFERS) or */
     uint64_t start, pages;  /* the list's (NOT_FIRMWARE) */
-    uint32_t list_type;     /* DIFFERS: what the list says */
-    uint64_t list_pages;
+    uint32_t list_type;     /* DIFFERS: the list entry overlapping it */
+    uint64_t list_start, list_pages;
+    uint64_t covered;       /* NOT_FIRMWARE: the pages of it the firmware's regions cover */
 };
 
 /* Walk `map` (map_size bytes of EFI_MEMORY_DESCRIPTORs, descriptor_size apart: UEFI 2.10,
