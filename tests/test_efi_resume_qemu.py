@@ -42,10 +42,10 @@ def ovmf_abar(tmp_path_factory):
     return probe_pci(MEMORY, firmware_args=ovmf.pflash_args(vars_fd))["ahci"][1]
 
 
-def _target(tmp_path, cli, abar, memory=None, efi_runtime=None):
+def _target(tmp_path, cli, abar, memory=None, efi_runtime=None, runtime_services=0):
     """`target qemu` for 256M, moved to `abar` (OVMF's; None: SeaBIOS's, as probed) and
     EFI_RESERVED; `memory`: its memory list replaced by these ranges; `efi_runtime`: the
-    runtime map it is given (none when None)."""
+    runtime map it is given (none when None), `runtime_services` its table's address."""
     path = tmp_path / "target.toml"
     p = cli("target", "qemu", "--memory", "256M", "--framebuffer", "none", "-o", path)
     assert p.returncode == 0, p.stderr
@@ -57,6 +57,8 @@ def _target(tmp_path, cli, abar, memory=None, efi_runtime=None):
         t["memory"] = [{"start": a, "end": b, "type": "ram"} for a, b in memory]
     if efi_runtime:
         t["efi_runtime"] = efi_runtime
+    if runtime_services:
+        t["efi_runtime_services"] = runtime_services
     path.write_text(tomli_w.dumps(t))
     return path
 
@@ -133,8 +135,8 @@ def _efi_loader(tmp_path, cli, target):
     return loader
 
 
-def _run(tmp_path, cli, abar, memory=None, efi_runtime=None):
-    target = _target(tmp_path, cli, abar, memory, efi_runtime)
+def _run(tmp_path, cli, abar, memory=None, efi_runtime=None, runtime_services=0):
+    target = _target(tmp_path, cli, abar, memory, efi_runtime, runtime_services)
     loader = _efi_loader(tmp_path, cli, target)
     sectors = tomllib.loads(target.read_text())["disk"]["sectors"]
     disk = tmp_path / "disk.img"
@@ -179,6 +181,15 @@ def ovmf_runtime(no_runtime_map):
     return _as_target(regions)
 
 
+@pytest.fixture(scope="module")
+def ovmf_runtime_services(no_runtime_map, ovmf_runtime):
+    """Where OVMF's runtime services table is, as the loader prints it: in a runtime region."""
+    (line,) = [l for l in no_runtime_map[0] if l.startswith("@@EFI runtime-services ")]
+    table = int(line.split()[2], 16)
+    assert any(r["phys"] <= table < r["phys"] + r["pages"] * 4096 for r in ovmf_runtime)
+    return table
+
+
 def test_a_target_without_a_runtime_map_is_refused_by_a_firmware_with_runtime_regions(
         no_runtime_map):
     """The restored kernel could not call a firmware it never mapped: refused, RAM and disk
@@ -214,10 +225,26 @@ def test_a_runtime_map_unlike_ovmfs_is_refused_and_the_firmware_boots_on(
     _goes_on(lines, back)
 
 
+def test_a_runtime_services_table_elsewhere_is_refused(tmp_path, cli, ovmf_abar, ovmf_runtime,
+                                                       ovmf_runtime_services):
+    """OVMF's regions, but the kernel's table one page further: the kernel would call through
+    it."""
+    lines, back = _run(tmp_path, cli, ovmf_abar, memory=OVMF_RAM, efi_runtime=ovmf_runtime,
+                       runtime_services=ovmf_runtime_services + 0x1000)
+    refused = [l for l in lines if l.startswith("@@RESUME refused ")]
+    assert len(refused) == 1, lines
+    assert refused[0] == (f"@@RESUME refused efi-runtime-map the firmware's runtime services "
+                          f"table is at {ovmf_runtime_services:#x}, the target's "
+                          f"efi_runtime_services at {ovmf_runtime_services + 0x1000:#x}")
+    assert lines[back].endswith(" efi-runtime-map")
+    _goes_on(lines, back)
+
+
 def test_no_image_goes_back_to_the_firmware_which_boots_on(tmp_path, cli, ovmf_abar,
-                                                           ovmf_runtime):
+                                                           ovmf_runtime, ovmf_runtime_services):
     # OVMF's runtime map: the loader gets past that check too, as far as the disk.
-    lines, back = _run(tmp_path, cli, ovmf_abar, memory=OVMF_RAM, efi_runtime=ovmf_runtime)
+    lines, back = _run(tmp_path, cli, ovmf_abar, memory=OVMF_RAM, efi_runtime=ovmf_runtime,
+                       runtime_services=ovmf_runtime_services)
     text = "\n".join(lines)
     assert f"@@EFI runtime regions: {len(ovmf_runtime)}, as the target's efi_runtime" in text
     assert "@@EFI start" in text
@@ -264,7 +291,7 @@ def _flip_first_stored_chunk(disk):
 
 
 def test_an_image_that_passes_the_header_checks_is_taken_past_exit_boot_services(
-        tmp_path, cli, ovmf_abar, ovmf_runtime):
+        tmp_path, cli, ovmf_abar, ovmf_runtime, ovmf_runtime_services):
     """The other way: an image whose header and tables pass makes the stage exit boot
     services and enter the loader on its 64-bit entry, which checks it all again on its own
     page tables, GDT and IDT, finds the CPUs through the RSDP the stage handed over, and
@@ -289,6 +316,7 @@ def test_an_image_that_passes_the_header_checks_is_taken_past_exit_boot_services
     t["disk"]["ahci_base"] = ovmf_abar
     assert ovmf_abar != seabios_abar        # the two firmwares place the ABAR apart
     t["efi_runtime"] = ovmf_runtime         # captured on the machine that resumes
+    t["efi_runtime_services"] = ovmf_runtime_services
     efi_target = tmp_path / "efi-target.toml"
     efi_target.write_text(tomli_w.dumps(t))
     loader = _efi_loader(tmp_path, cli, efi_target)

@@ -25,12 +25,18 @@ ENTRIES = [
 ]
 
 
-def _root(tmp_path, entries=ENTRIES, raw=None):
-    """The snapshot with a runtime map of `entries`; `raw` {(n, file): text} overrides."""
+TABLE = 0x1fff3018        # the runtime services table, in the runtime data region
+
+
+def _root(tmp_path, entries=ENTRIES, raw=None, table=f"{TABLE:#x}"):
+    """The snapshot with a runtime map of `entries`; `raw` {(n, file): text} overrides;
+    `table`: /sys/firmware/efi/runtime's text (None: no such file)."""
     root = tmp_path / "root"
     shutil.copytree(SYSROOT, root, symlinks=True)
     base = root / "sys/firmware/efi/runtime-map"
     base.mkdir(parents=True)
+    if table is not None:
+        (base.parent / "runtime").write_text(table + "\n")
     for n, (t, p, v, pages, a) in enumerate(entries):
         d = base / str(n)
         d.mkdir()
@@ -60,10 +66,12 @@ def test_the_runtime_map_is_captured_and_survives_the_toml(tmp_path):
     assert r.returncode == 0, r.stderr
     got = load(out).efi_runtime
     assert got == [EfiRuntime(*e) for e in ENTRIES]
+    assert load(out).efi_runtime_services == TABLE
     # and the loader's list carries them as EFI memory descriptors, the rest zero
-    raw = fmt.runtime_list([(e.type, e.phys, e.virt, e.pages, e.attribute) for e in got])
+    raw = fmt.runtime_list([(e.type, e.phys, e.virt, e.pages, e.attribute) for e in got], TABLE)
     parsed = fmt.EfiRuntimeList.parse(raw)
     assert parsed.count == 3 and len(raw) == fmt.EfiRuntimeList.sizeof()
+    assert parsed.runtime_services == TABLE
     assert [(d.type, d.physical_start, d.virtual_start, d.number_of_pages, d.attribute)
             for d in parsed.entries[:3]] == ENTRIES
     assert all(d.number_of_pages == 0 for d in parsed.entries[3:])
@@ -100,7 +108,7 @@ def test_a_bad_runtime_map_is_refused_naming_the_field(tmp_path, entries, messag
 def test_the_bound_itself_is_taken(tmp_path):
     entries = [(5, 0x1000 * (2 * i), 0xffffffff00000000 + 0x2000 * i, 1, RUNTIME)
                for i in range(fmt.MAX_ENTRIES)]
-    assert len(_target(_root(tmp_path, entries)).efi_runtime) == fmt.MAX_ENTRIES
+    assert len(_target(_root(tmp_path, entries, table=None)).efi_runtime) == fmt.MAX_ENTRIES
 
 
 def test_a_runtime_map_entry_that_is_not_a_number_is_refused(tmp_path):
@@ -108,3 +116,18 @@ def test_a_runtime_map_entry_that_is_not_a_number_is_refused(tmp_path):
     (root / "sys/firmware/efi/runtime-map/extra").mkdir()
     with pytest.raises(UsageError, match="efi_runtime: .*extra is not a descriptor number"):
         _target(root)
+
+
+def test_without_the_runtime_file_the_table_is_not_checked(tmp_path):
+    t = _target(_root(tmp_path, table=None))
+    assert len(t.efi_runtime) == 3 and t.efi_runtime_services == 0
+    assert "efi_runtime_services" not in t.to_dict()
+
+
+@pytest.mark.parametrize("table, message", [
+    ("1fff3018", r"efi_runtime_services: .*not a hexadecimal number"),
+    ("0x7000000", r"efi_runtime_services: 0x7000000 is not inside an efi_runtime region"),
+])
+def test_a_bad_runtime_services_address_is_refused(tmp_path, table, message):
+    with pytest.raises(UsageError, match=message):
+        _target(_root(tmp_path, table=table))

@@ -90,7 +90,8 @@ def _lists_source(work, mem_list, sec_list, efi_runtime=None):
 def efi_runtime_list(target):
     """The target's efi_runtime as the loader's EfiRuntimeList."""
     return efi_runtime.runtime_list([(r.type, r.phys, r.virt, r.pages, r.attribute)
-                                     for r in target.efi_runtime])
+                                     for r in target.efi_runtime],
+                                    target.efi_runtime_services)
 
 
 def build_resume_loader(target, out_path, key=None, workdir=None, fmt="multiboot"):

@@ -39,16 +39,20 @@ EfiRuntimeEntry = c.Struct(
 EfiRuntimeList = c.Struct(
     "count" / u32,              # entries in use; 0: none captured (a BIOS machine)
     "_pad" / c.Bytes(4),
+    "runtime_services" / u64,   # 0, or where the kernel's EFI_RUNTIME_SERVICES table is
+                                # (physical, UEFI 2.10, 4.5): the firmware's must be there
     "entries" / c.Array(MAX_ENTRIES, EfiRuntimeEntry),
 )
 
 
-def runtime_list(entries):
+def runtime_list(entries, runtime_services=0):
     """The EfiRuntimeList bytes of (type, physical_start, virtual_start, pages, attribute)
-    tuples, at most MAX_ENTRIES (the target description checks)."""
+    tuples, at most MAX_ENTRIES (the target description checks), and the runtime services
+    table's address (0: not checked)."""
     rows = [dict(type=t, _pad=bytes(4), physical_start=p, virtual_start=v, number_of_pages=n,
                  attribute=a) for t, p, v, n, a in entries]
     empty = dict(type=0, _pad=bytes(4), physical_start=0, virtual_start=0, number_of_pages=0,
                  attribute=0)
     return EfiRuntimeList.build(dict(count=len(rows), _pad=bytes(4),
+                                     runtime_services=runtime_services,
                                      entries=rows + [empty] * (MAX_ENTRIES - len(rows))))

@@ -138,6 +138,9 @@ class Target:
     # The kernel's EFI runtime map (docs/RESUME.md, "The EFI loader"): empty when the machine
     # was not booted by UEFI or the kernel shows no runtime map.
     efi_runtime: list = field(default_factory=list)
+    # 0, or the physical address of that boot's EFI_RUNTIME_SERVICES table (Linux:
+    # /sys/firmware/efi/runtime): the resumed kernel calls through it.
+    efi_runtime_services: int = 0
 
     # ---- derived views -------------------------------------------------------------
     @property
@@ -377,6 +380,12 @@ class Target:
                 raise UsageError(f"{where}: {r.phys:#x} overlaps efi_runtime[{last[0]}] at "
                                  f"{last[1].phys:#x}")
             last = i, r
+        rt = self.efi_runtime_services
+        if not 0 <= rt < MAX_PHYSICAL:
+            raise UsageError(f"efi_runtime_services: {rt:#x} is not a physical address")
+        if rt and not any(r.phys <= rt < r.phys + r.pages * PAGE_SIZE for r in self.efi_runtime):
+            raise UsageError(f"efi_runtime_services: {rt:#x} is not inside an efi_runtime "
+                             "region")
 
     def check_chunk_pages(self, encrypted=False):
         """Compressed and encrypted chunks are built in the payload's scratch: at most
@@ -404,6 +413,8 @@ class Target:
             del d["framebuffer"]
         if not self.efi_runtime:
             del d["efi_runtime"]
+        if not self.efi_runtime_services:
+            del d["efi_runtime_services"]
         return d
 
 
@@ -464,7 +475,11 @@ def from_dict(d):
         options=_make(Options, d.get("options", {}), "options"),
         efi_runtime=[_make(EfiRuntime, r, f"efi_runtime[{i}]")
                      for i, r in enumerate(d.get("efi_runtime", []))],
+        efi_runtime_services=d.get("efi_runtime_services", 0),
     )
+    if not isinstance(t.efi_runtime_services, int) or isinstance(t.efi_runtime_services, bool):
+        raise UsageError(f"efi_runtime_services: expected an integer, got "
+                         f"{t.efi_runtime_services!r}")
     return t.validate()
 
 

@@ -46,9 +46,16 @@ void efi_runtime_check(const struct sos_efi_entry *e)
             kprintf("@@EFI runtime-region type=%u start=0x%lx pages=%lu attribute=0x%lx\n",
                     d->type, d->physical_start, d->number_of_pages, d->attribute);
     }
+    kprintf("@@EFI runtime-services 0x%lx\n", e->runtime_services);
     switch (efi_runtime_compare(list, (const void *)(uintptr_t)e->efi_map, e->efi_map_size,
                                 e->efi_descriptor_size, &m)) {
     case EFI_RT_MATCH:
+        /* The resumed kernel calls through the table it found at its boot (Linux:
+         * efi.runtime), so this firmware's must be at the same place (4.3, RuntimeServices). */
+        if (list->runtime_services && list->runtime_services != e->runtime_services)
+            refuse(REFUSE_EFI_RUNTIME_MAP, "the firmware's runtime services table is at "
+                   "0x%lx, the target's efi_runtime_services at 0x%lx", e->runtime_services,
+                   list->runtime_services);
         kprintf("@@EFI runtime regions: %u, as the target's efi_runtime\n", list->count);
         return;
     case EFI_RT_BAD_MAP:
