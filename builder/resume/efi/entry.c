@@ -70,6 +70,15 @@ int resume_efi_check(struct sos_efi_entry *e)
     return 0;
 }
 
+/* resume_before_return: SetVirtualAddressMap (runtime.c) with interrupts off. entry64.S
+ * left them so and nothing since turns them on; said again here, where the firmware's code
+ * runs under our IDT, and kept out of runtime.c so a host build can test that. */
+static void set_virtual(struct sos_handoff *h)
+{
+    __asm__ volatile("cli");
+    efi_runtime_set_virtual(h);
+}
+
 __attribute__((noreturn)) void resume_efi_main(const struct sos_efi_entry *e)
 {
     take(e);                /* first: *e is in firmware memory the restore may overwrite */
@@ -80,6 +89,6 @@ __attribute__((noreturn)) void resume_efi_main(const struct sos_efi_entry *e)
     /* Again on the map ExitBootServices took (a driver may have allocated runtime memory
      * since check): still before any saved page is written, but now a refusal halts. */
     efi_runtime_check(e);
-    resume_before_return = efi_runtime_set_virtual;
+    resume_before_return = set_virtual;
     resume_run();
 }

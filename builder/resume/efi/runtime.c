@@ -13,7 +13,6 @@
 #include "runtime_map.h"
 #include "resume.h"
 #include "printf.h"
-#include "string.h"
 
 #define EFIAPI __attribute__((ms_abi))
 #define EFI_RUNTIME_SERVICES_SIGNATURE 0x56524553544e5552ull      /* "RUNTSERV" (4.5) */
@@ -76,7 +75,7 @@ void efi_runtime_check(const struct sos_efi_entry *e)
     }
 }
 
-/* After the restore, from resume_run (resume_before_return): interrupts off, the APs
+/* After the restore, from resume_run (resume_before_return, entry.c): interrupts off, the APs
  * stopped, on the loader's identity map of the first 512 GiB (entry64.S: writable,
  * executable, so the firmware's code and data and MMIO below that are all reachable at
  * their physical addresses, as 8.4 wants of a caller in physical mode) and on the loader's
@@ -94,7 +93,6 @@ void efi_runtime_set_virtual(struct sos_handoff *h)
     const struct sos_efi_runtime_list *list = &sos_resume_efi_runtime;
     struct efi_runtime_services *rt = (void *)(uintptr_t)resume_efi.runtime_services;
     uint64_t status;
-    __asm__ volatile("cli");
     if (!list->count) {             /* the check found no runtime regions: nothing to move */
         kprintf("@@EFI set-virtual-address-map skipped: no runtime regions\n");
         return;
