@@ -61,3 +61,54 @@ def test_a_loader_built_with_a_key_is_readable_by_its_owner_only(tmp_path, cli):
     p = cli("build-resume", "--target", target, "--key", key, "-o", out, "--format", "efi")
     assert p.returncode == 0, p.stderr
     assert out.stat().st_mode & 0o777 == 0o600
+
+
+RUNTIME = [{"type": 5, "phys": 0x7e00000, "virt": 0xfffffffeffe00000, "pages": 0x20,
+            "attribute": (1 << 63) | 0xF},
+           {"type": 11, "phys": 0xffc00000, "virt": 0xfffffffeffa00000, "pages": 0x400,
+            "attribute": (1 << 63) | 1}]
+
+
+def _loader_with_runtime_map(tmp_path, cli, fmt):
+    import tomllib
+    import tomli_w
+    from suspendos.build.resume import build_resume_loader
+    from suspendos.target import load
+    path = tmp_path / "t.toml"
+    assert cli("target", "qemu", "--memory", "256M", "--framebuffer", "none", "-o",
+               path).returncode == 0
+    t = tomllib.loads(path.read_text())
+    t["efi_runtime"] = RUNTIME
+    path.write_text(tomli_w.dumps(t))
+    work = tmp_path / f"work-{fmt}"
+    work.mkdir()
+    return build_resume_loader(load(path), tmp_path / f"loader.{fmt}", workdir=work, fmt=fmt), work
+
+
+def test_the_efi_loader_carries_the_runtime_map_and_calls_set_virtual_address_map(tmp_path, cli):
+    """The target's efi_runtime is in the carried loader as formats/efi_runtime.py lays it
+    out, and the EFI build links the SetVirtualAddressMap call: an indirect call through the
+    runtime services table's slot at offset 0x38 (UEFI 2.10, 4.5: header, then GetTime,
+    SetTime, GetWakeupTime, SetWakeupTime, SetVirtualAddressMap)."""
+    import subprocess
+    from suspendos.build import toolchain
+    from suspendos.formats import efi_runtime
+    build, work = _loader_with_runtime_map(tmp_path, cli, "efi")
+    sym = build.symbols
+    flat = bytes(lief.PE.parse(str(build.elf)).get_section(".sosldr").content)
+    at = sym["sos_resume_efi_runtime"] - build.load_base
+    want = efi_runtime.runtime_list([(r["type"], r["phys"], r["virt"], r["pages"],
+                                      r["attribute"]) for r in RUNTIME])
+    assert flat[at:at + len(want)] == want
+    dis = subprocess.run([toolchain.tool("objdump"), "-d", "--no-show-raw-insn",
+                          "--disassemble=efi_runtime_set_virtual", str(work / "resume64.elf")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "efi_runtime_set_virtual" in dis and "call   *0x38(%" in dis, dis
+    for name in ("efi_runtime_check", "resume_before_return", "resume_efi_main"):
+        assert name in sym
+
+
+def test_the_multiboot_loader_has_no_runtime_map(tmp_path, cli):
+    build, _ = _loader_with_runtime_map(tmp_path, cli, "multiboot")
+    assert "sos_resume_efi_runtime" not in build.symbols
+    assert "efi_runtime_set_virtual" not in build.symbols

@@ -13,6 +13,7 @@ import tomllib
 
 import pytest
 import tomli_w
+from conftest import run_cli
 
 from suspendos.qemu import ovmf
 from suspendos.formats import image as fmt
@@ -28,6 +29,10 @@ EFI_RESERVED = 32 << 20
 RUN_DEADLINE = 600.0
 EFI_NOT_FOUND, EFI_ABORTED = (1 << 63) | 14, (1 << 63) | 21
 REFUSED, CHUNK_DAMAGED = 0x20, 16          # builder/resume/resume.h, docs/RESUME.md
+EFI_MEMORY_RUNTIME = 1 << 63
+# Where the targets' runtime regions are "mapped" (canonical, page-aligned; nothing calls the
+# firmware there in these tests): downwards from 4 GiB below the top, as Linux x86-64 does.
+EFI_VA_START = (1 << 64) - (4 << 30)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +42,10 @@ def ovmf_abar(tmp_path_factory):
     return probe_pci(MEMORY, firmware_args=ovmf.pflash_args(vars_fd))["ahci"][1]
 
 
-def _target(tmp_path, cli, abar, memory=None):
+def _target(tmp_path, cli, abar, memory=None, efi_runtime=None, runtime_services=0):
     """`target qemu` for 256M, moved to `abar` (OVMF's; None: SeaBIOS's, as probed) and
-    EFI_RESERVED; `memory`: its memory list replaced by these ranges."""
+    EFI_RESERVED; `memory`: its memory list replaced by these ranges; `efi_runtime`: the
+    runtime map it is given (none when None), `runtime_services` its table's address."""
     path = tmp_path / "target.toml"
     p = cli("target", "qemu", "--memory", "256M", "--framebuffer", "none", "-o", path)
     assert p.returncode == 0, p.stderr
@@ -49,8 +55,33 @@ def _target(tmp_path, cli, abar, memory=None):
     t["reserved"]["load_address"] = EFI_RESERVED
     if memory is not None:
         t["memory"] = [{"start": a, "end": b, "type": "ram"} for a, b in memory]
+    if efi_runtime:
+        t["efi_runtime"] = efi_runtime
+    if runtime_services:
+        t["efi_runtime_services"] = runtime_services
     path.write_text(tomli_w.dumps(t))
     return path
+
+
+def _runtime_regions(lines):
+    """The firmware's runtime regions, as the loader's check prints them."""
+    out = []
+    for line in lines:
+        if line.startswith("@@EFI runtime-region "):
+            f = dict(w.split("=") for w in line.split()[2:])
+            out.append((int(f["type"]), int(f["start"], 16), int(f["pages"]),
+                        int(f["attribute"], 16)))
+    return out
+
+
+def _as_target(regions):
+    """A target's efi_runtime for these regions, each at its own virtual address."""
+    out, virt = [], EFI_VA_START
+    for t, phys, pages, attribute in regions:
+        virt -= pages * 4096
+        out.append({"type": t, "phys": phys, "virt": virt, "pages": pages,
+                    "attribute": attribute})
+    return out
 
 
 def _esp(tmp_path, loader):
@@ -104,8 +135,8 @@ def _efi_loader(tmp_path, cli, target):
     return loader
 
 
-def _run(tmp_path, cli, abar, memory=None):
-    target = _target(tmp_path, cli, abar, memory)
+def _run(tmp_path, cli, abar, memory=None, efi_runtime=None, runtime_services=0):
+    target = _target(tmp_path, cli, abar, memory, efi_runtime, runtime_services)
     loader = _efi_loader(tmp_path, cli, target)
     sectors = tomllib.loads(target.read_text())["disk"]["sectors"]
     disk = tmp_path / "disk.img"
@@ -129,11 +160,93 @@ def _goes_on(lines, back):
     assert not any("boot services exited" in l for l in lines)
 
 
-def test_no_image_goes_back_to_the_firmware_which_boots_on(tmp_path, cli, ovmf_abar):
-    # RAM only where OVMF has conventional memory at 256M (its map: @@MMAP lines), so the
-    # loader gets as far as the disk.
-    lines, back = _run(tmp_path, cli, ovmf_abar, memory=[(EFI_RESERVED, 128 << 20)])
+# RAM only where OVMF has conventional memory at 256M (its map: @@MMAP lines), so the
+# loader gets past the RAM check.
+OVMF_RAM = [(EFI_RESERVED, 128 << 20)]
+
+
+@pytest.fixture(scope="module")
+def no_runtime_map(tmp_path_factory, ovmf_abar):
+    """A boot of a target captured without a runtime map (as on a BIOS machine): OVMF has
+    runtime regions, which the loader prints, then refuses."""
+    tmp_path = tmp_path_factory.mktemp("no-runtime-map")
+    return _run(tmp_path, run_cli, ovmf_abar, memory=OVMF_RAM)
+
+
+@pytest.fixture(scope="module")
+def ovmf_runtime(no_runtime_map):
+    """OVMF's runtime regions as a target's efi_runtime."""
+    regions = _runtime_regions(no_runtime_map[0])
+    assert regions and all(a & EFI_MEMORY_RUNTIME for _, _, _, a in regions)
+    return _as_target(regions)
+
+
+@pytest.fixture(scope="module")
+def ovmf_runtime_services(no_runtime_map, ovmf_runtime):
+    """Where OVMF's runtime services table is, as the loader prints it: in a runtime region."""
+    (line,) = [l for l in no_runtime_map[0] if l.startswith("@@EFI runtime-services ")]
+    table = int(line.split()[2], 16)
+    assert any(r["phys"] <= table < r["phys"] + r["pages"] * 4096 for r in ovmf_runtime)
+    return table
+
+
+def test_a_target_without_a_runtime_map_is_refused_by_a_firmware_with_runtime_regions(
+        no_runtime_map):
+    """The restored kernel could not call a firmware it never mapped: refused, RAM and disk
+    untouched (the disk is not even opened), and the firmware boots on."""
+    lines, back = no_runtime_map
     text = "\n".join(lines)
+    refused = [l for l in lines if l.startswith("@@RESUME refused ")]
+    assert len(refused) == 1 and refused[0].startswith("@@RESUME refused efi-runtime-map "), text
+    assert "is not in the target's efi_runtime (0 entries)" in refused[0]
+    assert "@@DISK " not in text
+    assert lines[back].endswith(" efi-runtime-map")
+    assert _status(lines[back]) == EFI_ABORTED
+    _goes_on(lines, back)
+
+
+def test_a_runtime_map_unlike_ovmfs_is_refused_and_the_firmware_boots_on(
+        tmp_path, cli, ovmf_abar, ovmf_runtime):
+    """One region a page shorter than the firmware's: the same start, another size."""
+    changed = [dict(r) for r in ovmf_runtime]
+    changed[-1]["pages"] -= 1
+    lines, back = _run(tmp_path, cli, ovmf_abar, memory=OVMF_RAM, efi_runtime=changed)
+    text = "\n".join(lines)
+    refused = [l for l in lines if l.startswith("@@RESUME refused ")]
+    assert len(refused) == 1 and refused[0].startswith("@@RESUME refused efi-runtime-map "), text
+    r = changed[-1]
+    assert (f"firmware runtime region at {r['phys']:#x} is type {r['type']}, {r['pages'] + 1} "
+            f"pages; the target's efi_runtime has type {r['type']}, {r['pages']} pages at "
+            f"{r['phys']:#x}"
+            in refused[0]), refused[0]
+    assert "@@DISK " not in text
+    assert lines[back].endswith(" efi-runtime-map")
+    assert _status(lines[back]) == EFI_ABORTED
+    _goes_on(lines, back)
+
+
+def test_a_runtime_services_table_elsewhere_is_refused(tmp_path, cli, ovmf_abar, ovmf_runtime,
+                                                       ovmf_runtime_services):
+    """OVMF's regions, but the kernel's table one page further: the kernel would call through
+    it."""
+    lines, back = _run(tmp_path, cli, ovmf_abar, memory=OVMF_RAM, efi_runtime=ovmf_runtime,
+                       runtime_services=ovmf_runtime_services + 0x1000)
+    refused = [l for l in lines if l.startswith("@@RESUME refused ")]
+    assert len(refused) == 1, lines
+    assert refused[0] == (f"@@RESUME refused efi-runtime-map the firmware's runtime services "
+                          f"table is at {ovmf_runtime_services:#x}, the target's "
+                          f"efi_runtime_services at {ovmf_runtime_services + 0x1000:#x}")
+    assert lines[back].endswith(" efi-runtime-map")
+    _goes_on(lines, back)
+
+
+def test_no_image_goes_back_to_the_firmware_which_boots_on(tmp_path, cli, ovmf_abar,
+                                                           ovmf_runtime, ovmf_runtime_services):
+    # OVMF's runtime map: the loader gets past that check too, as far as the disk.
+    lines, back = _run(tmp_path, cli, ovmf_abar, memory=OVMF_RAM, efi_runtime=ovmf_runtime,
+                       runtime_services=ovmf_runtime_services)
+    text = "\n".join(lines)
+    assert f"@@EFI runtime regions: {len(ovmf_runtime)}, as the target's efi_runtime" in text
     assert "@@EFI start" in text
     assert "@@DISK " in text                    # the loader's own AHCI driver read the disk
     assert any(l.startswith("@@RESUME refused no-image ") for l in lines), text
@@ -178,7 +291,7 @@ def _flip_first_stored_chunk(disk):
 
 
 def test_an_image_that_passes_the_header_checks_is_taken_past_exit_boot_services(
-        tmp_path, cli, ovmf_abar):
+        tmp_path, cli, ovmf_abar, ovmf_runtime, ovmf_runtime_services):
     """The other way: an image whose header and tables pass makes the stage exit boot
     services and enter the loader on its 64-bit entry, which checks it all again on its own
     page tables, GDT and IDT, finds the CPUs through the RSDP the stage handed over, and
@@ -202,6 +315,8 @@ def test_an_image_that_passes_the_header_checks_is_taken_past_exit_boot_services
 
     t["disk"]["ahci_base"] = ovmf_abar
     assert ovmf_abar != seabios_abar        # the two firmwares place the ABAR apart
+    t["efi_runtime"] = ovmf_runtime         # captured on the machine that resumes
+    t["efi_runtime_services"] = ovmf_runtime_services
     efi_target = tmp_path / "efi-target.toml"
     efi_target.write_text(tomli_w.dumps(t))
     loader = _efi_loader(tmp_path, cli, efi_target)
@@ -210,6 +325,12 @@ def test_an_image_that_passes_the_header_checks_is_taken_past_exit_boot_services
     assert "@@RESUME checked: the image header and tables pass" in text, text
     assert "@@EFI back-to-firmware" not in text
     assert any(l.startswith("@@RESUME efi: boot services exited") for l in lines), text
+    # the runtime regions checked on both sides of ExitBootServices, the second time on the
+    # map it was given; SetVirtualAddressMap is for after a restore, which this run never has
+    passed = [i for i, l in enumerate(lines) if l.startswith("@@EFI runtime regions: ")]
+    exited = next(i for i, l in enumerate(lines) if "boot services exited" in l)
+    assert len(passed) == 2 and passed[0] < exited < passed[1], text
+    assert "set-virtual-address-map" not in text
     assert any(l.startswith("@@CPUS ") and "source=madt" in l for l in lines), text
     assert sum(l.startswith("@@DISK ") for l in lines) == 2     # before and after the exit
     refused = [l for l in lines if l.startswith("@@RESUME refused ")]

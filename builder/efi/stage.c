@@ -5,7 +5,8 @@
  *   2. reserves the target's reserved region (7.2 AllocatePages, AllocateAddress) so the
  *      firmware owns none of it, and copies the loader's flat image to its link address,
  *   3. converts the firmware's memory map into the loader's RAM map (memmap.c),
- *   4. lets the loader check the machine's RAM, the disk and the image header and tables
+ *   4. lets the loader check the machine's RAM, the firmware's runtime regions against the
+ *      target's, the disk and the image header and tables
  *      (efi_entry.h: check). Nothing to resume, or an image the loader refuses: the region
  *      is freed, "@@EFI back-to-firmware ..." printed, and an error status returned, so the
  *      boot manager goes on to its next boot option (3.1.2, load option processing) and the machine boots as usual;
@@ -82,7 +83,11 @@ static efi_status get_map(struct efi_boot_services *bs, void **buf, uint64_t *ca
             return s;
     }
     *size = *cap;
-    return bs->get_memory_map(size, *buf, key, desc_size, &version);
+    s = bs->get_memory_map(size, *buf, key, desc_size, &version);
+    entry.efi_map = (uint64_t)(uintptr_t)*buf;     /* the loader checks its runtime regions */
+    entry.efi_map_size = s ? 0 : *size;
+    entry.efi_descriptor_size = *desc_size;
+    return s;
 }
 
 EFIAPI efi_status efi_main(efi_handle image, struct efi_system_table *st)

@@ -253,6 +253,7 @@ static uint64_t open_disk(const struct sos_payload_info *info)
 /* A refusal goes here instead of ending when the EFI entry's check set it (efi/entry.c):
  * boot services are still up then, and the firmware gets the machine back. */
 void (*resume_refuse_hook)(enum resume_reason why, const char *name);
+void (*resume_before_return)(struct sos_handoff *h);
 
 struct boot_info *resume_boot(void)
 {
@@ -312,6 +313,8 @@ __attribute__((noreturn)) void resume_run(void)
     cpus_stop();                            /* every AP waits for a STARTUP IPI again */
     image_mark_resumed();
     release_devices();
+    if (resume_before_return)
+        resume_before_return(h);
     resume_pause("after-release");
     h->tsc_end = rdtsc();
     resume_pause("restored");

@@ -44,7 +44,8 @@
     X(15, UNSUPPORTED,      "unsupported")      /* encoding, cipher or chunk size */         \
     X(16, CHUNK_DAMAGED,    "chunk-damaged")    /* verify pass: a chunk failed a check */    \
     X(17, READ_ERROR,       "read-error")       /* the disk failed a read */             \
-    X(18, IOMMU_TRANSLATING, "iommu-translating") /* the disk's IOMMU unit translates DMA */
+    X(18, IOMMU_TRANSLATING, "iommu-translating") /* the disk's IOMMU unit translates DMA */ \
+    X(19, EFI_RUNTIME_MAP,  "efi-runtime-map")  /* EFI: firmware runtime regions differ */
 
 enum resume_reason {
 #define RESUME_ENUM(n, id, name) REFUSE_##id = n,
@@ -85,6 +86,11 @@ __attribute__((noreturn)) void resume_run(void);
 /* Called by refuse() after its @@RESUME line, when set, instead of ending: the EFI entry's
  * check (boot services still up) goes back to the firmware from there. Never returns. */
 extern void (*resume_refuse_hook)(enum resume_reason why, const char *name);
+
+/* Called by resume_run, when set, once every page is restored, the image marked resumed and
+ * the disk given back, just before the return into the host (interrupts off, our page
+ * tables and stack): the EFI entry's SetVirtualAddressMap (efi/runtime.c). Returns. */
+extern void (*resume_before_return)(struct sos_handoff *h);
 
 /* Give the disk back (as found before the restore, reset after it). */
 void release_devices(void);

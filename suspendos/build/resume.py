@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BuildError, UsageError
+from ..formats import efi_runtime
 from ..formats.common import PAGE_SIZE, align_up
 from ..sources import source_dir
 from . import efi, idt, toolchain, trampoline
@@ -44,7 +45,8 @@ def loader_sources(kind="ahci", fmt="multiboot"):
     resume = source_dir("builder") / "resume"
     core = source_dir("builder") / "core"
     boot = source_dir("qemu-boot")
-    entries = [resume / "efi" / "entry.c", resume / "efi" / "entry64.S"] if fmt == "efi" else []
+    entries = [resume / "efi" / n for n in ("entry.c", "entry64.S", "runtime.c", "runtime_map.c")
+               ] if fmt == "efi" else []
     return ([*sorted(resume.glob("*.c")), *sorted(resume.glob("*.S")), *entries,
              boot / "boot.S", boot / "multiboot.c", core / "isr.S"]
             + [core / n for n in ("stream.c", "xxh64.c", "lz4.c", "chacha20poly1305.c",
@@ -66,18 +68,30 @@ def loader_includes(work):
             source_dir("builder") / "resume" / "efi", source_dir("qemu-boot")]
 
 
-def _lists_source(work, mem_list, sec_list):
-    """An assembly file that puts the two lists in .lists (the linker script keeps them)."""
+def _lists_source(work, mem_list, sec_list, efi_runtime=None):
+    """An assembly file that puts the two lists in .lists (the linker script keeps them), and
+    in the EFI build the runtime list (formats/efi_runtime.py, builder/resume/efi/runtime.c)."""
     (work / "memory_list.bin").write_bytes(mem_list)
     (work / "sector_list.bin").write_bytes(sec_list)
     src = work / "resume_lists.S"
-    src.write_text(
-        '\t.section .lists, "a"\n\t.balign 16\n'
-        f'\t.globl sos_resume_memory_list\nsos_resume_memory_list:\n'
-        f'\t.incbin "{work / "memory_list.bin"}"\n'
-        f'\t.globl sos_resume_sector_list\nsos_resume_sector_list:\n'
-        f'\t.incbin "{work / "sector_list.bin"}"\n')
+    text = ('\t.section .lists, "a"\n\t.balign 16\n'
+            f'\t.globl sos_resume_memory_list\nsos_resume_memory_list:\n'
+            f'\t.incbin "{work / "memory_list.bin"}"\n'
+            f'\t.globl sos_resume_sector_list\nsos_resume_sector_list:\n'
+            f'\t.incbin "{work / "sector_list.bin"}"\n')
+    if efi_runtime is not None:
+        (work / "efi_runtime.bin").write_bytes(efi_runtime)
+        text += ('\t.balign 16\n\t.globl sos_resume_efi_runtime\nsos_resume_efi_runtime:\n'
+                 f'\t.incbin "{work / "efi_runtime.bin"}"\n')
+    src.write_text(text)
     return src
+
+
+def efi_runtime_list(target):
+    """The target's efi_runtime as the loader's EfiRuntimeList."""
+    return efi_runtime.runtime_list([(r.type, r.phys, r.virt, r.pages, r.attribute)
+                                     for r in target.efi_runtime],
+                                    target.efi_runtime_services)
 
 
 def build_resume_loader(target, out_path, key=None, workdir=None, fmt="multiboot"):
@@ -94,7 +108,9 @@ def build_resume_loader(target, out_path, key=None, workdir=None, fmt="multiboot
         _, mem_list, sec_list = target_lists(target)
         resume = source_dir("builder") / "resume"
         flags = loader_flags(mcmodel(target), target.options.serial_port)
-        objects = toolchain.compile_all([*loader_sources(target.disk.kind, fmt), _lists_source(work, mem_list, sec_list)],
+        lists_src = _lists_source(work, mem_list, sec_list,
+                                  efi_runtime_list(target) if fmt == "efi" else None)
+        objects = toolchain.compile_all([*loader_sources(target.disk.kind, fmt), lists_src],
                                         work, flags, includes=loader_includes(work))
         script = (resume / "resume.ld").read_text().replace("@LOAD_BASE@", hex(load)).replace(
             "@RESERVED_END@", hex(reserved_end)).replace(

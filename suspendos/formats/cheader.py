@@ -7,7 +7,8 @@ additionally compiles a probe that prints every sizeof/offsetof.
 """
 import construct as c
 
-from . import blob, context, handoff, image, lists, payload_info, plugin, smp, status
+from . import blob, context, efi_runtime, handoff, image, lists, payload_info, plugin, smp, \
+    status
 from .common import Constants
 
 # (C name, construct declaration), in dependency order.
@@ -18,6 +19,8 @@ STRUCTS = [
     ("sos_handoff", handoff.Handoff),
     ("sos_mem_range", lists.MemRange),
     ("sos_extent", lists.Extent),
+    ("sos_efi_runtime_entry", efi_runtime.EfiRuntimeEntry),
+    ("sos_efi_runtime_list", efi_runtime.EfiRuntimeList),
     ("sos_payload_info", payload_info.PayloadInfo),
     ("sos_blob_header", blob.BlobHeader),
     ("sos_blob_segment", blob.Segment),
@@ -40,7 +43,7 @@ STRUCTS = [
 def _values():
     """Every exported constant group and plain value, gathered from the format modules."""
     groups = []
-    for mod in (status, handoff, smp, payload_info, blob, image, plugin):
+    for mod in (status, handoff, smp, payload_info, blob, image, plugin, efi_runtime):
         for name in dir(mod):
             obj = getattr(mod, name)
             if isinstance(obj, Constants) and obj not in groups:
@@ -60,6 +63,9 @@ def _values():
         "SOS_CHUNK_ALIGN": image.CHUNK_ALIGN,
         "SOS_MAX_CHUNK_PAGES": image.MAX_CHUNK_PAGES,
         "SOS_RAW_CHUNK_HEADER": image.RAW_CHUNK_HEADER,
+        "SOS_EFI_RUNTIME_MAX": efi_runtime.MAX_ENTRIES,
+        "SOS_EFI_DESCRIPTOR_VERSION": efi_runtime.DESCRIPTOR_VERSION,
+        "SOS_EFI_MEMORY_RUNTIME": efi_runtime.MEMORY_RUNTIME,
         "SOS_PAGE_SIZE": 4096,
         "SOS_SECTOR_SIZE": 512,
         "SOS_PLUGIN_MAGIC": plugin.PLUGIN_MAGIC,

@@ -10,7 +10,7 @@ import tomli_w
 
 from ..errors import UsageError
 from ..fileutil import show
-from ..formats import image
+from ..formats import efi_runtime as efi_rt, image
 from ..formats.common import PAGE_SIZE
 
 MEMORY_TYPES = ("ram", "reserved", "acpi", "nvs", "unusable")
@@ -115,6 +115,18 @@ class Options:
 
 
 @dataclass
+class EfiRuntime:
+    """One EFI runtime region as the hibernated kernel mapped it (Linux:
+    /sys/firmware/efi/runtime-map/N): EFI_MEMORY_TYPE, physical and virtual start, 4 KiB
+    pages, EFI_MEMORY_* attributes (UEFI 2.10, 7.2)."""
+    type: int
+    phys: int
+    virt: int
+    pages: int
+    attribute: int
+
+
+@dataclass
 class Target:
     name: str
     memory: list
@@ -123,6 +135,12 @@ class Target:
     extents: list
     framebuffer: Framebuffer = None
     options: Options = field(default_factory=Options)
+    # The kernel's EFI runtime map (docs/RESUME.md, "The EFI loader"): empty when the machine
+    # was not booted by UEFI or the kernel shows no runtime map.
+    efi_runtime: list = field(default_factory=list)
+    # 0, or the physical address of that boot's EFI_RUNTIME_SERVICES table (Linux:
+    # /sys/firmware/efi/runtime): the resumed kernel calls through it.
+    efi_runtime_services: int = 0
 
     # ---- derived views -------------------------------------------------------------
     @property
@@ -180,6 +198,7 @@ class Target:
         self._validate_extents()
         self._validate_framebuffer()
         self._validate_options()
+        self._validate_efi_runtime()
         return self
 
     def _validate_memory(self):
@@ -335,6 +354,39 @@ class Target:
             if not 0 <= getattr(o, name) <= 0xFFFF:
                 raise UsageError(f"options.{name}: must be an I/O port number (0-65535)")
 
+    def _validate_efi_runtime(self):
+        if len(self.efi_runtime) > efi_rt.MAX_ENTRIES:
+            raise UsageError(f"efi_runtime: {len(self.efi_runtime)} entries, more than the "
+                             f"loader carries ({efi_rt.MAX_ENTRIES})")
+        last = None
+        for i, r in sorted(enumerate(self.efi_runtime), key=lambda ir: ir[1].phys):
+            where = f"efi_runtime[{i}]"
+            if not 0 <= r.type <= 0xFFFFFFFF:
+                raise UsageError(f"{where}.type: {r.type} is not an EFI memory type (32 bits)")
+            if not 0 <= r.attribute < 1 << 64:
+                raise UsageError(f"{where}.attribute: {r.attribute:#x} is not 64 bits")
+            if not r.attribute & efi_rt.MEMORY_RUNTIME:
+                raise UsageError(f"{where}.attribute: {r.attribute:#x} lacks EFI_MEMORY_RUNTIME "
+                                 "(bit 63)")
+            if r.pages <= 0 or r.phys < 0 or r.phys % PAGE_SIZE or \
+                    r.phys + r.pages * PAGE_SIZE > MAX_PHYSICAL:
+                raise UsageError(f"{where}: phys {r.phys:#x} and pages {r.pages} are not a "
+                                 "page-aligned physical range below 2^52")
+            end = r.virt + r.pages * PAGE_SIZE
+            if r.virt < 0 or r.virt % PAGE_SIZE or not _canonical(r.virt, end):
+                raise UsageError(f"{where}.virt: {r.virt:#x} is not a page-aligned canonical "
+                                 f"address for {r.pages} pages")
+            if last and r.phys < last[1].phys + last[1].pages * PAGE_SIZE:
+                raise UsageError(f"{where}: {r.phys:#x} overlaps efi_runtime[{last[0]}] at "
+                                 f"{last[1].phys:#x}")
+            last = i, r
+        rt = self.efi_runtime_services
+        if not 0 <= rt < MAX_PHYSICAL:
+            raise UsageError(f"efi_runtime_services: {rt:#x} is not a physical address")
+        if rt and not any(r.phys <= rt < r.phys + r.pages * PAGE_SIZE for r in self.efi_runtime):
+            raise UsageError(f"efi_runtime_services: {rt:#x} is not inside an efi_runtime "
+                             "region")
+
     def check_chunk_pages(self, encrypted=False):
         """Compressed and encrypted chunks are built in the payload's scratch: at most
         MAX_BUFFERED_CHUNK_PAGES. The build checks again with the key it is given."""
@@ -359,7 +411,18 @@ class Target:
         d = asdict(self)
         if self.framebuffer is None:
             del d["framebuffer"]
+        if not self.efi_runtime:
+            del d["efi_runtime"]
+        if not self.efi_runtime_services:
+            del d["efi_runtime_services"]
         return d
+
+
+def _canonical(start, end):
+    """[start, end) lies within one canonical half of the 48-bit address space (Intel SDM
+    vol. 1, 3.3.7.1): both ends share bits 63-47."""
+    low, high = 1 << 47, (1 << 64) - (1 << 47)
+    return end <= low or (high <= start and end <= 1 << 64)
 
 
 def _make(cls, data, where):
@@ -400,6 +463,8 @@ def from_dict(d):
         raise UsageError("memory and extents must be arrays of tables")
     if not isinstance(d["name"], str):
         raise UsageError("name: expected a string")
+    if not isinstance(d.get("efi_runtime", []), list):
+        raise UsageError("efi_runtime: must be an array of tables")
     t = Target(
         name=d["name"],
         memory=[_make(MemoryRange, m, f"memory[{i}]") for i, m in enumerate(d["memory"])],
@@ -408,7 +473,13 @@ def from_dict(d):
         extents=[_make(Extent, e, f"extents[{i}]") for i, e in enumerate(d["extents"])],
         framebuffer=_make(Framebuffer, d["framebuffer"], "framebuffer") if "framebuffer" in d else None,
         options=_make(Options, d.get("options", {}), "options"),
+        efi_runtime=[_make(EfiRuntime, r, f"efi_runtime[{i}]")
+                     for i, r in enumerate(d.get("efi_runtime", []))],
+        efi_runtime_services=d.get("efi_runtime_services", 0),
     )
+    if not isinstance(t.efi_runtime_services, int) or isinstance(t.efi_runtime_services, bool):
+        raise UsageError(f"efi_runtime_services: expected an integer, got "
+                         f"{t.efi_runtime_services!r}")
     return t.validate()
 
 

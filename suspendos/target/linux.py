@@ -19,6 +19,8 @@
   intel-iommu/address. AMD-Vi (ivhdN): Linux shows no base, so it is the IVHD block in the
   ACPI IVRS table whose IOMMU device ID is the unit's own PCI function (`device`).
 - framebuffer: /dev/fb0 (FBIOGET_*SCREENINFO) when there is one.
+- efi_runtime, efi_runtime_services: /sys/firmware/efi/runtime-map and runtime when there
+  is a runtime map (linux_efi.py).
 
 Anything that cannot be determined is a UsageError (exit 2) with a one-line reason; nothing
 is guessed. `sysroot` reads a copy of those files (tests/data/linux-sysroot) instead.
@@ -35,6 +37,7 @@ from ..errors import UsageError
 from ..formats.acpi import ivhd_blocks
 from ..formats.common import PAGE_SIZE, SECTOR_SIZE
 from .description import Disk, Extent, Framebuffer, MemoryRange, Options, Reserved, Target
+from .linux_efi import runtime_map, runtime_services
 
 AHCI_CLASS = 0x010601
 NVME_CLASS = 0x010802
@@ -678,7 +681,8 @@ def linux_target(swap=None, sysroot=None, compress="none", with_framebuffer=True
     host = re.sub(r"[^A-Za-z0-9_.-]", "", host) or "linux"
     t = Target(name=f"linux-{host}-{what}", memory=memory, reserved=reserved, disk=disk,
                extents=extents, framebuffer=fb,
-               options=Options(compress=compress, smaller_than_ram=smaller_than_ram))
+               options=Options(compress=compress, smaller_than_ram=smaller_than_ram),
+               efi_runtime=runtime_map(sysmap), efi_runtime_services=runtime_services(sysmap))
     return t.validate()
 
 

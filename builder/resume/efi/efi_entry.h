@@ -31,6 +31,12 @@ struct sos_efi_entry {
                                      * SetVirtualAddressMap after a restore (8.4) */
     uint64_t rsdp;                  /* ACPI RSDP from the configuration table (4.6), or 0 */
     struct boot_info boot;          /* RAM map converted from GetMemoryMap (builder/efi/memmap.c) */
+    /* The firmware's own map that `boot` was converted from (7.2 GetMemoryMap), in the
+     * stage's pool: the runtime regions are checked against the target's (efi/runtime.c),
+     * by check and again by start before any saved page is written. */
+    uint64_t efi_map;               /* EFI_MEMORY_DESCRIPTOR *, walked by descriptor_size */
+    uint64_t efi_map_size;          /* bytes */
+    uint64_t efi_descriptor_size;
     uint32_t refused;               /* out of check: 0, or the enum resume_reason */
     const char *refused_name;       /* out of check: its name ("no-image", ...) */
 };

@@ -7,12 +7,13 @@
 #include "efi_entry.h"
 #include "resume.h"
 #include "cpus.h"
+#include "runtime.h"
 #include "printf.h"
 #include "string.h"
 #include "timer.h"
 
-/* The EFI tables the loader was started with, for a later change that calls
- * SetVirtualAddressMap (UEFI 2.10, 8.4) after the restore. */
+/* The EFI tables the loader was started with: runtime.c calls SetVirtualAddressMap
+ * (UEFI 2.10, 8.4) through them after the restore. */
 struct sos_efi_entry resume_efi;
 
 static void *check_jump[5];         /* __builtin_setjmp's buffer: 5 words */
@@ -58,6 +59,7 @@ int resume_efi_check(struct sos_efi_entry *e)
     resume_refuse_hook = back_to_check;
     take(e);
     resume_begin();
+    efi_runtime_check(e);           /* before the disk: the firmware's map alone decides */
     timer_init(0);
     image_check(resume_open_disk());
     release_devices();
@@ -68,6 +70,15 @@ int resume_efi_check(struct sos_efi_entry *e)
     return 0;
 }
 
+/* resume_before_return: SetVirtualAddressMap (runtime.c) with interrupts off. entry64.S
+ * left them so and nothing since turns them on; said again here, where the firmware's code
+ * runs under our IDT, and kept out of runtime.c so a host build can test that. */
+static void set_virtual(struct sos_handoff *h)
+{
+    __asm__ volatile("cli");
+    efi_runtime_set_virtual(h);
+}
+
 __attribute__((noreturn)) void resume_efi_main(const struct sos_efi_entry *e)
 {
     take(e);                /* first: *e is in firmware memory the restore may overwrite */
@@ -75,5 +86,9 @@ __attribute__((noreturn)) void resume_efi_main(const struct sos_efi_entry *e)
     kprintf("@@RESUME efi: boot services exited, %u RAM map entries, rsdp 0x%lx\n",
             resume_boot()->mmap_count, cpus_rsdp);
     resume_begin();
+    /* Again on the map ExitBootServices took (a driver may have allocated runtime memory
+     * since check): still before any saved page is written, but now a refusal halts. */
+    efi_runtime_check(e);
+    resume_before_return = set_virtual;
     resume_run();
 }
