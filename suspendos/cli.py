@@ -145,7 +145,7 @@ def _parse_inject(spec):
 
 
 def _target_override(a):
-    if not a.target:
+    if a.target is None:        # --target "" is refused by load(), not taken for "not given"
         return None
     from .target import load
     return load(a.target, "--target")
@@ -250,7 +250,8 @@ def _finish_run(a, kind, s, ok, summary_lines, plugin_line=False):
 def _key(a, attr="key"):
     from .keys import read_key
     path = getattr(a, attr, None)
-    return read_key(path, "--" + attr.replace("_", "-")) if path else None
+    # `is not None`: --key "" was given (and is refused), not taken for "no key".
+    return read_key(path, "--" + attr.replace("_", "-")) if path is not None else None
 
 
 def cmd_key_new(a):
