@@ -545,3 +545,25 @@ def test_an_esp_mount_point_efi_boot_conf_cannot_hold_is_refused(uefi_root, tmp_
     with pytest.raises(UsageError, match="cannot be recorded"):
         install(uefi_root, tmp_path, capsys)
     assert tree(uefi_root) == before
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["install-resume", "--swap", "/dev/sda1", "--boot-dir", ""], "--boot-dir"),
+    (["uninstall-resume", "--boot-dir", ""], "--boot-dir"),
+    (["install-resume", "--swap", ""], "--swap"),
+    (["hibernate", "--swap", "", "--dry-run"], "--swap"),
+    (["target", "linux", "--swap", "", "-o", "t.toml"], "--swap"),
+])
+def test_an_empty_boot_dir_or_swap_is_refused(root, tmp_path, argv, option):  # noqa: F811
+    """--boot-dir "" once put the loader in (and uninstall-resume took it out of) the current
+    folder; --swap "" was taken for "not given" (the only active swap area)."""
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "suspendos-resume.elf").write_bytes(b"someone's")
+    with open(root / "proc/swaps", "w") as f:      # one active swap area to fall back on
+        f.write("Filename\tType\tSize\tUsed\tPriority\n/dev/sda1\tpartition\t655356\t0\t-2\n")
+    before = tree(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "suspendos.cli", *argv, "--sysroot", str(root)],
+                       cwd=work, capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and option in r.stderr, r
+    assert tree(tmp_path) == before

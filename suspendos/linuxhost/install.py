@@ -91,7 +91,13 @@ def _boot_relative(host, boot):
     return "/" + LOADER_NAME
 
 
+def check_boot_dir(boot_dir):
+    if not boot_dir:        # Path("") is the current folder
+        raise UsageError("--boot-dir: an empty folder name (the default is /boot)")
+
+
 def install_resume(req, host=None):
+    check_boot_dir(req.boot_dir)
     host = host or Host()
     check_kernel(host)
     target = capture(host, Request(swap=req.swap))

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import UsageError
 from . import efivars, guard, uefi
 from .host import Host
-from .install import GRUB_FILE, HOOKS, LOADER_NAME, check_files
+from .install import GRUB_FILE, HOOKS, LOADER_NAME, check_boot_dir, check_files
 
 INITRAMFS_FILES = tuple(dst for _, dst in HOOKS)
 
@@ -84,6 +84,7 @@ def _efi(host, where, ours, esp):
 
 
 def uninstall_resume(req, host=None):
+    check_boot_dir(req.boot_dir)
     host = host or Host()
     if host.euid != 0:
         raise UsageError("uninstall-resume: run as root (it removes boot entries and files "
