@@ -126,6 +126,19 @@ def cmd_build_resume(a):
 
 
 # ---- qemu ---------------------------------------------------------------------------------
+def cmd_qemu_linux(a):
+    """`qemu linux` (suspendos/linuxvm/runner.py), after what its run would meet only once
+    the guest is built: --workdir "" (it took that for "not given") and OVMF not installed."""
+    if a.workdir == "":
+        raise UsageError("--workdir: an empty folder name (leave --workdir out for a "
+                         "temporary one)")
+    if a.firmware == "uefi":
+        from .qemu.ovmf import check_installed
+        check_installed()
+    from .linuxvm.runner import cmd
+    return cmd(a)
+
+
 def _parse_inject(spec):
     """write-error:LBA[,always] -> blkdebug inject-error rules; write-stall -> a blkdebug
     breakpoint that holds the first write forever."""
@@ -614,8 +627,7 @@ def parser():
                     help="keep the logs (and with --keep the disk) here")
     ql.add_argument("--keep", action="store_true", help="keep the run's disk overlay")
     ql.add_argument("--json", action="store_true", help=helptext.JSON)
-    ql.set_defaults(func=lambda a: __import__("suspendos.linuxvm.runner",
-                                              fromlist=["cmd"]).cmd(a))
+    ql.set_defaults(func=cmd_qemu_linux)
 
     im = sub.add_parser("image", help="read an image from a disk").add_subparsers(
         dest="what", required=True)

@@ -571,6 +571,10 @@ RESUME = ["qemu", "resume", "--memory", "64M", "--disk", "d.img"]
     (["qemu", "linux", "--boot-normally", "--hibernator", "swsusp", "--json"],
      ["--boot-normally"]),
     (["qemu", "linux", "--workdir", "d.img/sub"], ["--workdir"]),
+    (["qemu", "linux", "--workdir", ""], ["--workdir"]),
+    (["qemu", "linux", "--firmware", "uefi", "--workdir", ""], ["--workdir"]),
+    (["qemu", "linux", "--firmware", "uefi", "--workdir", "FIFO"], ["--workdir"]),
+    (["qemu", "linux", "--firmware", "uefi", "--workdir", "/dev/null"], ["--workdir"]),
     (SUSPEND + ["--cpus", "1", "--ap-deaf", "1"], ["--ap-deaf"]),
     (SUSPEND + ["--cpus", "3", "--ap-deaf", "0"], ["--ap-deaf"]),
     (SUSPEND + ["--cpus", "3", "--ap-deaf=-1"], ["--ap-deaf"]),
@@ -619,7 +623,21 @@ def test_todays_options_are_refused_before_any_work(tmp_path, fifo, argv, words,
     assert listing(tmp_path) == before
 
 
+@pytest.mark.parametrize("argv", [["qemu", "linux", "--firmware", "uefi"],
+                                  ["qemu", "linux", "--firmware", "uefi", "--boot-normally"]])
+@pytest.mark.parametrize("missing", ["CODE", "VARS"])
+def test_qemu_linux_uefi_without_ovmf_is_refused_before_any_work(tmp_path, argv, missing,
+                                                                  no_work, monkeypatch, capsys):
+    """OVMF's files were looked for only after the guest and its resume layer were built."""
+    from suspendos.qemu import ovmf
+    monkeypatch.setattr(ovmf, missing, tmp_path / "OVMF_NONE.fd")
+    monkeypatch.chdir(tmp_path)
+    refused(in_process(argv, capsys), "OVMF_NONE.fd", "apt-get install ovmf")
+    assert listing(tmp_path) == []
+
+
 @pytest.mark.parametrize("argv", [
+    ["qemu", "linux", "--firmware", "uefi"],
     ["qemu", "linux", "--dirty-free", "0"],
     ["qemu", "linux", "--dirty-free", "40%"],
     ["qemu", "linux", "--memory", "8G", "--cpus", "4", "--disk-bus", "nvme"],
