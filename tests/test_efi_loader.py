@@ -61,3 +61,23 @@ def test_a_loader_built_with_a_key_is_readable_by_its_owner_only(tmp_path, cli):
     p = cli("build-resume", "--target", target, "--key", key, "-o", out, "--format", "efi")
     assert p.returncode == 0, p.stderr
     assert out.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_reserved_region_above_4_gib_is_refused_for_both_formats(tmp_path, cli):
+    """The loader's boot stub is 32-bit code: the EFI build once went on to the link, which
+    failed on relocation overflows (exit 1, a details file) instead of naming the field."""
+    target = tmp_path / "t.toml"
+    assert cli("target", "qemu", "--memory", "256M", "--framebuffer", "none", "-o",
+               target).returncode == 0
+    text = target.read_text()
+    high = "{ start = 0x100000000, end = 0x110000000, type = \"ram\" },\n]\nextents"
+    text = text.replace("]\nextents", high, 1).replace("load_address = 16777216",
+                                                      "load_address = 0x100000000")
+    text = text.replace("count = 524288", "count = 2000000").replace("sectors = 528384",
+                                                                    "sectors = 0")
+    target.write_text(text)
+    for fmt in ("efi", "multiboot"):
+        p = cli("build-resume", "--target", target, "-o", tmp_path / "l", "--format", fmt)
+        assert p.returncode == 2 and len(p.stderr.splitlines()) == 1, (fmt, p.stderr)
+        assert "reserved" in p.stderr and "below 4 GiB" in p.stderr and "details" not in p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["t.toml"]

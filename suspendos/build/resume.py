@@ -87,8 +87,10 @@ def build_resume_loader(target, out_path, key=None, workdir=None, fmt="multiboot
         raise UsageError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     target.validate()
     load, reserved_end = target.reserved_range
-    if fmt == "multiboot" and reserved_end > 1 << 32:
-        raise UsageError("reserved: a multiboot loader must load below 4 GiB")
+    # Both formats: the EFI application carries the same loader, whose boot stub
+    # (qemu-boot/boot.S) is 32-bit code (the link fails on its relocations above 4 GiB).
+    if reserved_end > 1 << 32:
+        raise UsageError(f"reserved: the resume loader ({fmt}) must load below 4 GiB")
     with tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
         work = Path(workdir or tmp)
         _, mem_list, sec_list = target_lists(target)
