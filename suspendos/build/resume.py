@@ -102,7 +102,14 @@ def build_resume_loader(target, out_path, key=None, workdir=None, fmt="multiboot
             "@RESERVED_END@", hex(reserved_end)).replace(
             "@EFI_KEEP@", EFI_KEEP if fmt == "efi" else "")
         elf64 = work / "resume64.elf"
-        toolchain.link(objects, script, elf64, work)
+        try:
+            toolchain.link(objects, script, elf64, work)
+        except BuildError as e:     # resume.ld's ASSERT: code, data and lists past the end
+            if "does not fit the reserved region" not in str(e):
+                raise
+            raise UsageError(f"reserved.size: {target.reserved.size:#x} is too small for the "
+                             f"resume loader and its lists ({len(mem_list) + len(sec_list)} "
+                             "bytes of memory and sector lists)") from None
         sections, sym = _elf_info(elf64)
 
         scratch_base = align_up(sym["sos_resume_end"], PAGE_SIZE)
