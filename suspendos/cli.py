@@ -128,10 +128,7 @@ def cmd_build_resume(a):
 # ---- qemu ---------------------------------------------------------------------------------
 def cmd_qemu_linux(a):
     """`qemu linux` (suspendos/linuxvm/runner.py), after what its run would meet only once
-    the guest is built: --workdir "" (it took that for "not given") and OVMF not installed."""
-    if a.workdir == "":
-        raise UsageError("--workdir: an empty folder name (leave --workdir out for a "
-                         "temporary one)")
+    the guest is built: OVMF not installed (--workdir "" is refused by _check_paths)."""
     if a.firmware == "uefi":
         from .qemu.ovmf import check_installed
         check_installed()
@@ -686,6 +683,8 @@ INPUT_PATHS = {"target": "--target", "file": "FILE", "payload": "PAYLOAD", "disk
                "area": "AREA"}
 OUTPUT_PATHS = {"output": "-o", "elf": "--elf", "ram_dump": "--ram-dump",
                 "screenshot": "--screenshot"}
+# Folders given by name: like every path above, "" names nothing (not "the default").
+FOLDER_PATHS = {"trust": "--trust", "sysroot": "--sysroot", "workdir": "--workdir"}
 
 
 def _paths(a, table):
@@ -702,6 +701,10 @@ def _check_paths(a):
     """Before any work: every output can be written, and none is an input."""
     outputs = _paths(a, OUTPUT_PATHS)
     inputs = _paths(a, INPUT_PATHS)
+    for kind, given in (("file", inputs), ("folder", _paths(a, FOLDER_PATHS))):
+        for opt, path in given:     # Path("") is the current folder; `if path:` "not given"
+            if path == "":
+                raise UsageError(f"{opt}: an empty {kind} name")
     written = outputs + [(INPUT_PATHS[d], getattr(a, d)) for d in getattr(a, "writes", ())
                          if getattr(a, d, None)]
     check_distinct([i for i in inputs if i not in written], written)

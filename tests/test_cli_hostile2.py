@@ -320,12 +320,20 @@ def no_build(monkeypatch, no_work):
     (["qemu", "resume", "--memory", "64M", "--disk", "d.img", "--key", ""], "--key"),
     (["image", "info", "d.img", "--key", ""], "--key"),
     (["plugin", "pack", "--splash", "s.png", "-o", "s.sop", "--key", ""], "--key"),
+    (["image", "verify", "d.img", "--ram", ""], "--ram"),
+    (["build", "--target", "t.toml", "-o", "p.blob", "--trust", ""], "--trust"),
+    (["plugin", "verify", "s.sop", "--trust", ""], "--trust"),
+    (["target", "linux", "--sysroot", "", "-o", "l.toml"], "--sysroot"),
+    (["qemu", "linux", "--workdir", ""], "--workdir"),
+    (["target", "check", ""], "FILE"),
+    (["inspect", ""], "PAYLOAD"),
 ])
 def test_an_empty_key_or_target_name_is_refused(tmp_path, target, argv, option, no_build,
                                                  monkeypatch, capsys):
     """`--key ""` once built an unencrypted loader (and `--encrypt-key ""` an unencrypted
-    payload, `plugin pack --key ""` an unsigned package, `--target ""` the default target):
-    "" was taken for "not given"."""
+    payload, `plugin pack --key ""` an unsigned package, `--target ""` the default target,
+    `--ram ""` a verify without the comparison, `--trust ""` trusted the keys in the current
+    folder, `--sysroot ""` read the live system as a copy): "" was taken for "not given"."""
     monkeypatch.chdir(tmp_path)
     with open(tmp_path / "d.img", "wb") as f:
         f.truncate(64 * MiB)
