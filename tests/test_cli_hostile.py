@@ -697,3 +697,19 @@ def test_a_bad_ap_start_memmap_is_refused(tmp_path, memmap, words, capsys):
     refused(in_process(["target", "linux", "--sysroot", root, "--swap", "/dev/sda1", "-o", out],
                        capsys), "reserved", *words)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("parent", ["file", "fifo", "none"])
+def test_an_output_under_a_file_names_what_its_parent_is(tmp_path, target, parent, capsys):
+    """-o F/x.efi with F a file once said "the folder F does not exist"."""
+    p = tmp_path / "P"
+    if parent == "file":
+        p.write_bytes(b"mine")
+    elif parent == "fifo":
+        os.mkfifo(p)
+    before = listing(tmp_path)
+    err = refused(in_process(["build-resume", "--target", target, "-o", p / "x.efi",
+                              "--format", "efi"], capsys), "-o", "P")
+    assert ("does not exist" in err) == (parent == "none"), err
+    assert ("is not a folder" in err) == (parent != "none"), err
+    assert listing(tmp_path) == before
