@@ -28,6 +28,13 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.register("action", "parsers", _Subcommands)
 
+    def _print_message(self, message, file=None):
+        # Help and --version go to sys.stdout, which is None when stdout is closed (`>&-`):
+        # argparse would write them to stderr instead, where a run that succeeds is silent.
+        if file is None:
+            return
+        super()._print_message(message, file)
+
     def error(self, message):
         # The CLI prefixes "suspendos: error: ": name the subcommand only, not the program.
         command = self.prog.removeprefix(PROG).strip()

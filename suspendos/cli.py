@@ -126,6 +126,16 @@ def cmd_build_resume(a):
 
 
 # ---- qemu ---------------------------------------------------------------------------------
+def cmd_qemu_linux(a):
+    """`qemu linux` (suspendos/linuxvm/runner.py), after what its run would meet only once
+    the guest is built: OVMF not installed (--workdir "" is refused by _check_paths)."""
+    if a.firmware == "uefi":
+        from .qemu.ovmf import check_installed
+        check_installed()
+    from .linuxvm.runner import cmd
+    return cmd(a)
+
+
 def _parse_inject(spec):
     """write-error:LBA[,always] -> blkdebug inject-error rules; write-stall -> a blkdebug
     breakpoint that holds the first write forever."""
@@ -145,7 +155,7 @@ def _parse_inject(spec):
 
 
 def _target_override(a):
-    if not a.target:
+    if a.target is None:        # --target "" is refused by load(), not taken for "not given"
         return None
     from .target import load
     return load(a.target, "--target")
@@ -250,7 +260,8 @@ def _finish_run(a, kind, s, ok, summary_lines, plugin_line=False):
 def _key(a, attr="key"):
     from .keys import read_key
     path = getattr(a, attr, None)
-    return read_key(path, "--" + attr.replace("_", "-")) if path else None
+    # `is not None`: --key "" was given (and is refused), not taken for "no key".
+    return read_key(path, "--" + attr.replace("_", "-")) if path is not None else None
 
 
 def cmd_key_new(a):
@@ -613,8 +624,7 @@ def parser():
                     help="keep the logs (and with --keep the disk) here")
     ql.add_argument("--keep", action="store_true", help="keep the run's disk overlay")
     ql.add_argument("--json", action="store_true", help=helptext.JSON)
-    ql.set_defaults(func=lambda a: __import__("suspendos.linuxvm.runner",
-                                              fromlist=["cmd"]).cmd(a))
+    ql.set_defaults(func=cmd_qemu_linux)
 
     im = sub.add_parser("image", help="read an image from a disk").add_subparsers(
         dest="what", required=True)
@@ -673,6 +683,8 @@ INPUT_PATHS = {"target": "--target", "file": "FILE", "payload": "PAYLOAD", "disk
                "area": "AREA"}
 OUTPUT_PATHS = {"output": "-o", "elf": "--elf", "ram_dump": "--ram-dump",
                 "screenshot": "--screenshot"}
+# Folders given by name: like every path above, "" names nothing (not "the default").
+FOLDER_PATHS = {"trust": "--trust", "sysroot": "--sysroot", "workdir": "--workdir"}
 
 
 def _paths(a, table):
@@ -689,6 +701,10 @@ def _check_paths(a):
     """Before any work: every output can be written, and none is an input."""
     outputs = _paths(a, OUTPUT_PATHS)
     inputs = _paths(a, INPUT_PATHS)
+    for kind, given in (("file", inputs), ("folder", _paths(a, FOLDER_PATHS))):
+        for opt, path in given:     # Path("") is the current folder; `if path:` "not given"
+            if path == "":
+                raise UsageError(f"{opt}: an empty {kind} name")
     written = outputs + [(INPUT_PATHS[d], getattr(a, d)) for d in getattr(a, "writes", ())
                          if getattr(a, d, None)]
     check_distinct([i for i in inputs if i not in written], written)

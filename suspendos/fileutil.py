@@ -83,6 +83,8 @@ def check_output(path, what=None):
     folder = os.path.dirname(real)
     named = folder if os.path.islink(p) else (os.path.dirname(p) or ".")
     if not os.path.isdir(folder):
+        if os.path.exists(folder):      # a file, FIFO or device where the folder would be
+            raise UsageError(f"{label}: {show(named)} is not a folder")
         raise UsageError(f"{label}: the folder {show(named)} does not exist")
     try:
         name_max = os.pathconf(folder, "PC_NAME_MAX")

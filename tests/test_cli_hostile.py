@@ -571,6 +571,10 @@ RESUME = ["qemu", "resume", "--memory", "64M", "--disk", "d.img"]
     (["qemu", "linux", "--boot-normally", "--hibernator", "swsusp", "--json"],
      ["--boot-normally"]),
     (["qemu", "linux", "--workdir", "d.img/sub"], ["--workdir"]),
+    (["qemu", "linux", "--workdir", ""], ["--workdir"]),
+    (["qemu", "linux", "--firmware", "uefi", "--workdir", ""], ["--workdir"]),
+    (["qemu", "linux", "--firmware", "uefi", "--workdir", "FIFO"], ["--workdir"]),
+    (["qemu", "linux", "--firmware", "uefi", "--workdir", "/dev/null"], ["--workdir"]),
     (SUSPEND + ["--cpus", "1", "--ap-deaf", "1"], ["--ap-deaf"]),
     (SUSPEND + ["--cpus", "3", "--ap-deaf", "0"], ["--ap-deaf"]),
     (SUSPEND + ["--cpus", "3", "--ap-deaf=-1"], ["--ap-deaf"]),
@@ -619,7 +623,21 @@ def test_todays_options_are_refused_before_any_work(tmp_path, fifo, argv, words,
     assert listing(tmp_path) == before
 
 
+@pytest.mark.parametrize("argv", [["qemu", "linux", "--firmware", "uefi"],
+                                  ["qemu", "linux", "--firmware", "uefi", "--boot-normally"]])
+@pytest.mark.parametrize("missing", ["CODE", "VARS"])
+def test_qemu_linux_uefi_without_ovmf_is_refused_before_any_work(tmp_path, argv, missing,
+                                                                  no_work, monkeypatch, capsys):
+    """OVMF's files were looked for only after the guest and its resume layer were built."""
+    from suspendos.qemu import ovmf
+    monkeypatch.setattr(ovmf, missing, tmp_path / "OVMF_NONE.fd")
+    monkeypatch.chdir(tmp_path)
+    refused(in_process(argv, capsys), "OVMF_NONE.fd", "apt-get install ovmf")
+    assert listing(tmp_path) == []
+
+
 @pytest.mark.parametrize("argv", [
+    ["qemu", "linux", "--firmware", "uefi"],
     ["qemu", "linux", "--dirty-free", "0"],
     ["qemu", "linux", "--dirty-free", "40%"],
     ["qemu", "linux", "--memory", "8G", "--cpus", "4", "--disk-bus", "nvme"],
@@ -679,3 +697,19 @@ def test_a_bad_ap_start_memmap_is_refused(tmp_path, memmap, words, capsys):
     refused(in_process(["target", "linux", "--sysroot", root, "--swap", "/dev/sda1", "-o", out],
                        capsys), "reserved", *words)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("parent", ["file", "fifo", "none"])
+def test_an_output_under_a_file_names_what_its_parent_is(tmp_path, target, parent, capsys):
+    """-o F/x.efi with F a file once said "the folder F does not exist"."""
+    p = tmp_path / "P"
+    if parent == "file":
+        p.write_bytes(b"mine")
+    elif parent == "fifo":
+        os.mkfifo(p)
+    before = listing(tmp_path)
+    err = refused(in_process(["build-resume", "--target", target, "-o", p / "x.efi",
+                              "--format", "efi"], capsys), "-o", "P")
+    assert ("does not exist" in err) == (parent == "none"), err
+    assert ("is not a folder" in err) == (parent != "none"), err
+    assert listing(tmp_path) == before

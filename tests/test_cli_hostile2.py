@@ -297,3 +297,47 @@ def test_pack_refuses_a_symlink_in_the_plugin_folder(tmp_path, link):
             f"demo/{link}", "symbolic link")
     assert not (tmp_path / "d.sop").exists() and not (tmp_path / "demo" / "build").exists()
     assert os.listdir(secret) == ["shadow"]
+
+
+# ---- an empty file name is a name, not "no key" --------------------------------------------
+@pytest.fixture
+def no_build(monkeypatch, no_work):
+    """`build` and `build-resume` too: a refusal must come before the payload or loader."""
+    def started(*a, **k):
+        raise Started()
+    from suspendos.build import payload, resume
+    monkeypatch.setattr(payload, "build_payload", started)
+    monkeypatch.setattr(resume, "build_resume_loader", started)
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["build", "--target", "t.toml", "-o", "p.blob", "--encrypt-key", ""], "--encrypt-key"),
+    (["build-resume", "--target", "t.toml", "-o", "l.efi", "--format", "efi", "--key", ""],
+     "--key"),
+    (["qemu", "suspend", "--memory", "64M", "--disk", "d.img", "--encrypt-key", ""],
+     "--encrypt-key"),
+    (["qemu", "suspend", "--memory", "64M", "--disk", "d.img", "--target", ""], "--target"),
+    (["qemu", "resume", "--memory", "64M", "--disk", "d.img", "--key", ""], "--key"),
+    (["image", "info", "d.img", "--key", ""], "--key"),
+    (["plugin", "pack", "--splash", "s.png", "-o", "s.sop", "--key", ""], "--key"),
+    (["image", "verify", "d.img", "--ram", ""], "--ram"),
+    (["build", "--target", "t.toml", "-o", "p.blob", "--trust", ""], "--trust"),
+    (["plugin", "verify", "s.sop", "--trust", ""], "--trust"),
+    (["target", "linux", "--sysroot", "", "-o", "l.toml"], "--sysroot"),
+    (["qemu", "linux", "--workdir", ""], "--workdir"),
+    (["target", "check", ""], "FILE"),
+    (["inspect", ""], "PAYLOAD"),
+])
+def test_an_empty_key_or_target_name_is_refused(tmp_path, target, argv, option, no_build,
+                                                 monkeypatch, capsys):
+    """`--key ""` once built an unencrypted loader (and `--encrypt-key ""` an unencrypted
+    payload, `plugin pack --key ""` an unsigned package, `--target ""` the default target,
+    `--ram ""` a verify without the comparison, `--trust ""` trusted the keys in the current
+    folder, `--sysroot ""` read the live system as a copy): "" was taken for "not given"."""
+    monkeypatch.chdir(tmp_path)
+    with open(tmp_path / "d.img", "wb") as f:
+        f.truncate(64 * MiB)
+    Image.new("RGB", (8, 8)).save(tmp_path / "s.png")
+    before = sorted(x.name for x in tmp_path.iterdir())
+    refused(in_process(argv, capsys), option)
+    assert sorted(x.name for x in tmp_path.iterdir()) == before

@@ -1037,6 +1037,13 @@ SUBPROCESS_CASES = [
     ("sub-raw-name-refusal", "SOS target check \"$(printf 'no\\377such')\"", 2, ["no"], []),
     ("sub-raw-name-plugin-new", "SOS plugin new \"$(printf 'p\\377')\"", 2, [], []),
     ("sub-inspect-json-stdout-closed", "SOS inspect --json p.blob >&-", 0, [], []),
+    # help and --version had argparse write them to stderr when stdout is closed
+    ("sub-help-stdout-closed", "SOS --help >&-", 0, [], []),
+    ("sub-version-stdout-closed", "SOS --version >&-", 0, [], []),
+    ("sub-build-resume-help-stdout-closed", "SOS build-resume --help >&-", 0, [], []),
+    ("sub-install-resume-help-stdout-closed", "SOS install-resume --help >&-", 0, [], []),
+    ("sub-qemu-linux-help-stdout-closed", "SOS qemu linux --help >&-", 0, [], []),
+    ("sub-help-to-a-closed-pipe", "SOS build-resume --help | head -c1", 0, [], []),
 ]
 
 

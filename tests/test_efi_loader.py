@@ -112,3 +112,42 @@ def test_the_multiboot_loader_has_no_runtime_map(tmp_path, cli):
     build, _ = _loader_with_runtime_map(tmp_path, cli, "multiboot")
     assert "sos_resume_efi_runtime" not in build.symbols
     assert "efi_runtime_set_virtual" not in build.symbols
+
+
+def test_a_reserved_region_above_4_gib_is_refused_for_both_formats(tmp_path, cli):
+    """The loader's boot stub is 32-bit code: the EFI build once went on to the link, which
+    failed on relocation overflows (exit 1, a details file) instead of naming the field."""
+    target = tmp_path / "t.toml"
+    assert cli("target", "qemu", "--memory", "256M", "--framebuffer", "none", "-o",
+               target).returncode == 0
+    text = target.read_text()
+    high = "{ start = 0x100000000, end = 0x110000000, type = \"ram\" },\n]\nextents"
+    text = text.replace("]\nextents", high, 1).replace("load_address = 16777216",
+                                                      "load_address = 0x100000000")
+    text = text.replace("count = 524288", "count = 2000000").replace("sectors = 528384",
+                                                                    "sectors = 0")
+    target.write_text(text)
+    for fmt in ("efi", "multiboot"):
+        p = cli("build-resume", "--target", target, "-o", tmp_path / "l", "--format", fmt)
+        assert p.returncode == 2 and len(p.stderr.splitlines()) == 1, (fmt, p.stderr)
+        assert "reserved" in p.stderr and "below 4 GiB" in p.stderr and "details" not in p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["t.toml"]
+
+
+def test_a_loader_that_does_not_fit_its_reserved_region_is_refused(tmp_path, cli):
+    """A long memory map in the smallest reserved region: the link's ASSERT failed (exit 1,
+    a details file) instead of a refusal that names reserved.size."""
+    target = tmp_path / "t.toml"
+    assert cli("target", "qemu", "--memory", "256M", "--framebuffer", "none", "-o",
+               target).returncode == 0
+    ranges = "".join(f'{{ start = {0x20000000 + i * 8192}, end = {0x20000000 + i * 8192 + 4096}'
+                     ', type = "ram" },' for i in range(20000))
+    text = target.read_text().replace("memory = [", "memory = [" + ranges, 1)
+    text = text.replace("size = 2097152", "size = 0x80000").replace(
+        "smaller_than_ram = false", "smaller_than_ram = true")
+    target.write_text(text)
+    for fmt in ("efi", "multiboot"):
+        p = cli("build-resume", "--target", target, "-o", tmp_path / "l", "--format", fmt)
+        assert p.returncode == 2 and len(p.stderr.splitlines()) == 1, (fmt, p.stderr)
+        assert "reserved.size" in p.stderr and "details" not in p.stderr, p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["t.toml"]

@@ -124,6 +124,22 @@ def test_stale_image_guard_must_match(root, tmp_path):
     assert "run suspendos install-resume again" in refusal(root, tmp_path)
 
 
+@pytest.mark.parametrize("kind", ["not-utf8", "folder", "fifo"])
+def test_a_damaged_guard_conf_is_one_line_not_a_crash_or_a_hang(root, tmp_path, kind):
+    """resume.conf was read with read_text(): bytes that are not UTF-8 crashed the plan, a
+    folder was a raw IsADirectoryError, a FIFO was waited on for ever."""
+    conf = guard.conf_path(host(root, tmp_path))
+    conf.parent.mkdir(parents=True)
+    if kind == "not-utf8":
+        conf.write_bytes(b"\xff\xfeSOS_SIG_OFFSET=\"4086\"\n")
+    elif kind == "folder":
+        conf.mkdir()
+    else:
+        os.mkfifo(conf)
+    msg = refusal(root, tmp_path)
+    assert "resume.conf" in msg, msg
+
+
 def test_image_already_on_the_swap_area(root, tmp_path):
     head = bytearray((root / "dev/sda1").read_bytes())
     head[4086:4096] = tl.SUSPENDOS_SWAP_MAGIC

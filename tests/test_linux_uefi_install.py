@@ -432,3 +432,138 @@ def test_uninstall_resume_after_a_bios_install(root, tmp_path):  # noqa: F811
     r = subprocess.run(cli + ["uninstall-resume", "--sysroot", str(root), "--boot-dir",
                               str(boot)], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("nothing to remove"), r.stderr
+
+
+# ---- hostile machines: refused before anything is written or removed -----------------------
+def tree(root):
+    """Every path under `root` with its kind and contents: what a refusal must leave."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(dirpath, name)
+            data = None
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as f:
+                    data = f.read()
+            out[os.path.relpath(p, root)] = (os.lstat(p).st_mode, data)
+    return out
+
+
+@pytest.mark.parametrize("data", [b"\x07\x00\x00\x00\x04", b"", b"\x07\x00\x00\x00\x04\x00\x00"])
+def test_install_refuses_a_damaged_boot_next_before_any_write(uefi_root, tmp_path, capsys,
+                                                              data):
+    """It was read only after the loader was on the ESP and the new entry made."""
+    (tmp_path / "boot").mkdir()
+    (uefi_root / f"sys/firmware/efi/efivars/BootNext-{GUID}").write_bytes(data)
+    before = tree(uefi_root)
+    with pytest.raises(UsageError, match="not the attributes and a UINT16.*--delete-bootnext"):
+        install(uefi_root, tmp_path, capsys)
+    assert tree(uefi_root) == before
+
+
+@pytest.mark.parametrize("where", ["boot/efi/EFI/suspendos/resume.efi",
+                                   "etc/suspendos/efi-boot.conf", "etc/suspendos/resume.conf",
+                                   "etc/initramfs-tools/hooks/suspendos"])
+def test_install_refuses_a_folder_where_its_file_goes(uefi_root, tmp_path, capsys, where):
+    """A folder in the loader's place once ended in a raw IsADirectoryError; in
+    efi-boot.conf's place, a refusal after the loader and a new boot entry were made."""
+    (tmp_path / "boot").mkdir()
+    (uefi_root / where).mkdir(parents=True)
+    before = tree(uefi_root)
+    with pytest.raises(UsageError, match=f"{where}: is a folder"):
+        install(uefi_root, tmp_path, capsys)
+    assert tree(uefi_root) == before
+
+
+@pytest.mark.parametrize("where", ["boot/efi/EFI/suspendos/resume.efi",
+                                   "etc/suspendos/efi-boot.conf"])
+def test_uninstall_refuses_a_folder_where_its_file_was(uefi_root, tmp_path, capsys, where):
+    """It once deleted the boot entry, then stopped on the folder with a raw error."""
+    (tmp_path / "boot").mkdir()
+    h, _ = install(uefi_root, tmp_path, capsys)
+    (uefi_root / where).unlink()
+    (uefi_root / where).mkdir()
+    before = tree(uefi_root)
+    with pytest.raises(UsageError, match=f"{where}: is a folder"):
+        uninstall_resume(UninstallRequest(boot_dir=str(tmp_path / "boot")), h)
+    assert tree(uefi_root) == before
+
+
+@pytest.mark.parametrize("conf", [b"\xff\xfe SOS_EFI_BOOTNUM=\"0001\"\n",
+                                  b'SOS_EFI_BOOTNUM="0001"\nSOS_EFI_ESP="/boot/efi/../../../x"\n',
+                                  b'SOS_EFI_BOOTNUM="0001; rm -rf /"\nSOS_EFI_ESP="/boot/efi"\n'])
+def test_a_damaged_efi_boot_conf_is_named_and_uninstalled(uefi_root, tmp_path, capsys, conf):
+    """Bytes that are not UTF-8 once crashed hibernate and uninstall-resume; an ESP that
+    climbs out with .. had uninstall-resume delete EFI/suspendos/resume.efi outside the ESP
+    (here: outside the sysroot) and leave the real one."""
+    (tmp_path / "boot").mkdir()
+    h, _ = install(uefi_root, tmp_path, capsys)
+    (uefi_root / "etc/suspendos/efi-boot.conf").write_bytes(conf)
+    outside = tmp_path / "x/EFI/suspendos/resume.efi"
+    outside.parent.mkdir(parents=True)
+    outside.write_bytes(b"someone else's")
+    with pytest.raises(UsageError, match="efi-boot.conf is damaged"):
+        plan(h, Request(swap="/dev/sda1"))
+    assert uninstall_resume(UninstallRequest(boot_dir=str(tmp_path / "boot")), h) == 0
+    assert "removed: resume loader /boot/efi/EFI/suspendos/resume.efi" in capsys.readouterr().out
+    assert outside.read_bytes() == b"someone else's"
+    assert not (uefi_root / "etc/suspendos").exists() and sorted(entries(uefi_root)) == [0]
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_an_efi_boot_conf_that_is_no_file_is_refused_not_waited_on(uefi_root, tmp_path, capsys,
+                                                                  kind):
+    (tmp_path / "boot").mkdir()
+    h, _ = install(uefi_root, tmp_path, capsys)
+    conf = uefi_root / "etc/suspendos/efi-boot.conf"
+    conf.unlink()
+    conf.mkdir() if kind == "folder" else os.mkfifo(conf)
+    with pytest.raises(UsageError, match="efi-boot.conf"):
+        plan(h, Request(swap="/dev/sda1"))
+
+
+@pytest.mark.parametrize("text", ["\u0663\n", "99999999999\n", "x\n", "\n"])
+def test_a_partition_number_is_ascii_digits_within_uint32(uefi_root, tmp_path, text):
+    """int() reads "٣" as 3: the ESP's partition number once went to efibootmgr from it."""
+    (uefi_root / "sys" / SDA / "sda3/partition").write_text(text)
+    with pytest.raises(UsageError, match="not a partition number"):
+        uefi.find_esp(host(uefi_root, tmp_path))
+
+
+@pytest.mark.parametrize("point", [r"/boot/efi\012x", '/boot/"efi'])
+def test_an_esp_mount_point_efi_boot_conf_cannot_hold_is_refused(uefi_root, tmp_path, capsys,
+                                                                 point):
+    """A newline in the mount point (mountinfo's \\012) once went into efi-boot.conf and
+    broke it: hibernate then called it damaged."""
+    (tmp_path / "boot").mkdir()
+    info = uefi_root / "proc/self/mountinfo"
+    info.write_text(info.read_text().replace(" /boot/efi ", f" {point} "))
+    db = uefi_root / "run/udev/data/b8:3"
+    db.parent.mkdir(parents=True)
+    db.write_text(f"E:ID_PART_ENTRY_TYPE={uefi.ESP_TYPE}\n")
+    before = tree(uefi_root)
+    with pytest.raises(UsageError, match="cannot be recorded"):
+        install(uefi_root, tmp_path, capsys)
+    assert tree(uefi_root) == before
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["install-resume", "--swap", "/dev/sda1", "--boot-dir", ""], "--boot-dir"),
+    (["uninstall-resume", "--boot-dir", ""], "--boot-dir"),
+    (["install-resume", "--swap", ""], "--swap"),
+    (["hibernate", "--swap", "", "--dry-run"], "--swap"),
+    (["target", "linux", "--swap", "", "-o", "t.toml"], "--swap"),
+])
+def test_an_empty_boot_dir_or_swap_is_refused(root, tmp_path, argv, option):  # noqa: F811
+    """--boot-dir "" once put the loader in (and uninstall-resume took it out of) the current
+    folder; --swap "" was taken for "not given" (the only active swap area)."""
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "suspendos-resume.elf").write_bytes(b"someone's")
+    with open(root / "proc/swaps", "w") as f:      # one active swap area to fall back on
+        f.write("Filename\tType\tSize\tUsed\tPriority\n/dev/sda1\tpartition\t655356\t0\t-2\n")
+    before = tree(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "suspendos.cli", *argv, "--sysroot", str(root)],
+                       cwd=work, capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and option in r.stderr, r
+    assert tree(tmp_path) == before

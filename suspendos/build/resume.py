@@ -101,8 +101,10 @@ def build_resume_loader(target, out_path, key=None, workdir=None, fmt="multiboot
         raise UsageError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     target.validate()
     load, reserved_end = target.reserved_range
-    if fmt == "multiboot" and reserved_end > 1 << 32:
-        raise UsageError("reserved: a multiboot loader must load below 4 GiB")
+    # Both formats: the EFI application carries the same loader, whose boot stub
+    # (qemu-boot/boot.S) is 32-bit code (the link fails on its relocations above 4 GiB).
+    if reserved_end > 1 << 32:
+        raise UsageError(f"reserved: the resume loader ({fmt}) must load below 4 GiB")
     with tempfile.TemporaryDirectory(prefix="sos-resume-") as tmp:
         work = Path(workdir or tmp)
         _, mem_list, sec_list = target_lists(target)
@@ -116,7 +118,14 @@ def build_resume_loader(target, out_path, key=None, workdir=None, fmt="multiboot
             "@RESERVED_END@", hex(reserved_end)).replace(
             "@EFI_KEEP@", EFI_KEEP if fmt == "efi" else "")
         elf64 = work / "resume64.elf"
-        toolchain.link(objects, script, elf64, work)
+        try:
+            toolchain.link(objects, script, elf64, work)
+        except BuildError as e:     # resume.ld's ASSERT: code, data and lists past the end
+            if "does not fit the reserved region" not in str(e):
+                raise
+            raise UsageError(f"reserved.size: {target.reserved.size:#x} is too small for the "
+                             f"resume loader and its lists ({len(mem_list) + len(sec_list)} "
+                             "bytes of memory and sector lists)") from None
         sections, sym = _elf_info(elf64)
 
         scratch_base = align_up(sym["sos_resume_end"], PAGE_SIZE)

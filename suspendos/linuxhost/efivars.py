@@ -96,7 +96,7 @@ def read_boot_next(host, where=None):
         return None
     if len(data) != 6:
         raise UsageError(f"{EFIVARS}/{path.name} holds {len(data)} bytes, not the attributes "
-                         "and a UINT16")
+                         "and a UINT16: clear it with efibootmgr --delete-bootnext")
     return struct.unpack("<IH", data)[1]
 
 

@@ -101,11 +101,15 @@ def conf_path(host):
 def check(host, swap, target):
     """None when the installed guard matches this swap area and machine; a warning line
     when none is installed. Refuses (exit 2, naming the fix) when it no longer matches."""
+    from ..fileutil import read_input
     path = conf_path(host)
-    if not path.exists():
+    if not os.path.lexists(path):
         return ("no stale-image guard installed (suspendos install-resume): a normal boot "
                 "would not discard an image it did not resume")
-    conf = parse(path.read_text())
+    # read_input: a folder or FIFO in its place is refused (a FIFO is never waited on);
+    # bytes that are not UTF-8 leave lines that do not match, named below
+    conf = parse(read_input(path, limit=1 << 16, kind="stale-image guard configuration")
+                 .decode("utf-8", "replace"))
     _, sig, header = swap_location(host, swap, target)
     want = {"SOS_SIG_OFFSET": str(sig), "SOS_HEADER_OFFSET": str(header),
             "SOS_EXTENTS": extents_digest(target), "SOS_MACHINE": machine_digest(target)}

@@ -11,6 +11,7 @@ discarded, never resumed late.
 - on a UEFI machine the loader as an EFI application on the ESP and its boot entry, outside
   BootOrder, which `suspendos hibernate` arms for one boot with BootNext (uefi.py).
 """
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -40,6 +41,24 @@ EOF
 """
 
 
+HOOKS = (("hook", "initramfs-tools/hooks/suspendos"),
+         ("local-premount", "initramfs-tools/scripts/local-premount/suspendos"))
+GRUB_FILE = "grub.d/42_suspendos"
+
+
+def check_files(paths, verb="install-resume writes", others=True):
+    """Refuse, before anything is written or removed, a folder (and unless `others` is
+    false a device, FIFO, socket) where one of the files install-resume writes and
+    uninstall-resume removes belongs."""
+    for p in paths:
+        if os.path.isdir(p) and not os.path.islink(p):
+            raise UsageError(f"{p}: is a folder, where {verb} a file: move it away, then "
+                             "try again")
+        if others and os.path.exists(p) and not os.path.isfile(p):
+            raise UsageError(f"{p}: not a regular file, where {verb} a file (a device, FIFO "
+                             "or socket is never replaced)")
+
+
 @dataclass
 class InstallRequest:
     swap: str = None
@@ -67,13 +86,18 @@ def _boot_relative(host, boot):
     """The loader's path as GRUB sees it: relative to the filesystem holding /boot."""
     boot = Path(boot)
     if str(boot) == "/boot" and host.live:
-        import os
         root_dev = os.stat("/").st_dev
         return "/boot/" + LOADER_NAME if os.stat("/boot").st_dev == root_dev else "/" + LOADER_NAME
     return "/" + LOADER_NAME
 
 
+def check_boot_dir(boot_dir):
+    if not boot_dir:        # Path("") is the current folder
+        raise UsageError("--boot-dir: an empty folder name (the default is /boot)")
+
+
 def install_resume(req, host=None):
+    check_boot_dir(req.boot_dir)
     host = host or Host()
     check_kernel(host)
     target = capture(host, Request(swap=req.swap))
@@ -87,14 +111,20 @@ def install_resume(req, host=None):
     if real_etc and not shutil.which("update-initramfs"):     # refused before any write
         raise UsageError("update-initramfs not found: the stale-image check needs "
                          "initramfs-tools (apt install initramfs-tools)")
+    conf = guard.conf_path(host)
+    hooks = [etc / dst for _, dst in HOOKS]
     if fw == "uefi":                    # everything that can refuse, before any write
         esp = uefi.find_esp(host)
-        efivars.folder(host)
+        uefi.check_recordable(esp)
+        efivars.read_boot_next(host, efivars.folder(host))     # a damaged one is refused now
         uefi.need_efibootmgr()
+        check_files([esp.loader(host), uefi.conf_path(host), conf, *hooks])
         done += uefi.install(host, target, esp)
     else:
         if not boot.is_dir():
             raise UsageError(f"--boot-dir: {boot} is not a directory")
+        check_files([boot / LOADER_NAME, uefi.conf_path(host), conf, *hooks]
+                    + ([] if req.no_grub else [etc / GRUB_FILE]))
         from ..build.resume import build_resume_loader
         build_resume_loader(target, boot / LOADER_NAME)
         done.append(f"resume loader {boot / LOADER_NAME}")
@@ -104,12 +134,10 @@ def install_resume(req, host=None):
             done.append(f"no UEFI boot entry armed any more ({efi_conf} removed; "
                         "suspendos uninstall-resume deletes the entry)")
 
-    conf = guard.conf_path(host)
     conf.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(conf, conf_text.encode())
     done.append(f"{conf} (swap {swap}, devices {values['SOS_DEVICES']})")
-    for src, dst in (("hook", "initramfs-tools/hooks/suspendos"),
-                     ("local-premount", "initramfs-tools/scripts/local-premount/suspendos")):
+    for src, dst in HOOKS:
         path = etc / dst
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, (HERE / src).read_bytes())
@@ -125,7 +153,7 @@ def install_resume(req, host=None):
         done.append(f"update-initramfs not run ({etc} is not /etc)")
 
     if fw == "bios" and not req.no_grub:
-        script = etc / "grub.d" / "42_suspendos"
+        script = etc / GRUB_FILE
         script.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(script, (GRUB_SCRIPT % {"loader": _boot_relative(host, boot)}).encode())
         script.chmod(0o755)

@@ -76,7 +76,9 @@ def _partition(host, majmin):
     if not host.sys.exists(f"{real}/partition"):
         return None
     n = host.read(f"{real}/partition", "ESP").strip()
-    if not n.isdigit():
+    # ASCII digits only (int() reads "\u0663" as 3), within the hard drive node's UINT32
+    # PartitionNumber (UEFI 2.10 §10.3.5.1) that efibootmgr --part fills in.
+    if not (n.isascii() and n.isdigit()) or int(n) > 0xFFFFFFFF:
         raise UsageError(f"ESP: {real}/partition holds {n!r}, not a partition number")
     return os.path.basename(real), os.path.basename(os.path.dirname(real)), int(n)
 
@@ -96,6 +98,14 @@ def find_esp(host):
     raise UsageError("no EFI System Partition is mounted (vfat at /boot/efi, or a partition of "
                      f"type {ESP_TYPE.upper()}): mount it (Debian: mount /boot/efi), then try "
                      "again")
+
+
+def check_recordable(esp):
+    """Refuse an ESP whose mount point efi-boot.conf cannot hold: one quoted value a line."""
+    if '"' in esp.mount or not esp.mount.isprintable():
+        raise UsageError(f"ESP: its mount point {esp.mount!r} cannot be recorded in "
+                         f"{CONF_NAME} (a quote or control character in it): mount the ESP "
+                         "elsewhere (Debian: /boot/efi), then try again")
 
 
 def is_ours(entry):
@@ -135,12 +145,17 @@ def conf_path(host):
 def recorded(host):
     """(entry number, ESP mount point) from efi-boot.conf, or None when there is none (a BIOS
     install, or none)."""
+    from ..fileutil import read_input
     path = conf_path(host)
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
-    conf = guard.parse(path.read_text())
+    # read_input: a folder or FIFO in its place is refused (a FIFO is never waited on)
+    text = read_input(path, limit=1 << 16, kind=CONF_NAME).decode("utf-8", "replace")
+    conf = guard.parse(text)
     num, esp = conf.get("SOS_EFI_BOOTNUM", ""), conf.get("SOS_EFI_ESP", "")
-    if not re.fullmatch(r"[0-9A-Fa-f]{4}", num) or not esp.startswith("/"):
+    # The ESP as install-resume wrote it: absolute, with no .. that climbs out of it.
+    if not re.fullmatch(r"[0-9A-Fa-f]{4}", num) or not esp.startswith("/") or \
+            os.path.normpath(esp) != esp or ".." in esp.split("/"):
         raise UsageError(f"{path} is damaged (no SOS_EFI_BOOTNUM or SOS_EFI_ESP): run "
                          "suspendos install-resume again")
     return int(num, 16), esp

@@ -18,11 +18,9 @@ from pathlib import Path
 from ..errors import UsageError
 from . import efivars, guard, uefi
 from .host import Host
-from .install import LOADER_NAME
+from .install import GRUB_FILE, HOOKS, LOADER_NAME, check_boot_dir, check_files
 
-INITRAMFS_FILES = ("initramfs-tools/hooks/suspendos",
-                   "initramfs-tools/scripts/local-premount/suspendos")
-GRUB_FILE = "grub.d/42_suspendos"
+INITRAMFS_FILES = tuple(dst for _, dst in HOOKS)
 
 
 @dataclass
@@ -86,6 +84,7 @@ def _efi(host, where, ours, esp):
 
 
 def uninstall_resume(req, host=None):
+    check_boot_dir(req.boot_dir)
     host = host or Host()
     if host.euid != 0:
         raise UsageError("uninstall-resume: run as root (it removes boot entries and files "
@@ -95,6 +94,9 @@ def uninstall_resume(req, host=None):
     grub = etc / GRUB_FILE
     hooks = [etc / p for p in INITRAMFS_FILES if (etc / p).exists()]
     where, ours, esp = _efi_plan(host)
+    check_files([*([esp.loader(host)] if esp else []), uefi.conf_path(host), grub,
+                 Path(req.boot_dir) / LOADER_NAME, *hooks, guard.conf_path(host)],
+                "uninstall-resume removes", others=False)
     if ours:
         uefi.need_efibootmgr()
     if real_etc and grub.exists():

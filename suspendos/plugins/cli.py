@@ -73,7 +73,7 @@ def cmd_build(a):
 def _load_key(key_path):
     """The signing key, read before anything is built or written (None: unsigned)."""
     from .keys import load_private_key
-    return load_private_key(key_path) if key_path else None
+    return load_private_key(key_path) if key_path is not None else None     # "": refused
 
 
 def _sign_and_write(data, key, out):

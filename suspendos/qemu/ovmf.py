@@ -12,6 +12,13 @@ CODE = OVMF_DIR / "OVMF_CODE_4M.fd"
 VARS = OVMF_DIR / "OVMF_VARS_4M.fd"
 
 
+def check_installed():
+    """Refuse, before anything is built, a machine without OVMF's two files."""
+    for f in (CODE, VARS):
+        if not Path(f).is_file():
+            raise UsageError(f"{f} is missing (Debian: apt-get install ovmf)")
+
+
 def vars_copy(dest, template=VARS):
     """A fresh copy of the variable store template at `dest` (replaced if there)."""
     if not Path(template).is_file():

@@ -217,6 +217,9 @@ def active_swaps(sysmap):
 
 
 def pick_swap(sysmap, swap):
+    if swap == "":          # given, and naming nothing: not "the only active one"
+        raise UsageError("--swap: an empty name (name the swap partition or file, or leave "
+                         "--swap out for the only active one)")
     if swap:
         return swap
     swaps = active_swaps(sysmap)
