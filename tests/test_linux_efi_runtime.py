@@ -131,3 +131,19 @@ def test_without_the_runtime_file_the_table_is_not_checked(tmp_path):
 def test_a_bad_runtime_services_address_is_refused(tmp_path, table, message):
     with pytest.raises(UsageError, match=message):
         _target(_root(tmp_path, table=table))
+
+
+def test_the_guard_ignores_memory_the_kernel_kept_but_not_the_firmwares(tmp_path):
+    """install-resume's SOS_MACHINE (guard.machine_digest): a boot-services block the kernel
+    kept (efi_mem_reserve) moved between two boots of one OVMF machine; that is not another
+    machine. A runtime region that moved is."""
+    from suspendos.linuxhost.guard import machine_digest
+    kept = (4, 0x1e52a000, 0xfffffffefec2a000, 6, RUNTIME | 0xF)
+    moved_kept = (4, 0x1e5e4000, 0xfffffffefece4000, 6, RUNTIME | 0xF)
+    a = _target(_root(tmp_path / "a", ENTRIES + [kept]))
+    b = _target(_root(tmp_path / "b", ENTRIES + [moved_kept]))
+    assert a.efi_runtime != b.efi_runtime
+    assert machine_digest(a) == machine_digest(b)
+    code_moved = [(5, 0x1ffd0000, 0xfffffffeffe00000, 0x10, RUNTIME | 0xF)] + ENTRIES[1:]
+    c = _target(_root(tmp_path / "c", code_moved + [kept]))
+    assert machine_digest(c) != machine_digest(a)

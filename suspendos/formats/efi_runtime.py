@@ -27,6 +27,14 @@ MEMORY_TYPE = Constants(
     MEMORY_MAPPED_IO=11, MEMORY_MAPPED_IO_PORT_SPACE=12, PAL_CODE=13, PERSISTENT_MEMORY=14,
     UNACCEPTED_MEMORY=15)
 
+# Types a runtime-map entry has when the kernel kept firmware memory for itself
+# (efi_mem_reserve: the ESRT, the TPM log, ...) rather than the firmware asking for it: where
+# they lie follows the boot's allocations, so they move from one boot to the next
+# (builder/resume/efi/runtime_map.c efi_runtime_kernel_kept says the same to the loader).
+KERNEL_KEPT_TYPES = frozenset({MEMORY_TYPE.LOADER_CODE, MEMORY_TYPE.LOADER_DATA,
+                               MEMORY_TYPE.BOOT_SERVICES_CODE, MEMORY_TYPE.BOOT_SERVICES_DATA,
+                               MEMORY_TYPE.CONVENTIONAL_MEMORY})
+
 EfiRuntimeEntry = c.Struct(
     "type" / u32,               # EFI_MEMORY_TYPE (UEFI 2.10, 7.2)
     "_pad" / c.Bytes(4),

@@ -36,6 +36,12 @@ def machine_digest(target):
     d = target.to_dict()
     d.pop("options", None)
     d.pop("name", None)
+    # the firmware's runtime regions are the machine's; memory the kernel kept for itself
+    # lands where each boot's allocations put it (OVMF: a 6-page boot-services block moved
+    # by 744 KiB between two boots of one machine), so it is not the machine
+    from ..formats.efi_runtime import KERNEL_KEPT_TYPES
+    if d.get("efi_runtime"):
+        d["efi_runtime"] = [r for r in d["efi_runtime"] if r["type"] not in KERNEL_KEPT_TYPES]
     return hashlib.sha256(repr(sorted(d.items())).encode()).hexdigest()[:16]
 
 
