@@ -103,14 +103,19 @@ def test_linux_real_suspendos_iommu_amd_swap_file_4_cpus_lz4(tmp_path):
 
 def test_linux_real_suspendos_uefi_swap_partition_1_cpu_boot_normally(tmp_path):
     """1 vCPU, the swap partition, and a normal boot instead of the resume, on a UEFI
-    machine: `suspendos hibernate` under a kernel OVMF and GRUB started, then the next
-    power-on boots through them again with the initramfs `install-resume` rebuilt (once, in
-    the cached layer: resume_layer.py), whose check discards the image before the root is
-    mounted."""
+    machine whose firmware ignores BootNext: `install-resume` (once, in the cached layer:
+    resume_layer.py) put the EFI loader on the ESP with a boot entry outside BootOrder and
+    rebuilt the initramfs; `suspendos hibernate`, under a kernel OVMF and GRUB started, armed
+    the entry; the next power-on starts from the variable store as it was before (BootNext
+    gone), so OVMF boots GRUB and Linux, whose initramfs check discards the image before the
+    root is mounted."""
     r, ok = run_scenario(memory=MEMORY, cpus=1, swap="partition", compress="none",
                          hibernator="suspendos", boot_normally=True, workdir=tmp_path,
                          firmware="uefi")
     _check_uefi(r, "second_boot_seconds")
+    assert any("EFI application" in l for l in r["install_resume"]), r
+    assert any("not in BootOrder" in l for l in r["install_resume"]), r
+    assert r["boot_next"].startswith("ignored"), r
     assert any("local-premount/suspendos" in l for l in r["install_resume"]), r
     assert not any("no stale-image guard" in n for n in r["plan_notes"]), r   # found, matched
     assert r["stale_image"] == "discarded", r

@@ -336,8 +336,8 @@ class Scenario:
                 initrd = self.layer.initrd      # the one install-resume rebuilt
         elif self.hibernator == "swsusp":
             kernel, append = None, self.append(g)
-        else:
-            kernel, append = self.loader, ""
+        else:       # (UEFI: the firmware starts the loader on the ESP: no -kernel)
+            kernel, append = getattr(self, "loader", None), ""
         if self.firmware == "uefi":      # the ESP's GRUB boots the disk's own kernel, initrd
             kernel = initrd = None
             if self.boot_normally:
