@@ -152,3 +152,26 @@ def test_linux_real_suspendos_nvme_iommu_intel_swap_file_2_cpus_lz4(tmp_path):
     assert r["free_pages_skipped"] > 0 and r["bytes_written"] > 0, r
     assert r["cpus_used"] == 2 and r["cpus_missing"] == 0, r       # every CPU in the payload
     assert ok
+
+
+def test_linux_real_suspendos_uefi_nvme_swap_file_2_cpus_lz4(tmp_path):
+    """`suspendos qemu linux --firmware uefi --disk-bus nvme --cpus 2 --swap file --compress
+    lz4`: a laptop's way through. `install-resume` (the cached layer, made on this machine)
+    put the EFI loader on the ESP with a boot entry outside BootOrder; `suspendos hibernate`
+    armed it with BootNext as its last step; the next power-on's firmware started it (no
+    -kernel, no GRUB): it checked the firmware's memory map and runtime regions against the
+    image's machine with boot services up, left them, restored RAM, gave the firmware the
+    hibernated kernel's virtual map (SetVirtualAddressMap) and returned into the kernel. After
+    the resume, the checks of every run, and the firmware's runtime services answer the
+    kernel: an EFI variable written, read back and deleted, efibootmgr lists the entries."""
+    r, ok = run_scenario(memory=MEMORY, cpus=2, swap="file", compress="lz4",
+                         hibernator="suspendos", disk_bus="nvme", workdir=tmp_path,
+                         firmware="uefi")
+    _check_resumed(r, 2)
+    _check_untouched(r)
+    assert r["target_disk"] == "nvme", r
+    assert r["hibernate_report"]["boot_next"].startswith("Boot"), r["hibernate_report"]
+    p = r["resume_phases"]
+    assert 0 < p["efi_stage"] < p["loader"] < p["restored"] < p["userspace"], p
+    _check_uefi(r, "boot_seconds")
+    assert ok

@@ -228,6 +228,9 @@ static uint64_t open_disk(const struct sos_payload_info *info)
         .nsid = info->disk_nsid, .block_size = info->block_size,
     };
     uint32_t reg;      /* pre-boot DMA protection, or a firmware that left it on */
+    if (resume_map_mmio(cfg.bar) || resume_map_mmio(info->iommu_base))
+        refuse(REFUSE_DISK, "registers at 0x%lx or 0x%lx beyond the loader's map", cfg.bar,
+               info->iommu_base);
     if (iommu_translating(info->iommu_kind, info->iommu_base, &reg))
         refuse(REFUSE_IOMMU_TRANSLATING, IOMMU_TRANSLATING_FMT,
                iommu_unit_name(info->iommu_kind), info->iommu_base,

@@ -77,6 +77,9 @@ void resume_ap_fault(uint32_t apic, uint64_t vector, uint64_t error, uint64_t ri
  * every saved range is RAM in it. resume_open_disk: the IOMMU check, the disk taken over
  * and identified (its sector count). resume_run: the rest, from the disk to the return. */
 struct boot_info;
+/* mmio_map.c: map the 512 GiB slot holding device registers at `base` (identity, uncached)
+ * when the boot map does not reach them; -1 when they cannot be mapped. */
+int resume_map_mmio(uint64_t base);
 void resume_start(int own_idt);
 struct boot_info *resume_boot(void);
 void resume_begin(void);
